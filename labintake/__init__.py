@@ -1,0 +1,3 @@
+"""labintake: laboratory order intake and code verification."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from labintake.cli import app
+
+app()

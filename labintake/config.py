@@ -1,0 +1,75 @@
+"""Settings: one pydantic-settings class, read from `LABINTAKE_*` variables or a `.env` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "change-me-development-only"  # noqa: S105 - a marker, refused outside demo
+DEFAULT_DATABASE_URL = "sqlite:///./var/labintake.sqlite3"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Names match `../CONTRACT.md` with the `LABINTAKE_` prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LABINTAKE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+
+    lis_host: str | None = None
+    lis_port: int = 2576
+
+    secret_key: str = DEFAULT_SECRET_KEY
+    # True only under `labintake serve --demo` and in tests; production refuses default secrets.
+    development: bool = False
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # When set, MLLP clients must present a certificate signed by this CA.
+    tls_client_ca: Path | None = None
+
+    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    idle_timeout_seconds: float = Field(default=300.0, gt=0)
+    max_connections: int = Field(default=200, ge=1)
+
+    interfaces_dir: Path = Path("interfaces")
+    code_tables_dir: Path = Path("code_tables")
+    # When on, messages from senders not defined under `interfaces/` are rejected with AR.
+    enforce_sender_allowlist: bool = False
+    # Message types other than orders are rejected with AR unless listed here.
+    accepted_message_types: list[str] = Field(default_factory=lambda: ["ORM^O01", "OML^O21"])
+
+    log_json: bool = False
+    log_level: str = "INFO"
+    # Raw HL7 bytes older than this are purged; order status and audit are kept.
+    raw_retention_days: int = Field(default=365, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if not self.development and self.secret_key == DEFAULT_SECRET_KEY:
+            raise ValueError(
+                "LABINTAKE_SECRET_KEY is the development default; set a real secret "
+                "(or run `labintake serve --demo` on a laptop)."
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("LABINTAKE_TLS_CERT and LABINTAKE_TLS_KEY must be set together.")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,83 @@
+"""The one exception tree of labintake.
+
+    LabintakeError
+    ├── ConfigurationError          bad settings or interface definitions
+    ├── HL7Error                    a message we cannot take as it is (mapped to an ACK/NAK)
+    │   ├── FramingError            MLLP framing broken or message over the size limit
+    │   ├── HeaderError             MSH missing or unreadable (-> AE/AR with ERR)
+    │   ├── UnsupportedMessageError type/version/sender we do not take (-> AR)
+    │   └── OrderReadError          stored message whose orders cannot be read (-> status error)
+    ├── StorageError                the database refused a write (-> no AA; NAK or close)
+    ├── CodeTableError              a code table is missing, corrupt or fails its checksum
+    └── WorkflowError               an action not allowed in the order's state (-> HTTP 409)
+        ├── ConcurrentChangeError   someone else changed the order first
+        └── PermissionDeniedError   role may not do this (-> HTTP 403)
+
+HL7 errors carry what an ERR segment needs: the location, an HL7 table 0357 code and text.
+Mapping to ACK codes lives in `labintake.hl7.ack`; mapping to HTTP lives in the web layer.
+"""
+
+from __future__ import annotations
+
+
+class LabintakeError(Exception):
+    """Base of every error labintake raises on purpose."""
+
+
+class ConfigurationError(LabintakeError):
+    pass
+
+
+class HL7Error(LabintakeError):
+    """An error about an HL7 message, with what an ERR segment needs.
+
+    `error_code` is from HL7 table 0357 (100 segment sequence error, 101 required field
+    missing, 102 data type error, 103 table value not found, 200 unsupported message type,
+    201 unsupported event code, 202 unsupported processing id, 203 unsupported version id,
+    204 unknown key identifier, 205 duplicate key identifier, 206 application record locked,
+    207 application internal error).
+    """
+
+    ack_code = "AE"
+
+    def __init__(self, text: str, *, location: str = "", error_code: str = "207") -> None:
+        super().__init__(text)
+        self.text = text
+        self.location = location
+        self.error_code = error_code
+
+
+class FramingError(HL7Error):
+    ack_code = "AR"
+
+
+class HeaderError(HL7Error):
+    ack_code = "AE"
+
+
+class UnsupportedMessageError(HL7Error):
+    ack_code = "AR"
+
+
+class OrderReadError(HL7Error):
+    ack_code = "AE"
+
+
+class StorageError(LabintakeError):
+    pass
+
+
+class CodeTableError(LabintakeError):
+    pass
+
+
+class WorkflowError(LabintakeError):
+    pass
+
+
+class ConcurrentChangeError(WorkflowError):
+    pass
+
+
+class PermissionDeniedError(WorkflowError):
+    pass

@@ -1,0 +1,109 @@
+"""Shared fixtures: real databases (SQLite file and PostgreSQL), migrated with Alembic.
+
+Every test that takes `database_url` (or `engine`, `settings`) runs once per backend.
+Backends come from `LABINTAKE_TEST_BACKENDS` (default "sqlite,postgresql"); PostgreSQL is
+reached at `LABINTAKE_TEST_PG` (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres).
+A test database is created per test session (and per xdist worker) and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import SQLModel
+
+import labintake.models  # noqa: F401
+from labintake.config import Settings
+from labintake.db import make_engine, migrate
+
+REPO = Path(__file__).resolve().parent.parent
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("LABINTAKE_TEST_BACKENDS", "sqlite,postgresql").split(",")
+    if b.strip()
+]
+PG_ADMIN_URL = os.environ.get(
+    "LABINTAKE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("db") / "labintake.sqlite3"
+    url = f"sqlite:///{path}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    name = f"labintake_test_{_worker()}_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :n AND pid <> pg_backend_pid()"
+                ),
+                {"n": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def _empty_all_tables(engine: Engine) -> None:
+    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A migrated, empty database on each backend in turn."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    engine = make_engine(url)
+    try:
+        _empty_all_tables(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        development=True,
+        database_url=database_url,
+        interfaces_dir=REPO / "interfaces",
+        code_tables_dir=REPO / "code_tables",
+        mllp_port=0,
+        web_port=0,
+    )
