@@ -1,0 +1,187 @@
+"""The logging policy: readable or JSON lines, no patient data, no secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from labintake.config import Settings
+from labintake.logs import HL7_REDACTED, REDACTED, configure_logging, redact_url
+
+PATIENT_SEGMENT = "PID|1||MRN8812734^^^HOSP^MR||ZYXWVUTSON^QUINTESSA^M||19470213|F"
+RAW_MESSAGE = (
+    "MSH|^~\\&|EPIC|NORTHCLINIC|LABINTAKE|LAB|20260101120000||ORM^O01|CTRL-1|P|2.5.1\r"
+    + PATIENT_SEGMENT
+    + "\rORC|NW|PL-1\rOBR|1|PL-1||80053^CMP^C4\r"
+)
+SECRET = "s3cr3t-signing-key-that-nobody-may-see"
+DB_PASSWORD = "pg-pass-9f8e7d"
+
+
+@pytest.fixture
+def log_output() -> Iterator[tuple[io.StringIO, list[Settings]]]:
+    """A stream the configured handler writes to; restores the root logger afterwards."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    buffer = io.StringIO()
+    configured: list[Settings] = []
+    yield buffer, configured
+    for handler in list(root.handlers):
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(saved_level)
+    logging.captureWarnings(False)
+
+
+def _configure(
+    buffer: io.StringIO, *, log_json: bool, database_url: str = "sqlite:///./var/x.sqlite3"
+) -> Settings:
+    settings = Settings(
+        development=True, secret_key=SECRET, database_url=database_url, log_json=log_json
+    )
+    configure_logging(settings, stream=buffer)
+    return settings
+
+
+def test_plain_lines_carry_level_logger_message_and_safe_fields(
+    log_output: tuple[io.StringIO, list[Settings]],
+) -> None:
+    buffer, _ = log_output
+    _configure(buffer, log_json=False)
+    logging.getLogger("labintake.test").info(
+        "message stored", extra={"control_id": "CTRL-1", "sending_facility": "NORTHCLINIC"}
+    )
+    line = buffer.getvalue().strip()
+    assert line.endswith(
+        "INFO labintake.test message stored control_id=CTRL-1 sending_facility=NORTHCLINIC"
+    )
+    assert line[:4].isdigit()
+    assert line.split(" ", 1)[0].endswith("Z")
+
+
+def test_json_lines_are_one_object_per_record_with_safe_fields(
+    log_output: tuple[io.StringIO, list[Settings]],
+) -> None:
+    buffer, _ = log_output
+    _configure(buffer, log_json=True)
+    log = logging.getLogger("labintake.test")
+    log.warning("order held", extra={"order_id": 17, "status": "held", "codes": "DX_MISSING"})
+    log.info("second")
+    lines = buffer.getvalue().splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert first["level"] == "WARNING"
+    assert first["logger"] == "labintake.test"
+    assert first["message"] == "order held"
+    assert first["order_id"] == 17
+    assert first["status"] == "held"
+    assert first["codes"] == "DX_MISSING"
+    assert json.loads(lines[1])["message"] == "second"
+
+
+@pytest.mark.parametrize("log_json", [False, True])
+def test_raw_hl7_in_messages_arguments_and_tracebacks_is_redacted(
+    log_output: tuple[io.StringIO, list[Settings]], log_json: bool
+) -> None:
+    buffer, _ = log_output
+    _configure(buffer, log_json=log_json)
+    log = logging.getLogger("labintake.test")
+    log.info("received %s", RAW_MESSAGE)
+    log.info("received bytes %r", RAW_MESSAGE.encode())
+    try:
+        raise ValueError(f"cannot read segment {PATIENT_SEGMENT}")
+    except ValueError:
+        log.exception("reading failed", extra={"control_id": "CTRL-1"})
+    output = buffer.getvalue()
+    for patient_value in ("ZYXWVUTSON", "QUINTESSA", "MRN8812734", "19470213"):
+        assert patient_value not in output
+    assert HL7_REDACTED in output
+    assert "CTRL-1" in output  # the control id stays: it is what operators search for
+    assert "ValueError" in output  # the traceback is still there, scrubbed
+
+
+@pytest.mark.parametrize("log_json", [False, True])
+def test_extra_fields_outside_the_safe_list_are_written_as_redacted(
+    log_output: tuple[io.StringIO, list[Settings]], log_json: bool
+) -> None:
+    buffer, _ = log_output
+    _configure(buffer, log_json=log_json)
+    logging.getLogger("labintake.test").info(
+        "reading", extra={"patient_name": "ZYXWVUTSON^QUINTESSA", "birth_date": "19470213"}
+    )
+    output = buffer.getvalue()
+    assert "ZYXWVUTSON" not in output
+    assert "19470213" not in output
+    assert output.count(REDACTED) == 2
+    assert "patient_name" in output  # the field's name shows, so it can be reviewed
+
+
+@pytest.mark.parametrize("log_json", [False, True])
+def test_secret_key_and_database_password_never_reach_the_log(
+    log_output: tuple[io.StringIO, list[Settings]], log_json: bool
+) -> None:
+    buffer, _ = log_output
+    url = f"postgresql+psycopg://labintake:{DB_PASSWORD}@db.internal:5432/labintake"
+    settings = _configure(buffer, log_json=log_json, database_url=url)
+    log = logging.getLogger("labintake.test")
+    log.info("connecting to %s", settings.database_url)
+    log.info("settings: %s", settings)
+    log.info("key is %s", settings.secret_key)
+    log.info("another service at redis://cache:hunter22@cache.internal/0")
+    output = buffer.getvalue()
+    assert SECRET not in output
+    assert DB_PASSWORD not in output
+    assert "hunter22" not in output
+    assert "db.internal:5432/labintake" in output  # where it connects is still useful
+    assert "cache.internal" in output
+
+
+def test_web_access_lines_keep_the_path_but_not_query_values(
+    log_output: tuple[io.StringIO, list[Settings]],
+) -> None:
+    buffer, _ = log_output
+    _configure(buffer, log_json=False)
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d',
+        "127.0.0.1:5000",
+        "GET",
+        "/api/orders?patient=ZYXWVUTSON&status=held",
+        "1.1",
+        200,
+    )
+    output = buffer.getvalue()
+    assert "ZYXWVUTSON" not in output
+    assert "/api/orders?patient=***&status=***" in output
+
+
+def test_configuring_twice_keeps_one_handler(
+    log_output: tuple[io.StringIO, list[Settings]],
+) -> None:
+    buffer, _ = log_output
+    _configure(buffer, log_json=False)
+    _configure(buffer, log_json=False)
+    logging.getLogger("labintake.test").info("once")
+    assert buffer.getvalue().count("once") == 1
+
+
+def test_log_level_setting_is_applied(log_output: tuple[io.StringIO, list[Settings]]) -> None:
+    buffer, _ = log_output
+    settings = Settings(development=True, log_level="warning")
+    configure_logging(settings, stream=buffer)
+    logging.getLogger("labintake.test").info("not shown")
+    logging.getLogger("labintake.test").warning("shown")
+    assert "not shown" not in buffer.getvalue()
+    assert "shown" in buffer.getvalue()
+
+
+def test_redact_url_hides_only_the_password() -> None:
+    assert (
+        redact_url(f"postgresql+psycopg://app:{DB_PASSWORD}@db:5432/lab")
+        == "postgresql+psycopg://app:***@db:5432/lab"
+    )
+    assert redact_url("sqlite:///./var/labintake.sqlite3") == "sqlite:///./var/labintake.sqlite3"
