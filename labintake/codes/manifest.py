@@ -1,0 +1,180 @@
+"""Table-version manifests: what a `code_tables/<kind>/<version>/` folder holds and vouches for.
+
+`manifest.toml`:
+
+    kind = "icd10cm"                     # icd10cm | catalog | coverage | bundling
+    version = "icd10cm-2026-04"          # unique id, recorded with every verification
+    source = "..."                       # where the data came from
+    effective_from = 2026-04-01          # first date of service it applies to
+    effective_to = 2026-09-30            # last date of service (omit: until superseded)
+    rows = 98516
+    files = ["icd10cm.tsv.gz"]           # the data files, in checksum order
+    checksum = "sha256:..."              # see `compute_checksum`
+    illustrative = false                 # true: a small subset, not the official full table
+    created = 2026-11-28
+    notes = "..."
+
+The checksum is SHA-256 over, for each listed file in order, its name, a NUL byte, its length
+in decimal, a NUL byte and its bytes. Editing a data file by hand means sealing the folder
+again (`labintake codes seal FOLDER`), which recomputes rows and checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from labintake.errors import CodeTableError
+
+MANIFEST = "manifest.toml"
+KINDS = ("icd10cm", "catalog", "coverage", "bundling")
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    kind: str
+    version: str
+    source: str
+    effective_from: date
+    effective_to: date | None
+    rows: int
+    checksum: str
+    illustrative: bool
+    files: tuple[str, ...] = ()
+    created: date | None = None
+    notes: str = ""
+    folder: Path | None = field(default=None, compare=False)
+
+    def covers(self, dos: date) -> bool:
+        return self.effective_from <= dos and (
+            self.effective_to is None or dos <= self.effective_to
+        )
+
+
+def compute_checksum(folder: Path, files: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for name in files:
+        try:
+            data = (folder / name).read_bytes()
+        except OSError as exc:
+            raise CodeTableError(f"{folder}: listed file {name} cannot be read: {exc}") from exc
+        digest.update(name.encode("utf-8") + b"\0" + str(len(data)).encode("ascii") + b"\0")
+        digest.update(data)
+    return "sha256:" + digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> TableVersion:
+    path = folder / MANIFEST
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CodeTableError(f"{path}: unreadable manifest: {exc}") from exc
+    try:
+        kind = str(data["kind"])
+        effective_from = data["effective_from"]
+        effective_to = data.get("effective_to")
+        created = data.get("created")
+        files = tuple(str(f) for f in data["files"])
+        manifest = TableVersion(
+            kind=kind,
+            version=str(data["version"]),
+            source=str(data["source"]),
+            effective_from=effective_from,
+            effective_to=effective_to,
+            rows=int(data["rows"]),
+            checksum=str(data["checksum"]),
+            illustrative=bool(data.get("illustrative", False)),
+            files=files,
+            created=created,
+            notes=str(data.get("notes", "")),
+            folder=folder,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodeTableError(f"{path}: missing or malformed key {exc}") from exc
+    if kind not in KINDS:
+        raise CodeTableError(f"{path}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    for name, value in (("effective_from", effective_from), ("effective_to", effective_to)):
+        if value is not None and not isinstance(value, date):
+            raise CodeTableError(f"{path}: {name} must be a date like 2026-04-01")
+    if effective_to is not None and effective_to < effective_from:
+        raise CodeTableError(f"{path}: effective_to is before effective_from")
+    if not files:
+        raise CodeTableError(f"{path}: lists no data files")
+    return manifest
+
+
+def verify_checksum(manifest: TableVersion) -> None:
+    """Raise CodeTableError when the folder's files are not the ones the manifest vouches for."""
+    assert manifest.folder is not None
+    actual = compute_checksum(manifest.folder, manifest.files)
+    if actual != manifest.checksum:
+        raise CodeTableError(
+            f"{manifest.kind} table {manifest.version}: checksum mismatch "
+            f"(manifest {manifest.checksum[:19]}..., files {actual[:19]}...). The data was "
+            f"changed after it was sealed; restore it or re-seal with `labintake codes seal`."
+        )
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def write_manifest(folder: Path, manifest: TableVersion) -> TableVersion:
+    """Write `manifest.toml`, computing checksum from the files (rows as given)."""
+    checksum = compute_checksum(folder, manifest.files)
+    fields: list[tuple[str, object]] = [
+        ("kind", manifest.kind),
+        ("version", manifest.version),
+        ("source", manifest.source),
+        ("effective_from", manifest.effective_from),
+    ]
+    if manifest.effective_to is not None:
+        fields.append(("effective_to", manifest.effective_to))
+    fields += [
+        ("rows", manifest.rows),
+        ("files", list(manifest.files)),
+        ("checksum", checksum),
+        ("illustrative", manifest.illustrative),
+    ]
+    if manifest.created is not None:
+        fields.append(("created", manifest.created))
+    if manifest.notes:
+        fields.append(("notes", manifest.notes))
+    text = "".join(f"{key} = {_toml_value(value)}\n" for key, value in fields)
+    (folder / MANIFEST).write_text(text, encoding="utf-8")
+    return read_manifest(folder)
+
+
+def discover(directory: Path) -> list[TableVersion]:
+    """Every `<kind>/<version>/manifest.toml` under `directory`, sorted by kind then date."""
+    if not directory.is_dir():
+        raise CodeTableError(f"code tables folder {directory} does not exist")
+    found = [read_manifest(path.parent) for path in sorted(directory.glob(f"*/*/{MANIFEST}"))]
+    seen: dict[str, Path] = {}
+    for manifest in found:
+        assert manifest.folder is not None
+        if manifest.kind != manifest.folder.parent.name:
+            raise CodeTableError(
+                f"{manifest.folder}: manifest says kind {manifest.kind} but sits under "
+                f"{manifest.folder.parent.name}/"
+            )
+        if manifest.version in seen:
+            raise CodeTableError(
+                f"table version {manifest.version} appears twice: {seen[manifest.version]} "
+                f"and {manifest.folder}"
+            )
+        seen[manifest.version] = manifest.folder
+    return sorted(found, key=lambda m: (m.kind, m.effective_from, m.version))

@@ -1,0 +1,247 @@
+"""Coverage policies as data: Medicare lab NCDs, local (LCD) policies, screening rules, the
+codes never covered for any lab NCD, and which payers the Medicare rules apply to.
+
+The values here are read from `code_tables/coverage/<version>/` by `labintake.codes.coverage`;
+this module holds only the shapes and their matching logic (pure).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from labintake.codes.icd10 import normalize_icd10
+
+
+def _bare(code: str) -> str:
+    return re.sub(r"[\s.]+", "", code).upper()
+
+
+class CodeSet:
+    """A set of ICD-10-CM codes written the way coverage lists write them.
+
+    - exact codes: `E11.9` (matches only that code)
+    - dotted-prefix wildcards: `E11.*`, `E11*`, `E11.-` (the code and everything below it)
+    - ranges: `E78.00-E78.5`, `E08-E13` (inclusive; the upper bound includes codes below it,
+      so `E08-E13` covers E13.9 and `E78.00-E78.5` covers E78.51)
+    """
+
+    __slots__ = ("_exact", "_patterns", "_prefixes", "_ranges")
+
+    def __init__(
+        self,
+        exact: Iterable[str] = (),
+        prefixes: Iterable[str] = (),
+        ranges: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self._exact = frozenset(_bare(c) for c in exact)
+        self._prefixes = frozenset(_bare(p) for p in prefixes)
+        self._ranges = tuple((_bare(lo), _bare(hi)) for lo, hi in ranges)
+        self._patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, patterns: Iterable[str]) -> CodeSet:
+        """Build from written patterns; raises ValueError on one that is not a code, prefix or
+        range (so a typo in policy data is refused at load time, not silently ignored)."""
+        exact: list[str] = []
+        prefixes: list[str] = []
+        ranges: list[tuple[str, str]] = []
+        written: list[str] = []
+        for raw in patterns:
+            pattern = raw.strip().upper()
+            if not pattern:
+                continue
+            written.append(pattern)
+            if pattern.endswith(("*", ".-", "-")) and "-" not in pattern.rstrip("-"):
+                stem = pattern.rstrip("*-").rstrip(".")
+                _check(stem, raw)
+                prefixes.append(stem)
+            elif "-" in pattern:
+                lo, _, hi = pattern.partition("-")
+                _check(lo, raw)
+                _check(hi, raw)
+                if _bare(lo) > _bare(hi):
+                    raise ValueError(f"range {raw!r} runs backwards")
+                ranges.append((lo, hi))
+            else:
+                _check(pattern, raw)
+                exact.append(pattern)
+        code_set = cls(exact, prefixes, ranges)
+        code_set._patterns = tuple(written)
+        return code_set
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """The patterns as written (normalised to upper case)."""
+        if self._patterns:
+            return self._patterns
+        return (
+            tuple(sorted(normalize_icd10(c) for c in self._exact))
+            + tuple(
+                f"{normalize_icd10(p)}{'.*' if len(p) == 3 else '*'}"
+                for p in sorted(self._prefixes)
+            )
+            + tuple(f"{normalize_icd10(lo)}-{normalize_icd10(hi)}" for lo, hi in self._ranges)
+        )
+
+    def matches(self, code: str) -> bool:
+        bare = _bare(code)
+        if bare in self._exact:
+            return True
+        if self._prefixes and any(bare[:n] in self._prefixes for n in range(3, len(bare) + 1)):
+            return True
+        return any(bare >= lo and bare[: len(hi)] <= hi for lo, hi in self._ranges)
+
+    def __contains__(self, code: object) -> bool:
+        return isinstance(code, str) and self.matches(code)
+
+    def __bool__(self) -> bool:
+        return bool(self._exact or self._prefixes or self._ranges)
+
+    def __len__(self) -> int:
+        return len(self._exact) + len(self._prefixes) + len(self._ranges)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(self.patterns[:6])
+        more = "..." if len(self) > 6 else ""
+        return f"CodeSet([{shown}{more}])"
+
+    def union(self, other: CodeSet) -> CodeSet:
+        merged = CodeSet(
+            self._exact | other._exact,
+            self._prefixes | other._prefixes,
+            self._ranges + other._ranges,
+        )
+        merged._patterns = tuple(dict.fromkeys(self.patterns + other.patterns))
+        return merged
+
+
+EMPTY = CodeSet()
+
+_PATTERN_CODE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+
+
+def _check(code: str, raw: str) -> None:
+    if not _PATTERN_CODE.match(code.strip().upper()):
+        raise ValueError(f"{raw!r} is not an ICD-10-CM code, prefix (E11.*) or range (E08-E13)")
+
+
+@dataclass(frozen=True)
+class FrequencyLimit:
+    """At most `max_count` of these tests per patient in any `period_days` window.
+
+    `when_dx`: the limit applies only when the order carries one of these diagnoses
+    (e.g. screening lipids with Z13.6); None applies it always. `verify` marks a figure not yet
+    confirmed against the current NCD text.
+    """
+
+    cpts: tuple[str, ...]
+    max_count: int
+    period_days: int
+    when_dx: CodeSet | None
+    description: str
+    verify: bool = False
+    min_age: int | None = None
+    sex: str | None = None
+
+
+@dataclass(frozen=True)
+class ScreeningRule:
+    """A screening diagnosis: on `diagnostic_cpts` it is a hold; the screening code to bill
+    instead is `screening_cpt` (None when the diagnostic code itself is billed for screening
+    but under its own frequency limit, e.g. Z13.6 + 80061)."""
+
+    dx: CodeSet
+    diagnostic_cpts: tuple[str, ...]
+    screening_cpt: str | None
+    description: str
+    frequency: FrequencyLimit | None = None
+
+
+@dataclass(frozen=True)
+class NcdPolicy:
+    """One national (or local) coverage policy for lab tests.
+
+    `covered`: diagnoses that support the tests. `not_covered`: the negative lists (not covered
+    and does-not-support). `inverted` policies (190.15 blood counts) cover everything except
+    `not_covered`.
+    """
+
+    ncd: str
+    title: str
+    cpts: tuple[str, ...]
+    covered: CodeSet
+    not_covered: CodeSet
+    inverted: bool
+    frequency: tuple[FrequencyLimit, ...]
+    illustrative: bool
+    source: str = ""
+    effective: str = ""
+    kind: str = "NCD"  # NCD | LCD
+    notes: str = ""
+
+    def supports(self, code: str) -> bool:
+        """True when the policy's lists say this diagnosis supports the tests."""
+        if self.not_covered.matches(code):
+            return False
+        return True if self.inverted else self.covered.matches(code)
+
+
+@dataclass(frozen=True)
+class PayerRules:
+    """Which insurances (IN1-2/3/4) the Medicare lab rules apply to."""
+
+    company_ids: frozenset[str] = frozenset()
+    plan_ids: frozenset[str] = frozenset()
+    name_contains: tuple[str, ...] = ("MEDICARE",)
+    name_excludes: tuple[str, ...] = ()
+
+    def applies(self, company_id: str, company_name: str, plan_id: str) -> bool:
+        company = company_id.split("^", 1)[0].strip().upper()
+        plan = plan_id.split("^", 1)[0].strip().upper()
+        if company and company in self.company_ids:
+            return True
+        if plan and plan in self.plan_ids:
+            return True
+        name = company_name.upper()
+        if any(word in name for word in self.name_excludes):
+            return False
+        return any(word in name for word in self.name_contains)
+
+
+@dataclass
+class CoveragePolicies:
+    """Everything coverage: NCDs and LCDs by CPT, screening rules, never-covered diagnoses."""
+
+    version: str
+    never_covered: CodeSet = field(default_factory=CodeSet)
+    screening_rules: tuple[ScreeningRule, ...] = ()
+    ncds: tuple[NcdPolicy, ...] = ()
+    lcds: tuple[NcdPolicy, ...] = ()
+    payers: PayerRules = field(default_factory=PayerRules)
+
+    def __post_init__(self) -> None:
+        self._ncd_by_cpt: dict[str, list[NcdPolicy]] = {}
+        self._lcd_by_cpt: dict[str, list[NcdPolicy]] = {}
+        for policy in self.ncds:
+            for cpt in policy.cpts:
+                self._ncd_by_cpt.setdefault(cpt.upper(), []).append(policy)
+        for policy in self.lcds:
+            for cpt in policy.cpts:
+                self._lcd_by_cpt.setdefault(cpt.upper(), []).append(policy)
+
+    def for_cpt(self, cpt: str) -> list[NcdPolicy]:
+        return list(self._ncd_by_cpt.get(cpt.strip().upper(), ()))
+
+    def lcd_for_cpt(self, cpt: str) -> list[NcdPolicy]:
+        return list(self._lcd_by_cpt.get(cpt.strip().upper(), ()))
+
+    def ncd(self, number: str) -> NcdPolicy | None:
+        return next((p for p in self.ncds if p.ncd == number), None)
+
+    def medicare_applies(self, company_id: str, company_name: str, plan_id: str = "") -> bool:
+        return self.payers.applies(company_id, company_name, plan_id)
+
+    def screening_for(self, dx: str) -> list[ScreeningRule]:
+        return [rule for rule in self.screening_rules if rule.dx.matches(dx)]
