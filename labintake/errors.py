@@ -9,6 +9,8 @@
     │   └── OrderReadError          stored message whose orders cannot be read (-> status error)
     ├── StorageError                the database refused a write (-> no AA; NAK or close)
     ├── CodeTableError              a code table is missing, corrupt or fails its checksum
+    ├── NotAuthenticatedError       no valid session or token (-> HTTP 401 / login page)
+    ├── NotFoundError               no such order, message or user (-> HTTP 404)
     └── WorkflowError               an action not allowed in the order's state (-> HTTP 409)
         ├── ConcurrentChangeError   someone else changed the order first
         └── PermissionDeniedError   role may not do this (-> HTTP 403)
@@ -68,6 +70,14 @@ class StorageError(LabintakeError):
 
 
 class CodeTableError(LabintakeError):
+    pass
+
+
+class NotAuthenticatedError(LabintakeError):
+    pass
+
+
+class NotFoundError(LabintakeError):
     pass
 
 

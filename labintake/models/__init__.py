@@ -12,13 +12,21 @@ from labintake.models.orders import (
     OrderTest,
     Verification,
 )
+from labintake.models.queue import OfficeContact, OfficeQuery
+from labintake.models.users import ApiToken, AuditEntry, User, WebSession
 
 __all__ = [
+    "ApiToken",
+    "AuditEntry",
     "Finding",
     "InboundMessage",
+    "OfficeContact",
+    "OfficeQuery",
     "Order",
     "OrderDiagnosis",
     "OrderEvent",
     "OrderTest",
+    "User",
     "Verification",
+    "WebSession",
 ]

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from labintake.db import UTCDateTime, utcnow
 from labintake.statuses import OrderStatus
+
+FIRST_ACTION_HOURS = 24
+
+
+def first_action_due(arrived: datetime) -> datetime:
+    """When a newly held order should first be looked at."""
+    return arrived + timedelta(hours=FIRST_ACTION_HOURS)
 
 
 class Order(SQLModel, table=True):
@@ -21,6 +28,15 @@ class Order(SQLModel, table=True):
         Index("ix_order_status_id", "status", "id"),
         Index("ix_order_placer", "sending_facility", "placer_order_number"),
         Index("ix_order_patient_dos", "patient_mrn", "date_of_service"),
+        # The clarification queue: held orders by when their next action is due.
+        Index(
+            "ix_order_queue_due",
+            "due_at",
+            "id",
+            sqlite_where=text("status IN ('held', 'awaiting_office')"),
+            postgresql_where=text("status IN ('held', 'awaiting_office')"),
+        ),
+        Index("ix_order_assigned", "assigned_to", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -66,6 +82,13 @@ class Order(SQLModel, table=True):
     verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+    # Clarification queue: who works the order, and when its next action is due (a first look
+    # within FIRST_ACTION_HOURS of arrival, then each contact's follow-up date).
+    assigned_to: str | None = Field(default=None, max_length=100)
+    due_at: datetime = Field(
+        default_factory=lambda: first_action_due(utcnow()), sa_type=UTCDateTime
+    )
 
 
 class OrderTest(SQLModel, table=True):

@@ -1,0 +1,1 @@
+"""The web screen and JSON API (FastAPI, Jinja2 + HTMX): `create_app(settings, engine)`."""

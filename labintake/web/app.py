@@ -1,0 +1,54 @@
+"""The web app: `create_app(settings, engine)` builds the FastAPI application.
+
+To add a screen or API resource, write `labintake/web/routes/<noun>.py` exposing
+`router = APIRouter()` whose routes depend on `require_role(...)` (see `labintake.web.deps`),
+then add the router to `ROUTERS` below. Routes stay thin: validate, call a service, render.
+Exceptions from `labintake.errors` become HTTP answers in `labintake.web.errors` only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+
+from labintake.auth.policy import DEFAULT_POLICY, LoginPolicy
+from labintake.config import Settings
+from labintake.web.errors import install_error_handlers
+from labintake.web.routes import health, login
+from labintake.web.security import SecureHeadersMiddleware
+from labintake.web.templating import make_templates
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+# Every router of the app, in order. Public routes: /healthz, /login and /static only.
+ROUTERS: list[APIRouter] = [
+    health.router,
+    login.router,
+]
+
+
+def create_app(
+    settings: Settings, engine: Engine, *, login_policy: LoginPolicy = DEFAULT_POLICY
+) -> FastAPI:
+    """The web screen and JSON API over `engine` (the schema must be migrated already)."""
+    app = FastAPI(
+        title="labintake",
+        summary="Clarification queue and order API",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json" if settings.development else None,
+    )
+    templates = make_templates()
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.login_policy = login_policy
+    app.state.templates = templates
+    install_error_handlers(app, templates)
+    app.add_middleware(SecureHeadersMiddleware)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

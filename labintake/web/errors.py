@@ -1,0 +1,106 @@
+"""The one place where labintake's exceptions become HTTP answers.
+
+NotAuthenticatedError  401 (API) / redirect to the login page (screens)
+PermissionDeniedError  403
+NotFoundError          404
+ConcurrentChangeError  409, with the order's fresh state
+WorkflowError          409
+CodeTableError         503
+HL7Error               422
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from labintake.errors import (
+    CodeTableError,
+    ConcurrentChangeError,
+    HL7Error,
+    LabintakeError,
+    NotAuthenticatedError,
+    NotFoundError,
+    PermissionDeniedError,
+    WorkflowError,
+)
+
+
+def status_for(exc: LabintakeError) -> int:
+    if isinstance(exc, NotAuthenticatedError):
+        return 401
+    if isinstance(exc, PermissionDeniedError):
+        return 403
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, WorkflowError):  # ConcurrentChangeError included
+        return 409
+    if isinstance(exc, CodeTableError):
+        return 503
+    if isinstance(exc, HL7Error):
+        return 422
+    return 500
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "application/json" in request.headers.get(
+        "accept", ""
+    )
+
+
+def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
+    async def on_labintake_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LabintakeError)
+        status = status_for(exc)
+        kind = type(exc).__name__
+        if wants_json(request):
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            body: dict[str, object] = {"error": kind, "detail": str(exc)}
+            order_id = getattr(exc, "order_id", None)
+            if isinstance(exc, ConcurrentChangeError) and order_id is not None:
+                body["order_id"] = order_id
+                body["current_row_version"] = getattr(exc, "current_row_version", None)
+            return JSONResponse(body, status_code=status, headers=headers)
+        if status == 401:
+            if request.headers.get("hx-request"):
+                return Response(status_code=401, headers={"HX-Redirect": "/login"})
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        template = "partials/error.html" if request.headers.get("hx-request") else "error.html"
+        response = templates.TemplateResponse(
+            request,
+            template,
+            {"status": status, "kind": kind, "detail": str(exc), "stale": status == 409},
+            status_code=status,
+        )
+        if request.headers.get("hx-request"):
+            # Show the message in place even though the status is an error.
+            response.headers["HX-Retarget"] = "#flash"
+            response.headers["HX-Reswap"] = "innerHTML"
+        return response
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        if wants_json(request) or not request.headers.get("hx-request"):
+            return JSONResponse({"error": "ValidationError", "detail": errors}, status_code=422)
+        text = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
+        response = templates.TemplateResponse(
+            request,
+            "partials/error.html",
+            {"status": 422, "kind": "ValidationError", "detail": text, "stale": False},
+            status_code=422,
+        )
+        response.headers["HX-Retarget"] = "#flash"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+
+    app.add_exception_handler(LabintakeError, on_labintake_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
