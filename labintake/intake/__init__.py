@@ -1,0 +1,6 @@
+"""The durable intake path: from a complete MLLP message to a committed row and its ACK."""
+
+from labintake.intake.service import Decision, Intake, IntakePolicy
+from labintake.intake.writer import GroupCommitWriter, PendingRow, StoreResult
+
+__all__ = ["Decision", "GroupCommitWriter", "Intake", "IntakePolicy", "PendingRow", "StoreResult"]

@@ -1,0 +1,301 @@
+"""The intake service: one complete MLLP message in, acknowledgement bytes out.
+
+The server hands every frame to :meth:`Intake.handle` (tests call it directly). The header
+is read without a full parse, the message is checked against what this lab takes, stored
+with its acknowledgement through the group-commit writer, and only after the commit are the
+acknowledgement bytes returned. Decisions:
+
+====================================================  =====  ===========================
+situation                                             ACK    stored as
+====================================================  =====  ===========================
+no MSH segment, unusable separators                   AR     not stored (no control id)
+MSH-10 control id empty                               AE     not stored (no control id)
+MSH-9 message type empty                              AE     ``rejected``
+message type not accepted (table 0357: 200 / 201)     AR     ``rejected``
+HL7 version not supported (203)                       AR     ``rejected``
+allow-list on and sender not under ``interfaces/``    AR     ``rejected``
+otherwise                                             AA     ``received``
+the database refused the write                        AE     nothing: resend (207)
+same (MSH-3, MSH-4, MSH-10) as a stored message       the original acknowledgement
+====================================================  =====  ===========================
+
+In enhanced mode (MSH-15/16 valued) the codes are CA / CE / CR and the reply is sent as
+MSH-15 asks; an empty reply (``b""``) means the sender asked for none. A storage failure is
+always answered, whatever MSH-15 says, so that nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from labintake.config import Settings
+from labintake.db import utcnow
+from labintake.errors import (
+    FramingError,
+    HeaderError,
+    HL7Error,
+    StorageError,
+    UnsupportedMessageError,
+)
+from labintake.hl7.ack import (
+    ACCEPT,
+    ERROR,
+    REJECT,
+    SUPPORTED_VERSIONS,
+    ack_code,
+    build_ack,
+    reply_wanted,
+)
+from labintake.hl7.header import Header, parse_header, validate_header
+from labintake.intake.writer import GroupCommitWriter, PendingRow, StoreResult
+from labintake.interfaces import InterfaceRegistry, load_interfaces
+from labintake.mllp.framing import OversizedMessage, normalise_segments
+from labintake.statuses import MessageStatus
+
+log = logging.getLogger("labintake.intake")
+
+_FALLBACK_HEADER = Header()
+_ERROR_CODES = {"AE", "CE"}
+_LIMITS = {
+    "sending_application": 227,
+    "sending_facility": 227,
+    "receiving_application": 227,
+    "receiving_facility": 227,
+    "control_id": 199,
+    "message_type": 40,
+    "version": 20,
+    "charset": 40,
+    "peer": 200,
+}
+
+
+def _fit(value: str, column: str) -> str:
+    """A header value made storable: no NUL characters, cut to the column's length."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value[: _LIMITS[column]]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What intake makes of a readable header."""
+
+    outcome: str  # ACCEPT, ERROR or REJECT
+    error: HL7Error | None = None
+    interface: str | None = None
+
+
+class IntakePolicy:
+    """Which messages this lab takes: types, versions and (optionally) known senders only."""
+
+    def __init__(
+        self,
+        accepted_message_types: Sequence[str],
+        interfaces: InterfaceRegistry,
+        *,
+        enforce_sender_allowlist: bool = False,
+        supported_versions: frozenset[str] = SUPPORTED_VERSIONS,
+    ) -> None:
+        self.accepted = frozenset(t.strip().upper() for t in accepted_message_types)
+        self.accepted_types = frozenset(t.split("^", 1)[0] for t in self.accepted)
+        self.interfaces = interfaces
+        self.enforce_sender_allowlist = enforce_sender_allowlist
+        self.supported_versions = supported_versions
+
+    def decide(self, header: Header) -> Decision:
+        try:
+            validate_header(header)
+        except HeaderError as exc:
+            return Decision(ERROR, exc)
+        if header.message_code not in self.accepted:
+            type_known = header.message_type in self.accepted_types
+            return Decision(
+                REJECT,
+                UnsupportedMessageError(
+                    f"message type {header.message_code} is not accepted here "
+                    f"(accepted: {', '.join(sorted(self.accepted))})",
+                    location="MSH^1^9^1^2" if type_known else "MSH^1^9",
+                    error_code="201" if type_known else "200",
+                ),
+            )
+        if header.version not in self.supported_versions:
+            return Decision(
+                REJECT,
+                UnsupportedMessageError(
+                    f"HL7 version {header.version or '(empty)'} is not supported",
+                    location="MSH^1^12",
+                    error_code="203",
+                ),
+            )
+        interface = self.interfaces.find(header.sending_application, header.sending_facility)
+        if interface is None and self.enforce_sender_allowlist:
+            return Decision(
+                REJECT,
+                UnsupportedMessageError(
+                    f"sender {header.sending_application}/{header.sending_facility} is not a "
+                    "known interface",
+                    location="MSH^1^4",
+                    error_code="103",
+                ),
+            )
+        return Decision(ACCEPT, interface=interface.name if interface else None)
+
+
+class Intake:
+    """Frames in, acknowledgements out; stores every message it can before answering."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        interfaces: InterfaceRegistry | None = None,
+        writer: GroupCommitWriter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.interfaces = (
+            interfaces if interfaces is not None else load_interfaces(settings.interfaces_dir)
+        )
+        self.policy = IntakePolicy(
+            settings.accepted_message_types,
+            self.interfaces,
+            enforce_sender_allowlist=settings.enforce_sender_allowlist,
+        )
+        self.writer = writer if writer is not None else GroupCommitWriter(engine)
+
+    def start(self) -> None:
+        self.writer.start()
+
+    def close(self) -> None:
+        """Finish the commits in flight and stop the writer (blocking)."""
+        self.writer.stop()
+
+    async def __aenter__(self) -> Intake:
+        self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.close()
+
+    async def handle(self, frame: bytes, peer: str) -> bytes:
+        """The acknowledgement for one complete message (``b""`` when none was asked for)."""
+        reading = normalise_segments(frame)
+        try:
+            header = parse_header(reading)
+        except HeaderError as exc:
+            exc.ack_code = "AR"
+            self._log_unstored(exc, peer, len(frame))
+            return build_ack(_FALLBACK_HEADER, "AR", exc)
+        decision = self.policy.decide(header)
+        code = ack_code(header, decision.outcome)
+        ack = build_ack(header, code, decision.error)
+        if not header.control_id:
+            assert decision.error is not None
+            self._log_unstored(decision.error, peer, len(frame))
+            return ack if reply_wanted(header, decision.outcome) else b""
+        row = PendingRow(self._values(frame, header, peer, decision, code, ack), ack)
+        try:
+            result = await self.writer.store(row)
+        except StorageError as exc:
+            return self._storage_failure(header, peer, exc)
+        self._log_stored(header, peer, code, result)
+        outcome = decision.outcome
+        if result.duplicate:
+            outcome = ERROR if _stored_code(result.ack) in _ERROR_CODES else outcome
+        return result.ack if reply_wanted(header, outcome) else b""
+
+    def handle_oversized(self, message: OversizedMessage, peer: str) -> bytes:
+        """AR for a message over the size limit; its bytes were never kept, so nothing is stored."""
+        try:
+            header = parse_header(normalise_segments(message.head))
+        except HeaderError:
+            header = _FALLBACK_HEADER
+        error = FramingError(
+            f"message of {message.size} bytes exceeds the limit of "
+            f"{self.settings.max_message_bytes} bytes; not stored",
+            error_code="207",
+        )
+        log.warning(
+            "oversized message refused",
+            extra={
+                "control_id": header.control_id,
+                "sender": f"{header.sending_application}/{header.sending_facility}",
+                "size": message.size,
+                "peer": peer,
+                "ack_code": ack_code(header, REJECT),
+            },
+        )
+        return build_ack(header, ack_code(header, REJECT), error)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _values(
+        self, frame: bytes, header: Header, peer: str, decision: Decision, code: str, ack: bytes
+    ) -> dict[str, object]:
+        accepted = decision.outcome == ACCEPT
+        return {
+            "received_at": utcnow(),
+            "sending_application": _fit(header.sending_application, "sending_application"),
+            "sending_facility": _fit(header.sending_facility, "sending_facility"),
+            "receiving_application": _fit(header.receiving_application, "receiving_application"),
+            "receiving_facility": _fit(header.receiving_facility, "receiving_facility"),
+            "control_id": _fit(header.control_id, "control_id"),
+            "message_type": _fit(header.message_code, "message_type"),
+            "version": _fit(header.version, "version"),
+            "charset": _fit(header.charset, "charset"),
+            "peer": _fit(peer, "peer"),
+            "interface": decision.interface,
+            "raw": frame,
+            "ack_code": code,
+            "ack": ack,
+            "status": (MessageStatus.RECEIVED if accepted else MessageStatus.REJECTED).value,
+            "error": None if decision.error is None else decision.error.text,
+            "read_at": None,
+            "read_attempts": 0,
+            "raw_purged_at": None,
+        }
+
+    def _storage_failure(self, header: Header, peer: str, exc: StorageError) -> bytes:
+        code = ack_code(header, ERROR)
+        log.error(
+            "message not stored; answered with an error so the sender resends",
+            extra={
+                "control_id": header.control_id,
+                "sender": f"{header.sending_application}/{header.sending_facility}",
+                "peer": peer,
+                "ack_code": code,
+                "reason": str(exc),
+            },
+        )
+        error = HL7Error("could not store the message; please resend", error_code="207")
+        return build_ack(header, code, error)
+
+    @staticmethod
+    def _log_stored(header: Header, peer: str, code: str, result: StoreResult) -> None:
+        log.info(
+            "duplicate, original acknowledgement returned" if result.duplicate else "stored",
+            extra={
+                "control_id": header.control_id,
+                "sender": f"{header.sending_application}/{header.sending_facility}",
+                "message_type": header.message_code,
+                "ack_code": _stored_code(result.ack) if result.duplicate else code,
+                "peer": peer,
+            },
+        )
+
+    @staticmethod
+    def _log_unstored(error: HL7Error, peer: str, size: int) -> None:
+        log.warning(
+            "message without a usable header refused; not stored",
+            extra={"reason": error.text, "peer": peer, "size": size},
+        )
+
+
+def _stored_code(ack: bytes) -> str:
+    """MSA-1 of a stored acknowledgement."""
+    start = ack.find(b"MSA")
+    return ack[start + 4 : start + 6].decode("ascii", "replace") if start >= 0 else ""

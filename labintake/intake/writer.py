@@ -1,0 +1,247 @@
+"""Group commit: one thread, one connection, many messages per transaction.
+
+Connections hand their rows to :meth:`GroupCommitWriter.store` and await the result. The
+writer thread takes everything that is waiting, inserts it in one transaction
+(``INSERT ... ON CONFLICT DO NOTHING`` on the sender/control-id key), commits, and only then
+resolves each waiter. While it commits, new rows queue up for the next transaction, so the
+batch grows with the load and the asyncio loop never waits on the database.
+
+A duplicate (same sending application, facility and control id as a stored row, or as an
+earlier row of the same batch) inserts nothing: its waiter gets the stored acknowledgement.
+This holds across restarts and across several instances sharing a PostgreSQL database.
+
+When a batch fails, each of its rows is retried in its own transaction so one bad row
+cannot take the others down; a row that still fails resolves with :class:`StorageError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.expression import Insert
+
+from labintake.errors import StorageError
+from labintake.models.messages import InboundMessage
+
+log = logging.getLogger("labintake.intake.writer")
+
+TABLE = InboundMessage.__table__  # type: ignore[attr-defined]
+KEY_COLUMNS = ("sending_application", "sending_facility", "control_id")
+
+Key = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class PendingRow:
+    """One message on its way to the inbound store, with the acknowledgement stored with it."""
+
+    values: dict[str, Any]
+    ack: bytes
+
+    @property
+    def key(self) -> Key:
+        v = self.values
+        return (v["sending_application"], v["sending_facility"], v["control_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """What the store holds for a message: our acknowledgement, or the original one."""
+
+    ack: bytes
+    duplicate: bool
+    message_id: int | None = None
+
+
+@dataclass(slots=True)
+class _Waiter:
+    row: PendingRow
+    future: asyncio.Future[StoreResult]
+    loop: asyncio.AbstractEventLoop
+    outcome: StoreResult | BaseException | None = field(default=None)
+
+
+def _insert_statement(engine: Engine) -> Insert:
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(TABLE).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
+    if dialect == "postgresql":
+        return postgresql.insert(TABLE).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
+    raise StorageError(f"database {dialect!r} is not supported for intake (SQLite, PostgreSQL)")
+
+
+def _resolve(waiters: list[_Waiter]) -> None:
+    """Runs in the waiters' event loop."""
+    for waiter in waiters:
+        if waiter.future.done():  # the connection went away meanwhile
+            continue
+        if isinstance(waiter.outcome, BaseException):
+            waiter.future.set_exception(waiter.outcome)
+        elif waiter.outcome is not None:
+            waiter.future.set_result(waiter.outcome)
+
+
+class GroupCommitWriter:
+    """Writes pending rows in batches from a dedicated thread; see the module docstring."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = 500) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._insert = _insert_statement(engine)
+        self._select = select(*(TABLE.c[name] for name in KEY_COLUMNS), TABLE.c.ack, TABLE.c.id)
+        self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._connection: Connection | None = None
+        self._closed = False
+        self.batches = 0
+        self.rows = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write everything already queued, then stop the thread (blocking)."""
+        self._closed = True
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    # -- the asyncio side ---------------------------------------------------------------
+    async def store(self, row: PendingRow) -> StoreResult:
+        """Queue `row` and wait until it is committed (or found to be a duplicate)."""
+        if self._closed or self._thread is None:
+            raise StorageError("the intake writer is not running")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[StoreResult] = loop.create_future()
+        self._queue.put(_Waiter(row, future, loop))
+        return await future
+
+    # -- the writer thread --------------------------------------------------------------
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                stopping = True
+                batch: list[_Waiter] = []
+            else:
+                batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    continue
+                batch.append(item)
+            if batch:
+                self._write(batch)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _connect(self) -> Connection:
+        if self._connection is None or self._connection.closed:
+            self._connection = self.engine.connect()
+        return self._connection
+
+    def _write(self, batch: list[_Waiter]) -> None:
+        started = time.perf_counter()
+        try:
+            self._write_batch(batch)
+        except Exception:
+            log.exception("group commit failed; retrying its %d rows one by one", len(batch))
+            self._drop_connection()
+            for waiter in batch:
+                try:
+                    self._write_batch([waiter])
+                except Exception as exc:
+                    self._drop_connection()
+                    log.error(
+                        "could not store message",
+                        extra={"control_id": waiter.row.values["control_id"]},
+                    )
+                    waiter.outcome = StorageError(f"could not store the message: {exc}")
+        self.batches += 1
+        self.rows += len(batch)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "group commit",
+                extra={
+                    "count": len(batch),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+        self._dispatch(batch)
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.invalidate()
+                self._connection.close()
+            except Exception:  # the connection is already unusable; a new one comes next
+                log.debug("closing a failed connection raised", exc_info=True)
+            self._connection = None
+
+    def _write_batch(self, batch: list[_Waiter]) -> None:
+        firsts: dict[Key, _Waiter] = {}
+        repeats: list[tuple[_Waiter, _Waiter]] = []
+        for waiter in batch:
+            key = waiter.row.key
+            if key in firsts:
+                repeats.append((waiter, firsts[key]))
+            else:
+                firsts[key] = waiter
+        connection = self._connect()
+        with connection.begin():
+            result = connection.execute(self._insert, [w.row.values for w in firsts.values()])
+            if result.rowcount == len(firsts):
+                stored: dict[Key, tuple[bytes, int]] | None = None
+            else:
+                rows = connection.execute(
+                    self._select.where(
+                        tuple_(*(TABLE.c[name] for name in KEY_COLUMNS)).in_(list(firsts))
+                    )
+                ).all()
+                stored = {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+        for key, waiter in firsts.items():
+            if stored is None:
+                waiter.outcome = StoreResult(waiter.row.ack, duplicate=False)
+                continue
+            ack, message_id = stored.get(key, (b"", None))
+            if message_id is None:
+                raise StorageError(f"row {key!r} neither inserted nor found")
+            duplicate = ack != waiter.row.ack
+            waiter.outcome = StoreResult(ack, duplicate=duplicate, message_id=message_id)
+        for waiter, first in repeats:
+            outcome = first.outcome
+            assert isinstance(outcome, StoreResult)
+            waiter.outcome = StoreResult(outcome.ack, duplicate=True, message_id=outcome.message_id)
+
+    def _dispatch(self, batch: list[_Waiter]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Waiter]] = {}
+        for waiter in batch:
+            by_loop.setdefault(waiter.loop, []).append(waiter)
+        for loop, waiters in by_loop.items():
+            call: Callable[[list[_Waiter]], None] = _resolve
+            try:
+                loop.call_soon_threadsafe(call, waiters)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                log.warning("intake loop closed before %d results were delivered", len(waiters))
