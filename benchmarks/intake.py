@@ -1,0 +1,441 @@
+"""Intake benchmark: labintake's durable intake against two in-memory peers, same load.
+
+Run ``python -m benchmarks.intake`` (a few minutes) or ``python -m benchmarks.intake --quick``
+(under a minute, for smoke tests). In one run it starts, each as a subprocess on loopback:
+
+- ``labintake serve`` on a fresh SQLite file (WAL, synchronous FULL), development mode;
+- python-hl7's asyncio MLLP server: ``hl7.parse`` + ``create_ack``, nothing stored;
+- hl7apy's MLLPServer: ``parse_message`` + an hl7apy ACK, nothing stored (one message per
+  connection, so its load reconnects for every message).
+
+The same closed-loop load (``benchmarks.loadgen``) runs at each connection count against each
+server, in rounds that alternate the servers so that background noise hits all of them alike.
+Then labintake is stopped and its reading worker drains the backlog of stored messages
+(``labintake.reading.worker.read_pending``), timed. The table shows msg/s, p50/p99 ACK latency,
+the ratio to the python-hl7 peer, the drain rate and labintake's peak RSS, with PASS/FAIL per
+target; the figures are saved as JSON under ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+from benchmarks import servers
+from benchmarks.loadgen import LoadResult, LoadSpec, run_load
+from benchmarks.messages import synthetic_orders
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+LABINTAKE = "labintake"
+PYTHON_HL7 = "python-hl7"
+HL7APY = "hl7apy"
+LABELS = {
+    LABINTAKE: "labintake (durable, SQLite FULL)",
+    PYTHON_HL7: "python-hl7 peer (in memory)",
+    HL7APY: "hl7apy peer (in memory, 1 msg/conn)",
+}
+
+# Targets on a 2-core machine.
+TARGET_RATIO = 1.5
+TARGET_P99_MS = 10.0
+TARGET_CONNECTIONS = 4
+TARGET_DRAIN_PER_S = 500.0
+TARGET_RSS_MB = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    rounds: int
+    seconds: float
+    warmup_seconds: float
+    hl7apy_seconds: float
+    drain_seconds: float
+    connections: tuple[int, ...] = (4, 16)
+    servers: tuple[str, ...] = (LABINTAKE, PYTHON_HL7, HL7APY)
+
+
+QUICK = Profile(rounds=1, seconds=3.0, warmup_seconds=0.5, hl7apy_seconds=2.0, drain_seconds=5.0)
+FULL = Profile(rounds=3, seconds=10.0, warmup_seconds=2.0, hl7apy_seconds=5.0, drain_seconds=20.0)
+
+
+@dataclass(slots=True)
+class Cell:
+    """All rounds of one server at one connection count."""
+
+    server: str
+    connections: int
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    def median(self, key: str) -> float:
+        return float(statistics.median(float(r[key]) for r in self.rounds))
+
+
+@dataclass(slots=True)
+class Drain:
+    backlog: int = 0
+    read: int = 0
+    seconds: float = 0.0
+    statuses_after: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+async def _measure(
+    port: int, connections: int, seconds: float, reconnect: bool, prefix: str
+) -> LoadResult:
+    spec = LoadSpec(
+        port=port,
+        connections=connections,
+        duration_seconds=seconds,
+        reconnect_per_message=reconnect,
+        ack_timeout_seconds=30.0,
+    )
+    return await run_load(spec, synthetic_orders(prefix))
+
+
+class Bench:
+    def __init__(self, profile: Profile, workdir: Path, echo: Callable[[str], None]) -> None:
+        self.profile = profile
+        self.workdir = workdir
+        self.echo = echo
+        self.database_path = workdir / "labintake.sqlite3"
+        self.database_url = f"sqlite:///{self.database_path}"
+        self.cells: dict[tuple[str, int], Cell] = {}
+        self.prefixes: Iterator[int] = count()
+        self.rss_peak_bytes = 0
+        self.drain = Drain()
+
+    def _prefix(self) -> str:
+        # Control ids unique across the whole run, so labintake never sees a duplicate.
+        return f"B{next(self.prefixes):03d}"
+
+    def _load(self, server: servers.ServerProcess, name: str, connections: int) -> None:
+        reconnect = name == HL7APY
+        seconds = self.profile.hl7apy_seconds if reconnect else self.profile.seconds
+        assert server.port is not None
+        if self.profile.warmup_seconds:
+            asyncio.run(
+                _measure(
+                    server.port, connections, self.profile.warmup_seconds, reconnect, self._prefix()
+                )
+            )
+        result = asyncio.run(_measure(server.port, connections, seconds, reconnect, self._prefix()))
+        summary = result.summary()
+        if result.connection_errors or result.mismatched_acks or set(result.ack_codes) - {"AA"}:
+            summary["problem"] = True
+        cell = self.cells.setdefault((name, connections), Cell(name, connections))
+        cell.rounds.append(summary)
+        self.echo(
+            f"  {name:<11} {connections:>3} conns  {summary['msg_per_s']:>8.1f} msg/s  "
+            f"p50 {summary['p50_ms']:>7.2f} ms  p99 {summary['p99_ms']:>8.2f} ms  "
+            f"{summary['ack_codes']}"
+            + (f"  errors {summary['connection_errors']}" if result.connection_errors else "")
+        )
+
+    def run_intake(self) -> None:
+        from labintake.db import migrate
+
+        wanted = self.profile.servers
+        started: list[servers.ServerProcess] = []
+        targets: dict[str, servers.ServerProcess] = {}
+        try:
+            if LABINTAKE in wanted:
+                migrate(self.database_url)
+                targets[LABINTAKE] = servers.labintake(self.database_url, self.workdir)
+            if PYTHON_HL7 in wanted:
+                targets[PYTHON_HL7] = servers.peer(
+                    "python_hl7_server", self.workdir / "python_hl7.log"
+                )
+            if HL7APY in wanted:
+                targets[HL7APY] = servers.peer("hl7apy_server", self.workdir / "hl7apy.log")
+            for server in targets.values():
+                started.append(server.start())
+            for round_number in range(1, self.profile.rounds + 1):
+                self.echo(f"round {round_number}/{self.profile.rounds}")
+                for connections in self.profile.connections:
+                    for name, server in targets.items():
+                        self._load(server, name, connections)
+                        if name == LABINTAKE:
+                            self.rss_peak_bytes = max(self.rss_peak_bytes, server.peak_rss_bytes())
+        finally:
+            for server in started:
+                code = server.stop()
+                if code not in (0, None, -15):
+                    self.echo(f"  {server.name} exited with {code}; log: {server.log_path}")
+
+    def run_drain(self) -> None:
+        """Time the reading worker on the backlog the intake runs left (service stopped)."""
+        from sqlalchemy import text
+
+        from labintake.config import Settings
+        from labintake.db import make_engine
+        from labintake.interfaces import load_interfaces
+
+        try:
+            from labintake.reading.worker import read_pending
+        except ImportError as exc:
+            self.drain.note = f"reading worker not available: {exc}"
+            return
+        settings = Settings(development=True, database_url=self.database_url)
+        registry = load_interfaces(servers.REPO / "interfaces")
+        engine = make_engine(settings.database_url)
+        by_status = text("SELECT status, count(*) FROM inbound_message GROUP BY status")
+
+        def counts() -> dict[str, int]:
+            with engine.connect() as conn:
+                rows = conn.execute(by_status).all()
+            return {str(r[0]): int(r[1]) for r in rows}
+
+        try:
+            self.drain.backlog = counts().get("received", 0)
+            deadline = time.perf_counter() + self.profile.drain_seconds
+            started = time.perf_counter()
+            while time.perf_counter() < deadline:
+                done = read_pending(engine, registry, 200)
+                if done == 0:
+                    break
+                self.drain.read += done
+            self.drain.seconds = time.perf_counter() - started
+            self.drain.statuses_after = counts()
+        finally:
+            engine.dispose()
+
+    # -- reporting ------------------------------------------------------------------------
+    def targets(self) -> list[tuple[str, bool | None, str]]:
+        """(target, passed or None when not measured, measured value)."""
+        out: list[tuple[str, bool | None, str]] = []
+        mine = self.cells.get((LABINTAKE, TARGET_CONNECTIONS))
+        peer = self.cells.get((PYTHON_HL7, TARGET_CONNECTIONS))
+        if mine and peer and peer.median("msg_per_s") > 0:
+            ratio = mine.median("msg_per_s") / peer.median("msg_per_s")
+            out.append(
+                (
+                    f"intake >= {TARGET_RATIO}x python-hl7 msg/s at {TARGET_CONNECTIONS} conns",
+                    ratio >= TARGET_RATIO,
+                    f"{ratio:.2f}x",
+                )
+            )
+        if mine:
+            p99 = mine.median("p99_ms")
+            out.append(
+                (
+                    f"intake p99 ACK <= {TARGET_P99_MS:g} ms at {TARGET_CONNECTIONS} conns",
+                    p99 <= TARGET_P99_MS,
+                    f"{p99:.2f} ms",
+                )
+            )
+        if LABINTAKE not in self.profile.servers:
+            return out
+        if self.drain.read:
+            out.append(
+                (
+                    f"received -> orders read >= {TARGET_DRAIN_PER_S:g} msg/s (backlog drain)",
+                    self.drain.rate >= TARGET_DRAIN_PER_S,
+                    f"{self.drain.rate:.0f} msg/s",
+                )
+            )
+        else:
+            out.append(
+                (
+                    f"received -> orders read >= {TARGET_DRAIN_PER_S:g} msg/s (backlog drain)",
+                    None,
+                    self.drain.note or "nothing drained",
+                )
+            )
+        rss_mb = self.rss_peak_bytes / 1024 / 1024
+        out.append(
+            (
+                f"service peak RSS <= {TARGET_RSS_MB:g} MB",
+                rss_mb <= TARGET_RSS_MB,
+                f"{rss_mb:.0f} MB",
+            )
+        )
+        return out
+
+    def table(self) -> str:
+        lines = [
+            f"{'server':<38}{'conns':>6}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'vs python-hl7':>15}",
+            "-" * 87,
+        ]
+        for connections in self.profile.connections:
+            base = self.cells.get((PYTHON_HL7, connections))
+            for name in (LABINTAKE, PYTHON_HL7, HL7APY):
+                cell = self.cells.get((name, connections))
+                if cell is None:
+                    continue
+                rate = cell.median("msg_per_s")
+                ratio = (
+                    f"{rate / base.median('msg_per_s'):.2f}x"
+                    if base and base.median("msg_per_s") > 0
+                    else "-"
+                )
+                lines.append(
+                    f"{LABELS[name]:<38}{connections:>6}{rate:>10.1f}"
+                    f"{cell.median('p50_ms'):>9.2f}{cell.median('p99_ms'):>9.2f}{ratio:>15}"
+                )
+        lines.append("")
+        if LABINTAKE in self.profile.servers:
+            d = self.drain
+            if d.read:
+                lines.append(
+                    f"received -> orders read (backlog drain): {d.read} of {d.backlog} messages "
+                    f"in {d.seconds:.1f} s = {d.rate:.0f} msg/s; statuses after: "
+                    f"{d.statuses_after}"
+                )
+            else:
+                lines.append(
+                    f"received -> orders read (backlog drain): {d.note or 'nothing drained'}"
+                )
+            lines.append(f"labintake peak RSS: {self.rss_peak_bytes / 1024 / 1024:.0f} MB")
+            lines.append("")
+        for target, passed, value in self.targets():
+            verdict = "n/a " if passed is None else ("PASS" if passed else "FAIL")
+            lines.append(f"{verdict}  {target}: {value}")
+        return "\n".join(lines)
+
+    def document(self, mode: str) -> dict[str, Any]:
+        return {
+            "benchmark": "intake",
+            "mode": mode,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": _machine(),
+            "profile": {
+                "rounds": self.profile.rounds,
+                "seconds": self.profile.seconds,
+                "hl7apy_seconds": self.profile.hl7apy_seconds,
+                "warmup_seconds": self.profile.warmup_seconds,
+                "connections": list(self.profile.connections),
+            },
+            "database": "SQLite file, WAL, synchronous=FULL",
+            "cells": [
+                {
+                    "server": c.server,
+                    "connections": c.connections,
+                    "median_msg_per_s": c.median("msg_per_s"),
+                    "median_p50_ms": c.median("p50_ms"),
+                    "median_p99_ms": c.median("p99_ms"),
+                    "rounds": c.rounds,
+                }
+                for c in self.cells.values()
+            ],
+            "drain": {
+                "backlog": self.drain.backlog,
+                "read": self.drain.read,
+                "seconds": round(self.drain.seconds, 3),
+                "msg_per_s": round(self.drain.rate, 1),
+                "statuses_after": self.drain.statuses_after,
+                "note": self.drain.note,
+            },
+            "labintake_peak_rss_mb": round(self.rss_peak_bytes / 1024 / 1024, 1),
+            "targets": [{"target": t, "passed": p, "value": v} for t, p, v in self.targets()],
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.intake", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="one short round (< 60 s)")
+    parser.add_argument("--rounds", type=int, help="rounds of the whole matrix")
+    parser.add_argument("--seconds", type=float, help="measured seconds per load")
+    parser.add_argument(
+        "--connections", type=int, nargs="+", help="connection counts (default 4 16)"
+    )
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        choices=list(LABELS),
+        help="measure only these servers (default: all three)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, DB)")
+    args = parser.parse_args(argv)
+
+    profile = QUICK if args.quick else FULL
+    profile = Profile(
+        rounds=args.rounds or profile.rounds,
+        seconds=args.seconds or profile.seconds,
+        warmup_seconds=profile.warmup_seconds,
+        hl7apy_seconds=min(profile.hl7apy_seconds, args.seconds or profile.hl7apy_seconds),
+        drain_seconds=profile.drain_seconds,
+        connections=tuple(args.connections) if args.connections else profile.connections,
+        servers=tuple(args.servers) if args.servers else profile.servers,
+    )
+    mode = "quick" if args.quick else "full"
+
+    def echo(text: str) -> None:
+        print(text, flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix="labintake-bench-"))
+    bench = Bench(profile, workdir, echo)
+    echo(
+        f"labintake intake benchmark ({mode}): {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}; work folder {workdir}"
+    )
+    began = time.perf_counter()
+    try:
+        bench.run_intake()
+        if LABINTAKE in profile.servers:
+            echo("draining the stored backlog with the reading worker")
+            bench.run_drain()
+    except BaseException:
+        echo(f"benchmark stopped; logs and database kept in {workdir}")
+        raise
+    if not args.keep:
+        for path in sorted(workdir.glob("*")):
+            if path.is_file():
+                path.unlink()
+        workdir.rmdir()
+    echo("")
+    echo(bench.table())
+    document = bench.document(mode)
+    document["wall_seconds"] = round(time.perf_counter() - began, 1)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS_DIR / f"intake-{mode}-{stamp}.json"
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    echo(f"\nsaved {out.relative_to(servers.REPO)} ({document['wall_seconds']} s)")
+    failed = [t for t in document["targets"] if t["passed"] is False]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

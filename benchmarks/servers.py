@@ -1,0 +1,224 @@
+"""Servers under load as real subprocesses: labintake (`labintake serve`) and the peers.
+
+Each server runs in its own process with its output in a log file, is ready once its MLLP
+port accepts a connection, and can be stopped politely (SIGTERM) or killed (SIGKILL). Memory
+comes from ``/proc``: the peak resident set (``VmHWM``) of the process and its children.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+REPO = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+
+
+class ServerFailed(RuntimeError):
+    """A server did not come up, or died; the message carries the tail of its log."""
+
+
+def free_port() -> int:
+    """A loopback port free right now (the kernel's pick for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants still alive."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(_children(current))
+    return tree
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """Peak resident memory of `pid` and its live children (sum of each one's VmHWM)."""
+    return sum(_status_kib(p, "VmHWM") for p in process_tree(pid)) * 1024
+
+
+def rss_bytes(pid: int) -> int:
+    """Current resident memory of `pid` and its live children."""
+    return sum(_status_kib(p, "VmRSS") for p in process_tree(pid)) * 1024
+
+
+class ServerProcess:
+    """One server subprocess listening for MLLP on a loopback port."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.port = port
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise ServerFailed(f"{self.name} is not running")
+        return self.process.pid
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerFailed(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            if self.port is None:
+                self.port = self._port_from_log()
+            if self.port is not None and self._accepts():
+                return
+            time.sleep(0.05)
+        raise ServerFailed(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def _port_from_log(self) -> int | None:
+        """Peers print ``listening HOST PORT`` as their first line."""
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "listening" and parts[2].isdigit():
+                return int(parts[2])
+        return None
+
+    def _accepts(self) -> bool:
+        assert self.port is not None
+        try:
+            with socket.create_connection((LOOPBACK, self.port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def peak_rss_bytes(self) -> int:
+        return peak_rss_bytes(self.pid)
+
+    def kill(self) -> None:
+        """SIGKILL, no goodbye: what a power cut or the OOM killer does."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM and wait; SIGKILL when it does not stop in time. Returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def peer(module: str, log_path: Path) -> ServerProcess:
+    """A peer from `benchmarks.peers`, on a port of its own choosing."""
+    argv = [sys.executable, "-m", f"benchmarks.peers.{module}", "--port", "0"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return ServerProcess(module, argv, log_path, env=env, cwd=REPO)
+
+
+def labintake_env(database_url: str, mllp_port: int, web_port: int) -> dict[str, str]:
+    """The environment `labintake serve` runs with: given database, loopback ports, dev mode."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABINTAKE_")}
+    env.update(
+        LABINTAKE_DEVELOPMENT="1",
+        LABINTAKE_DATABASE_URL=database_url,
+        LABINTAKE_MLLP_HOST=LOOPBACK,
+        LABINTAKE_MLLP_PORT=str(mllp_port),
+        LABINTAKE_WEB_HOST=LOOPBACK,
+        LABINTAKE_WEB_PORT=str(web_port),
+        LABINTAKE_INTERFACES_DIR=str(REPO / "interfaces"),
+        LABINTAKE_CODE_TABLES_DIR=str(REPO / "code_tables"),
+    )
+    return env
+
+
+def labintake(
+    database_url: str,
+    workdir: Path,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+) -> ServerProcess:
+    """`labintake serve` on `database_url`, run from `workdir` (its log goes there too)."""
+    mllp_port = free_port()
+    env = labintake_env(database_url, mllp_port, free_port())
+    env.update(extra_env or {})
+    argv = [sys.executable, "-m", "labintake", "serve"]
+    return ServerProcess(
+        "labintake", argv, workdir / "labintake.log", port=mllp_port, env=env, cwd=workdir
+    )
