@@ -28,6 +28,33 @@ class Settings(BaseSettings):
 
     lis_host: str | None = None
     lis_port: int = 2576
+    # Release to the LIS: MLLP over TLS (CA to trust; client certificate when the LIS asks).
+    lis_tls: bool = False
+    lis_tls_ca: Path | None = None
+    lis_tls_cert: Path | None = None
+    lis_tls_key: Path | None = None
+    lis_ack_timeout_seconds: float = Field(default=30.0, gt=0)
+    lis_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    lis_max_attempts: int = Field(default=20, ge=1)
+    lis_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    lis_backoff_cap_seconds: float = Field(default=300.0, gt=0)
+    # Outbound message: ORM^O01 or OML^O21, HL7 version, and where each code goes.
+    lis_message_type: str = "ORM^O01"
+    lis_version: str = "2.5.1"
+    lis_receiving_application: str = "LIS"
+    lis_receiving_facility: str = "LAB"
+    lis_sending_application: str = "LABINTAKE"
+    lis_sending_facility: str = "LAB"
+    lis_order_code: str = "local"  # OBR-4 first triplet: local | loinc | cpt
+    lis_alternate_code: str = "loinc"  # OBR-4 alternate triplet: local | loinc | cpt | none
+    lis_billing_codes: bool = True  # FT1 per test with CPT/HCPCS, diagnoses and modifiers
+    # Replies to placers (ORR^O02 / ORL^O22) on lab reject or cancel: interface name ->
+    # "host:port". Senders not listed get no reply.
+    placer_replies: dict[str, str] = Field(default_factory=dict)
+    # Scheduled jobs.
+    escalate_holds_after_hours: float = Field(default=72.0, gt=0)
+    daily_summary_hour_utc: int = Field(default=6, ge=0, le=23)
+    metrics_token: str | None = None  # bearer token for /metrics scrapers without a user
 
     secret_key: str = DEFAULT_SECRET_KEY
     # True only under `labintake serve --demo` and in tests; production refuses default secrets.

@@ -49,3 +49,5 @@ class FindingCode(StrEnum):
     PROVIDER_NPI_INVALID = "PROVIDER_NPI_INVALID"
     DUPLICATE_ORDER = "DUPLICATE_ORDER"
     SIGNATURE_MISSING = "SIGNATURE_MISSING"
+    # The LIS answered the released order with AE/AR; its error text is the message.
+    LIS_REJECTED = "LIS_REJECTED"

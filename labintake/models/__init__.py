@@ -13,6 +13,7 @@ from labintake.models.orders import (
     Verification,
 )
 from labintake.models.queue import OfficeContact, OfficeQuery
+from labintake.models.release import JobLease, JobRun, Notification, OutboxEntry
 from labintake.models.users import ApiToken, AuditEntry, User, WebSession
 
 __all__ = [
@@ -20,12 +21,16 @@ __all__ = [
     "AuditEntry",
     "Finding",
     "InboundMessage",
+    "JobLease",
+    "JobRun",
+    "Notification",
     "OfficeContact",
     "OfficeQuery",
     "Order",
     "OrderDiagnosis",
     "OrderEvent",
     "OrderTest",
+    "OutboxEntry",
     "User",
     "Verification",
     "WebSession",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 01:56:52.993884
+Create Date: 2026-11-28 01:58:55.008404
 """
 
 from collections.abc import Sequence
@@ -224,6 +224,25 @@ def upgrade() -> None:
             postgresql_where=sa.text("status IN ('held', 'awaiting_office')"),
         )
         batch_op.create_index("ix_order_status_id", ["status", "id"], unique=False)
+
+    op.create_table(
+        "message_event",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("message_id", sa.Integer(), nullable=False),
+        sa.Column("at", labintake.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
+        sa.Column("detail", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["inbound_message.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("message_event", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_message_event_message_id"), ["message_id"], unique=False
+        )
 
     op.create_table(
         "web_session",
@@ -508,6 +527,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_web_session_user_id"))
 
     op.drop_table("web_session")
+    with op.batch_alter_table("message_event", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_message_event_message_id"))
+
+    op.drop_table("message_event")
     with op.batch_alter_table("lab_order", schema=None) as batch_op:
         batch_op.drop_index("ix_order_status_id")
         batch_op.drop_index(

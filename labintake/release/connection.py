@@ -1,0 +1,158 @@
+"""A persistent MLLP client connection: send one message, wait for its ACK, with timeouts.
+
+Transport only: no database here. Failures are :class:`DeliveryFailure` with a short reason
+(refused, reset, timeout...) that the sender records and retries on.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hl7
+
+from labintake.errors import LabintakeError
+from labintake.mllp.framing import FrameDecoder, frame
+
+MAX_ACK_BYTES = 1024 * 1024
+ACCEPTED = frozenset({"AA", "CA"})
+REFUSED = frozenset({"AE", "AR", "CE", "CR"})
+
+
+class DeliveryFailure(LabintakeError):
+    """The message may not have reached the receiver: retry it (same control id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    connect_timeout: float = 10.0
+    ack_timeout: float = 30.0
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=str(self.tls_ca) if self.tls_ca else None)
+        if self.tls_cert is not None:
+            context.load_cert_chain(str(self.tls_cert), str(self.tls_key) if self.tls_key else None)
+        return context
+
+
+@dataclass(frozen=True, slots=True)
+class AckReply:
+    code: str  # MSA-1
+    control_id: str  # MSA-2, the id of the message acknowledged
+    text: str  # MSA-3 or ERR text, for a person to read
+
+    @property
+    def accepted(self) -> bool:
+        return self.code in ACCEPTED
+
+
+def parse_ack(raw: bytes) -> AckReply:
+    """MSA-1, MSA-2 and the error text (ERR-8, ERR-1 or MSA-3) of an acknowledgement."""
+    text = raw.decode("utf-8", errors="replace").replace("\r\n", "\r").replace("\n", "\r")
+    try:
+        message = hl7.parse(text)
+        msa = message.segment("MSA")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DeliveryFailure(f"unreadable acknowledgement: {exc}") from exc
+    code = str(msa(1)).strip().upper() if len(msa) > 1 else ""
+    control_id = str(msa(2)).strip() if len(msa) > 2 else ""
+    notes: list[str] = []
+    if len(msa) > 3 and str(msa(3)).strip():
+        notes.append(str(msa(3)).strip())
+    for err in (segment for segment in message if str(segment[0]) == "ERR"):
+        detail = str(err(8)).strip() if len(err) > 8 else ""
+        if not detail and len(err) > 1:
+            detail = str(err(1)).strip()
+        if detail:
+            notes.append(detail)
+    if not code:
+        raise DeliveryFailure("acknowledgement without MSA-1")
+    return AckReply(code=code, control_id=control_id, text="; ".join(notes))
+
+
+class LisConnection:
+    """One connection to the receiver, opened on first use and kept open between messages."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._sock: socket.socket | None = None
+        self._decoder = FrameDecoder(MAX_ACK_BYTES)
+        self._context = endpoint.ssl_context()
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def _open(self) -> socket.socket:
+        endpoint = self.endpoint
+        try:
+            sock = socket.create_connection(
+                (endpoint.host, endpoint.port), timeout=endpoint.connect_timeout
+            )
+            if self._context is not None:
+                sock = self._context.wrap_socket(sock, server_hostname=endpoint.host)
+        except (OSError, ssl.SSLError) as exc:
+            raise DeliveryFailure(
+                f"cannot connect to {endpoint.host}:{endpoint.port}: {exc}"
+            ) from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._decoder = FrameDecoder(MAX_ACK_BYTES)
+        return sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def exchange(self, message: bytes, control_id: str) -> AckReply:
+        """Send `message` and wait for the ACK whose MSA-2 is `control_id`.
+
+        On any failure the connection is closed (a late ACK must not be taken for the next
+        message's) and DeliveryFailure is raised.
+        """
+        if self._sock is None:
+            self._sock = self._open()
+        sock = self._sock
+        deadline = time.monotonic() + self.endpoint.ack_timeout
+        try:
+            sock.sendall(frame(message))
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeliveryFailure(
+                        f"no acknowledgement within {self.endpoint.ack_timeout:g} s"
+                    )
+                sock.settimeout(remaining)
+                data = sock.recv(65536)
+                if not data:
+                    raise DeliveryFailure("connection closed by the receiver")
+                for event in self._decoder.feed(data):
+                    if not isinstance(event, bytes):
+                        continue  # broken or oversized frames: not our acknowledgement
+                    reply = parse_ack(event)
+                    if reply.control_id in ("", control_id):
+                        return reply
+        except TimeoutError as exc:
+            self.close()
+            raise DeliveryFailure(
+                f"no acknowledgement within {self.endpoint.ack_timeout:g} s"
+            ) from exc
+        except (OSError, ssl.SSLError) as exc:
+            self.close()
+            raise DeliveryFailure(f"connection failed: {exc}") from exc
+        except DeliveryFailure:
+            self.close()
+            raise

@@ -1,0 +1,270 @@
+"""The outbox's delivery state in the database: claiming due messages and recording outcomes.
+
+Claims are leases (`claimed_by`, `claimed_until`): a sender that dies leaves its claim to
+expire and another sender takes the message over, with the same control id. A message is
+due when it is pending, its next attempt time has come, and no earlier pending message with
+the same sequence key (one patient's orders) waits before it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import text, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from labintake.db import session_scope, utcnow
+from labintake.errors import NotFoundError, WorkflowError
+from labintake.models.orders import Finding, Order, OrderEvent, Verification
+from labintake.models.release import Notification, OutboxEntry, OutboxKind, OutboxStatus
+from labintake.statuses import FindingCode, OrderStatus, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 20
+    base_seconds: float = 2.0
+    cap_seconds: float = 300.0
+
+    def delay(self, attempts: int) -> float:
+        """Exponential backoff with jitter: half the step fixed, half random."""
+        step: float = min(self.cap_seconds, self.base_seconds * 2.0 ** max(0, attempts - 1))
+        return step / 2 + random.uniform(0, step / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one claimed message."""
+
+    entry_id: int
+    kind: str  # delivered | refused | retry | skipped
+    ack_code: str = ""
+    text: str = ""
+
+
+_DUE = """
+SELECT o.id FROM outbox o
+WHERE o.destination = :destination AND o.status = 'pending' AND o.next_attempt_at <= :now
+  AND (o.claimed_until IS NULL OR o.claimed_until < :now)
+  AND NOT EXISTS (
+    SELECT 1 FROM outbox p
+    WHERE p.destination = o.destination AND p.sequence_key = o.sequence_key
+      AND p.status = 'pending' AND p.id < o.id)
+ORDER BY o.id
+LIMIT :limit
+"""
+
+
+def _db_time(engine: Engine, value: datetime) -> datetime:
+    """SQLite stores UTC naive (see UTCDateTime); raw SQL must compare like with like."""
+    return value.replace(tzinfo=None) if engine.dialect.name == "sqlite" else value
+
+
+def claim_due(
+    engine: Engine,
+    token: str,
+    *,
+    destination: str = "lis",
+    limit: int = 200,
+    lease_seconds: float = 120.0,
+) -> list[OutboxEntry]:
+    """Claim up to `limit` due messages for `token`, oldest first, and return them."""
+    now = utcnow()
+    until = now + timedelta(seconds=lease_seconds)
+    due = _DUE
+    if engine.dialect.name == "postgresql":
+        due += " FOR UPDATE OF o SKIP LOCKED"
+    params = {
+        "destination": destination,
+        "now": _db_time(engine, now),
+        "limit": limit,
+        "token": token,
+        "until": _db_time(engine, until),
+    }
+    with session_scope(engine) as session:
+        session.execute(
+            text(
+                f"UPDATE outbox SET claimed_by = :token, claimed_until = :until "  # noqa: S608
+                f"WHERE id IN ({due}) AND status = 'pending' "
+                f"AND (claimed_until IS NULL OR claimed_until < :now)"
+            ),
+            params,
+        )
+    with Session(engine, expire_on_commit=False) as session:
+        return list(
+            session.exec(
+                select(OutboxEntry)
+                .where(OutboxEntry.claimed_by == token)
+                .order_by(col(OutboxEntry.id))
+            )
+        )
+
+
+def release_claims(engine: Engine, token: str, entry_ids: Sequence[int]) -> None:
+    """Give back claims on messages this sender did not try (another may take them now)."""
+    if not entry_ids:
+        return
+    with session_scope(engine) as session:
+        session.execute(
+            update(OutboxEntry)
+            .where(col(OutboxEntry.id).in_(entry_ids), col(OutboxEntry.claimed_by) == token)
+            .values(claimed_by=None, claimed_until=None)
+        )
+
+
+def _order_delivered(session: Session, entry: OutboxEntry, now: datetime) -> None:
+    order = session.get(Order, entry.order_id)
+    if order is None or order.status != OrderStatus.RELEASED.value:
+        return
+    order.status = OrderStatus.DELIVERED.value
+    order.delivered_at = now
+    order.updated_at = now
+    order.row_version += 1
+    session.add(order)
+    session.add(
+        OrderEvent(
+            order_id=entry.order_id,
+            at=now,
+            action="delivered",
+            detail={
+                "before": {"status": OrderStatus.RELEASED.value},
+                "after": {"status": OrderStatus.DELIVERED.value},
+                "control_id": entry.control_id,
+                "ack_code": entry.ack_code,
+                "attempts": entry.attempts,
+            },
+        )
+    )
+
+
+def _order_refused(session: Session, entry: OutboxEntry, reason: str, now: datetime) -> None:
+    """The LIS said AE/AR: the order goes back to the coders, held with the LIS's words."""
+    order = session.get(Order, entry.order_id)
+    if order is None or order.status != OrderStatus.RELEASED.value:
+        return
+    order.status = OrderStatus.HELD.value
+    order.updated_at = now
+    order.row_version += 1
+    session.add(order)
+    verification = Verification(
+        order_id=entry.order_id, at=now, rules_version="lis-ack", outcome="held"
+    )
+    session.add(verification)
+    session.flush()
+    assert verification.id is not None
+    session.add(
+        Finding(
+            order_id=entry.order_id,
+            verification_id=verification.id,
+            code=FindingCode.LIS_REJECTED.value,
+            severity=Severity.HOLD.value,
+            location="MSA",
+            message=f"The LIS answered {entry.ack_code}: {reason or 'no reason given'}",
+            reference={"control_id": entry.control_id, "ack_code": entry.ack_code},
+        )
+    )
+    session.add(
+        OrderEvent(
+            order_id=entry.order_id,
+            at=now,
+            action="lis_refused",
+            detail={
+                "before": {"status": OrderStatus.RELEASED.value},
+                "after": {"status": OrderStatus.HELD.value},
+                "control_id": entry.control_id,
+                "ack_code": entry.ack_code,
+                "reason": reason,
+            },
+        )
+    )
+
+
+def record_outcomes(
+    engine: Engine, token: str, outcomes: Sequence[Outcome], policy: RetryPolicy
+) -> int:
+    """Write what happened to claimed messages, in one transaction; returns deliveries.
+
+    A message whose claim is no longer ours (it expired and another sender took it) is left
+    to that sender.
+    """
+    delivered = 0
+    now = utcnow()
+    with session_scope(engine) as session:
+        for outcome in outcomes:
+            entry = session.get(OutboxEntry, outcome.entry_id, with_for_update=True)
+            if entry is None or entry.claimed_by != token:
+                continue
+            entry.claimed_by = None
+            entry.claimed_until = None
+            entry.updated_at = now
+            if outcome.kind == "skipped":
+                session.add(entry)
+                continue
+            entry.attempts += 1
+            if outcome.kind == "delivered":
+                entry.status = OutboxStatus.DELIVERED.value
+                entry.ack_code = outcome.ack_code
+                entry.delivered_at = now
+                entry.last_error = None
+                if entry.kind == OutboxKind.RELEASE.value:
+                    _order_delivered(session, entry, now)
+                delivered += 1
+            elif outcome.kind == "refused":
+                entry.status = OutboxStatus.REFUSED.value
+                entry.ack_code = outcome.ack_code
+                entry.last_error = outcome.text or f"answered {outcome.ack_code}"
+                if entry.kind == OutboxKind.RELEASE.value:
+                    _order_refused(session, entry, outcome.text, now)
+            else:
+                entry.last_error = outcome.text
+                if entry.attempts >= policy.max_attempts:
+                    entry.status = OutboxStatus.DEAD.value
+                    entry.dead_at = now
+                    session.add(
+                        Notification(
+                            kind="dead_letter",
+                            recipient_role="manager",
+                            order_id=entry.order_id,
+                            text=(
+                                f"Message {entry.control_id} to {entry.destination} gave up "
+                                f"after {entry.attempts} attempts: {outcome.text}"
+                            ),
+                            dedupe_key=f"dead:{entry.control_id}:{entry.attempts}",
+                            created_at=now,
+                        )
+                    )
+                else:
+                    entry.next_attempt_at = now + timedelta(seconds=policy.delay(entry.attempts))
+            session.add(entry)
+    return delivered
+
+
+def resend_dead_letter(session: Session, entry_id: int, actor: str) -> OutboxEntry:
+    """Put a dead letter back in line, same control id, attempts counted afresh."""
+    entry = session.get(OutboxEntry, entry_id)
+    if entry is None:
+        raise NotFoundError(f"no outbound message {entry_id}")
+    if entry.status != OutboxStatus.DEAD.value:
+        raise WorkflowError(f"message {entry.control_id} is {entry.status}, not a dead letter")
+    now = utcnow()
+    entry.status = OutboxStatus.PENDING.value
+    entry.attempts = 0
+    entry.next_attempt_at = now
+    entry.dead_at = None
+    entry.updated_at = now
+    session.add(entry)
+    session.add(
+        OrderEvent(
+            order_id=entry.order_id,
+            at=now,
+            actor=actor,
+            action="resent",
+            detail={"control_id": entry.control_id, "last_error": entry.last_error},
+        )
+    )
+    session.flush()
+    return entry

@@ -1,0 +1,304 @@
+"""The transactional outbox: releasing an order writes its outbound message in the same commit.
+
+`enqueue_release` is the one way an order becomes `released`: the coder's release action
+calls it inside its own transaction, and `release_verified` (a batch, run by the scheduler)
+calls the same steps for orders the rules verified. The sender (`labintake.release.sender`)
+delivers what the outbox holds; nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from labintake.config import Settings
+from labintake.db import session_scope, utcnow
+from labintake.errors import WorkflowError
+from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
+from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
+from labintake.release.builder import (
+    LisProfile,
+    OutboundDiagnosis,
+    OutboundOrder,
+    OutboundTest,
+    build_order_message,
+)
+from labintake.statuses import OrderStatus
+
+# Orders a person or the rules may release; anything else is refused with WorkflowError.
+RELEASABLE = frozenset(
+    {
+        OrderStatus.RECEIVED.value,
+        OrderStatus.VERIFIED.value,
+        OrderStatus.HELD.value,
+        OrderStatus.AWAITING_OFFICE.value,
+    }
+)
+LIS_DESTINATION = "lis"
+
+_profile = LisProfile()
+
+
+def lis_profile(settings: Settings) -> LisProfile:
+    """The outbound message profile the settings describe."""
+    return LisProfile(
+        message_type=settings.lis_message_type,
+        version=settings.lis_version,
+        sending_application=settings.lis_sending_application,
+        sending_facility=settings.lis_sending_facility,
+        receiving_application=settings.lis_receiving_application,
+        receiving_facility=settings.lis_receiving_facility,
+        order_code=settings.lis_order_code,
+        alternate_code=settings.lis_alternate_code,
+        billing_codes=settings.lis_billing_codes,
+    )
+
+
+def configure_release(settings: Settings) -> LisProfile:
+    """Use the settings' LIS profile for every release in this process (called at start-up)."""
+    global _profile
+    _profile = lis_profile(settings)
+    return _profile
+
+
+def active_profile() -> LisProfile:
+    return _profile
+
+
+def new_control_id() -> str:
+    """A message control id that stays with the outbound message for all its retries."""
+    return "LI" + uuid.uuid4().hex[:18].upper()
+
+
+def sequence_key(order: Order) -> str:
+    """One patient's orders are delivered in order; orders without a patient id stand alone."""
+    if order.patient_mrn:
+        return f"{order.sending_facility}|{order.patient_mrn}"
+    return f"order:{order.id}"
+
+
+def _merge_modifiers(existing: str, extra: Iterable[str]) -> tuple[str, ...]:
+    merged: list[str] = []
+    for value in [*existing.split(","), *extra]:
+        value = value.strip().upper()
+        if value and value not in merged:
+            merged.append(value)
+    return tuple(merged)
+
+
+def outbound_order(
+    order: Order,
+    tests: Sequence[OrderTest],
+    diagnoses: Sequence[OrderDiagnosis],
+    modifiers: Iterable[str] = (),
+) -> OutboundOrder:
+    """The values the LIS message carries: resolved codes and the final active diagnoses."""
+    if order.id is None:
+        raise WorkflowError("order has no id yet; flush it before releasing")
+    extra = tuple(modifiers)
+    return OutboundOrder(
+        order_id=order.id,
+        placer_order_number=order.placer_order_number,
+        placer_facility=order.sending_facility.split("^", 1)[0],
+        order_control="NW",
+        patient_mrn=order.patient_mrn,
+        patient_family_name=order.patient_family_name,
+        patient_given_name=order.patient_given_name,
+        patient_birth_date=order.patient_birth_date,
+        patient_sex=order.patient_sex,
+        payer_company_id=order.payer_company_id,
+        payer_company_name=order.payer_company_name,
+        payer_plan_id=order.payer_plan_id,
+        provider_npi=order.provider_npi,
+        provider_family_name=order.provider_family_name,
+        provider_given_name=order.provider_given_name,
+        office_name=order.office_name,
+        date_of_service=order.date_of_service,
+        ordered_at=order.ordered_at,
+        tests=tuple(
+            OutboundTest(
+                seq=test.seq,
+                local_code=test.local_code or test.sent_code,
+                text=test.sent_text,
+                loinc=test.loinc or "",
+                cpt=test.cpt or "",
+                units=test.units,
+                modifiers=_merge_modifiers(test.modifiers, extra),
+            )
+            for test in sorted(tests, key=lambda t: t.seq)
+        ),
+        diagnoses=tuple(
+            OutboundDiagnosis(code=d.code, text=d.text)
+            for d in sorted(diagnoses, key=lambda d: d.seq)
+            if d.active
+        ),
+    )
+
+
+def _load_parts(session: Session, order_id: int) -> tuple[list[OrderTest], list[OrderDiagnosis]]:
+    tests = list(session.exec(select(OrderTest).where(OrderTest.order_id == order_id)))
+    diagnoses = list(
+        session.exec(select(OrderDiagnosis).where(OrderDiagnosis.order_id == order_id))
+    )
+    return tests, diagnoses
+
+
+def _record(
+    session: Session,
+    order: Order,
+    outbound: OutboundOrder,
+    tests: Sequence[OrderTest],
+    control_id: str,
+    message: bytes,
+    profile: LisProfile,
+    actor: str,
+    now: datetime,
+) -> OutboxEntry:
+    """Outbox row, superseded older rows, order state and history: the caller commits."""
+    assert order.id is not None
+    session.execute(
+        update(OutboxEntry)
+        .where(
+            col(OutboxEntry.order_id) == order.id,
+            col(OutboxEntry.kind) == OutboxKind.RELEASE.value,
+            col(OutboxEntry.status).in_(
+                [OutboxStatus.PENDING.value, OutboxStatus.DEAD.value, OutboxStatus.REFUSED.value]
+            ),
+        )
+        .values(status=OutboxStatus.SUPERSEDED.value, claimed_by=None, updated_at=now)
+    )
+    by_seq = {t.seq: t for t in outbound.tests}
+    for test in tests:
+        sent = by_seq.get(test.seq)
+        if sent is not None and ",".join(sent.modifiers) != test.modifiers:
+            test.modifiers = ",".join(sent.modifiers)
+            session.add(test)
+    entry = OutboxEntry(
+        order_id=order.id,
+        kind=OutboxKind.RELEASE.value,
+        destination=LIS_DESTINATION,
+        sequence_key=sequence_key(order),
+        control_id=control_id,
+        message_type=profile.message_type,
+        message=message,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+        next_attempt_at=now,
+    )
+    session.add(entry)
+    before = order.status
+    order.status = OrderStatus.RELEASED.value
+    order.released_at = now
+    order.delivered_at = None
+    order.updated_at = now
+    order.row_version += 1
+    session.add(order)
+    session.add(
+        OrderEvent(
+            order_id=order.id,
+            at=now,
+            actor=actor,
+            action="released",
+            detail={
+                "before": {"status": before},
+                "after": {"status": order.status},
+                "control_id": control_id,
+                "message_type": profile.message_type,
+                "modifiers": sorted({m for t in outbound.tests for m in t.modifiers}),
+            },
+        )
+    )
+    session.flush()
+    return entry
+
+
+def enqueue_release(
+    session: Session,
+    order: Order,
+    actor: str,
+    modifiers: Iterable[str] = (),
+    *,
+    profile: LisProfile | None = None,
+) -> OutboxEntry:
+    """Set `order` released and write its outbound message to the outbox, in the caller's
+    transaction. `modifiers` (e.g. ``("GA",)`` when an ABN is on file) are added to every
+    test. Raises WorkflowError when the order is not in a releasable state."""
+    if order.status not in RELEASABLE:
+        raise WorkflowError(f"an order in status {order.status!r} cannot be released")
+    if order.id is None:
+        session.flush()
+    assert order.id is not None
+    profile = profile or _profile
+    now = utcnow()
+    tests, diagnoses = _load_parts(session, order.id)
+    outbound = outbound_order(order, tests, diagnoses, modifiers)
+    control_id = new_control_id()
+    message = build_order_message(outbound, profile, control_id, now)
+    return _record(session, order, outbound, tests, control_id, message, profile, actor, now)
+
+
+def release_verified(
+    engine: Engine, limit: int = 500, *, profile: LisProfile | None = None, chunk: int = 100
+) -> int:
+    """Move up to `limit` verified orders to released + outbox; returns how many moved.
+
+    Messages are built before the write transaction (hl7apy takes milliseconds per message),
+    then each chunk is written in one short transaction that re-checks every order's
+    row_version, so an order changed meanwhile (or taken by another instance) is skipped.
+    """
+    profile = profile or _profile
+    with Session(engine) as session:
+        orders = list(
+            session.exec(
+                select(Order)
+                .where(Order.status == OrderStatus.VERIFIED.value)
+                .order_by(col(Order.id))
+                .limit(limit)
+            )
+        )
+        prepared: list[tuple[Order, OutboundOrder, list[OrderTest], str, bytes]] = []
+        for order in orders:
+            assert order.id is not None
+            tests, diagnoses = _load_parts(session, order.id)
+            outbound = outbound_order(order, tests, diagnoses)
+            control_id = new_control_id()
+            message = build_order_message(outbound, profile, control_id, utcnow())
+            prepared.append((order, outbound, tests, control_id, message))
+            session.expunge_all()
+    moved = 0
+    for start in range(0, len(prepared), chunk):
+        with session_scope(engine) as session:
+            for order, outbound, tests, control_id, message in prepared[start : start + chunk]:
+                claimed = session.execute(
+                    update(Order)
+                    .where(
+                        col(Order.id) == order.id,
+                        col(Order.status) == OrderStatus.VERIFIED.value,
+                        col(Order.row_version) == order.row_version,
+                    )
+                    .values(updated_at=utcnow())
+                )
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                current = session.get(Order, order.id)
+                assert current is not None
+                fresh_tests = [session.merge(t) for t in tests]
+                _record(
+                    session,
+                    current,
+                    outbound,
+                    fresh_tests,
+                    control_id,
+                    message,
+                    profile,
+                    "system",
+                    utcnow(),
+                )
+                moved += 1
+    return moved

@@ -1,0 +1,158 @@
+"""The sender: delivers the outbox to the LIS over one persistent MLLP connection.
+
+Each round claims the due messages (oldest first, one per patient at a time), sends them one
+by one waiting for each ACK, and records the outcomes every `commit_every` messages:
+
+- AA / CA: the message is delivered and the order `delivered`;
+- AE / AR (CE / CR): the order goes back to `held` with the LIS's error text as a finding;
+- no answer, refused, reset: retried later with exponential backoff and jitter, with the
+  same message control id, until `max_attempts`, then a dead letter (re-sendable).
+
+A connection failure ends the round: the message being sent counts an attempt, the others
+are given back untouched. A sender that dies mid-round leaves claims that expire; whoever
+takes over sends the same control ids again, which the LIS recognises as repeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from labintake.config import Settings
+from labintake.release.connection import REFUSED, DeliveryFailure, Endpoint, LisConnection
+from labintake.release.delivery import (
+    Outcome,
+    RetryPolicy,
+    claim_due,
+    record_outcomes,
+    release_claims,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SenderOptions:
+    batch_size: int = 200
+    commit_every: int = 100
+    lease_seconds: float = 120.0
+
+
+def endpoint_from_settings(settings: Settings, host: str | None = None) -> Endpoint | None:
+    """The LIS endpoint, or None when no LIS is configured."""
+    lis_host = host or settings.lis_host
+    if not lis_host:
+        return None
+    return Endpoint(
+        host=lis_host,
+        port=settings.lis_port,
+        tls=settings.lis_tls,
+        tls_ca=settings.lis_tls_ca,
+        tls_cert=settings.lis_tls_cert,
+        tls_key=settings.lis_tls_key,
+        connect_timeout=settings.lis_connect_timeout_seconds,
+        ack_timeout=settings.lis_ack_timeout_seconds,
+    )
+
+
+def policy_from_settings(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.lis_max_attempts,
+        base_seconds=settings.lis_backoff_base_seconds,
+        cap_seconds=settings.lis_backoff_cap_seconds,
+    )
+
+
+class Sender:
+    """Delivers one destination's outbox; call `deliver_due` repeatedly (it is one round)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        endpoint: Endpoint,
+        policy: RetryPolicy | None = None,
+        *,
+        destination: str = "lis",
+        options: SenderOptions | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.policy = policy or RetryPolicy()
+        self.destination = destination
+        self.options = options or SenderOptions()
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.connection = LisConnection(endpoint)
+        self._round = 0
+        self._lock = threading.Lock()
+        # Called after each ACK, before outcomes are committed (tests use it to stop a
+        # sender mid-round the way a crash would).
+        self.after_exchange: Callable[[int], None] | None = None
+
+    def deliver_due(self) -> int:
+        """One round: claim, send, record. Returns how many messages were handled
+        (delivered, refused or put back for a retry); 0 means nothing was due."""
+        with self._lock:
+            return self._round_locked()
+
+    def _round_locked(self) -> int:
+        self._round += 1
+        token = f"{self.name}#{self._round}"
+        entries = claim_due(
+            self.engine,
+            token,
+            destination=self.destination,
+            limit=self.options.batch_size,
+            lease_seconds=self.options.lease_seconds,
+        )
+        if not entries:
+            return 0
+        handled = 0
+        pending: list[Outcome] = []
+        untried: list[int] = []
+        for index, entry in enumerate(entries):
+            assert entry.id is not None
+            try:
+                reply = self.connection.exchange(entry.message, entry.control_id)
+            except DeliveryFailure as exc:
+                log.warning("delivery of %s failed: %s", entry.control_id, exc)
+                pending.append(Outcome(entry.id, "retry", text=str(exc)))
+                untried = [e.id for e in entries[index + 1 :] if e.id is not None]
+                break
+            if reply.accepted:
+                pending.append(Outcome(entry.id, "delivered", ack_code=reply.code))
+            elif reply.code in REFUSED:
+                pending.append(Outcome(entry.id, "refused", reply.code, reply.text))
+            else:
+                pending.append(Outcome(entry.id, "retry", text=f"unknown ACK code {reply.code}"))
+            if self.after_exchange is not None:
+                self.after_exchange(index)
+            if len(pending) >= self.options.commit_every:
+                record_outcomes(self.engine, token, pending, self.policy)
+                handled += len(pending)
+                pending = []
+        if pending:
+            record_outcomes(self.engine, token, pending, self.policy)
+            handled += len(pending)
+        release_claims(self.engine, token, untried)
+        return handled
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def deliver_until_idle(sender: Sender, max_rounds: int = 10_000) -> int:
+    """Rounds until nothing is due; returns how many messages were handled."""
+    total = 0
+    for _ in range(max_rounds):
+        handled = sender.deliver_due()
+        total += handled
+        if handled == 0:
+            break
+    return total

@@ -1,0 +1,234 @@
+"""A small LIS stand-in: receives orders over MLLP, logs them, and acknowledges each.
+
+Used by `labintake serve --demo` when no LIS is configured, by the tests (as the real peer
+of the sender) and by the release benchmark. It recognises a repeated message control id
+and acknowledges it again without taking the order twice, as a real LIS should. Tests can
+make it answer AE, stay silent, answer slowly, or go down and come back.
+
+    python -m labintake.release.stub_lis --port 2576
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import socket
+import socketserver
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import hl7
+
+from labintake.mllp.framing import FrameDecoder, frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    control_id: str
+    message_type: str
+    patient_id: str
+    placer_order: str
+    tests: tuple[str, ...]
+    raw: bytes
+    repeat: bool
+
+
+# A responder decides the answer: (ACK code, error text), or None to stay silent.
+Responder = Callable[[ReceivedMessage], tuple[str, str] | None]
+
+
+def _summary(raw: bytes, seen: Counter[str]) -> tuple[ReceivedMessage, hl7.Message]:
+    text = raw.decode("utf-8", errors="replace").replace("\n", "\r")
+    message = hl7.parse(text)
+    msh = message.segment("MSH")
+    control_id = str(msh(10))
+    segments = {str(s[0]) for s in message}
+    patient = str(message.segment("PID")(3)(1)(1)) if "PID" in segments else ""
+    tests: list[str] = []
+    placer = ""
+    for segment in message:
+        if str(segment[0]) == "OBR":
+            tests.append(str(segment(4)(1)(1)))
+            placer = placer or str(segment(2)(1)(1))
+    received = ReceivedMessage(
+        control_id=control_id,
+        message_type=str(msh(9)(1)(1)) + "^" + str(msh(9)(1)(2)),
+        patient_id=patient,
+        placer_order=placer,
+        tests=tuple(tests),
+        raw=raw,
+        repeat=seen[control_id] > 0,
+    )
+    return received, message
+
+
+@dataclass
+class _State:
+    received: list[ReceivedMessage] = field(default_factory=list)
+    seen: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class StubLis:
+    """An MLLP receiver in a background thread. `port=0` picks a free port."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        responder: Responder | None = None,
+        delay_seconds: float = 0.0,
+        log_messages: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.responder = responder
+        self.delay_seconds = delay_seconds
+        self.log_messages = log_messages
+        self.state = _State()
+        self._server: socketserver.ThreadingTCPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+
+    # -- what arrived -------------------------------------------------------------------
+    @property
+    def received(self) -> list[ReceivedMessage]:
+        with self.state.lock:
+            return list(self.state.received)
+
+    def accepted(self) -> list[ReceivedMessage]:
+        """Each message taken once: repeats of a control id are left out."""
+        return [m for m in self.received if not m.repeat]
+
+    def counts(self) -> Counter[str]:
+        """How many times each control id arrived (repeats included)."""
+        with self.state.lock:
+            return Counter(self.state.seen)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> StubLis:
+        stub = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                stub._serve_connection(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self._server = Server((self.host, self.port), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        log.info("stub LIS listening on %s:%d", self.host, self.port)
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every open connection (the LIS goes down)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        for conn in list(self._connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self._connections.clear()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> StubLis:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- one connection -----------------------------------------------------------------
+    def _serve_connection(self, conn: socket.socket) -> None:
+        self._connections.add(conn)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        decoder = FrameDecoder(16 * 1024 * 1024)
+        try:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                for event in decoder.feed(data):
+                    if isinstance(event, bytes):
+                        reply = self._answer(event)
+                        if reply is not None:
+                            conn.sendall(frame(reply))
+        except OSError:
+            return
+        finally:
+            self._connections.discard(conn)
+            conn.close()
+
+    def _answer(self, raw: bytes) -> bytes | None:
+        try:
+            with self.state.lock:
+                received, message = _summary(raw, self.state.seen)
+        except (KeyError, IndexError, ValueError):
+            log.warning("stub LIS: unreadable message (%d bytes)", len(raw))
+            return None
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
+        decision = self.responder(received) if self.responder else ("AA", "")
+        if decision is None:
+            return None
+        code, error_text = decision
+        with self.state.lock:
+            if code in ("AA", "CA"):
+                self.state.received.append(received)
+                self.state.seen[received.control_id] += 1
+        if self.log_messages:
+            log.info(
+                "stub LIS received %s %s patient=%s placer=%s tests=%s%s -> %s",
+                received.message_type,
+                received.control_id,
+                received.patient_id,
+                received.placer_order,
+                ",".join(received.tests),
+                " (repeat)" if received.repeat else "",
+                code,
+            )
+        ack = message.create_ack(code, message_id=f"ACK{received.control_id}"[:20])
+        text = str(ack)
+        if error_text:
+            escaped = str(message.escape(error_text))
+            text += f"\rERR||||E||||{escaped}"
+        return (text + "\r").encode("utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A stub LIS that acknowledges HL7 orders.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=2576)
+    parser.add_argument("--quiet", action="store_true", help="do not log each message")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    stub = StubLis(args.host, args.port, log_messages=not args.quiet).start()
+    print(f"stub LIS listening on {args.host}:{stub.port}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        stub.stop()
+
+
+if __name__ == "__main__":
+    main()
