@@ -13,6 +13,7 @@ from labintake.models.orders import (
     Verification,
 )
 from labintake.models.queue import OfficeContact, OfficeQuery
+from labintake.models.reading import MessageEvent
 from labintake.models.release import JobLease, JobRun, Notification, OutboxEntry
 from labintake.models.users import ApiToken, AuditEntry, User, WebSession
 
@@ -23,6 +24,7 @@ __all__ = [
     "InboundMessage",
     "JobLease",
     "JobRun",
+    "MessageEvent",
     "Notification",
     "OfficeContact",
     "OfficeQuery",
