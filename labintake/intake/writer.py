@@ -124,9 +124,12 @@ class GroupCommitWriter:
 
     # -- the asyncio side ---------------------------------------------------------------
     async def store(self, row: PendingRow) -> StoreResult:
-        """Queue `row` and wait until it is committed (or found to be a duplicate)."""
-        if self._closed or self._thread is None:
-            raise StorageError("the intake writer is not running")
+        """Queue `row` and wait until it is committed (or found to be a duplicate).
+
+        Rows queued before :meth:`start` are written once the writer starts.
+        """
+        if self._closed:
+            raise StorageError("the intake writer is stopped")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StoreResult] = loop.create_future()
         self._queue.put(_Waiter(row, future, loop))
