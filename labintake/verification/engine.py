@@ -1,0 +1,111 @@
+"""The verification engine: order facts + code tables + history + rule settings -> findings.
+
+Pure: values in, values out. The rules run in a fixed order (diagnoses, tests, provider,
+necessity, history, bundling); later rules use what earlier ones found (the valid diagnoses,
+the catalog entry of each test). An order with no hold finding is verified; any hold makes it
+held. Every result records the code-table versions and the rules version that produced it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING
+
+from labintake.statuses import OrderStatus, Severity
+from labintake.verification.bundling_rules import check_bundling
+from labintake.verification.context import RuleContext
+from labintake.verification.diagnoses import check_diagnoses
+from labintake.verification.facts import NO_HISTORY, OrderFacts, PatientHistory
+from labintake.verification.findings import ResolvedTest, VerificationResult
+from labintake.verification.history import check_history
+from labintake.verification.necessity import check_necessity
+from labintake.verification.providers import check_provider
+from labintake.verification.resolution import resolve_tests
+from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
+
+if TYPE_CHECKING:
+    from labintake.codes.icd10 import Icd10Release
+    from labintake.codes.tables import CodeTables
+
+# Bump when a rule's logic or wording changes; recorded with every verification.
+RULES_VERSION = "2026.11.1"
+
+_SEVERITY_ORDER = {Severity.HOLD: 0, Severity.WARN: 1, Severity.INFO: 2}
+
+
+def icd10_release_for(tables: CodeTables, dos: date) -> Icd10Release | None:
+    """The ICD-10-CM release in force on `dos`; outside every window, the nearest one."""
+    release = tables.icd10_for(dos)
+    if release is not None:
+        return release
+    releases = sorted(tables.icd10_releases(), key=lambda r: r.effective_from)
+    if not releases:
+        return None
+    earlier = [r for r in releases if r.effective_from <= dos]
+    return earlier[-1] if earlier else releases[0]
+
+
+def verify(
+    order: OrderFacts,
+    tables: CodeTables,
+    history: PatientHistory = NO_HISTORY,
+    rules: RuleSettings = DEFAULT_RULES,
+) -> VerificationResult:
+    dos = order.date_of_service
+    policies = tables.policies_for(dos)
+    payer = order.payer
+    effective = rules.for_order(order.interface, payer.company_id, payer.company_name)
+    medicare = effective.medicare_policies
+    if medicare is None:
+        medicare = policies.medicare_applies(payer.company_id, payer.company_name, payer.plan_id)
+    release = icd10_release_for(tables, dos)
+    bundling = tables.bundling_for(dos)
+    ctx = RuleContext(
+        facts=order,
+        history=history,
+        tables=tables,
+        release=release,
+        catalog=tables.catalog,
+        policies=policies,
+        bundling=bundling,
+        medicare=medicare,
+        rules=effective,
+    )
+    resolve_tests(ctx)
+    check_diagnoses(ctx)
+    check_provider(ctx)
+    check_necessity(ctx)
+    check_history(ctx)
+    check_bundling(ctx)
+
+    findings = ctx.findings
+    if len(findings) > 1:
+        findings.sort(key=lambda f: _SEVERITY_ORDER[f.severity])
+    held = any(f.severity is Severity.HOLD for f in findings)
+    resolved = tuple(
+        ResolvedTest(
+            seq=test.seq,
+            location=test.location,
+            local_code=entry.code if entry else None,
+            loinc=entry.loinc if entry else None,
+            cpt=entry.cpt if entry else None,
+            description=entry.description if entry else "",
+            necessity=ctx.necessity.get(test.seq, "unverified"),
+            policies=ctx.policies_applied.get(test.seq, ()),
+        )
+        for test, entry in zip(order.tests, ctx.resolved, strict=True)
+    )
+    # The same kinds as CodeTables.versions_for, naming what was actually used.
+    versions = {
+        "icd10cm": release.version if release is not None else "none",
+        "catalog": ctx.catalog.version,
+        "coverage": policies.version,
+        "bundling": bundling.version,
+    }
+    return VerificationResult(
+        status=OrderStatus.HELD if held else OrderStatus.VERIFIED,
+        findings=tuple(findings),
+        tests=resolved,
+        table_versions=versions,
+        rules_version=RULES_VERSION,
+    )

@@ -1,0 +1,138 @@
+"""What the rules look at: one order's facts and the patient's recent history, as plain values.
+
+`OrderFacts` is built either from a freshly read `labintake.domain.OrderRequest` (see
+`facts_from_request`) or from the stored order rows (`labintake.verification.service`). The
+engine does no I/O: the history of prior tests is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from types import MappingProxyType
+
+from labintake.domain import OrderRequest
+
+_NO_CODES: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class TestFacts:
+    """One requested test (an OBR) as sent, plus any modifiers a coder recorded."""
+
+    __test__ = False  # not a pytest class
+
+    seq: int  # 1-based position among the order's tests
+    location: str  # where OBR-4 sits, e.g. "OBR[2]-4"
+    code: str
+    system: str = ""
+    text: str = ""
+    alt_code: str = ""
+    alt_system: str = ""
+    units: int = 1
+    modifiers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosisFacts:
+    code: str
+    location: str  # e.g. "DG1[2]-3"
+    system: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PayerFacts:
+    company_id: str = ""  # IN1-3
+    company_name: str = ""  # IN1-4
+    plan_id: str = ""  # IN1-2
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFacts:
+    tests: tuple[TestFacts, ...]
+    diagnoses: tuple[DiagnosisFacts, ...]
+    date_of_service: date
+    provider_npi: str = ""
+    provider_name: str = ""
+    provider_identifier: str = ""  # the id as sent, NPI or not
+    provider_location: str = "ORC-12"
+    payer: PayerFacts = PayerFacts()
+    patient_key: str = ""  # sending facility + MRN
+    patient_birth_date: date | None = None
+    patient_sex: str = ""
+    interface: str = ""  # sender definition name ("" when the sender is not defined)
+    interface_codes: Mapping[str, str] = field(default_factory=lambda: _NO_CODES)
+    signature_on_file: bool | None = None  # None: the sender says nothing
+    placer_order_number: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PriorTest:
+    """A test already ordered for the same patient (from stored orders)."""
+
+    date_of_service: date
+    cpt: str | None
+    local_code: str | None
+    diagnoses: tuple[str, ...] = ()  # normalised ICD-10-CM codes of that order
+    order_ref: str = ""  # how a coder finds it: order id / placer order number
+
+
+@dataclass(frozen=True, slots=True)
+class PatientHistory:
+    tests: tuple[PriorTest, ...] = ()
+
+
+NO_HISTORY = PatientHistory()
+
+
+def facts_from_request(
+    request: OrderRequest,
+    *,
+    date_of_service: date,
+    sending_facility: str = "",
+    interface: str = "",
+    interface_codes: Mapping[str, str] | None = None,
+) -> OrderFacts:
+    """The facts of a freshly read order group. `date_of_service` is the caller's choice when
+    the message gave none (e.g. the day it was received)."""
+    insurance = request.insurances[0] if request.insurances else None
+    provider = request.provider
+    name = " ".join(p for p in (provider.given_name, provider.family_name) if p)
+    return OrderFacts(
+        tests=tuple(
+            TestFacts(
+                seq=i,
+                location=t.location,
+                code=t.service.code,
+                system=t.service.system,
+                text=t.service.text,
+                alt_code=t.service.alt_code,
+                alt_system=t.service.alt_system,
+                units=t.units,
+            )
+            for i, t in enumerate(request.tests, start=1)
+        ),
+        diagnoses=tuple(
+            DiagnosisFacts(code=d.code, location=d.location, system=d.system, text=d.text)
+            for d in request.diagnoses
+        ),
+        date_of_service=request.date_of_service or date_of_service,
+        provider_npi=provider.npi,
+        provider_name=name,
+        provider_identifier=provider.identifier,
+        provider_location=provider.location or "ORC-12",
+        payer=PayerFacts(
+            company_id=insurance.company_id if insurance else "",
+            company_name=insurance.company_name if insurance else "",
+            plan_id=insurance.plan_id if insurance else "",
+        ),
+        patient_key=f"{sending_facility}|{request.patient.mrn}",
+        patient_birth_date=request.patient.birth_date,
+        patient_sex=request.patient.sex,
+        interface=interface,
+        interface_codes=MappingProxyType(dict(interface_codes or {})),
+        signature_on_file=request.signature_on_file,
+        placer_order_number=request.placer_order_number,
+    )

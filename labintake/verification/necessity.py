@@ -1,0 +1,171 @@
+"""Medical necessity (Medicare NCD/LCD lists) and screening diagnoses on diagnostic tests.
+
+These are Medicare rules: they run when the coverage tables' payer list says the order's
+insurance is Medicare (or a payer setting turns them on). A test under a policy is supported
+when at least one diagnosis sent is covered by the policy (for an inverted policy such as
+190.15: not on its negative lists) and is not on the never-covered list.
+
+When the documentation supports no covered reason, the path is an ABN (CMS-R-131) signed by
+the patient before the test (modifier GA) or none (GZ): a test already carrying GA, GZ, GX or
+GY has had that decision made, so its finding is only information.
+"""
+
+from __future__ import annotations
+
+from labintake.codes.policies import NcdPolicy
+from labintake.statuses import FindingCode, Severity
+from labintake.verification.context import RuleContext
+from labintake.verification.facts import TestFacts
+from labintake.verification.findings import (
+    NECESSITY_FAIL,
+    NECESSITY_NOT_APPLICABLE,
+    NECESSITY_PASS,
+    NECESSITY_UNVERIFIED,
+)
+
+ABN_MODIFIERS = frozenset({"GA", "GZ", "GX", "GY"})
+ABN_PATH = (
+    " If the record documents no other reason, ask whether the patient signed an Advance "
+    "Beneficiary Notice (CMS-R-131) for this test: signed, the test goes with modifier GA; "
+    "not signed, with GZ."
+)
+
+
+def abn_decided(test: TestFacts) -> str | None:
+    return next((m for m in test.modifiers if m in ABN_MODIFIERS), None)
+
+
+def check_necessity(ctx: RuleContext) -> None:
+    for test in ctx.facts.tests:
+        entry = ctx.resolved[test.seq - 1]
+        if entry is None:
+            ctx.necessity[test.seq] = NECESSITY_UNVERIFIED
+            continue
+        if not ctx.medicare:
+            ctx.necessity[test.seq] = NECESSITY_NOT_APPLICABLE
+            continue
+        cpt = entry.cpt
+        policies = ctx.policies.for_cpt(cpt) + ctx.policies.lcd_for_cpt(cpt)
+        ctx.policies_applied[test.seq] = tuple(p.ncd for p in policies)
+        codes = [d.code for d in ctx.diagnoses]
+        if not codes:
+            ctx.necessity[test.seq] = NECESSITY_UNVERIFIED
+            continue
+        screening_support: list[str] = []
+        diverted = False
+        for rule in ctx.policies.screening_rules:
+            if cpt not in rule.diagnostic_cpts:
+                continue
+            screening_dx = [c for c in codes if rule.dx.matches(c)]
+            if not screening_dx:
+                continue
+            if rule.screening_cpt is None or rule.screening_cpt == cpt:
+                screening_support.extend(screening_dx)  # a screening use of this very code
+                continue
+            other = [c for c in codes if c not in screening_dx]
+            supported_otherwise = any(
+                not ctx.policies.never_covered.matches(c) and p.supports(c)
+                for p in policies
+                for c in other
+            )
+            _screening_on_diagnostic(
+                ctx, test, cpt, rule.screening_cpt, screening_dx, supported_otherwise
+            )
+            if not supported_otherwise:
+                diverted = True
+        if diverted:
+            ctx.necessity[test.seq] = NECESSITY_FAIL
+            continue
+        if not policies:
+            ctx.necessity[test.seq] = (
+                NECESSITY_PASS if screening_support else NECESSITY_NOT_APPLICABLE
+            )
+            continue
+        outcome = NECESSITY_PASS
+        never = ctx.policies.never_covered
+        for policy in policies:
+            supporting = [c for c in codes if not never.matches(c) and policy.supports(c)]
+            if supporting or screening_support:
+                continue
+            outcome = NECESSITY_FAIL
+            never_sent = [c for c in codes if never.matches(c)]
+            _not_supported(ctx, test, cpt, policy, never_sent)
+        ctx.necessity[test.seq] = outcome
+
+
+def _not_supported(
+    ctx: RuleContext,
+    test: TestFacts,
+    cpt: str,
+    policy: NcdPolicy,
+    never_covered: list[str],
+) -> None:
+    name = ctx.test_name(test)
+    ncd, title, kind, illustrative = policy.ncd, policy.title, policy.kind, policy.illustrative
+    sample = " (illustrative list shipped with labintake)" if illustrative else ""
+    message = (
+        f"None of the diagnoses sent ({ctx.diagnosis_list()}) supports {name} ({cpt}) under "
+        f"{kind} {ncd} ({title}){sample}."
+    )
+    if never_covered:
+        message += f" {', '.join(never_covered)} never supports a lab test under an NCD."
+    decided = abn_decided(test)
+    severity = None
+    if decided:
+        message += f" The test already carries modifier {decided}: the ABN decision is made."
+        severity = Severity.INFO
+    else:
+        message += " Query the office for the documented reason; do not pick a code for it."
+    ctx.add(
+        FindingCode.NECESSITY_NOT_SUPPORTED,
+        test.location,
+        message,
+        f"Please ask the office for the reason {name} was ordered, as documented in the "
+        f"patient's record; the order gives {ctx.diagnosis_list()}." + ABN_PATH,
+        test_seq=test.seq,
+        subject=f"{cpt}:{ncd}",
+        reference={
+            "policy": ncd,
+            "kind": kind,
+            "title": title,
+            "illustrative": illustrative,
+            "diagnoses": [d.code for d in ctx.diagnoses],
+            "never_covered": never_covered,
+        },
+        severity=severity,
+    )
+
+
+def _screening_on_diagnostic(
+    ctx: RuleContext,
+    test: TestFacts,
+    cpt: str,
+    screening_cpt: str,
+    screening_dx: list[str],
+    supported_otherwise: bool,
+) -> None:
+    name = ctx.test_name(test)
+    described = ", ".join(
+        f"{d.code} ({d.entry.description})" for d in ctx.diagnoses if d.code in screening_dx
+    )
+    message = (
+        f"{described} is a screening reason, but {name} is ordered as the diagnostic test "
+        f"{cpt}; a screening {name} is reported as {screening_cpt}."
+    )
+    if supported_otherwise:
+        message += (
+            " Another diagnosis sent supports the diagnostic test: check whether the screening "
+            "reason belongs on this order."
+        )
+    ctx.add(
+        FindingCode.SCREENING_ON_DIAGNOSTIC,
+        test.location,
+        message,
+        f"The order for {name} gives {described}, a screening reason. Please clarify "
+        "whether the test is ordered as a screening or because of documented signs, symptoms "
+        "or a condition, and provide the reason as documented in the patient's record.",
+        test_seq=test.seq,
+        subject=f"{cpt}:{','.join(screening_dx)}",
+        reference={"screening_code": screening_cpt, "diagnoses": screening_dx},
+        severity=Severity.WARN if supported_otherwise else None,
+    )
