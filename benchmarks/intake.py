@@ -69,7 +69,7 @@ class Profile:
     servers: tuple[str, ...] = (LABINTAKE, PYTHON_HL7, HL7APY)
 
 
-QUICK = Profile(rounds=1, seconds=3.0, warmup_seconds=0.5, hl7apy_seconds=2.0, drain_seconds=5.0)
+QUICK = Profile(rounds=1, seconds=3.0, warmup_seconds=1.0, hl7apy_seconds=2.0, drain_seconds=5.0)
 FULL = Profile(rounds=3, seconds=10.0, warmup_seconds=2.0, hl7apy_seconds=5.0, drain_seconds=20.0)
 
 
@@ -96,6 +96,22 @@ class Drain:
     @property
     def rate(self) -> float:
         return self.read / self.seconds if self.seconds > 0 else 0.0
+
+
+def filesystem_of(path: Path) -> str:
+    """The filesystem type holding `path` (longest mount point in /proc/mounts)."""
+    best, kind = "", "unknown"
+    resolved = str(path.resolve())
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            mount = parts[1]
+            inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) > len(best):
+                best, kind = mount, parts[2]
+    return kind
 
 
 def _machine() -> dict[str, Any]:
@@ -159,6 +175,7 @@ class Bench:
             )
         result = asyncio.run(_measure(server.port, connections, seconds, reconnect, self._prefix()))
         summary = result.summary()
+        summary["load_average_1m"] = round(os.getloadavg()[0], 2)
         if result.connection_errors or result.mismatched_acks or set(result.ack_codes) - {"AA"}:
             summary["problem"] = True
         cell = self.cells.setdefault((name, connections), Cell(name, connections))
@@ -386,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(LABELS),
         help="measure only these servers (default: all three)",
     )
+    parser.add_argument(
+        "--workdir", type=Path, help="where the database and logs go (default benchmarks/results/)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, DB)")
     args = parser.parse_args(argv)
 
@@ -404,12 +424,18 @@ def main(argv: list[str] | None = None) -> int:
     def echo(text: str) -> None:
         print(text, flush=True)
 
-    workdir = Path(tempfile.mkdtemp(prefix="labintake-bench-"))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    parent = args.workdir or RESULTS_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="work-", dir=parent))
+    filesystem = filesystem_of(workdir)
     bench = Bench(profile, workdir, echo)
     echo(
         f"labintake intake benchmark ({mode}): {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.2f}; work folder {workdir}"
+        f"load average {os.getloadavg()[0]:.2f}; database on {filesystem} in {workdir}"
     )
+    if filesystem in {"tmpfs", "ramfs"}:
+        echo("warning: the database is in memory, so synchronous FULL costs nothing; use --workdir")
     began = time.perf_counter()
     try:
         bench.run_intake()
@@ -428,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     echo(bench.table())
     document = bench.document(mode)
     document["wall_seconds"] = round(time.perf_counter() - began, 1)
-    RESULTS_DIR.mkdir(exist_ok=True)
+    document["machine"]["database_filesystem"] = filesystem
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS_DIR / f"intake-{mode}-{stamp}.json"
     out.write_text(json.dumps(document, indent=2) + "\n")
