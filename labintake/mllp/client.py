@@ -133,7 +133,20 @@ def summarize_ack(ack: bytes) -> AckSummary:
             elif len(fields) > 3 and fields[3]:
                 parts = fields[3].split(component)
                 err_text = parts[1] if len(parts) > 1 else parts[0]
-    return AckSummary(code, control_id, err_text or msa_text)
+    escape = text[6:7] if len(text) > 6 else "\\"
+    shown = _unescape(err_text or msa_text, separator, text[4:8], escape)
+    return AckSummary(code, control_id, shown)
+
+
+def _unescape(value: str, separator: str, encoding: str, escape: str) -> str:
+    """Delimiter escapes (\\F\\, \\S\\, \\R\\, \\T\\, \\E\\) back to characters, for display."""
+    if escape not in value:
+        return value
+    delimiters = {"F": separator, "S": encoding[:1], "R": encoding[1:2], "T": encoding[3:4]}
+    for code, char in delimiters.items():
+        if char:
+            value = value.replace(f"{escape}{code}{escape}", char)
+    return value.replace(f"{escape}E{escape}", escape)
 
 
 def _control_id(message: bytes) -> str:
