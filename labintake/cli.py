@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from labintake.codes.commands import codes_app
 from labintake.config import Settings
 
 app = typer.Typer(
@@ -14,6 +15,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+app.add_typer(codes_app, name="codes")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -156,7 +156,7 @@ def read_catalog_csv(text: str) -> CatalogReadResult:
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        result.problems.append(RowProblem(1, f"header lacks column(s): {', '.join(missing)}"))
+        result.problems.append(RowProblem(1, f"heading lacks column(s): {', '.join(missing)}"))
         return result
     reader.fieldnames = header
     seen: dict[str, int] = {}
@@ -172,7 +172,7 @@ def read_catalog_csv(text: str) -> CatalogReadResult:
         key = entry.code.upper()
         if key in seen:
             result.problems.append(
-                RowProblem(line, f"local code {entry.code} already on line {seen[key]}")
+                RowProblem(line, f"local code repeated: {entry.code} (first on line {seen[key]})")
             )
             continue
         seen[key] = line
@@ -183,29 +183,29 @@ def read_catalog_csv(text: str) -> CatalogReadResult:
 def _entry_from_row(values: Mapping[str, str]) -> CatalogEntry:
     code = values.get("code", "").upper()
     if not _LOCAL.match(code):
-        raise ValueError(f"local code {code!r} is empty or has characters other than A-Z 0-9 _.-")
+        raise ValueError(f"bad local code (empty, or not A-Z 0-9 _.-): {code!r}")
     cpt = values.get("cpt", "").upper()
     if not _CPT.match(cpt):
-        raise ValueError(f"{code}: CPT/HCPCS {cpt!r} is not a 5-character procedure code")
+        raise ValueError(f"CPT/HCPCS is not a 5-character procedure code: {code} {cpt!r}")
     description = values.get("description", "")
     if not description:
-        raise ValueError(f"{code}: description is empty")
+        raise ValueError(f"description is empty: {code}")
     loinc = values.get("loinc", "") or None
     if loinc is not None and not (_LOINC.match(loinc) and loinc_check_digit_ok(loinc)):
-        raise ValueError(f"{code}: LOINC {loinc!r} is malformed or fails its check digit")
+        raise ValueError(f"LOINC malformed or fails its check digit: {code} {loinc!r}")
     components = tuple(values.get("components", "").upper().split())
     bad = [c for c in components if not _CPT.match(c)]
     if bad:
-        raise ValueError(f"{code}: component(s) {' '.join(bad)} are not procedure codes")
+        raise ValueError(f"panel component is not a procedure code: {code} {' '.join(bad)}")
     ncd = values.get("ncd", "") or None
     if ncd is not None and not _NCD.match(ncd):
-        raise ValueError(f"{code}: NCD {ncd!r} is not like 190.23")
+        raise ValueError(f"NCD number not like 190.23: {code} {ncd!r}")
     screening = values.get("screening_cpt", "").upper() or None
     if screening is not None and not _CPT.match(screening):
-        raise ValueError(f"{code}: screening code {screening!r} is not a procedure code")
+        raise ValueError(f"screening code is not a procedure code: {code} {screening!r}")
     flag = values.get("diagnostic_only", "").lower()
     if flag not in _YES | _NO:
-        raise ValueError(f"{code}: diagnostic_only must be yes or no, not {flag!r}")
+        raise ValueError(f"diagnostic_only must be yes or no: {code} {flag!r}")
     return CatalogEntry(
         code=code,
         loinc=loinc,

@@ -10,8 +10,8 @@ Files (all TOML, meant to be edited by people; seal the folder after editing):
 - `never_covered.toml`: `codes` (confirmed) and `codes_verify` (to confirm against CMS).
 - `payers.toml`: which insurances the Medicare rules apply to.
 - `ncd_codes.csv` (optional, written by `labintake codes import ncd`): `ncd,list,code` rows
-  where list is `covered` or `not_covered`; an NCD present there takes its lists from the CSV
-  instead of its TOML file.
+  where list is `covered`, `not_covered` or `hcpcs`; an NCD present there takes its lists
+  (and, when given, its procedure codes) from the CSV instead of its TOML file.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from labintake.codes.policies import (
 from labintake.errors import CodeTableError
 
 NCD_CODES_CSV = "ncd_codes.csv"
+NCD_CODE_LISTS = ("covered", "not_covered", "hcpcs")
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -92,14 +93,26 @@ def policy_from_toml(data: Mapping[str, Any], where: str) -> NcdPolicy:
 
 
 def read_ncd_codes_csv(text: str, where: str) -> dict[str, dict[str, list[str]]]:
-    """`ncd,list,code` rows -> {ncd: {"covered": [...], "not_covered": [...]}}."""
+    """`ncd,list,code` rows -> {ncd: {"covered": [...], "not_covered": [...], "hcpcs": [...]}}."""
     lists: dict[str, dict[str, list[str]]] = {}
     for row in csv.DictReader(io.StringIO(text)):
-        ncd, kind, code = (row.get(k, "").strip() for k in ("ncd", "list", "code"))
-        if kind not in ("covered", "not_covered"):
-            raise CodeTableError(f"{where}: list {kind!r} is not covered or not_covered")
-        lists.setdefault(ncd, {"covered": [], "not_covered": []})[kind].append(code)
+        ncd, kind, code = ((row.get(k) or "").strip() for k in ("ncd", "list", "code"))
+        if kind not in NCD_CODE_LISTS:
+            raise CodeTableError(f"{where}: list {kind!r} is not one of {NCD_CODE_LISTS}")
+        entry = lists.setdefault(ncd, {name: [] for name in NCD_CODE_LISTS})
+        entry[kind].append(code)
     return lists
+
+
+def format_ncd_codes_csv(lists: Mapping[str, Mapping[str, list[str]]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["ncd", "list", "code"])
+    for ncd in sorted(lists):
+        for kind in NCD_CODE_LISTS:
+            for code in lists[ncd].get(kind, []):
+                writer.writerow([ncd, kind, code])
+    return out.getvalue()
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -124,6 +137,8 @@ def load_coverage(folder: Path, version: str, files: tuple[str, ...]) -> Coverag
         lists = imported.get(str(data.get("ncd", "")))
         if lists is not None:
             data = {**data, "covered": lists["covered"], "not_covered": lists["not_covered"]}
+            if lists["hcpcs"]:
+                data["cpts"] = lists["hcpcs"]
         policy = policy_from_toml(data, str(folder / name))
         (lcds if policy.kind == "LCD" else ncds).append(policy)
     for ncd in imported:

@@ -6,7 +6,8 @@ code, sorted by code:
     code <TAB> flags <TAB> parent <TAB> excludes1 <TAB> description
 
 `flags` holds `B` (billable: a leaf category/subcategory), `H` (header: a category or
-subcategory with children) and `7` (the code's family takes a 7th character). `excludes1` is a
+subcategory with children) and `7` (a 7th-character code, or a code lacking only its 7th
+character). `excludes1` is a
 space-separated list of patterns in `CodeSet` syntax: exact codes (`E10.9`), dotted-prefix
 wildcards (`E10.*`) and category ranges (`E08-E13`). Chapters and blocks are not codes and are
 not in the table.
@@ -52,8 +53,8 @@ class Icd10Entry:
     description: str
     billable: bool
     header: bool  # a category or subcategory that has children
-    # The code's family takes a 7th character: a complete code there is 7 characters long
-    # (placeholder X fills gaps, e.g. T36.0X1A). True for the 7-character codes themselves too.
+    # A 7th-character code (T36.0X1A), or a code that lacks only its 7th character (T36.0X1:
+    # a header whose children are its 7th-character extensions; placeholder X fills gaps).
     seventh_char_required: bool
     excludes1: tuple[str, ...]  # CodeSet patterns: "E10.9", "E10.*", "E08-E13"
     parent: str | None

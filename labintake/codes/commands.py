@@ -1,0 +1,223 @@
+"""`labintake codes ...`: list table versions, import official files, seal, build ICD-10-CM."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from labintake.errors import CodeTableError, LabintakeError
+
+codes_app = typer.Typer(
+    help="Code tables: list versions, import official files.", no_args_is_help=True
+)
+
+DirOption = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Code tables folder (default: LABINTAKE_CODE_TABLES_DIR)"),
+]
+
+
+def _directory(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    from labintake.cli import load_settings
+
+    return load_settings(development=True).code_tables_dir
+
+
+def _fail(exc: LabintakeError) -> typer.Exit:
+    typer.secho(f"error: {exc}", fg="red", err=True)
+    return typer.Exit(1)
+
+
+@codes_app.command("list")
+def list_versions(directory: DirOption = None) -> None:
+    """Every table version: kind, version, effective dates, rows, checksum, source."""
+    from labintake.codes.manifest import compute_checksum, discover
+
+    folder = _directory(directory)
+    try:
+        manifests = discover(folder)
+    except CodeTableError as exc:
+        raise _fail(exc) from exc
+    table = Table(
+        title=f"Code tables in {folder}",
+        box=None,
+        caption="* in force today",
+        padding=(0, 1),
+        pad_edge=False,
+    )
+    for column in ("kind", "version", "from", "to", "rows", "sha256", "subset"):
+        table.add_column(column, no_wrap=True, justify="right" if column == "rows" else "left")
+    bad = 0
+    today = date.today()
+    for m in manifests:
+        assert m.folder is not None
+        try:
+            ok = compute_checksum(m.folder, m.files) == m.checksum
+        except CodeTableError:
+            ok = False
+        bad += not ok
+        checksum = m.checksum.removeprefix("sha256:")[:8]
+        table.add_row(
+            m.kind,
+            m.version + (" *" if m.covers(today) else ""),
+            m.effective_from.isoformat(),
+            m.effective_to.isoformat() if m.effective_to else "-",
+            f"{m.rows:,}",
+            checksum if ok else f"[red]{checksum} MISMATCH[/red]",
+            "illus." if m.illustrative else "full",
+        )
+    console = Console()
+    console.print(table)
+    console.print("Sources:")
+    for m in manifests:
+        console.print(f"  {m.version}: {m.source}", highlight=False)
+    if bad:
+        typer.secho(f"{bad} table version(s) fail their checksum", fg="red", err=True)
+        raise typer.Exit(1)
+
+
+@codes_app.command("import")
+def import_command(
+    kind: Annotated[str, typer.Argument(help="ncci-ptp | mue | ncd | catalog")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    effective_from: Annotated[
+        str | None, typer.Option(help="First date of service (YYYY-MM-DD; default today)")
+    ] = None,
+    effective_to: Annotated[str | None, typer.Option(help="Last date of service")] = None,
+    version: Annotated[str | None, typer.Option(help="Version id (default KIND-DATE)")] = None,
+    all_codes: Annotated[
+        bool, typer.Option("--all-codes", help="PTP/MUE: keep non-laboratory codes too")
+    ] = False,
+    strict: Annotated[bool, typer.Option(help="Write nothing if any row is rejected")] = False,
+    directory: DirOption = None,
+) -> None:
+    """Read an official file and write a new table version with its manifest."""
+    from labintake.codes.importing import IMPORT_KINDS, import_file
+
+    if kind not in IMPORT_KINDS:
+        typer.secho(f"error: KIND must be one of {', '.join(IMPORT_KINDS)}", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        start = date.fromisoformat(effective_from) if effective_from else None
+        end = date.fromisoformat(effective_to) if effective_to else None
+    except ValueError as exc:
+        typer.secho(f"error: dates must be YYYY-MM-DD ({exc})", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    console = Console(stderr=True)
+    size = file.stat().st_size
+    with Progress(
+        TextColumn(f"reading {file.name}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("read", total=size)
+        try:
+            outcome = import_file(
+                kind,
+                file,
+                _directory(directory),
+                effective_from=start,
+                effective_to=end,
+                version=version,
+                lab_only=not all_codes,
+                strict=strict,
+                progress=lambda n: progress.advance(task, n),
+            )
+        except CodeTableError as exc:
+            raise _fail(exc) from exc
+        progress.update(task, completed=size)
+    result = outcome.result
+    summary = Table(title=f"{kind} import: {file.name}", show_header=False)
+    summary.add_column("what")
+    summary.add_column("count", justify="right")
+    summary.add_row("rows read", f"{result.rows_read:,}")
+    summary.add_row("rows kept", f"{result.kept:,}")
+    if result.skipped:
+        summary.add_row("rows skipped (not laboratory codes)", f"{result.skipped:,}")
+    summary.add_row("rows rejected", f"{len(result.rejected):,}")
+    for reason, count in sorted(result.reasons().items(), key=lambda kv: -kv[1]):
+        summary.add_row(f"  {reason}", f"{count:,}")
+    Console().print(summary)
+    for item in result.rejected[:20]:
+        where = f"line {item.line}" if item.line else "file"
+        typer.echo(f"  rejected {where}: {item.reason}")
+    if len(result.rejected) > 20:
+        typer.echo(f"  ... and {len(result.rejected) - 20} more rejected rows")
+    if outcome.written is None:
+        typer.secho(f"nothing written: {outcome.reason_not_written}", fg="red", err=True)
+        raise typer.Exit(1)
+    m = outcome.written
+    based = (
+        f", rest from {outcome.based_on.version}" if outcome.based_on and kind != "catalog" else ""
+    )
+    typer.secho(
+        f"wrote {m.kind} version {m.version} ({m.rows:,} rows, in force from "
+        f"{m.effective_from}{based}) at {m.folder}",
+        fg="green",
+    )
+
+
+@codes_app.command("seal")
+def seal_command(
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+) -> None:
+    """Recompute rows and checksum of a table version folder after editing its data."""
+    from labintake.codes.versions import seal
+
+    try:
+        manifest = seal(folder)
+    except CodeTableError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"sealed {manifest.version}: {manifest.rows:,} rows, {manifest.checksum[:23]}...")
+
+
+@codes_app.command("build-icd10")
+def build_icd10_command(
+    versions: Annotated[list[str] | None, typer.Argument(help="Release ids (default all)")] = None,
+    directory: DirOption = None,
+) -> None:
+    """Compile ICD-10-CM releases from simple-icd-10-cm (needs the `icd-build` extra)."""
+    from labintake.codes.build_icd10 import main
+
+    raise typer.Exit(main([*(versions or []), "--out", str(_directory(directory))]))
+
+
+@codes_app.command("lookup")
+def lookup_command(
+    code: Annotated[str, typer.Argument(help="ICD-10-CM code or words")],
+    on: Annotated[
+        str | None, typer.Option("--date", help="Date of service (default today)")
+    ] = None,
+    directory: DirOption = None,
+) -> None:
+    """Look a diagnosis up in the release in force on a date (code, flags, description)."""
+    from labintake.codes.tables import load_code_tables
+
+    try:
+        tables = load_code_tables(_directory(directory))
+    except CodeTableError as exc:
+        raise _fail(exc) from exc
+    day = date.fromisoformat(on) if on else date.today()
+    release = tables.icd10_for(day)
+    if release is None:
+        typer.secho(f"no ICD-10-CM release covers {day}", fg="red", err=True)
+        raise typer.Exit(1)
+    hits = release.search(code)
+    if not hits:
+        typer.echo(f"{code}: nothing in {release.version}")
+        raise typer.Exit(1)
+    for entry in hits:
+        flags = "billable" if entry.billable else "header" if entry.header else ""
+        typer.echo(f"{entry.code:<9} {flags:<9} {entry.description}")
+    typer.echo(f"({release.version})")

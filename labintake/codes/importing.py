@@ -1,0 +1,172 @@
+"""`labintake codes import KIND FILE`: read an official file and write a new table version.
+
+- ncci-ptp -> a new `bundling` version: the imported PTP edits, with MUE limits and panels
+  carried over from the bundling version in force on the effective date;
+- mue -> a new `bundling` version: the imported MUE limits, PTP edits and panels carried over;
+- ncd -> a new `coverage` version: the policy files carried over, the imported NCDs' code
+  lists in `ncd_codes.csv` (other NCDs keep theirs); an NCD with no policy file yet gets a
+  minimal one (title, procedure codes, no frequency limits);
+- catalog -> a new `catalog` version holding the imported rows.
+
+The new version is in force from `effective_from` (default today) and supersedes older ones
+for dates of service from then on. Nothing is written when no row is kept, or, with
+`strict`, when any row was rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from labintake.codes.bundling import format_mue_csv, format_ptp_tsv
+from labintake.codes.catalog import format_catalog_csv
+from labintake.codes.coverage import NCD_CODES_CSV, format_ncd_codes_csv, read_ncd_codes_csv
+from labintake.codes.importers import (
+    ImportResult,
+    Progress,
+    decode_file,
+    read_catalog,
+    read_mue_csv_cms,
+    read_ncd_csv,
+    read_ptp_text,
+)
+from labintake.codes.manifest import TableVersion, discover
+from labintake.codes.versions import create_version
+from labintake.errors import CodeTableError
+
+# HCPCS Level II laboratory codes kept besides CPT 80047-89398 when importing PTP/MUE files.
+LAB_HCPCS = frozenset(
+    {"G0103", "G0306", "G0307", "G0471", "G0480", "G0481", "G0482", "G0483", "G0659"}
+)
+IMPORT_KINDS = {"ncci-ptp": "bundling", "mue": "bundling", "ncd": "coverage", "catalog": "catalog"}
+
+
+@dataclass
+class ImportOutcome:
+    result: ImportResult
+    written: TableVersion | None
+    based_on: TableVersion | None
+    reason_not_written: str = ""
+
+
+def _base_version(directory: Path, kind: str, on: date) -> TableVersion | None:
+    candidates = [m for m in discover(directory) if m.kind == kind and m.covers(on)]
+    if not candidates:
+        candidates = [m for m in discover(directory) if m.kind == kind]
+    return max(candidates, key=lambda m: (m.effective_from, m.version), default=None)
+
+
+def _free_version_name(directory: Path, kind: str, wanted: str) -> str:
+    taken = {m.version for m in discover(directory)} if directory.is_dir() else set()
+    name, n = wanted, 2
+    while name in taken or (directory / kind / name).exists():
+        name, n = f"{wanted}-{n}", n + 1
+    return name
+
+
+def _minimal_ncd_toml(ncd: str, title: str, cpts: list[str], source: str) -> bytes:
+    lines = [
+        f"ncd = {json.dumps(ncd)}",
+        f"title = {json.dumps(title or f'NCD {ncd}')}",
+        'kind = "NCD"',
+        "illustrative = false",
+        f"source = {json.dumps(source)}",
+        f"cpts = [{', '.join(json.dumps(c) for c in cpts)}]",
+        "inverted = false",
+        "# covered / not_covered come from ncd_codes.csv",
+    ]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def import_file(
+    kind: str,
+    path: Path,
+    directory: Path,
+    *,
+    effective_from: date | None = None,
+    effective_to: date | None = None,
+    version: str | None = None,
+    lab_only: bool = True,
+    strict: bool = False,
+    progress: Progress | None = None,
+) -> ImportOutcome:
+    if kind not in IMPORT_KINDS:
+        raise CodeTableError(f"unknown import kind {kind!r}; one of {', '.join(IMPORT_KINDS)}")
+    table_kind = IMPORT_KINDS[kind]
+    try:
+        text = decode_file(path.read_bytes())
+    except OSError as exc:
+        raise CodeTableError(f"{path}: cannot read: {exc}") from exc
+    on = effective_from or date.today()
+    base = _base_version(directory, table_kind, on)
+    if kind == "ncci-ptp":
+        result = read_ptp_text(text, lab_only=lab_only, extra_codes=LAB_HCPCS, progress=progress)
+    elif kind == "mue":
+        result = read_mue_csv_cms(text, lab_only=lab_only, extra_codes=LAB_HCPCS, progress=progress)
+    elif kind == "ncd":
+        result = read_ncd_csv(text, progress=progress)
+    else:
+        result = read_catalog(text, progress=progress)
+    if result.kept == 0:
+        return ImportOutcome(result, None, base, "no row was kept")
+    if strict and result.rejected:
+        return ImportOutcome(
+            result, None, base, f"{len(result.rejected)} row(s) rejected (--strict)"
+        )
+    if table_kind == "bundling" and base is None:
+        raise CodeTableError("no bundling table version to carry panels/MUE/PTP over from")
+    if table_kind == "coverage" and base is None:
+        raise CodeTableError("no coverage table version to carry policies over from")
+
+    files: dict[str, bytes] = {}
+    source = f"{kind} import of {path.name}"
+    if kind == "ncci-ptp":
+        files["ptp.tsv"] = format_ptp_tsv(result.edits).encode("utf-8")
+        source = f"CMS NCCI PTP edits from {path.name} (laboratory codes)"
+    elif kind == "mue":
+        files["mue.csv"] = format_mue_csv(result.limits).encode("utf-8")
+        source = f"CMS MUE values from {path.name} (laboratory codes)"
+    elif kind == "ncd":
+        assert base is not None
+        assert base.folder is not None
+        lists: dict[str, dict[str, list[str]]] = {}
+        if NCD_CODES_CSV in base.files:
+            lists = read_ncd_codes_csv(
+                (base.folder / NCD_CODES_CSV).read_text(encoding="utf-8"), NCD_CODES_CSV
+            )
+        lists.update(result.ncd_lists)
+        files[NCD_CODES_CSV] = format_ncd_codes_csv(lists).encode("utf-8")
+        existing = set(base.files)
+        for ncd, ncd_lists in result.ncd_lists.items():
+            name = f"ncd-{ncd}.toml"
+            if name not in existing:
+                files[name] = _minimal_ncd_toml(
+                    ncd, result.ncd_titles.get(ncd, ""), ncd_lists["hcpcs"], source
+                )
+        source = f"NCD code lists from {path.name}; other policies carried over from {base.version}"
+    else:
+        files["catalog.csv"] = format_catalog_csv(result.entries).encode("utf-8")
+        source = f"lab catalog {path.name}"
+    if base is not None and kind != "catalog":
+        source += f" (rest carried over from {base.version})"
+    wanted = version or f"{table_kind}-{on.isoformat()}"
+    name = _free_version_name(directory, table_kind, wanted) if version is None else wanted
+    manifest = TableVersion(
+        kind=table_kind,
+        version=name,
+        source=source,
+        effective_from=on,
+        effective_to=effective_to,
+        rows=0,
+        checksum="",
+        illustrative=bool(base and base.illustrative and kind != "catalog"),
+        created=date.today(),
+        notes=f"{result.rows_read} rows read, {result.kept} kept, {result.skipped} skipped, "
+        f"{len(result.rejected)} rejected",
+    )
+    written = create_version(
+        directory, manifest, files, copy_from=base if kind != "catalog" else None
+    )
+    return ImportOutcome(result, written, base)
