@@ -47,6 +47,7 @@ class Provider:
     given_name: str = ""
     id_authority: str = ""
     location: str = ""
+    identifier: str = ""  # the id as sent (XCN-1), NPI or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Office:
     address: str = ""
     phone: str = ""
     fax: str = ""
+    callback_phone: str = ""  # ORC-14
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +101,5 @@ class OrderRequest:
     notes: tuple[str, ...] = ()
     signature_on_file: bool | None = None  # None when the sender says nothing
     warnings: tuple[str, ...] = field(default_factory=tuple)  # lenient-reading remarks
+    date_of_service_source: str = ""  # where the date came from, e.g. "OBR[1]-7"
+    extras: tuple[tuple[str, str], ...] = ()  # other values read, keyed by HL7 location

@@ -9,6 +9,7 @@ Each folder holds `interface.toml`:
     version = "2.5.1"                       # MSH-12 the sender uses
     ack_mode = "original"                   # original | enhanced
     test_code_system = "local"              # how OBR-4 codes arrive: local | LN | CPT
+    timezone = "America/Chicago"            # IANA zone of times sent without a UTC offset
     [test_codes]                            # sender's OBR-4 code -> lab catalog code
     "LAB1234" = "CBCD"
 
@@ -21,6 +22,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from labintake.errors import ConfigurationError
 
@@ -39,6 +41,7 @@ class Interface:
     description: str = ""
     test_codes: Mapping[str, str] = field(default_factory=dict)
     folder: Path | None = None
+    timezone: str = "UTC"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -87,6 +90,7 @@ def load_interface(folder: Path) -> Interface:
             description=str(data.get("description", "")),
             test_codes={str(k): str(v) for k, v in data.get("test_codes", {}).items()},
             folder=folder,
+            timezone=str(data.get("timezone", "UTC")),
         )
     except KeyError as exc:
         raise ConfigurationError(f"{path}: missing required key {exc}") from exc
@@ -94,6 +98,10 @@ def load_interface(folder: Path) -> Interface:
         raise ConfigurationError(f"{path}: ack_mode must be one of {ACK_MODES}")
     if interface.test_code_system not in TEST_CODE_SYSTEMS:
         raise ConfigurationError(f"{path}: test_code_system must be one of {TEST_CODE_SYSTEMS}")
+    try:
+        ZoneInfo(interface.timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigurationError(f"{path}: unknown timezone {interface.timezone!r}") from None
     return interface
 
 

@@ -1,0 +1,107 @@
+"""What reading one stored message will write: its new orders, its cancels, or its error.
+
+Making the plan is pure work on values (decode, read, build rows), done before any write so
+the write transaction stays short.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from labintake.errors import OrderReadError
+from labintake.hl7.charset import decode_message
+from labintake.hl7.reader import CANCEL, ReadResult, read_orders
+from labintake.interfaces import InterfaceRegistry
+from labintake.reading.rows import OrderRows, order_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """An ORC-1 CA group: cancel the earlier order(s) with this placer number from this sender."""
+
+    sending_facility: str
+    placer_order_number: str
+    location: str  # "ORC[1]-1"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTarget:
+    """An order a cancel applies to: already stored (`order_id`) or new in this batch."""
+
+    order_id: int | None = None
+    previous_status: str = ""
+    batch_key: tuple[int, int] | None = None  # (message_id, group_index)
+    repeated: bool = False  # the order was cancelled already
+    location: str = ""
+
+
+@dataclass(slots=True)
+class MessagePlan:
+    message_id: int
+    control_id: str = ""
+    sending_facility: str = ""
+    orders: list[OrderRows] = field(default_factory=list)
+    cancels: list[CancelRequest] = field(default_factory=list)
+    targets: list[CancelTarget] = field(default_factory=list)
+    error: str | None = None
+    deferred: bool = False  # a cancel whose order may still be in an unread message
+
+
+def error_reason(exc: OrderReadError) -> str:
+    """The reason stored for an unreadable message: the text, led by its location if missing."""
+    if exc.location and exc.location not in exc.text:
+        return f"{exc.location}: {exc.text}"
+    return exc.text
+
+
+def plan_message(
+    message_id: int,
+    raw: bytes | None,
+    charset: str,
+    sending_application: str,
+    sending_facility: str,
+    registry: InterfaceRegistry,
+) -> MessagePlan:
+    """Decode and read one stored message into what must be written for it."""
+    plan = MessagePlan(message_id=message_id)
+    if raw is None:
+        plan.error = "the raw message was purged: nothing left to read"
+        return plan
+    decoded = decode_message(raw, charset)
+    result: ReadResult
+    try:
+        result = read_orders(decoded.text)
+    except OrderReadError as exc:
+        plan.error = error_reason(exc)
+        return plan
+    except Exception as exc:  # a reader bug must not hold up the batch: queue it for reprocess
+        log.exception("internal error reading message %s", message_id)
+        plan.error = f"internal error while reading: {type(exc).__name__}: {exc}"
+        return plan
+    header = result.header
+    plan.control_id = header.control_id
+    plan.sending_facility = header.sending_facility
+    interface = registry.find(
+        header.sending_application or sending_application,
+        header.sending_facility or sending_facility,
+    )
+    for order in result.orders:
+        if order.order_control == CANCEL:
+            plan.cancels.append(
+                CancelRequest(
+                    sending_facility=header.sending_facility,
+                    placer_order_number=order.placer_order_number,
+                    location=_orc_location(order.extras),
+                )
+            )
+        else:
+            plan.orders.append(order_rows(message_id, header, order, interface, decoded.note))
+    return plan
+
+
+def _orc_location(extras: tuple[tuple[str, str], ...]) -> str:
+    """Where the group's ORC-1 sits (the reader lists it first among the extras)."""
+    return next((key for key, _ in extras if key.startswith("ORC[")), "ORC-1")

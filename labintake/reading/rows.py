@@ -1,0 +1,208 @@
+"""From read orders to the rows the order tables hold (plain dicts, ready for bulk inserts).
+
+What has a column goes in its column; everything else read from the message goes into
+`Order.details` (all patient ids and insurances, provider id, call-back phone, notes, test
+notes and answers, warnings, extras) so nothing read is lost. Text longer than its column is
+cut to fit (PostgreSQL would refuse it) and the cut is recorded in the details.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import String
+
+from labintake.domain import OrderRequest, TestRequest
+from labintake.hl7.reader import MessageHeader
+from labintake.interfaces import Interface
+from labintake.models import Order, OrderDiagnosis, OrderTest
+
+LOINC_SYSTEMS = {"LN", "LOINC"}
+CPT_SYSTEMS = {"CPT", "C4", "C5", "CPT4", "CPT-4", "HCPCS", "HCPT"}
+
+
+def _limits(table: Any) -> dict[str, int]:
+    return {
+        column.name: column.type.length
+        for column in table.__table__.columns
+        if isinstance(column.type, String) and column.type.length
+    }
+
+
+_ORDER_LIMITS = _limits(Order)
+_TEST_LIMITS = _limits(OrderTest)
+_DIAGNOSIS_LIMITS = _limits(OrderDiagnosis)
+
+
+@dataclass(slots=True)
+class OrderRows:
+    """One order's rows: the order itself, its tests and diagnoses (ids filled in on insert)."""
+
+    order: dict[str, Any]
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    diagnoses: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _fit(row: dict[str, Any], limits: dict[str, int], cut: list[str], where: str) -> None:
+    for name, limit in limits.items():
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            row[name] = value[:limit]
+            cut.append(f"{where}.{name} cut to {limit} characters")
+
+
+def to_utc(moment: datetime | None, zone: str) -> datetime | None:
+    """A datetime from the message in UTC; naive times are the sender's local time."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(zone))
+    return moment.astimezone(UTC)
+
+
+def resolve_codes(
+    test: TestRequest, interface: Interface | None
+) -> tuple[str | None, str | None, str | None]:
+    """(local_code, loinc, cpt) for one test as far as the sender's message and interface say.
+
+    LOINC and CPT are taken only from a triplet whose coding system names them; when the
+    message names no coding system at all, the interface's `test_code_system` speaks for it.
+    The local (catalog) code comes from the interface's `test_codes` map.
+    """
+    service = test.service
+    loinc = cpt = None
+    triplets = [(service.code, service.system), (service.alt_code, service.alt_system)]
+    if not service.system and not service.alt_system and interface is not None:
+        declared = interface.test_code_system
+        triplets = [(service.code, declared if declared != "local" else "")]
+    for code, system in triplets:
+        if not code:
+            continue
+        if system.upper() in LOINC_SYSTEMS:
+            loinc = loinc or code
+        elif system.upper() in CPT_SYSTEMS:
+            cpt = cpt or code
+    local = None
+    if interface is not None:
+        for code in (service.code, service.alt_code):
+            if code and code in interface.test_codes:
+                local = interface.test_codes[code]
+                break
+    return local, loinc, cpt
+
+
+def order_rows(
+    message_id: int,
+    header: MessageHeader,
+    order: OrderRequest,
+    interface: Interface | None,
+    decoding_note: str = "",
+) -> OrderRows:
+    zone = interface.timezone if interface is not None else "UTC"
+    payer = order.insurances[0] if order.insurances else None
+    patient, provider, office = order.patient, order.provider, order.office
+    warnings = [*([decoding_note] if decoding_note else []), *order.warnings]
+    details: dict[str, Any] = {
+        "patient_identifiers": list(patient.identifiers),
+        "insurances": [
+            {
+                "plan_id": i.plan_id,
+                "company_id": i.company_id,
+                "company_name": i.company_name,
+                "location": i.location,
+            }
+            for i in order.insurances
+        ],
+        "provider": {
+            "identifier": provider.identifier,
+            "id_authority": provider.id_authority,
+            "location": provider.location,
+        },
+        "office_callback_phone": office.callback_phone,
+        "notes": list(order.notes),
+        "tests": [
+            {
+                "location": t.location,
+                "specimen": t.specimen,
+                "notes": list(t.notes),
+                "answers": [list(a) for a in t.answers],
+                "sent_alt_text": t.service.alt_text,
+            }
+            for t in order.tests
+        ],
+        "date_of_service_source": order.date_of_service_source,
+        "signature_on_file": order.signature_on_file,
+        "interface": interface.name if interface is not None else None,
+        "message_type": header.message_type,
+        "version": header.version,
+        "extras": {key: value for key, value in order.extras},
+        "warnings": warnings,
+    }
+    row: dict[str, Any] = {
+        "message_id": message_id,
+        "group_index": order.group_index,
+        "status": "received",
+        "sending_application": header.sending_application,
+        "sending_facility": header.sending_facility,
+        "order_control": order.order_control,
+        "placer_order_number": order.placer_order_number,
+        "filler_order_number": order.filler_order_number,
+        "patient_mrn": patient.mrn,
+        "patient_family_name": patient.family_name,
+        "patient_given_name": patient.given_name,
+        "patient_birth_date": patient.birth_date,
+        "patient_sex": patient.sex,
+        "payer_company_id": payer.company_id if payer else "",
+        "payer_company_name": payer.company_name if payer else "",
+        "payer_plan_id": payer.plan_id if payer else "",
+        "provider_npi": provider.npi,
+        "provider_family_name": provider.family_name,
+        "provider_given_name": provider.given_name,
+        "office_name": office.name,
+        "office_phone": office.phone or office.callback_phone,
+        "office_fax": office.fax,
+        "office_address": office.address,
+        "date_of_service": order.date_of_service,
+        "ordered_at": to_utc(order.ordered_at, zone),
+        "priority": order.priority,
+        "details": details,
+    }
+    cut: list[str] = []
+    _fit(row, _ORDER_LIMITS, cut, "order")
+    rows = OrderRows(order=row)
+    for seq, test in enumerate(order.tests, start=1):
+        local, loinc, cpt = resolve_codes(test, interface)
+        test_row: dict[str, Any] = {
+            "seq": seq,
+            "location": test.location,
+            "sent_code": test.service.code,
+            "sent_text": test.service.text,
+            "sent_system": test.service.system,
+            "sent_alt_code": test.service.alt_code,
+            "sent_alt_system": test.service.alt_system,
+            "units": test.units,
+            "local_code": local,
+            "loinc": loinc,
+            "cpt": cpt,
+            "modifiers": "",
+        }
+        _fit(test_row, _TEST_LIMITS, cut, f"test {seq}")
+        rows.tests.append(test_row)
+    for seq, diagnosis in enumerate(order.diagnoses, start=1):
+        dx_row: dict[str, Any] = {
+            "seq": seq,
+            "code": diagnosis.code,
+            "text": diagnosis.text,
+            "system": diagnosis.system,
+            "location": diagnosis.location,
+            "source": "sender",
+            "active": True,
+        }
+        _fit(dx_row, _DIAGNOSIS_LIMITS, cut, f"diagnosis {seq}")
+        rows.diagnoses.append(dx_row)
+    if cut:
+        details["warnings"].extend(cut)
+    return rows

@@ -1,0 +1,186 @@
+"""The write of one batch of read messages: orders, tests, diagnoses, events, message statuses.
+
+All in the caller's transaction, in a handful of multi-row statements (the backlog drain
+depends on it). The first statement claims the messages (`status` still as expected), so a
+message another worker or a person got to first is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, insert, update
+from sqlmodel import Session, col
+
+from labintake.db import utcnow
+from labintake.models import (
+    InboundMessage,
+    MessageEvent,
+    Order,
+    OrderDiagnosis,
+    OrderEvent,
+    OrderTest,
+)
+from labintake.reading.cancels import resolve_cancels
+from labintake.reading.plan import MessagePlan
+from labintake.statuses import MessageStatus, OrderStatus
+
+PLACER = "placer"
+
+
+def claim(session: Session, message_ids: Sequence[int], status: MessageStatus) -> set[int]:
+    """Take the messages still in `status` for this transaction (counting the attempt)."""
+    if not message_ids:
+        return set()
+    result = session.execute(
+        update(InboundMessage)
+        .where(
+            col(InboundMessage.id).in_(message_ids),
+            col(InboundMessage.status) == status.value,
+        )
+        .values(read_attempts=InboundMessage.read_attempts + 1)
+        .returning(col(InboundMessage.id))
+    )
+    return {row[0] for row in result}
+
+
+def write_plans(
+    session: Session,
+    plans: list[MessagePlan],
+    *,
+    claim_status: MessageStatus = MessageStatus.RECEIVED,
+    actor: str = "system",
+    context: dict[str, Any] | None = None,
+) -> list[MessagePlan]:
+    """Write what the plans say; returns the plans handled (claimed and not deferred)."""
+    claimed = claim(session, [p.message_id for p in plans], claim_status)
+    plans = [p for p in plans if p.message_id in claimed]
+    resolve_cancels(session, plans, only_earlier=claim_status == MessageStatus.RECEIVED)
+    done = [p for p in plans if not p.deferred]
+    good = [p for p in done if p.error is None]
+    now = utcnow()
+    context = context or {}
+
+    order_rows = [rows for p in good for rows in p.orders]
+    ids: dict[tuple[int, int], int] = {}
+    if order_rows:
+        for rows in order_rows:
+            rows.order["created_at"] = now
+            rows.order["updated_at"] = now
+        new_ids = session.scalars(
+            insert(Order).returning(col(Order.id), sort_by_parameter_order=True),
+            [rows.order for rows in order_rows],
+        ).all()
+        tests: list[dict[str, Any]] = []
+        diagnoses: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        by_message = {p.message_id: p for p in good}
+        for rows, order_id in zip(order_rows, new_ids, strict=True):
+            message_id, group = rows.order["message_id"], rows.order["group_index"]
+            assert order_id is not None
+            ids[(message_id, group)] = order_id
+            tests += [{**t, "order_id": order_id} for t in rows.tests]
+            diagnoses += [{**d, "order_id": order_id} for d in rows.diagnoses]
+            detail = {
+                "message_id": message_id,
+                "control_id": by_message[message_id].control_id,
+                "group_index": group,
+                **context,
+            }
+            events.append(
+                {
+                    "order_id": order_id,
+                    "at": now,
+                    "actor": actor,
+                    "action": "received",
+                    "detail": detail,
+                }
+            )
+        if tests:
+            session.execute(insert(OrderTest), tests)
+        if diagnoses:
+            session.execute(insert(OrderDiagnosis), diagnoses)
+        session.execute(insert(OrderEvent), events)
+
+    _apply_cancels(session, good, ids, now)
+    _finish_messages(session, done, now, actor, context)
+    return done
+
+
+def _apply_cancels(
+    session: Session, plans: list[MessagePlan], ids: dict[tuple[int, int], int], now: Any
+) -> None:
+    events: list[dict[str, Any]] = []
+    to_cancel: set[int] = set()
+    for plan in plans:
+        for target in plan.targets:
+            order_id = target.order_id
+            previous = target.previous_status or OrderStatus.RECEIVED.value
+            if target.batch_key is not None:
+                order_id = ids[target.batch_key]
+            assert order_id is not None
+            if not target.repeated:
+                to_cancel.add(order_id)
+            events.append(
+                {
+                    "order_id": order_id,
+                    "at": now,
+                    "actor": PLACER,
+                    "action": "cancel_repeated" if target.repeated else "cancelled",
+                    "detail": {
+                        "message_id": plan.message_id,
+                        "control_id": plan.control_id,
+                        "location": target.location,
+                        "previous_status": previous,
+                        "after_release": previous
+                        in (OrderStatus.RELEASED.value, OrderStatus.DELIVERED.value),
+                    },
+                }
+            )
+    if to_cancel:
+        session.execute(
+            update(Order)
+            .where(col(Order.id).in_(sorted(to_cancel)))
+            .values(
+                status=OrderStatus.CANCELLED.value,
+                row_version=Order.row_version + 1,
+                updated_at=now,
+            )
+        )
+    if events:
+        session.execute(insert(OrderEvent), events)
+
+
+def _finish_messages(
+    session: Session, plans: list[MessagePlan], now: Any, actor: str, context: dict[str, Any]
+) -> None:
+    read_ids = [p.message_id for p in plans if p.error is None]
+    if read_ids:
+        session.execute(
+            update(InboundMessage)
+            .where(col(InboundMessage.id).in_(read_ids))
+            .values(status=MessageStatus.READ.value, read_at=now, error=None)
+        )
+    failed = [p for p in plans if p.error is not None]
+    if failed:
+        table = InboundMessage.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("message_id"))
+            .values(status=MessageStatus.ERROR.value, read_at=now, error=bindparam("reason")),
+            [{"message_id": p.message_id, "reason": p.error} for p in failed],
+        )
+        session.execute(
+            insert(MessageEvent),
+            [
+                {
+                    "message_id": p.message_id,
+                    "at": now,
+                    "actor": actor,
+                    "action": "read_error",
+                    "detail": {"reason": p.error, **context},
+                }
+                for p in failed
+            ],
+        )
