@@ -1,0 +1,124 @@
+"""`labintake serve` as one process: listener, web app, background workers, orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from mllp_messages import msa, orm, stored_rows
+from sqlalchemy.engine import Engine
+
+from labintake.config import Settings
+from labintake.db import make_engine, migrate
+from labintake.errors import ConfigurationError
+from labintake.mllp.client import MLLPClient
+from labintake.runtime import BackgroundWorkers, Service, check_schema
+
+
+def test_service_takes_messages_serves_health_and_stops(settings: Settings, engine: Engine) -> None:
+    async def go() -> None:
+        service = Service(settings)
+        await service.start()
+        try:
+            async with MLLPClient("127.0.0.1", service.mllp_port) as client:
+                assert msa(await client.send(orm("R1").encode()))[1] == "AA"
+            async with httpx.AsyncClient() as web:
+                response = await web.get(f"http://127.0.0.1:{service.web_port}/healthz")
+            assert response.status_code == 200
+            assert "reader" in service.workers.names
+        finally:
+            await service.stop()
+
+    asyncio.run(go())
+    assert [r["control_id"] for r in stored_rows(engine)] == ["R1"]
+
+
+def test_service_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    try:
+        with pytest.raises(ConfigurationError, match="run `labintake migrate` first"):
+            check_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_background_workers_run_batches_until_stopped() -> None:
+    backlog = [5, 3, 0, 2]
+    calls = threading.Event()
+
+    def batch() -> int:
+        calls.set()
+        return backlog.pop(0) if backlog else 0
+
+    def broken() -> int:
+        raise RuntimeError("database away")
+
+    workers = BackgroundWorkers(idle_sleep=0.01, error_sleep=0.01)
+    workers.register("drain", batch)
+    workers.register("broken", broken)
+    with pytest.raises(ConfigurationError):
+        workers.register("drain", batch)
+    workers.start()
+    deadline = time.monotonic() + 5
+    while workers.processed("drain") < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers.stop()
+    assert workers.processed("drain") == 10
+    assert calls.is_set()
+
+
+def test_sigterm_finishes_in_flight_work_and_exits_cleanly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
+    migrate(url)
+    env = {
+        **os.environ,
+        "LABINTAKE_DEVELOPMENT": "1",
+        "LABINTAKE_DATABASE_URL": url,
+        "LABINTAKE_MLLP_PORT": "0",
+        "LABINTAKE_WEB_PORT": "0",
+        "LABINTAKE_INTERFACES_DIR": str(tmp_path / "no-interfaces"),
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "labintake", "serve"], env=env, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stderr is not None
+            port = None
+            lines: list[str] = []
+            for line in process.stderr:
+                lines.append(line)
+                found = re.search(r"listening for HL7 \(MLLP\) on 127\.0\.0\.1:(\d+)", line)
+                if found:
+                    port = int(found.group(1))
+                if "background workers:" in line:
+                    break
+            assert port is not None, "".join(lines)
+
+            async def send() -> list[bytes]:
+                async with MLLPClient("127.0.0.1", port) as client:
+                    return [await client.send(orm(f"SIG{i}").encode()) for i in range(20)]
+
+            acks = asyncio.run(send())
+            assert all(msa(a)[1] == "AA" for a in acks)
+            process.send_signal(signal.SIGTERM)
+            remaining = process.stderr.read()
+            assert process.wait(timeout=30) == 0, remaining
+            assert "shutting down" in remaining
+            assert "stopped" in remaining
+        finally:
+            if process.poll() is None:
+                process.kill()
+    engine = make_engine(url)
+    try:
+        assert len(stored_rows(engine)) == 20
+    finally:
+        engine.dispose()
