@@ -23,7 +23,14 @@ REFUSED = frozenset({"AE", "AR", "CE", "CR"})
 
 
 class DeliveryFailure(LabintakeError):
-    """The message may not have reached the receiver: retry it (same control id)."""
+    """The message may not have reached the receiver: retry it (same control id).
+
+    `unreachable` is True when no connection could be made at all (nothing was sent).
+    """
+
+    def __init__(self, text: str, *, unreachable: bool = False) -> None:
+        super().__init__(text)
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,7 @@ class AckReply:
 def parse_ack(raw: bytes) -> AckReply:
     """MSA-1, MSA-2 and the error text (ERR-8, ERR-1 or MSA-3) of an acknowledgement."""
     text = raw.decode("utf-8", errors="replace").replace("\r\n", "\r").replace("\n", "\r")
+    text = "\r".join(segment for segment in text.split("\r") if segment.strip())
     try:
         message = hl7.parse(text)
         msa = message.segment("MSA")
@@ -104,7 +112,7 @@ class LisConnection:
                 sock = self._context.wrap_socket(sock, server_hostname=endpoint.host)
         except (OSError, ssl.SSLError) as exc:
             raise DeliveryFailure(
-                f"cannot connect to {endpoint.host}:{endpoint.port}: {exc}"
+                f"cannot connect to {endpoint.host}:{endpoint.port}: {exc}", unreachable=True
             ) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._decoder = FrameDecoder(MAX_ACK_BYTES)

@@ -8,9 +8,12 @@ by one waiting for each ACK, and records the outcomes every `commit_every` messa
 - no answer, refused, reset: retried later with exponential backoff and jitter, with the
   same message control id, until `max_attempts`, then a dead letter (re-sendable).
 
-A connection failure ends the round: the message being sent counts an attempt, the others
-are given back untouched. A sender that dies mid-round leaves claims that expire; whoever
-takes over sends the same control ids again, which the LIS recognises as repeats.
+When the LIS cannot be reached at all, every message of the round counts an attempt and
+backs off; when one message fails on an open connection (timeout, reset), it alone counts
+an attempt and the rest of the round is given back untouched for the next round.
+
+A sender that dies mid-round leaves claims that expire; whoever takes over sends the same
+control ids again, which the LIS recognises as repeats.
 """
 
 from __future__ import annotations
@@ -122,8 +125,12 @@ class Sender:
                 reply = self.connection.exchange(entry.message, entry.control_id)
             except DeliveryFailure as exc:
                 log.warning("delivery of %s failed: %s", entry.control_id, exc)
-                pending.append(Outcome(entry.id, "retry", text=str(exc)))
-                untried = [e.id for e in entries[index + 1 :] if e.id is not None]
+                rest = [e.id for e in entries[index + 1 :] if e.id is not None]
+                if exc.unreachable:
+                    pending.extend(Outcome(i, "retry", text=str(exc)) for i in [entry.id, *rest])
+                else:
+                    pending.append(Outcome(entry.id, "retry", text=str(exc)))
+                    untried = rest
                 break
             if reply.accepted:
                 pending.append(Outcome(entry.id, "delivered", ack_code=reply.code))

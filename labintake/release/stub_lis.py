@@ -46,19 +46,19 @@ Responder = Callable[[ReceivedMessage], tuple[str, str] | None]
 def _summary(raw: bytes, seen: Counter[str]) -> tuple[ReceivedMessage, hl7.Message]:
     text = raw.decode("utf-8", errors="replace").replace("\n", "\r")
     message = hl7.parse(text)
-    msh = message.segment("MSH")
-    control_id = str(msh(10))
-    segments = {str(s[0]) for s in message}
-    patient = str(message.segment("PID")(3)(1)(1)) if "PID" in segments else ""
+    control_id = str(message.extract_field("MSH", 1, 10))
+    segments = {str(segment[0]) for segment in message}
+    patient = str(message.extract_field("PID", 1, 3, 1, 1)) if "PID" in segments else ""
     tests: list[str] = []
     placer = ""
     for segment in message:
         if str(segment[0]) == "OBR":
-            tests.append(str(segment(4)(1)(1)))
-            placer = placer or str(segment(2)(1)(1))
+            tests.append(str(segment(4)).split("^", 1)[0])
+            placer = placer or str(segment(2)).split("^", 1)[0]
+    message_type = "^".join(str(message.extract_field("MSH", 1, 9, 1, n)) for n in (1, 2))
     received = ReceivedMessage(
         control_id=control_id,
-        message_type=str(msh(9)(1)(1)) + "^" + str(msh(9)(1)(2)),
+        message_type=message_type,
         patient_id=patient,
         placer_order=placer,
         tests=tuple(tests),
@@ -207,7 +207,7 @@ class StubLis:
                 code,
             )
         ack = message.create_ack(code, message_id=f"ACK{received.control_id}"[:20])
-        text = str(ack)
+        text = str(ack).rstrip("\r")
         if error_text:
             escaped = str(message.escape(error_text))
             text += f"\rERR||||E||||{escaped}"

@@ -1,0 +1,68 @@
+"""Job leases: with several instances on one database, one job runs on one instance at a time.
+
+A lease is a row per job name with an owner and an expiry. Taking it is one conditional
+write, so two instances cannot both hold it; an instance that dies mid-job stops renewing
+and its lease expires after `ttl_seconds`. Each job keeps its work in one transaction (or
+makes it idempotent), so a run cut short leaves nothing half done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+
+from labintake.db import session_scope, utcnow
+from labintake.models.release import JobLease
+
+T = TypeVar("T")
+
+
+def acquire(engine: Engine, name: str, owner: str, ttl_seconds: float) -> bool:
+    """Take (or renew) the lease on `name` for `owner`; False when someone else holds it."""
+    now = utcnow()
+    expires = now + timedelta(seconds=ttl_seconds)
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(JobLease)
+            .where(
+                col(JobLease.name) == name,
+                (col(JobLease.expires_at) < now) | (col(JobLease.owner) == owner),
+            )
+            .values(owner=owner, acquired_at=now, expires_at=expires)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            return True
+    try:
+        with session_scope(engine) as session:
+            session.add(JobLease(name=name, owner=owner, acquired_at=now, expires_at=expires))
+    except IntegrityError:
+        return False
+    return True
+
+
+def release(engine: Engine, name: str, owner: str) -> None:
+    """Give the lease back early (it would expire anyway)."""
+    with session_scope(engine) as session:
+        session.execute(
+            update(JobLease)
+            .where(col(JobLease.name) == name, col(JobLease.owner) == owner)
+            .values(expires_at=utcnow())
+        )
+
+
+def run_exclusive(
+    engine: Engine, name: str, owner: str, work: Callable[[], T], ttl_seconds: float = 300.0
+) -> tuple[bool, T | None]:
+    """Run `work` if this instance gets the lease on `name`: (ran, result)."""
+    if not acquire(engine, name, owner, ttl_seconds):
+        return False, None
+    try:
+        return True, work()
+    finally:
+        release(engine, name, owner)

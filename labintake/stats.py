@@ -1,0 +1,328 @@
+"""The manager's figures: every dashboard, `/api/stats` and `/metrics` number comes from here.
+
+`snapshot(session)` computes them all at one moment (`as_of`); `order_rows(session, ...)`
+lists the orders behind any one number, with the same filters the numbers use.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from labintake.db import utcnow
+from labintake.models.messages import InboundMessage
+from labintake.models.orders import Finding, Order
+from labintake.models.queue import OfficeQuery
+from labintake.models.release import OutboxEntry, OutboxStatus
+from labintake.statuses import OrderStatus
+
+HOLD_STATUSES = (OrderStatus.HELD.value, OrderStatus.AWAITING_OFFICE.value)
+STAGES = ("received", "verified", "released", "delivered")
+# Aging buckets of open holds: (name, lower bound in hours, upper bound or None).
+AGING_BUCKETS: tuple[tuple[str, float, float | None], ...] = (
+    ("under 4h", 0, 4),
+    ("4-24h", 4, 24),
+    ("1-3d", 24, 72),
+    ("3-7d", 72, 168),
+    ("over 7d", 168, None),
+)
+_STAGE_COLUMNS = {
+    "received": Order.created_at,
+    "verified": Order.verified_at,
+    "released": Order.released_at,
+    "delivered": Order.delivered_at,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Turnaround:
+    count: int
+    median_minutes: float | None
+    p90_minutes: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """Orders received in the window and where each one is now: nothing may vanish."""
+
+    received: int
+    delivered: int
+    in_progress: dict[str, int]
+    closed: dict[str, int]  # rejected, cancelled, error
+    unaccounted: int  # released or delivered without a matching outbox message
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    as_of: datetime
+    window_hours: int
+    by_status: dict[str, int]
+    holds_by_reason: list[tuple[str, int]]
+    holds_by_office: list[tuple[str, int]]
+    holds_by_sender: list[tuple[str, int]]
+    aging: list[tuple[str, int]]
+    open_queries_by_office: list[tuple[str, int, datetime]]
+    per_hour: list[tuple[datetime, dict[str, int]]]
+    turnaround_released: Turnaround
+    turnaround_delivered: Turnaround
+    outbox: dict[str, int]
+    failing_deliveries: int
+    reconciliation: Reconciliation
+    messages_received: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        data["per_hour"] = [{"hour": hour.isoformat(), **counts} for hour, counts in self.per_hour]
+        data["open_queries_by_office"] = [
+            {"office": office, "open": n, "oldest": oldest.isoformat()}
+            for office, n, oldest in self.open_queries_by_office
+        ]
+        for key in ("holds_by_reason", "holds_by_office", "holds_by_sender", "aging"):
+            data[key] = [{"name": name, "count": n} for name, n in getattr(self, key)]
+        return data
+
+
+def _minutes(pairs: list[tuple[datetime, datetime]]) -> Turnaround:
+    values = sorted((end - start).total_seconds() / 60 for start, end in pairs if end >= start)
+    if not values:
+        return Turnaround(0, None, None)
+    p90 = values[0] if len(values) == 1 else statistics.quantiles(values, n=10)[-1]
+    return Turnaround(len(values), round(statistics.median(values), 1), round(p90, 1))
+
+
+def _grouped(session: Session, column: Any) -> list[tuple[str, int]]:
+    rows = session.exec(
+        select(column, func.count())
+        .where(col(Order.status).in_(HOLD_STATUSES))
+        .group_by(column)
+        .order_by(func.count().desc())
+    ).all()
+    return [(str(name or "(none)"), int(n)) for name, n in rows]
+
+
+def aging_bucket(age_hours: float) -> str:
+    for name, low, high in AGING_BUCKETS:
+        if age_hours >= low and (high is None or age_hours < high):
+            return name
+    return AGING_BUCKETS[-1][0]
+
+
+def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None = None) -> Snapshot:
+    """All the dashboard's figures at one moment."""
+    now = now or utcnow()
+    since = now - timedelta(hours=window_hours)
+
+    by_status = {s.value: 0 for s in OrderStatus}
+    for status, n in session.exec(select(Order.status, func.count()).group_by(Order.status)):
+        by_status[str(status)] = int(n)
+
+    reasons = session.exec(
+        select(Finding.code, func.count(func.distinct(Finding.order_id)))
+        .join(Order, col(Order.id) == col(Finding.order_id))
+        .where(
+            col(Order.status).in_(HOLD_STATUSES),
+            col(Finding.state) == "open",
+            col(Finding.severity) == "hold",
+        )
+        .group_by(Finding.code)
+        .order_by(func.count(func.distinct(Finding.order_id)).desc())
+    ).all()
+
+    aging: Counter[str] = Counter({name: 0 for name, _, _ in AGING_BUCKETS})
+    for created in session.exec(
+        select(Order.created_at).where(col(Order.status).in_(HOLD_STATUSES))
+    ):
+        aging[aging_bucket((now - created).total_seconds() / 3600)] += 1
+
+    queries = session.exec(
+        select(Order.office_name, func.count(), func.min(OfficeQuery.created_at))
+        .join(Order, col(Order.id) == col(OfficeQuery.order_id))
+        .where(col(OfficeQuery.status) == "open")
+        .group_by(Order.office_name)
+        .order_by(func.count().desc())
+    ).all()
+
+    hours = [
+        (now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=h))
+        for h in range(window_hours - 1, -1, -1)
+    ]
+    per_hour: dict[datetime, dict[str, int]] = {h: dict.fromkeys(STAGES, 0) for h in hours}
+    for stage, column in _STAGE_COLUMNS.items():
+        for (at,) in session.execute(
+            select(column).where(column.is_not(None), column >= hours[0])  # type: ignore[union-attr, operator]
+        ).all():
+            bucket = at.replace(minute=0, second=0, microsecond=0)
+            if bucket in per_hour:
+                per_hour[bucket][stage] += 1
+
+    released_pairs: list[tuple[datetime, datetime]] = []
+    delivered_pairs: list[tuple[datetime, datetime]] = []
+    for created, released, delivered in session.execute(
+        select(Order.created_at, Order.released_at, Order.delivered_at).where(
+            col(Order.released_at).is_not(None), col(Order.released_at) >= since
+        )
+    ).all():
+        released_pairs.append((created, released))
+        if delivered is not None:
+            delivered_pairs.append((created, delivered))
+
+    outbox = {s.value: 0 for s in OutboxStatus}
+    for status, n in session.exec(
+        select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)
+    ):
+        outbox[str(status)] = int(n)
+    failing = session.exec(
+        select(func.count()).where(
+            col(OutboxEntry.status) == OutboxStatus.PENDING.value, col(OutboxEntry.attempts) > 0
+        )
+    ).one()
+    messages = session.exec(
+        select(func.count()).where(col(InboundMessage.received_at) >= since)
+    ).one()
+
+    return Snapshot(
+        as_of=now,
+        window_hours=window_hours,
+        by_status=by_status,
+        holds_by_reason=[(str(code), int(n)) for code, n in reasons],
+        holds_by_office=_grouped(session, Order.office_name),
+        holds_by_sender=_grouped(session, Order.sending_facility),
+        aging=[(name, aging[name]) for name, _, _ in AGING_BUCKETS],
+        open_queries_by_office=[(str(o or "(none)"), int(n), m) for o, n, m in queries],
+        per_hour=[(hour, per_hour[hour]) for hour in hours],
+        turnaround_released=_minutes(released_pairs),
+        turnaround_delivered=_minutes(delivered_pairs),
+        outbox=outbox,
+        failing_deliveries=int(failing),
+        reconciliation=reconciliation(session, since),
+        messages_received=int(messages),
+    )
+
+
+def reconciliation(session: Session, since: datetime) -> Reconciliation:
+    """Every order received since `since`, by where it is now."""
+    counts: Counter[str] = Counter()
+    for status, n in session.exec(
+        select(Order.status, func.count())
+        .where(col(Order.created_at) >= since)
+        .group_by(Order.status)
+    ):
+        counts[str(status)] = int(n)
+    closed_names = (
+        OrderStatus.REJECTED.value,
+        OrderStatus.CANCELLED.value,
+        OrderStatus.ERROR.value,
+    )
+    delivered = counts[OrderStatus.DELIVERED.value]
+    closed = {name: counts[name] for name in closed_names}
+    in_progress = {
+        name: n
+        for name, n in counts.items()
+        if name not in closed_names and name != OrderStatus.DELIVERED.value
+    }
+    has_outbox = (
+        select(OutboxEntry.id)
+        .where(col(OutboxEntry.order_id) == col(Order.id), col(OutboxEntry.kind) == "release")
+        .exists()
+    )
+    unaccounted = session.exec(
+        select(func.count()).where(
+            col(Order.created_at) >= since,
+            col(Order.status).in_([OrderStatus.RELEASED.value, OrderStatus.DELIVERED.value]),
+            ~has_outbox,
+        )
+    ).one()
+    return Reconciliation(
+        received=sum(counts.values()),
+        delivered=delivered,
+        in_progress=in_progress,
+        closed=closed,
+        unaccounted=int(unaccounted),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    id: int
+    status: str
+    sending_facility: str
+    office_name: str
+    placer_order_number: str
+    received_at: datetime
+    released_at: datetime | None
+    delivered_at: datetime | None
+
+
+def order_rows(
+    session: Session,
+    *,
+    status: str | None = None,
+    holds: bool = False,
+    reason: str | None = None,
+    office: str | None = None,
+    sender: str | None = None,
+    age: str | None = None,
+    stage: str | None = None,
+    hour: datetime | None = None,
+    since: datetime | None = None,
+    limit: int = 500,
+    now: datetime | None = None,
+) -> list[OrderRow]:
+    """The orders behind one dashboard number (no patient data: ids, places and times)."""
+    now = now or utcnow()
+    query = select(Order)
+    if status:
+        query = query.where(Order.status == status)
+    if (holds or reason or age or office is not None or sender is not None) and not status:
+        query = query.where(col(Order.status).in_(HOLD_STATUSES))
+    if reason:
+        query = query.where(
+            select(Finding.id)
+            .where(
+                col(Finding.order_id) == col(Order.id),
+                col(Finding.code) == reason,
+                col(Finding.state) == "open",
+                col(Finding.severity) == "hold",
+            )
+            .exists()
+        )
+    if office is not None:
+        query = query.where(Order.office_name == ("" if office == "(none)" else office))
+    if sender is not None:
+        query = query.where(Order.sending_facility == ("" if sender == "(none)" else sender))
+    if age:
+        for name, low, high in AGING_BUCKETS:
+            if name == age:
+                query = query.where(col(Order.created_at) <= now - timedelta(hours=low))
+                if high is not None:
+                    query = query.where(col(Order.created_at) > now - timedelta(hours=high))
+    if stage in _STAGE_COLUMNS:
+        column = _STAGE_COLUMNS[stage]
+        if hour is not None:
+            query = query.where(column >= hour, column < hour + timedelta(hours=1))  # type: ignore[operator]
+        elif since is not None:
+            query = query.where(column >= since)  # type: ignore[operator]
+    elif since is not None:
+        query = query.where(col(Order.created_at) >= since)
+    query = query.order_by(col(Order.created_at)).limit(limit)
+    return [
+        OrderRow(
+            id=o.id or 0,
+            status=o.status,
+            sending_facility=o.sending_facility,
+            office_name=o.office_name,
+            placer_order_number=o.placer_order_number,
+            received_at=o.created_at,
+            released_at=o.released_at,
+            delivered_at=o.delivered_at,
+        )
+        for o in session.exec(query)
+    ]

@@ -1,0 +1,339 @@
+"""Delivery to a real MLLP LIS peer (the stub LIS, in this process, on port 0)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from factories_release import add_order, make_orders
+from hl7apy.parser import parse_message
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from labintake.db import make_engine, session_scope
+from labintake.models.orders import Finding, Order, OrderEvent
+from labintake.models.release import Notification, OutboxEntry
+from labintake.release.connection import Endpoint
+from labintake.release.delivery import RetryPolicy, resend_dead_letter
+from labintake.release.outbox import enqueue_release, release_verified
+from labintake.release.sender import Sender, SenderOptions, deliver_until_idle
+from labintake.release.stub_lis import ReceivedMessage, StubLis
+
+FAST = RetryPolicy(max_attempts=50, base_seconds=0.01, cap_seconds=0.05)
+
+
+def make_sender(
+    engine: Engine,
+    lis: StubLis,
+    policy: RetryPolicy = FAST,
+    ack_timeout: float = 2.0,
+    **options: float,
+) -> Sender:
+    endpoint = Endpoint("127.0.0.1", lis.port, connect_timeout=1.0, ack_timeout=ack_timeout)
+    return Sender(engine, endpoint, policy, options=SenderOptions(**options))  # type: ignore[arg-type]
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def statuses(engine: Engine) -> dict[str, int]:
+    with Session(engine) as session:
+        rows = session.exec(select(Order.status, func.count()).group_by(Order.status)).all()
+    return {str(s): int(n) for s, n in rows}
+
+
+def test_verified_orders_reach_the_lis_once_and_become_delivered(engine: Engine) -> None:
+    make_orders(engine, 5)
+    assert release_verified(engine) == 5
+    with StubLis() as lis:
+        sender = make_sender(engine, lis)
+        deliver_until_idle(sender)
+        sender.close()
+    assert statuses(engine) == {"delivered": 5}
+    counts = lis.counts()
+    assert len(counts) == 5
+    assert set(counts.values()) == {1}
+    with Session(engine) as session:
+        entries = session.exec(select(OutboxEntry)).all()
+        assert {e.control_id for e in entries} == set(counts)
+        assert all(e.status == "delivered" and e.ack_code == "AA" for e in entries)
+        orders = session.exec(select(Order)).all()
+        assert all(o.delivered_at is not None and o.released_at is not None for o in orders)
+
+
+def test_outbound_message_parses_with_hl7apy_and_carries_resolved_codes(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        order = add_order(session, status="held", tests=2)
+        entry = enqueue_release(session, order, actor="coder1", modifiers=("GA",))
+    with StubLis() as lis:
+        sender = make_sender(engine, lis)
+        deliver_until_idle(sender)
+        sender.close()
+    (received,) = lis.received
+    assert received.control_id == entry.control_id
+    message = parse_message(received.raw.decode("utf-8").strip("\r"), find_groups=False)
+    assert message.msh.msh_9.to_er7() == "ORM^O01^ORM_O01"
+    assert message.msh.msh_10.to_er7() == entry.control_id
+    obr = [s for s in message.children if s.name == "OBR"]
+    assert [s.obr_4.to_er7().split("^")[0] for s in obr] == ["LIPID", "A1C"]
+    assert obr[0].obr_4.to_er7().split("^")[3:6] == ["24331-1", "Lipid panel", "LN"]
+    dg1_codes = {s.dg1_3.to_er7().split("^")[0] for s in message.children if s.name == "DG1"}
+    assert dg1_codes == {"E78.5", "E11.9"}  # the inactive R99 is not sent
+    ft1 = [s for s in message.children if s.name == "FT1"]
+    assert [s.ft1_25.to_er7().split("^")[0] for s in ft1] == ["80061", "83036"]
+    assert all(s.ft1_26.to_er7().split("^")[0] == "GA" for s in ft1)
+    with Session(engine) as session:
+        events = session.exec(select(OrderEvent).where(OrderEvent.action == "released")).all()
+        assert events[0].actor == "coder1"
+        assert events[0].detail["modifiers"] == ["GA"]
+
+
+def test_lis_down_for_a_while_then_back_gets_every_order_exactly_once(engine: Engine) -> None:
+    lis = StubLis().start()
+    port = lis.port
+    lis.stop()  # the LIS goes down before anything is sent
+    make_orders(engine, 12)
+    release_verified(engine)
+    sender = make_sender(engine, lis)
+    for _ in range(5):
+        sender.deliver_due()
+        time.sleep(0.06)
+    assert statuses(engine) == {"released": 12}
+    with Session(engine) as session:
+        attempts = session.exec(select(OutboxEntry.attempts)).all()
+    assert all(a >= 1 for a in attempts)
+    lis = StubLis(port=port).start()  # back on the same address
+    try:
+        wait_until(
+            lambda: deliver_until_idle(sender) >= 0 and statuses(engine) == {"delivered": 12}
+        )
+    finally:
+        sender.close()
+        lis.stop()
+    counts = lis.counts()
+    assert len(counts) == 12
+    assert set(counts.values()) == {1}
+
+
+def test_lis_answering_ae_holds_the_order_with_the_lis_error_text(engine: Engine) -> None:
+    def refuse(message: ReceivedMessage) -> tuple[str, str]:
+        return ("AE", f"Unknown order code {message.tests[0]}")
+
+    [order_id] = make_orders(engine, 1)
+    release_verified(engine)
+    with StubLis(responder=refuse) as lis:
+        sender = make_sender(engine, lis)
+        deliver_until_idle(sender)
+        sender.close()
+    with Session(engine) as session:
+        order = session.get(Order, order_id)
+        assert order is not None
+        assert order.status == "held"
+        finding = session.exec(select(Finding).where(Finding.order_id == order_id)).one()
+        assert finding.code == "LIS_REJECTED"
+        assert finding.severity == "hold"
+        assert "Unknown order code LIPID" in finding.message
+        entry = session.exec(select(OutboxEntry)).one()
+        assert entry.status == "refused"
+        assert entry.ack_code == "AE"
+        assert "Unknown order code LIPID" in (entry.last_error or "")
+    # A coder fixes it and releases again: a new message, the refused one superseded.
+    with session_scope(engine) as session:
+        order = session.get(Order, order_id)
+        assert order is not None
+        again = enqueue_release(session, order, actor="coder1")
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxEntry).order_by(col(OutboxEntry.id))).all()
+        assert [r.status for r in rows] == ["superseded", "pending"]
+        assert rows[1].control_id == again.control_id != rows[0].control_id
+
+
+def test_slow_lis_times_out_and_the_retry_keeps_the_control_id(engine: Engine) -> None:
+    [order_id] = make_orders(engine, 1)
+    release_verified(engine)
+    with StubLis(delay_seconds=0.6) as lis:
+        sender = make_sender(engine, lis, ack_timeout=0.2)
+        assert sender.deliver_due() == 1  # handled: no answer in time, put back for retry
+        with Session(engine) as session:
+            entry = session.exec(select(OutboxEntry)).one()
+            assert entry.status == "pending"
+            assert entry.attempts == 1
+            assert "no acknowledgement" in (entry.last_error or "")
+        wait_until(lambda: len(lis.received) == 1)  # the slow LIS did take the first copy
+        lis.delay_seconds = 0.0
+        time.sleep(0.06)
+        wait_until(lambda: deliver_until_idle(sender) >= 0 and statuses(engine) == {"delivered": 1})
+        sender.close()
+    counts = lis.counts()
+    assert list(counts.values()) == [2]  # the same control id, sent twice
+    assert len(lis.accepted()) == 1  # and taken once: the LIS recognised the repeat
+    with Session(engine) as session:
+        delivered = session.exec(
+            select(OrderEvent).where(
+                OrderEvent.order_id == order_id, OrderEvent.action == "delivered"
+            )
+        ).all()
+        assert len(delivered) == 1
+
+
+def test_gives_up_after_max_attempts_then_resend_delivers_same_control_id(engine: Engine) -> None:
+    lis = StubLis().start()
+    port = lis.port
+    lis.stop()
+    [order_id] = make_orders(engine, 1)
+    release_verified(engine)
+    sender = make_sender(
+        engine, lis, policy=RetryPolicy(max_attempts=2, base_seconds=0.01, cap_seconds=0.01)
+    )
+    sender.deliver_due()
+    time.sleep(0.03)
+    sender.deliver_due()
+    with Session(engine) as session:
+        entry = session.exec(select(OutboxEntry)).one()
+        assert entry.status == "dead"
+        assert entry.attempts == 2
+        notice = session.exec(select(Notification)).one()
+        assert notice.kind == "dead_letter"
+        assert entry.control_id in notice.text
+    with session_scope(engine) as session:
+        resend_dead_letter(session, entry.id or 0, actor="manager1")
+    lis = StubLis(port=port).start()
+    try:
+        deliver_until_idle(sender)
+    finally:
+        sender.close()
+        lis.stop()
+    assert list(lis.counts()) == [entry.control_id]
+    assert statuses(engine) == {"delivered": 1}
+    with Session(engine) as session:
+        assert session.get(Order, order_id).delivered_at is not None  # type: ignore[union-attr]
+
+
+def test_one_patients_orders_keep_their_order_and_others_are_not_blocked(engine: Engine) -> None:
+    silent_once: set[str] = set()
+    first_of_patient: list[str] = []
+
+    def answer(message: ReceivedMessage) -> tuple[str, str] | None:
+        if message.patient_id == "MRN-SAME" and not first_of_patient:
+            first_of_patient.append(message.control_id)
+        if (
+            message.control_id == (first_of_patient or [""])[0]
+            and message.control_id not in silent_once
+        ):
+            silent_once.add(message.control_id)
+            return None  # the LIS stays silent on the patient's first order, once
+        return ("AA", "")
+
+    with session_scope(engine) as session:
+        same = [add_order(session, mrn="MRN-SAME").id for _ in range(3)]
+        others = [add_order(session).id for _ in range(4)]
+    release_verified(engine)
+    with StubLis(responder=answer) as lis:
+        sender = make_sender(engine, lis, policy=RetryPolicy(50, 0.3, 0.3), ack_timeout=0.2)
+        for _ in range(6):
+            sender.deliver_due()
+        with Session(engine) as session:
+            by_id = {o.id: o.status for o in session.exec(select(Order)).all()}
+        # The patient's first order waits out its backoff; unrelated orders went through.
+        assert all(by_id[i] == "delivered" for i in others)
+        assert all(by_id[i] == "released" for i in same)
+        time.sleep(0.35)
+        deliver_until_idle(sender)
+        sender.close()
+    assert statuses(engine) == {"delivered": 7}
+    arrivals = [m.placer_order for m in lis.received if m.patient_id == "MRN-SAME"]
+    with Session(engine) as session:
+        placers = [session.get(Order, i).placer_order_number for i in same]  # type: ignore[union-attr]
+    assert arrivals == placers
+
+
+def test_sender_dying_mid_delivery_is_taken_over_without_losing_or_doubling(
+    engine: Engine, database_url: str
+) -> None:
+    class Crash(Exception):
+        pass
+
+    make_orders(engine, 20)
+    release_verified(engine)
+    with StubLis() as lis:
+        first = make_sender(engine, lis, lease_seconds=0.5, commit_every=8)
+
+        def crash(index: int) -> None:
+            if index == 11:  # 8 outcomes committed, 4 more sent and acknowledged, then death
+                raise Crash
+
+        first.after_exchange = crash
+        with pytest.raises(Crash):
+            first.deliver_due()
+        first.close()
+        assert statuses(engine) == {"delivered": 8, "released": 12}
+        time.sleep(0.6)  # the dead sender's claims expire
+        other_engine = make_engine(database_url)  # a restarted service: new engine
+        try:
+            second = make_sender(other_engine, lis)
+            deliver_until_idle(second)
+            second.close()
+        finally:
+            other_engine.dispose()
+    assert statuses(engine) == {"delivered": 20}
+    counts = lis.counts()
+    assert len(counts) == 20
+    assert len(lis.accepted()) == 20  # each order taken once by the LIS
+    assert sorted(counts.values()) == [1] * 16 + [2] * 4  # the 4 unrecorded were resent
+    with Session(engine) as session:
+        delivered_events = session.exec(
+            select(OrderEvent.order_id, func.count())
+            .where(OrderEvent.action == "delivered")
+            .group_by(OrderEvent.order_id)
+        ).all()
+    assert len(delivered_events) == 20
+    assert all(n == 1 for _, n in delivered_events)
+
+
+def test_two_instances_releasing_and_sending_concurrently_deliver_each_order_once(
+    database_url: str, engine: Engine
+) -> None:
+    make_orders(engine, 120)
+    engines = [make_engine(database_url), make_engine(database_url)]
+    errors: list[BaseException] = []
+    with StubLis() as lis:
+        senders = [make_sender(e, lis, batch_size=10) for e in engines]
+
+        def instance(index: int) -> None:
+            try:
+                release_verified(engines[index], limit=60 + index * 60)
+                for _ in range(50):
+                    deliver_until_idle(senders[index])
+                    if statuses(engines[index]).get("delivered") == 120:
+                        return
+                    time.sleep(0.02)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=instance, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        for sender in senders:
+            sender.close()
+    for e in engines:
+        e.dispose()
+    assert not errors, errors
+    assert statuses(engine) == {"delivered": 120}
+    counts = lis.counts()
+    assert len(counts) == 120
+    assert set(counts.values()) == {1}
+    with Session(engine) as session:
+        per_order = session.exec(
+            select(OutboxEntry.order_id, func.count()).group_by(OutboxEntry.order_id)
+        ).all()
+    assert len(per_order) == 120
+    assert all(n == 1 for _, n in per_order)
