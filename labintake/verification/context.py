@@ -45,6 +45,7 @@ class RuleContext:
     diagnoses: list[ValidDiagnosis] = field(default_factory=list)
     necessity: dict[int, str] = field(default_factory=dict)  # test seq -> outcome
     policies_applied: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    screening_use: set[int] = field(default_factory=set)  # seqs supported only as screening
     duplicate_lines: set[int] = field(default_factory=set)  # seqs repeating a line of this order
     findings: list[Finding] = field(default_factory=list)
 

@@ -50,14 +50,16 @@ def check_history(ctx: RuleContext) -> None:
             if same is not None:
                 _duplicate(ctx, test, entry.cpt, f"order {same.order_ref}", same)
         if ctx.medicare:
-            for limit in _limits_for(ctx, entry.cpt):
+            for limit in _limits_for(ctx, test.seq, entry.cpt):
                 _frequency(ctx, test, entry.cpt, limit, by_cpt, dos)
 
 
-def _limits_for(ctx: RuleContext, cpt: str) -> list[FrequencyLimit]:
+def _limits_for(ctx: RuleContext, seq: int, cpt: str) -> list[FrequencyLimit]:
+    """The policy limits, or only the screening limits for a test done as a screening."""
     limits: list[FrequencyLimit] = []
-    for policy in ctx.policies.for_cpt(cpt) + ctx.policies.lcd_for_cpt(cpt):
-        limits.extend(f for f in policy.frequency if cpt in f.cpts)
+    if seq not in ctx.screening_use:
+        for policy in ctx.policies.for_cpt(cpt) + ctx.policies.lcd_for_cpt(cpt):
+            limits.extend(f for f in policy.frequency if cpt in f.cpts)
     for rule in ctx.policies.screening_rules:
         if rule.frequency is not None and cpt in rule.frequency.cpts:
             limits.append(rule.frequency)

@@ -77,6 +77,8 @@ def check_necessity(ctx: RuleContext) -> None:
             ctx.necessity[test.seq] = NECESSITY_FAIL
             continue
         if not policies:
+            if screening_support:
+                ctx.screening_use.add(test.seq)
             ctx.necessity[test.seq] = (
                 NECESSITY_PASS if screening_support else NECESSITY_NOT_APPLICABLE
             )
@@ -85,7 +87,10 @@ def check_necessity(ctx: RuleContext) -> None:
         never = ctx.policies.never_covered
         for policy in policies:
             supporting = [c for c in codes if not never.matches(c) and policy.supports(c)]
-            if supporting or screening_support:
+            if supporting:
+                continue
+            if screening_support:
+                ctx.screening_use.add(test.seq)  # covered as a screening, not under the policy
                 continue
             outcome = NECESSITY_FAIL
             never_sent = [c for c in codes if never.matches(c)]

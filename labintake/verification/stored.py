@@ -1,0 +1,252 @@
+"""Reading stored orders for verification: their facts, open findings and patient history.
+
+Queries live here; the rules stay pure. History is the other orders of the same patient (MRN)
+from the same sending facility, inside the longest frequency window of the coverage tables,
+excluding cancelled, rejected and unreadable orders. For the same date of service only orders
+received earlier count, so of two identical orders the later one is the duplicate.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from labintake.codes.catalog import CatalogEntry, TestCatalog
+from labintake.codes.icd10 import normalize_icd10
+from labintake.codes.tables import CodeTables
+from labintake.models import Finding as FindingRow
+from labintake.models import Order, OrderDiagnosis, OrderTest
+from labintake.statuses import OrderStatus
+from labintake.verification.facts import (
+    DiagnosisFacts,
+    OrderFacts,
+    PatientHistory,
+    PayerFacts,
+    PriorTest,
+    TestFacts,
+)
+
+NOT_HISTORY = (OrderStatus.CANCELLED.value, OrderStatus.REJECTED.value, OrderStatus.ERROR.value)
+LIVE_STATES = ("open", "overridden")
+MIN_WINDOW_DAYS = 366
+_CHUNK = 500
+
+
+@dataclass(slots=True)
+class StoredOrder:
+    """One order with what verification needs from the database."""
+
+    order: Order
+    tests: list[OrderTest] = field(default_factory=list)
+    diagnoses: list[OrderDiagnosis] = field(default_factory=list)  # active ones
+    findings: list[FindingRow] = field(default_factory=list)  # open or overridden
+
+    @property
+    def id(self) -> int:
+        assert self.order.id is not None
+        return self.order.id
+
+
+def service_date(order: Order) -> date:
+    """The date of service, else the day it was ordered, else the day it was received."""
+    if order.date_of_service is not None:
+        return order.date_of_service
+    if order.ordered_at is not None:
+        return order.ordered_at.date()
+    return order.created_at.date()
+
+
+def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def load_orders(session: Session, orders: Sequence[Order]) -> list[StoredOrder]:
+    stored = {o.id: StoredOrder(o) for o in orders if o.id is not None}
+    ids = sorted(i for i in stored if i is not None)
+    for chunk in _chunks(ids):
+        for test in session.exec(
+            select(OrderTest).where(col(OrderTest.order_id).in_(chunk)).order_by(col(OrderTest.seq))
+        ):
+            stored[test.order_id].tests.append(test)
+        for dx in session.exec(
+            select(OrderDiagnosis)
+            .where(col(OrderDiagnosis.order_id).in_(chunk), col(OrderDiagnosis.active))
+            .order_by(col(OrderDiagnosis.seq), col(OrderDiagnosis.id))
+        ):
+            stored[dx.order_id].diagnoses.append(dx)
+        for finding in session.exec(
+            select(FindingRow)
+            .where(col(FindingRow.order_id).in_(chunk), col(FindingRow.state).in_(LIVE_STATES))
+            .order_by(col(FindingRow.id))
+        ):
+            stored[finding.order_id].findings.append(finding)
+    return [stored[i] for i in ids]
+
+
+def _modifiers(text: str) -> tuple[str, ...]:
+    return tuple(m.strip().upper() for m in text.replace(";", ",").split(",") if m.strip())
+
+
+def interface_codes(tests: Iterable[OrderTest]) -> dict[str, str]:
+    """Sender code -> catalog code, as the reader mapped it (kept on each test row)."""
+    codes: dict[str, str] = {}
+    for test in tests:
+        if test.local_code:
+            if test.sent_code:
+                codes.setdefault(test.sent_code, test.local_code)
+            if test.sent_alt_code:
+                codes.setdefault(test.sent_alt_code, test.local_code)
+    return codes
+
+
+def facts_of(stored: StoredOrder, extra_codes: dict[str, str] | None = None) -> OrderFacts:
+    order = stored.order
+    details: dict[str, Any] = order.details or {}
+    provider: dict[str, Any] = details.get("provider") or {}
+    codes = interface_codes(stored.tests)
+    if extra_codes:
+        codes = {**codes, **extra_codes}
+    signature = details.get("signature_on_file")
+    name = " ".join(p for p in (order.provider_given_name, order.provider_family_name) if p)
+    return OrderFacts(
+        tests=tuple(
+            TestFacts(
+                seq=i,
+                location=t.location or f"OBR[{i}]-4",
+                code=t.sent_code,
+                system=t.sent_system,
+                text=t.sent_text,
+                alt_code=t.sent_alt_code,
+                alt_system=t.sent_alt_system,
+                units=t.units,
+                modifiers=_modifiers(t.modifiers),
+            )
+            for i, t in enumerate(stored.tests, start=1)
+        ),
+        diagnoses=tuple(
+            DiagnosisFacts(
+                code=d.code, location=d.location or f"DG1[{d.seq}]-3", system=d.system, text=d.text
+            )
+            for d in stored.diagnoses
+        ),
+        date_of_service=service_date(order),
+        provider_npi=order.provider_npi,
+        provider_name=name,
+        provider_identifier=str(provider.get("identifier") or ""),
+        provider_location=str(provider.get("location") or "ORC-12"),
+        payer=PayerFacts(order.payer_company_id, order.payer_company_name, order.payer_plan_id),
+        patient_key=f"{order.sending_facility}|{order.patient_mrn}",
+        patient_birth_date=order.patient_birth_date,
+        patient_sex=order.patient_sex,
+        interface=str(details.get("interface") or ""),
+        interface_codes=codes,
+        signature_on_file=signature if isinstance(signature, bool) else None,
+        placer_order_number=order.placer_order_number,
+    )
+
+
+def resolve_stored_test(catalog: TestCatalog, test: OrderTest) -> CatalogEntry | None:
+    """The catalog entry of a stored test, from its resolved codes or as sent."""
+    if test.local_code:
+        entry = catalog.by_code(test.local_code)
+        if entry is not None:
+            return entry
+    mapping = {test.sent_code: test.local_code} if test.local_code else None
+    return catalog.resolve(test.sent_code, test.sent_system, mapping) or (
+        catalog.resolve(test.sent_alt_code, test.sent_alt_system, mapping)
+        if test.sent_alt_code
+        else None
+    )
+
+
+def history_window(tables: CodeTables, dates: Iterable[date]) -> int:
+    """Days of history the frequency limits in force on these dates need."""
+    window = MIN_WINDOW_DAYS
+    for day in set(dates):
+        policies = tables.policies_for(day)
+        for policy in (*policies.ncds, *policies.lcds):
+            for limit in policy.frequency:
+                window = max(window, limit.period_days)
+        for rule in policies.screening_rules:
+            if rule.frequency is not None:
+                window = max(window, rule.frequency.period_days)
+    return window
+
+
+def load_histories(
+    session: Session, stored: Sequence[StoredOrder], tables: CodeTables
+) -> dict[int, PatientHistory]:
+    """Each order's patient history (keyed by order id)."""
+    wanted = [s for s in stored if s.order.patient_mrn]
+    histories: dict[int, PatientHistory] = {s.id: PatientHistory() for s in stored}
+    if not wanted:
+        return histories
+    dates = [service_date(s.order) for s in wanted]
+    start = min(dates) - timedelta(days=history_window(tables, dates))
+    mrns = sorted({s.order.patient_mrn for s in wanted})
+    others: dict[int, Order] = {}
+    for i in range(0, len(mrns), _CHUNK):
+        for other in session.exec(
+            select(Order).where(
+                col(Order.patient_mrn).in_(mrns[i : i + _CHUNK]),
+                col(Order.status).not_in(NOT_HISTORY),
+                col(Order.date_of_service) >= start,
+                col(Order.date_of_service) <= max(dates),
+            )
+        ):
+            assert other.id is not None
+            others[other.id] = other
+    if not others:
+        return histories
+    ids = sorted(others)
+    tests: dict[int, list[OrderTest]] = defaultdict(list)
+    diagnoses: dict[int, list[str]] = defaultdict(list)
+    for chunk in _chunks(ids):
+        for test in session.exec(select(OrderTest).where(col(OrderTest.order_id).in_(chunk))):
+            tests[test.order_id].append(test)
+        for code, order_id in session.exec(
+            select(OrderDiagnosis.code, OrderDiagnosis.order_id).where(
+                col(OrderDiagnosis.order_id).in_(chunk), col(OrderDiagnosis.active)
+            )
+        ):
+            diagnoses[order_id].append(normalize_icd10(code))
+    catalog = tables.catalog
+    priors: dict[int, list[PriorTest]] = {}
+    for order_id, other in others.items():
+        items: list[PriorTest] = []
+        assert other.date_of_service is not None
+        for test in tests.get(order_id, ()):
+            entry = resolve_stored_test(catalog, test)
+            items.append(
+                PriorTest(
+                    date_of_service=other.date_of_service,
+                    cpt=entry.cpt if entry is not None else test.cpt,
+                    local_code=entry.code if entry is not None else test.local_code,
+                    diagnoses=tuple(diagnoses.get(order_id, ())),
+                    order_ref=f"#{order_id}"
+                    + (f" {other.placer_order_number}" if other.placer_order_number else ""),
+                )
+            )
+        priors[order_id] = items
+    by_patient: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for order_id, other in others.items():
+        by_patient[(other.sending_facility, other.patient_mrn)].append(order_id)
+    for s in wanted:
+        dos = service_date(s.order)
+        found: list[PriorTest] = []
+        for order_id in by_patient.get((s.order.sending_facility, s.order.patient_mrn), ()):
+            other = others[order_id]
+            assert other.date_of_service is not None
+            if order_id == s.id or other.date_of_service > dos:
+                continue
+            if other.date_of_service == dos and order_id > s.id:
+                continue  # received later: that one is the duplicate, not this
+            found.extend(priors[order_id])
+        histories[s.id] = PatientHistory(tuple(found))
+    return histories

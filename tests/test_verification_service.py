@@ -1,0 +1,247 @@
+"""Verification against the database, on SQLite and PostgreSQL: batches, history, re-verify."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from labintake.codes.tables import CodeTables, load_code_tables
+from labintake.db import session_scope
+from labintake.errors import WorkflowError
+from labintake.models import (
+    Finding,
+    InboundMessage,
+    Order,
+    OrderDiagnosis,
+    OrderEvent,
+    OrderTest,
+    Verification,
+)
+from labintake.statuses import OrderStatus
+from labintake.verification.service import verify_order, verify_pending
+
+REPO = Path(__file__).resolve().parent.parent
+DOS = date(2026, 5, 12)
+NPI = "1234567893"
+_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(scope="module")
+def tables() -> CodeTables:
+    return load_code_tables(REPO / "code_tables")
+
+
+def store_order(
+    engine: Engine,
+    tests: list[tuple[str, str]],
+    dx: list[str],
+    *,
+    mrn: str = "MRN1",
+    status: str = OrderStatus.RECEIVED.value,
+    dos: date = DOS,
+    payer: str = "Medicare Part B",
+    npi: str = NPI,
+) -> int:
+    """A stored order as the reader leaves it: tests as sent, diagnoses, status received."""
+    n = next(_counter)
+    with session_scope(engine) as session:
+        message = InboundMessage(control_id=f"C{n}-{id(engine)}", ack=b"", status="read")
+        session.add(message)
+        session.flush()
+        assert message.id is not None
+        order = Order(
+            message_id=message.id,
+            group_index=1,
+            status=status,
+            sending_application="PRAXIS",
+            sending_facility="PRAIRIEFM",
+            placer_order_number=f"P{n}",
+            patient_mrn=mrn,
+            payer_company_id="CMS" if "Medicare" in payer else "ACME",
+            payer_company_name=payer,
+            provider_npi=npi,
+            provider_family_name="Whitfield",
+            provider_given_name="Dana",
+            date_of_service=dos,
+            details={"interface": "prairie-clinic", "provider": {"location": "ORC[1]-12"}},
+        )
+        session.add(order)
+        session.flush()
+        assert order.id is not None
+        for seq, (code, system) in enumerate(tests, start=1):
+            session.add(
+                OrderTest(
+                    order_id=order.id,
+                    seq=seq,
+                    location=f"OBR[{seq}]-4",
+                    sent_code=code,
+                    sent_system=system,
+                    cpt=code if system == "CPT" else None,
+                )
+            )
+        for seq, code in enumerate(dx, start=1):
+            session.add(
+                OrderDiagnosis(order_id=order.id, seq=seq, code=code, location=f"DG1[{seq}]-3")
+            )
+        return order.id
+
+
+def findings_of(engine: Engine, order_id: int, state: str = "open") -> list[tuple[str, str, str]]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Finding)
+            .where(Finding.order_id == order_id, Finding.state == state)
+            .order_by(col(Finding.id))
+        )
+        return [(f.code, f.severity, f.location) for f in rows]
+
+
+def status_of(engine: Engine, order_id: int) -> str:
+    with Session(engine) as session:
+        order = session.get(Order, order_id)
+        assert order is not None
+        return order.status
+
+
+def test_pending_orders_become_verified_or_held_with_versions_findings_and_events(
+    engine: Engine, tables: CodeTables
+) -> None:
+    clean = store_order(engine, [("80061", "CPT"), ("83036", "C4")], ["E78.5", "E11.9"])
+    held = store_order(engine, [("84153", "CPT")], ["Z12.5"], mrn="MRN2")
+    cancelled = store_order(engine, [("84443", "CPT")], [], status="cancelled", mrn="MRN3")
+    assert verify_pending(engine, tables) == 2
+    assert verify_pending(engine, tables) == 0
+    assert status_of(engine, clean) == "verified"
+    assert status_of(engine, held) == "held"
+    assert status_of(engine, cancelled) == "cancelled"
+    assert findings_of(engine, held) == [("SCREENING_ON_DIAGNOSTIC", "hold", "OBR[1]-4")]
+    with Session(engine) as session:
+        verification = session.exec(select(Verification).where(Verification.order_id == held)).one()
+        assert verification.outcome == "held"
+        assert verification.rules_version
+        assert verification.table_versions["icd10cm"] == "icd10cm-2026-04"
+        assert set(verification.table_versions) == {"icd10cm", "catalog", "coverage", "bundling"}
+        finding = session.exec(select(Finding).where(Finding.order_id == held)).one()
+        assert finding.verification_id == verification.id
+        assert finding.clarify
+        assert "G0103" in finding.message
+        tests = session.exec(
+            select(OrderTest).where(OrderTest.order_id == clean).order_by(col(OrderTest.seq))
+        ).all()
+        assert [(t.local_code, t.loinc, t.cpt) for t in tests] == [
+            ("LIPID", "24331-1", "80061"),
+            ("A1C", "4548-4", "83036"),
+        ]
+        event = session.exec(select(OrderEvent).where(OrderEvent.order_id == clean)).one()
+        assert (event.action, event.detail["status_after"]) == ("verified", "verified")
+        assert [t["necessity"] for t in event.detail["tests"]] == ["pass", "pass"]
+        assert (
+            session.exec(select(Verification).where(Verification.order_id == cancelled)).all() == []
+        )
+
+
+def test_history_finds_duplicates_but_not_cancelled_orders(
+    engine: Engine, tables: CodeTables
+) -> None:
+    first = store_order(engine, [("85025", "CPT")], ["D64.9"])
+    store_order(engine, [("85025", "CPT")], ["D64.9"], status="cancelled")
+    second = store_order(engine, [("85025", "CPT")], ["D64.9"])
+    other_patient = store_order(engine, [("85025", "CPT")], ["D64.9"], mrn="MRN9")
+    verify_pending(engine, tables)
+    assert findings_of(engine, first) == []
+    assert findings_of(engine, second) == [("DUPLICATE_ORDER", "hold", "OBR[1]-4")]
+    assert findings_of(engine, other_patient) == []
+
+
+def test_frequency_counts_stored_orders_on_earlier_dates(
+    engine: Engine, tables: CodeTables
+) -> None:
+    store_order(engine, [("83036", "CPT")], ["E11.9"], dos=date(2026, 4, 1))
+    verify_pending(engine, tables)
+    again = store_order(engine, [("83036", "CPT")], ["E11.9"])
+    verify_pending(engine, tables)
+    assert findings_of(engine, again) == [("NECESSITY_FREQUENCY", "hold", "OBR[1]-4")]
+
+
+def test_reverify_after_correction_resolves_findings_and_keeps_overrides(
+    engine: Engine, tables: CodeTables
+) -> None:
+    order_id = store_order(engine, [("83036", "CPT")], ["E11"], npi="1234567890")
+    verify_pending(engine, tables)
+    assert findings_of(engine, order_id) == [
+        ("DX_NOT_BILLABLE", "hold", "DG1[1]-3"),
+        ("PROVIDER_NPI_INVALID", "hold", "ORC[1]-12"),
+    ]
+    with session_scope(engine) as session:
+        npi = session.exec(
+            select(Finding).where(
+                Finding.order_id == order_id, Finding.code == "PROVIDER_NPI_INVALID"
+            )
+        ).one()
+        npi.state, npi.override_reason = "overridden", "office confirmed the NPI by phone"
+        session.add(npi)
+        dx = session.exec(select(OrderDiagnosis).where(OrderDiagnosis.order_id == order_id)).one()
+        dx.active = False
+        session.add(dx)
+        session.add(
+            OrderDiagnosis(
+                order_id=order_id, seq=2, code="E11.65", location="DG1[1]-3", source="correction"
+            )
+        )
+    with session_scope(engine) as session:
+        result = verify_order(session, order_id, "coder1", tables)
+    assert [f.code.value for f in result.findings] == ["PROVIDER_NPI_INVALID"]
+    assert status_of(engine, order_id) == "verified"  # the remaining hold is overridden
+    assert findings_of(engine, order_id, "resolved") == [("DX_NOT_BILLABLE", "hold", "DG1[1]-3")]
+    assert findings_of(engine, order_id, "overridden") == [
+        ("PROVIDER_NPI_INVALID", "hold", "ORC[1]-12")
+    ]
+    with Session(engine) as session:
+        events = session.exec(
+            select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(col(OrderEvent.id))
+        ).all()
+        assert [(e.actor, e.action) for e in events] == [
+            ("verifier", "verified"),
+            ("coder1", "re_verified"),
+        ]
+        assert events[1].detail["resolved"] == ["DX_NOT_BILLABLE@DG1[1]-3"]
+
+
+def test_released_orders_cannot_be_verified_again(engine: Engine, tables: CodeTables) -> None:
+    order_id = store_order(engine, [("85025", "CPT")], ["D64.9"], status="released")
+    with session_scope(engine) as session, pytest.raises(WorkflowError, match="released"):
+        verify_order(session, order_id, "coder1", tables)
+
+
+def test_concurrent_batches_verify_each_order_once(engine: Engine, tables: CodeTables) -> None:
+    ids = [store_order(engine, [("85025", "CPT")], ["D64.9"], mrn=f"M{i}") for i in range(40)]
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def drain() -> None:
+        try:
+            total = 0
+            while True:
+                done = verify_pending(engine, tables, limit=7)
+                if not done:
+                    break
+                total += done
+            counts.append(total)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drain) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(counts) == len(ids)
+    with Session(engine) as session:
+        per_order = session.exec(select(Verification.order_id)).all()
+        assert sorted(per_order) == sorted(ids)
