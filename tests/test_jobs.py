@@ -1,0 +1,186 @@
+"""Scheduled jobs: leases across instances, once-per-day summary, reminders, purge, replies."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+from factories_release import add_order, make_orders
+from hl7apy.parser import parse_message
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from labintake.config import Settings
+from labintake.db import make_engine, session_scope, utcnow
+from labintake.jobs import tasks
+from labintake.jobs.lease import acquire, run_exclusive
+from labintake.jobs.scheduler import SCHEDULE, JobContext, JobService, run_job
+from labintake.models.messages import InboundMessage
+from labintake.models.orders import Order
+from labintake.models.release import JobRun, Notification, OutboxEntry
+from labintake.release.stub_lis import StubLis
+
+
+def test_a_lease_is_held_by_one_instance_until_it_expires(engine: Engine) -> None:
+    assert acquire(engine, "job:x", "instance-a", ttl_seconds=0.3)
+    assert not acquire(engine, "job:x", "instance-b", ttl_seconds=0.3)
+    assert acquire(engine, "job:x", "instance-a", ttl_seconds=0.3)  # renewal by the holder
+    time.sleep(0.35)
+    assert acquire(engine, "job:x", "instance-b", ttl_seconds=0.3)  # the holder went quiet
+
+
+def test_two_instances_running_the_same_job_at_once_run_it_once(database_url: str) -> None:
+    engines = [make_engine(database_url), make_engine(database_url)]
+    runs: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def work(name: str) -> int:
+        runs.append(name)
+        time.sleep(0.3)
+        return 1
+
+    def instance(index: int) -> None:
+        barrier.wait()
+        run_exclusive(engines[index], "job:busy", f"i{index}", lambda: work(f"i{index}"))
+
+    threads = [threading.Thread(target=instance, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for e in engines:
+        e.dispose()
+    assert len(runs) == 1
+
+
+def test_daily_summary_is_written_once_per_day_across_instances(
+    database_url: str, engine: Engine
+) -> None:
+    make_orders(engine, 3)
+    engines = [make_engine(database_url), make_engine(database_url)]
+    barrier = threading.Barrier(2)
+    results: list[int] = []
+
+    def instance(index: int) -> None:
+        barrier.wait()
+        results.append(tasks.daily_summary(engines[index], owner=f"i{index}"))
+
+    threads = [threading.Thread(target=instance, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.append(tasks.daily_summary(engine, owner="late"))
+    for e in engines:
+        e.dispose()
+    assert sorted(results) == [0, 0, 1]
+    with Session(engine) as session:
+        assert len(session.exec(select(JobRun)).all()) == 1
+        (notice,) = session.exec(select(Notification)).all()
+        assert notice.kind == "daily_summary"
+        assert "3 orders received" in notice.text
+
+
+def test_follow_up_reminder_once_per_due_date_for_silent_offices(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        due = add_order(session, status="awaiting_office")
+        due.due_at = utcnow() - timedelta(hours=1)
+        later = add_order(session, status="awaiting_office")
+        later.due_at = utcnow() + timedelta(days=1)
+        session.add_all([due, later])
+    assert tasks.follow_up_reminders(engine) == 1
+    assert tasks.follow_up_reminders(engine) == 0
+    with Session(engine) as session:
+        (notice,) = session.exec(select(Notification)).all()
+    assert notice.order_id == due.id
+    assert notice.recipient_role == "coder"
+
+
+def test_holds_older_than_the_threshold_escalate_to_managers_once(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        old = add_order(session, status="held", received_at=utcnow() - timedelta(hours=100))
+        add_order(session, status="held")
+        add_order(session, status="verified", received_at=utcnow() - timedelta(hours=100))
+    assert tasks.escalate_old_holds(engine, after_hours=72) == 1
+    assert tasks.escalate_old_holds(engine, after_hours=72) == 0
+    with Session(engine) as session:
+        (notice,) = session.exec(select(Notification)).all()
+    assert notice.order_id == old.id
+    assert notice.recipient_role == "manager"
+
+
+def test_purge_drops_old_raw_messages_and_keeps_status_and_orders(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        old = add_order(session, received_at=utcnow() - timedelta(days=400))
+        new = add_order(session)
+        old_message = session.get(InboundMessage, old.message_id)
+        assert old_message is not None
+        old_message.received_at = utcnow() - timedelta(days=400)
+        session.add(old_message)
+    assert tasks.purge_raw_messages(engine, retention_days=365) == 1
+    assert tasks.purge_raw_messages(engine, retention_days=365) == 0
+    with Session(engine) as session:
+        purged = session.get(InboundMessage, old.message_id)
+        kept = session.get(InboundMessage, new.message_id)
+        assert purged is not None
+        assert kept is not None
+        assert purged.raw is None
+        assert purged.raw_purged_at is not None
+        assert purged.status == "read"
+        assert kept.raw is not None
+        assert session.get(Order, old.id) is not None
+
+
+def test_scheduler_keeps_its_jobs_in_the_database_and_runs_delivery(
+    engine: Engine, settings: Settings
+) -> None:
+    make_orders(engine, 3)
+    with StubLis() as lis:
+        settings = settings.model_copy(update={"lis_host": "127.0.0.1", "lis_port": lis.port})
+        service = JobService(settings, engine)
+        service.start()
+        try:
+            with engine.connect() as conn:
+                stored = {row[0] for row in conn.execute(text("SELECT id FROM apscheduler_jobs"))}
+            assert stored == set(SCHEDULE)
+            assert run_job("release_verified") == 3
+            assert run_job("deliver") == 3
+        finally:
+            service.shutdown()
+    assert len(lis.accepted()) == 3
+
+
+def test_rejected_order_gets_an_order_response_when_its_interface_wants_one(
+    engine: Engine, settings: Settings
+) -> None:
+    with session_scope(engine) as session:
+        order = add_order(session, status="rejected")
+        message = session.get(InboundMessage, order.message_id)
+        assert message is not None
+        message.interface = "north-clinic"
+        message.message_type = "OML^O21"
+        session.add(message)
+        add_order(session, status="cancelled")  # its interface wants no replies
+    with StubLis() as placer:
+        settings = settings.model_copy(
+            update={"placer_replies": {"north-clinic": f"127.0.0.1:{placer.port}"}}
+        )
+        context = JobContext(engine=engine, settings=settings)
+        try:
+            assert run_job("placer_replies", context) == 1
+            assert run_job("placer_replies", context) == 0  # once per order
+            assert run_job("deliver", context) == 1
+        finally:
+            context.close()
+    (received,) = placer.received
+    reply = parse_message(received.raw.decode().strip("\r"), find_groups=False)
+    assert reply.msh.msh_9.to_er7() == "ORL^O22^ORL_O22"
+    assert reply.msa.msa_2.to_er7() == message.control_id
+    orc = next(s for s in reply.children if s.name == "ORC")
+    assert orc.orc_1.to_er7() == "UA"
+    with Session(engine) as session:
+        entry = session.exec(select(OutboxEntry)).one()
+        assert entry.kind == "reply"
+        assert entry.status == "delivered"
