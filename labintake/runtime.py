@@ -158,6 +158,10 @@ class Service:
         )
         self.workers = BackgroundWorkers()
         self.workers.register("reader", _reader_function(self.engine, self.interfaces))
+        from labintake.jobs.service import ReleaseRuntime
+
+        self.release = ReleaseRuntime(settings, self.engine, demo=demo)
+        self.release.register(self.workers)
         self.web: uvicorn.Server | None = None
         self._web_task: asyncio.Task[Any] | None = None
 
@@ -193,6 +197,7 @@ class Service:
                 raise ConfigurationError("the web app stopped during startup")
             await asyncio.sleep(0.01)
         self.workers.start()
+        self.release.start()
         self._log_started()
 
     async def stop(self) -> None:
@@ -202,6 +207,7 @@ class Service:
         if self.web is not None and self._web_task is not None:
             self.web.should_exit = True
             await self._web_task
+        await asyncio.to_thread(self.release.stop)
         await asyncio.to_thread(self.workers.stop)
         self.engine.dispose()
         log.info("stopped", extra={"count": self.mllp.messages})

@@ -148,8 +148,13 @@ def run_job(name: str, context: JobContext | None = None) -> int | None:
     return result if ran else None
 
 
-def build_scheduler(context: JobContext) -> BackgroundScheduler:
-    """A scheduler on the persistent job store with every job of SCHEDULE (not started)."""
+# Jobs that may instead run as continuous background workers (see `labintake.jobs.service`).
+BATCH_JOBS = frozenset({"deliver", "release_verified"})
+
+
+def build_scheduler(context: JobContext, *, batch_jobs: bool = True) -> BackgroundScheduler:
+    """A scheduler on the persistent job store with the jobs of SCHEDULE (not started);
+    without `batch_jobs`, delivery and release are left to background workers."""
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=context.engine)},
         executors={"default": ThreadPoolExecutor(4)},
@@ -157,6 +162,8 @@ def build_scheduler(context: JobContext) -> BackgroundScheduler:
         timezone="UTC",
     )
     for name, (trigger, arguments, _lease) in SCHEDULE.items():
+        if name in BATCH_JOBS and not batch_jobs:
+            continue
         options = dict(arguments)
         if name == "daily_summary":
             options["hour"] = context.settings.daily_summary_hour_utc
@@ -175,17 +182,23 @@ def build_scheduler(context: JobContext) -> BackgroundScheduler:
 class JobService:
     """The scheduled jobs of one instance: start with `start()`, stop with `shutdown()`."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, *, batch_jobs: bool = True) -> None:
         configure_release(settings)
+        self.batch_jobs = batch_jobs
         self.context = JobContext(engine=engine, settings=settings)
-        self.scheduler = build_scheduler(self.context)
+        self.scheduler = build_scheduler(self.context, batch_jobs=batch_jobs)
 
     def start(self) -> None:
         set_context(self.context)
         self.scheduler.start()
-        log.info("scheduled jobs started: %s", ", ".join(SCHEDULE))
+        if not self.batch_jobs:
+            for name in BATCH_JOBS:
+                if self.scheduler.get_job(name) is not None:
+                    self.scheduler.remove_job(name)
+        log.info("scheduled jobs started: %s", ", ".join(j.id for j in self.scheduler.get_jobs()))
 
     def shutdown(self) -> None:
-        self.scheduler.shutdown(wait=True)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
         self.context.close()
         set_context(None)
