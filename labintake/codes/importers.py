@@ -12,8 +12,9 @@ Layouts:
   YYYYMMDD or "*" (none), modifier indicator 0/1/9, edit rationale.
 - mue: the CMS MUE CSV (practitioner or outpatient hospital services). Preamble lines before
   the heading row are ignored; the heading row is the first whose first cell mentions
-  HCPCS or CPT. Columns found by heading: code, "MUE Values", "MUE Adjudication Indicator"
-  (e.g. "3 Date of Service Edit: Clinical"), "MUE Rationale".
+  HCPCS or CPT and whose other cells mention MUE. Columns found by heading: code,
+  "MUE Values", "MUE Adjudication Indicator" (e.g. "3 Date of Service Edit: Clinical"),
+  "MUE Rationale".
 - ncd: a CSV with heading `ncd,list,code[,title]`: `list` is `covered`, `not_covered`,
   `does_not_support` (kept with not_covered) or `hcpcs` (the policy's procedure codes);
   `code` is an ICD-10-CM code, a range `E78.00-E78.5` or a prefix `E11.*` (or, for hcpcs
@@ -36,6 +37,10 @@ from labintake.codes.policies import CodeSet
 
 Progress = Callable[[int], None]
 
+# HCPCS Level II laboratory codes kept besides CPT 80047-89398 when importing PTP/MUE files.
+LAB_HCPCS = frozenset(
+    {"G0103", "G0306", "G0307", "G0471", "G0480", "G0481", "G0482", "G0483", "G0659"}
+)
 _PROCEDURE = re.compile(r"^(\d{4}[0-9A-Z]|[A-V]\d{4})$")
 
 
@@ -101,7 +106,7 @@ def read_ptp_text(
     text: str,
     *,
     lab_only: bool = True,
-    extra_codes: Iterable[str] = (),
+    extra_codes: Iterable[str] = LAB_HCPCS,
     progress: Progress | None = None,
 ) -> ImportResult:
     result = ImportResult("ncci-ptp")
@@ -174,7 +179,7 @@ def read_mue_csv_cms(
     text: str,
     *,
     lab_only: bool = True,
-    extra_codes: Iterable[str] = (),
+    extra_codes: Iterable[str] = LAB_HCPCS,
     progress: Progress | None = None,
 ) -> ImportResult:
     result = ImportResult("mue")
@@ -190,7 +195,7 @@ def read_mue_csv_cms(
             continue
         if heading is None:
             first = row[0].upper()
-            if "HCPCS" in first or "CPT" in first:
+            if ("HCPCS" in first or "CPT" in first) and any("MUE" in c.upper() for c in row[1:]):
                 heading = row
                 code_col = 0
                 units_col = _find_column(row, "MUE", "VALUE")
@@ -235,7 +240,9 @@ def read_mue_csv_cms(
         )
         result.limits.append(MueLimit(code, int(units_text), int(mai_text[0]), rationale))
     if heading is None:
-        result.rejected.append(Rejected(0, "no heading row: no line starts with HCPCS/CPT"))
+        result.rejected.append(
+            Rejected(0, "no heading row: no line with HCPCS/CPT and MUE columns")
+        )
     seen: dict[str, int] = {}
     unique: list[MueLimit] = []
     for limit in result.limits:

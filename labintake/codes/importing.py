@@ -36,10 +36,6 @@ from labintake.codes.manifest import TableVersion, discover
 from labintake.codes.versions import create_version
 from labintake.errors import CodeTableError
 
-# HCPCS Level II laboratory codes kept besides CPT 80047-89398 when importing PTP/MUE files.
-LAB_HCPCS = frozenset(
-    {"G0103", "G0306", "G0307", "G0471", "G0480", "G0481", "G0482", "G0483", "G0659"}
-)
 IMPORT_KINDS = {"ncci-ptp": "bundling", "mue": "bundling", "ncd": "coverage", "catalog": "catalog"}
 
 
@@ -102,9 +98,9 @@ def import_file(
     on = effective_from or date.today()
     base = _base_version(directory, table_kind, on)
     if kind == "ncci-ptp":
-        result = read_ptp_text(text, lab_only=lab_only, extra_codes=LAB_HCPCS, progress=progress)
+        result = read_ptp_text(text, lab_only=lab_only, progress=progress)
     elif kind == "mue":
-        result = read_mue_csv_cms(text, lab_only=lab_only, extra_codes=LAB_HCPCS, progress=progress)
+        result = read_mue_csv_cms(text, lab_only=lab_only, progress=progress)
     elif kind == "ncd":
         result = read_ncd_csv(text, progress=progress)
     else:
