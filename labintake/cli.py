@@ -67,3 +67,59 @@ def send(
 
     failures = send_files(files, host=host, port=port, timeout=timeout, echo=typer.echo)
     raise typer.Exit(1 if failures else 0)
+
+
+users_app = typer.Typer(help="Users of the web screen and API.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="login name")],
+    role: Annotated[str, typer.Option(help="coder, manager or admin")] = "coder",
+    display_name: Annotated[str, typer.Option(help="name shown on screens")] = "",
+) -> None:
+    """Add a user; the password is read from stdin (piped) or prompted for twice."""
+    import sys
+
+    from labintake.auth.accounts import create_user
+    from labintake.auth.roles import Role
+    from labintake.db import make_engine, session_scope
+    from labintake.errors import WorkflowError
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        typer.secho(f"role must be one of: {', '.join(r.value for r in Role)}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    settings = load_settings()
+    try:
+        with session_scope(make_engine(settings.database_url)) as session:
+            create_user(session, name, chosen, password, display_name=display_name)
+    except WorkflowError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"user {name} added with role {chosen.value}")
+
+
+@tokens_app.command("create")
+def tokens_create(name: Annotated[str, typer.Argument(help="the user the token acts as")]) -> None:
+    """Print a new API bearer token for user NAME (shown once; only its hash is stored)."""
+    from labintake.auth.tokens import create_token
+    from labintake.db import make_engine, session_scope
+    from labintake.errors import NotFoundError
+
+    settings = load_settings()
+    try:
+        with session_scope(make_engine(settings.database_url)) as session:
+            token = create_token(session, name)
+    except NotFoundError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(token)

@@ -86,7 +86,14 @@ class WorkflowError(LabintakeError):
 
 
 class ConcurrentChangeError(WorkflowError):
-    pass
+    """Carries the order and its current row version, so the caller can show the fresh state."""
+
+    def __init__(
+        self, text: str, *, order_id: int | None = None, current_row_version: int | None = None
+    ) -> None:
+        super().__init__(text)
+        self.order_id = order_id
+        self.current_row_version = current_row_version
 
 
 class PermissionDeniedError(WorkflowError):

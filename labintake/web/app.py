@@ -17,7 +17,16 @@ from sqlalchemy.engine import Engine
 from labintake.auth.policy import DEFAULT_POLICY, LoginPolicy
 from labintake.config import Settings
 from labintake.web.errors import install_error_handlers
-from labintake.web.routes import health, login
+from labintake.web.routes import (
+    api_orders,
+    health,
+    icd10,
+    login,
+    message_errors,
+    office_queries,
+    orders,
+    queue,
+)
 from labintake.web.security import SecureHeadersMiddleware
 from labintake.web.templating import make_templates
 
@@ -27,6 +36,12 @@ STATIC_DIR = Path(__file__).parent / "static"
 ROUTERS: list[APIRouter] = [
     health.router,
     login.router,
+    queue.router,
+    orders.router,
+    office_queries.router,
+    icd10.router,
+    message_errors.router,
+    api_orders.router,
 ]
 
 

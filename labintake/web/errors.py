@@ -60,16 +60,21 @@ def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
         if wants_json(request):
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             body: dict[str, object] = {"error": kind, "detail": str(exc)}
-            order_id = getattr(exc, "order_id", None)
-            if isinstance(exc, ConcurrentChangeError) and order_id is not None:
-                body["order_id"] = order_id
-                body["current_row_version"] = getattr(exc, "current_row_version", None)
+            if isinstance(exc, ConcurrentChangeError) and exc.order_id is not None:
+                body["order_id"] = exc.order_id
+                body["current_row_version"] = exc.current_row_version
             return JSONResponse(body, status_code=status, headers=headers)
         if status == 401:
             if request.headers.get("hx-request"):
                 return Response(status_code=401, headers={"HX-Redirect": "/login"})
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        if isinstance(exc, ConcurrentChangeError) and exc.order_id is not None:
+            # Show the fresh state with a clear banner instead of a bare error.
+            url = f"/orders/{exc.order_id}?stale=1"
+            if request.headers.get("hx-request"):
+                return Response(status_code=200, headers={"HX-Redirect": url})
+            return RedirectResponse(url, status_code=303)
         template = "partials/error.html" if request.headers.get("hx-request") else "error.html"
         response = templates.TemplateResponse(
             request,

@@ -1,0 +1,95 @@
+// labintake screen behaviour: CSRF header for HTMX, keyboard shortcuts, queue row movement.
+// No inline scripts anywhere (the CSP forbids them); everything is wired here.
+(function () {
+  "use strict";
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    var token = document.body.dataset.csrf;
+    if (token) {
+      event.detail.headers["X-CSRF-Token"] = token;
+    }
+  });
+
+  // An error answer (409, 403, 422) carries a message to show in #flash.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var status = event.detail.xhr.status;
+    if (status >= 400 && status < 500) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
+  function typing(target) {
+    var tag = target.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || target.isContentEditable;
+  }
+
+  function rows() {
+    return Array.prototype.slice.call(document.querySelectorAll("tr[data-href]"));
+  }
+
+  function moveRow(step) {
+    var all = rows();
+    if (!all.length) return;
+    var index = all.indexOf(document.activeElement);
+    var next = index < 0 ? 0 : Math.min(all.length - 1, Math.max(0, index + step));
+    all[next].focus();
+    all[next].scrollIntoView({ block: "nearest" });
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Escape" && typing(event.target)) {
+      event.target.blur();
+      return;
+    }
+    if (typing(event.target)) return;
+    if (event.key === "Enter" && event.target.dataset && event.target.dataset.href) {
+      window.location.href = event.target.dataset.href;
+      event.preventDefault();
+      return;
+    }
+    if (event.key === "j" || event.key === "ArrowDown") {
+      if (rows().length) { moveRow(1); event.preventDefault(); }
+      return;
+    }
+    if (event.key === "k" || event.key === "ArrowUp") {
+      if (rows().length) { moveRow(-1); event.preventDefault(); }
+      return;
+    }
+    var target = document.querySelector('[data-key="' + CSS.escape(event.key) + '"]');
+    if (!target) return;
+    event.preventDefault();
+    if (target.dataset.toggle) {
+      var panel = document.querySelector(target.dataset.toggle);
+      if (panel) panel.hidden = !panel.hidden;
+    } else if (target.tagName === "A" || target.tagName === "BUTTON") {
+      target.focus();
+      target.click();
+    } else {
+      var details = target.closest("details");
+      if (details) details.open = true;
+      target.focus();
+      target.scrollIntoView({ block: "center" });
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    var el = event.target;
+    if (!(el instanceof Element)) return;
+    var toggle = el.closest("[data-toggle]");
+    if (toggle) {
+      var panel = document.querySelector(toggle.dataset.toggle);
+      if (panel) panel.hidden = !panel.hidden;
+      return;
+    }
+    if (el.closest("[data-print]")) {
+      window.print();
+      return;
+    }
+    var row = el.closest("tr[data-href]");
+    if (row && !el.closest("a, button, input, select, textarea")) {
+      window.location.href = row.dataset.href;
+    }
+  });
+})();

@@ -1,0 +1,53 @@
+"""Finding orders in any status (the API's `GET /api/orders`), newest first, keyset pages."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from labintake.errors import WorkflowError
+from labintake.models.messages import InboundMessage
+from labintake.models.orders import Order
+from labintake.queue.listing import search_condition
+from labintake.statuses import OrderStatus
+
+MAX_LIMIT = 500
+
+
+def _cursor(value: str | None) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit():
+        raise WorkflowError("cursor must be the next_cursor of a previous page")
+    return int(value)
+
+
+def find_orders(
+    session: Session,
+    *,
+    status: str = "",
+    control_id: str = "",
+    placer_order: str = "",
+    patient: str = "",
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Order], str | None]:
+    if status and status not in {s.value for s in OrderStatus}:
+        raise WorkflowError(f"unknown status {status!r}")
+    limit = max(1, min(limit, MAX_LIMIT))
+    statement = select(Order)
+    if status:
+        statement = statement.where(Order.status == status)
+    if control_id:
+        ids = select(InboundMessage.id).where(InboundMessage.control_id == control_id)
+        statement = statement.where(col(Order.message_id).in_(ids))
+    if placer_order:
+        statement = statement.where(Order.placer_order_number == placer_order)
+    if patient:
+        statement = statement.where(search_condition(patient))
+    after = _cursor(cursor)
+    if after is not None:
+        statement = statement.where(col(Order.id) < after)
+    rows = list(session.exec(statement.order_by(col(Order.id).desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (str(rows[-1].id) if more and rows else None)

@@ -1,0 +1,29 @@
+"""Rendering pages: every template gets the signed-in user, the CSRF token and a form key."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from labintake.auth.roles import Role
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
+    principal = getattr(request.state, "principal", None)
+    base: dict[str, Any] = {
+        "user": principal.user if principal else None,
+        "is_manager": bool(principal and principal.role.allows(Role.MANAGER)),
+        "csrf_token": principal.web_session.csrf_token
+        if principal and principal.web_session
+        else "",
+        "new_key": lambda: uuid.uuid4().hex,
+    }
+    response: Response = request.app.state.templates.TemplateResponse(
+        request, template, {**base, **context}, status_code=status_code
+    )
+    return response

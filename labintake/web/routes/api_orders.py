@@ -1,0 +1,238 @@
+"""The JSON API on orders: the same actions, rules and audit as the screen (bearer tokens)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from labintake import audit
+from labintake.errors import NotFoundError
+from labintake.models.messages import InboundMessage
+from labintake.models.orders import Order
+from labintake.queue.contacts import ContactChannel, ContactInput, ContactOutcome
+from labintake.queue.detail import load_order_detail, order_detail_json, order_summary_json
+from labintake.queue.lookup import find_orders
+from labintake.queue.service import Actor, ClarificationQueue
+from labintake.web.deps import CoderUser, CurrentPrincipal, SessionDep, SettingsDep
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", max_length=64)]
+
+
+class Versioned(BaseModel):
+    row_version: int = Field(ge=1, description="the order's row_version you last saw")
+
+
+class AssignBody(Versioned):
+    assignee: str | None = Field(default=None, max_length=100)
+
+
+class ContactBody(Versioned):
+    channel: ContactChannel
+    outcome: ContactOutcome
+    answer: str = Field(default="", max_length=4000)
+    person: str = Field(default="", max_length=200)
+    follow_up_on: date | None = None
+    query_id: int | None = None
+
+
+class CorrectionBody(Versioned):
+    kind: Literal["diagnosis", "test"] = "diagnosis"
+    contact_id: int = Field(description="the recorded office answer this correction cites")
+    new_code: str = Field(min_length=1, max_length=40)
+    replaces: str = Field(default="", max_length=40)
+    test_seq: int | None = None
+    system: str = Field(default="", max_length=40)
+
+
+class ReleaseBody(Versioned):
+    override_reason: str = Field(default="", max_length=4000)
+    modifier: str = Field(default="", max_length=4)
+
+
+class RejectBody(Versioned):
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+def _fresh(session: SessionDep, order_id: int) -> dict[str, Any]:
+    session.expire_all()
+    return order_detail_json(load_order_detail(session, order_id))
+
+
+@router.get("")
+def list_orders(
+    user: CoderUser,
+    session: SessionDep,
+    status: str = Query("", max_length=20),
+    control_id: str = Query("", max_length=199),
+    placer_order: str = Query("", max_length=199),
+    patient: str = Query("", max_length=200),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, max_length=40),
+) -> dict[str, Any]:
+    orders, next_cursor = find_orders(
+        session,
+        status=status,
+        control_id=control_id,
+        placer_order=placer_order,
+        patient=patient,
+        limit=limit,
+        cursor=cursor,
+    )
+    audit.record(
+        session,
+        user.username,
+        "list_orders",
+        via="api",
+        after={"ids": [o.id for o in orders][:500]},
+    )
+    session.commit()
+    return {"orders": [order_summary_json(o) for o in orders], "next_cursor": next_cursor}
+
+
+@router.get("/{order_id}")
+def get_order(order_id: int, user: CoderUser, session: SessionDep) -> dict[str, Any]:
+    body = order_detail_json(load_order_detail(session, order_id))
+    audit.record_view(session, user.username, "view_order", order_id=order_id, via="api")
+    return body
+
+
+@router.get("/{order_id}/message")
+def get_message(order_id: int, user: CoderUser, session: SessionDep) -> Response:
+    """The raw HL7 message as received (bytes unchanged)."""
+    order = session.get(Order, order_id)
+    message = session.get(InboundMessage, order.message_id) if order is not None else None
+    if message is None:
+        raise NotFoundError(f"no order {order_id}")
+    if message.raw is None:
+        raise NotFoundError(f"the raw message of order {order_id} was purged (retention)")
+    audit.record_view(
+        session,
+        user.username,
+        "view_message",
+        order_id=order_id,
+        message_id=message.id,
+        via="api",
+    )
+    return Response(
+        message.raw,
+        media_type="x-application/hl7-v2+er7",
+        headers={"X-HL7-Charset": message.charset or ""},
+    )
+
+
+@router.post("/{order_id}/assign")
+def assign(
+    order_id: int,
+    body: AssignBody,
+    principal: CurrentPrincipal,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = "",
+) -> dict[str, Any]:
+    ClarificationQueue(session, settings).assign(
+        Actor.of(user, principal.via), order_id, body.row_version, body.assignee, idempotency_key
+    )
+    return _fresh(session, order_id)
+
+
+@router.post("/{order_id}/contacts")
+def record_contact(
+    order_id: int,
+    body: ContactBody,
+    principal: CurrentPrincipal,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = "",
+) -> dict[str, Any]:
+    contact = ContactInput(
+        body.channel, body.outcome, body.answer, body.person, body.follow_up_on, body.query_id
+    )
+    ClarificationQueue(session, settings).record_contact(
+        Actor.of(user, principal.via), order_id, body.row_version, contact, idempotency_key
+    )
+    return _fresh(session, order_id)
+
+
+@router.post("/{order_id}/corrections")
+def correct(
+    order_id: int,
+    body: CorrectionBody,
+    principal: CurrentPrincipal,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = "",
+) -> dict[str, Any]:
+    queue = ClarificationQueue(session, settings)
+    actor = Actor.of(user, principal.via)
+    if body.kind == "test":
+        queue.correct_test(
+            actor,
+            order_id,
+            body.row_version,
+            contact_id=body.contact_id,
+            test_seq=body.test_seq or 0,
+            new_code=body.new_code,
+            system=body.system,
+            action_key=idempotency_key,
+        )
+    else:
+        queue.correct_diagnosis(
+            actor,
+            order_id,
+            body.row_version,
+            contact_id=body.contact_id,
+            new_code=body.new_code,
+            replaces=body.replaces,
+            action_key=idempotency_key,
+        )
+    return _fresh(session, order_id)
+
+
+@router.post("/{order_id}/release")
+def release(
+    order_id: int,
+    body: ReleaseBody,
+    principal: CurrentPrincipal,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = "",
+) -> dict[str, Any]:
+    ClarificationQueue(session, settings).release(
+        Actor.of(user, principal.via),
+        order_id,
+        body.row_version,
+        override_reason=body.override_reason,
+        modifier=body.modifier,
+        action_key=idempotency_key,
+    )
+    return _fresh(session, order_id)
+
+
+@router.post("/{order_id}/reject")
+def reject(
+    order_id: int,
+    body: RejectBody,
+    principal: CurrentPrincipal,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = "",
+) -> dict[str, Any]:
+    ClarificationQueue(session, settings).reject(
+        Actor.of(user, principal.via),
+        order_id,
+        body.row_version,
+        reason=body.reason,
+        action_key=idempotency_key,
+    )
+    return _fresh(session, order_id)

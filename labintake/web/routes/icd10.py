@@ -1,0 +1,49 @@
+"""ICD-10-CM look-up by code or words, for the coder (HTML fragment and JSON)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from labintake.codes.tables import get_code_tables
+from labintake.errors import CodeTableError
+from labintake.web.deps import CoderUser, SettingsDep
+from labintake.web.rendering import render
+
+router = APIRouter()
+
+
+def _search(settings: Any, q: str, on: date | None) -> tuple[str, list[Any]]:
+    tables = get_code_tables(settings)
+    release = tables.icd10_for(on or date.today())
+    if release is None:
+        raise CodeTableError(f"no ICD-10-CM release covers {on or date.today()}")
+    return release.version, release.search(q, limit=25) if q.strip() else []
+
+
+@router.get("/icd10")
+def icd10_lookup(
+    request: Request,
+    user: CoderUser,
+    settings: SettingsDep,
+    q: str = Query("", max_length=100),
+    on: date | None = None,
+) -> Response:
+    version, entries = _search(settings, q, on)
+    return render(request, "partials/icd10.html", {"version": version, "entries": entries, "q": q})
+
+
+@router.get("/api/icd10")
+def icd10_api(
+    user: CoderUser, settings: SettingsDep, q: str = Query(max_length=100), on: date | None = None
+) -> dict[str, Any]:
+    version, entries = _search(settings, q, on)
+    return {
+        "release": version,
+        "results": [
+            {"code": e.code, "description": e.description, "billable": e.billable} for e in entries
+        ],
+    }

@@ -1,0 +1,45 @@
+"""A query to the ordering office: printable page and PDF."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlmodel import Session
+
+from labintake import audit
+from labintake.errors import NotFoundError
+from labintake.models.orders import Order
+from labintake.models.queue import OfficeQuery
+from labintake.queue.query_pdf import render_query_pdf
+from labintake.web.deps import CoderUser, SessionDep
+from labintake.web.rendering import render
+
+router = APIRouter()
+
+
+def _load(session: Session, order_id: int, query_id: int) -> tuple[Order, OfficeQuery]:
+    query = session.get(OfficeQuery, query_id)
+    order = session.get(Order, order_id)
+    if query is None or order is None or query.order_id != order_id:
+        raise NotFoundError(f"no query {query_id} on order {order_id}")
+    return order, query
+
+
+@router.get("/orders/{order_id}/queries/{query_id}")
+def query_page(
+    request: Request, order_id: int, query_id: int, user: CoderUser, session: SessionDep
+) -> Response:
+    order, query = _load(session, order_id, query_id)
+    audit.record_view(session, user.username, "view_query", order_id=order_id, via="web")
+    return render(request, "query.html", {"order": order, "query": query})
+
+
+@router.get("/orders/{order_id}/queries/{query_id}/pdf")
+def query_pdf(order_id: int, query_id: int, user: CoderUser, session: SessionDep) -> Response:
+    order, query = _load(session, order_id, query_id)
+    audit.record_view(session, user.username, "view_query_pdf", order_id=order_id, via="web")
+    return Response(
+        render_query_pdf(order, query),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="query-{order_id}-{query_id}.pdf"'},
+    )

@@ -1,0 +1,229 @@
+"""The order page and the coder's actions on it (HTMX forms with CSRF and row versions)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from labintake import audit
+from labintake.models.messages import InboundMessage
+from labintake.queue.contacts import (
+    MAX_UNANSWERED_ATTEMPTS,
+    OUTCOME_LABELS,
+    ContactChannel,
+    ContactInput,
+    ContactOutcome,
+    next_working_day,
+)
+from labintake.queue.detail import load_order_detail
+from labintake.queue.listing import next_in_queue
+from labintake.queue.raw_message import show_message
+from labintake.queue.service import ABN_MODIFIERS, Actor, ClarificationQueue
+from labintake.web.deps import CoderUser, SessionDep, SettingsDep
+from labintake.web.rendering import render
+from labintake.web.responses import go_to
+
+router = APIRouter()
+
+RowVersion = Annotated[int, Form(ge=1)]
+ActionKey = Annotated[str, Form(max_length=64)]
+Text = Annotated[str, Form(max_length=4000)]
+
+DONE_MESSAGES = {
+    "claimed": "You have claimed this order.",
+    "assigned": "Assignment saved.",
+    "contact": "Contact recorded.",
+    "query": "Query written: print it or download the PDF below.",
+    "corrected": "Correction saved and the order re-verified.",
+    "released": "Order released to the lab. This is the next order in your queue.",
+    "rejected": "Order rejected. This is the next order in your queue.",
+}
+
+
+@router.get("/orders/{order_id}")
+def order_page(
+    request: Request, order_id: int, user: CoderUser, session: SessionDep, settings: SettingsDep
+) -> Response:
+    detail = load_order_detail(session, order_id)
+    message = session.get(InboundMessage, detail.order.message_id)
+    shown = (
+        show_message(message.raw, message.charset)
+        if message is not None and message.raw is not None
+        else None
+    )
+    audit.record_view(session, user.username, "view_order", order_id=order_id, via="web")
+    is_manager = user.role in ("manager", "admin")
+    done = request.query_params.get("done", "")
+    stale = request.query_params.get("stale") == "1"
+    last_event = detail.events[-1] if detail.events else None
+    return render(
+        request,
+        "order.html",
+        {
+            "d": detail,
+            "shown": shown,
+            "audit_entries": audit.entries_for_order(session, order_id) if is_manager else [],
+            "next_id": next_in_queue(session, order_id, user.username),
+            "done_message": DONE_MESSAGES.get(done, ""),
+            "stale": stale,
+            "last_event": last_event,
+            "channels": [c.value for c in ContactChannel],
+            "outcomes": OUTCOME_LABELS,
+            "abn_modifiers": ABN_MODIFIERS,
+            "max_attempts": MAX_UNANSWERED_ATTEMPTS,
+            "default_follow_up": next_working_day(date.today()).isoformat(),
+        },
+    )
+
+
+def _after(request: Request, session: SessionDep, order_id: int, done: str, user: str) -> Response:
+    if done in ("released", "rejected"):
+        following = next_in_queue(session, order_id, user)
+        if following is not None:
+            return go_to(request, f"/orders/{following}?done={done}")
+        return go_to(request, f"/queue?done={done}")
+    return go_to(request, f"/orders/{order_id}?done={done}")
+
+
+@router.post("/orders/{order_id}/assign")
+def assign(
+    request: Request,
+    order_id: int,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    row_version: RowVersion,
+    action_key: ActionKey = "",
+    assignee: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Claim (assignee = me), hand over (managers) or put back (empty)."""
+    target = user.username if assignee == "me" else (assignee.strip() or None)
+    ClarificationQueue(session, settings).assign(
+        Actor.of(user, "web"), order_id, row_version, target, action_key
+    )
+    done = "claimed" if target == user.username else "assigned"
+    return _after(request, session, order_id, done, user.username)
+
+
+@router.post("/orders/{order_id}/contacts")
+def record_contact(
+    request: Request,
+    order_id: int,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    row_version: RowVersion,
+    channel: Annotated[ContactChannel, Form()],
+    outcome: Annotated[ContactOutcome, Form()],
+    action_key: ActionKey = "",
+    answer: Text = "",
+    person: Annotated[str, Form(max_length=200)] = "",
+    follow_up_on: Annotated[date | None, Form()] = None,
+    query_id: Annotated[int | None, Form()] = None,
+) -> Response:
+    contact = ContactInput(channel, outcome, answer, person, follow_up_on, query_id)
+    ClarificationQueue(session, settings).record_contact(
+        Actor.of(user, "web"), order_id, row_version, contact, action_key
+    )
+    return _after(request, session, order_id, "contact", user.username)
+
+
+@router.post("/orders/{order_id}/queries")
+def create_query(
+    request: Request,
+    order_id: int,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    row_version: RowVersion,
+    action_key: ActionKey = "",
+) -> Response:
+    ClarificationQueue(session, settings).create_query(
+        Actor.of(user, "web"), order_id, row_version, action_key
+    )
+    return _after(request, session, order_id, "query", user.username)
+
+
+@router.post("/orders/{order_id}/corrections")
+def correct(
+    request: Request,
+    order_id: int,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    row_version: RowVersion,
+    contact_id: Annotated[int, Form()],
+    new_code: Annotated[str, Form(min_length=1, max_length=40)],
+    kind: Annotated[str, Form(pattern="^(diagnosis|test)$")] = "diagnosis",
+    replaces: Annotated[str, Form(max_length=40)] = "",
+    test_seq: Annotated[int | None, Form()] = None,
+    system: Annotated[str, Form(max_length=40)] = "",
+    action_key: ActionKey = "",
+) -> Response:
+    queue = ClarificationQueue(session, settings)
+    actor = Actor.of(user, "web")
+    if kind == "test":
+        queue.correct_test(
+            actor,
+            order_id,
+            row_version,
+            contact_id=contact_id,
+            test_seq=test_seq or 0,
+            new_code=new_code,
+            system=system,
+            action_key=action_key,
+        )
+    else:
+        queue.correct_diagnosis(
+            actor,
+            order_id,
+            row_version,
+            contact_id=contact_id,
+            new_code=new_code,
+            replaces=replaces,
+            action_key=action_key,
+        )
+    return _after(request, session, order_id, "corrected", user.username)
+
+
+@router.post("/orders/{order_id}/release")
+def release(
+    request: Request,
+    order_id: int,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    row_version: RowVersion,
+    action_key: ActionKey = "",
+    override_reason: Text = "",
+    modifier: Annotated[str, Form(max_length=4)] = "",
+) -> Response:
+    ClarificationQueue(session, settings).release(
+        Actor.of(user, "web"),
+        order_id,
+        row_version,
+        override_reason=override_reason,
+        modifier=modifier,
+        action_key=action_key,
+    )
+    return _after(request, session, order_id, "released", user.username)
+
+
+@router.post("/orders/{order_id}/reject")
+def reject(
+    request: Request,
+    order_id: int,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    row_version: RowVersion,
+    reason: Text,
+    action_key: ActionKey = "",
+) -> Response:
+    ClarificationQueue(session, settings).reject(
+        Actor.of(user, "web"), order_id, row_version, reason=reason, action_key=action_key
+    )
+    return _after(request, session, order_id, "rejected", user.username)

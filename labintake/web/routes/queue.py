@@ -1,0 +1,91 @@
+"""The queue screen: held orders, filters saved per user, urgent first, keyset pages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from labintake.errors import WorkflowError
+from labintake.queue.listing import (
+    DueFilter,
+    QueueFilter,
+    QueueSort,
+    filter_choices,
+    list_queue,
+    queue_counts,
+)
+from labintake.statuses import FindingCode
+from labintake.web.deps import CoderUser, SessionDep
+from labintake.web.rendering import render
+
+router = APIRouter()
+
+FILTER_KEYS = ("reason", "office", "sender", "assignee", "status", "age", "due", "q", "sort")
+OPTIONAL_COLUMNS = ("sender", "office", "assignee", "attempts", "age")
+
+
+def parse_filters(params: Mapping[str, str], username: str) -> tuple[QueueFilter, QueueSort]:
+    age = params.get("age", "").strip()
+    if age and not age.isdigit():
+        raise WorkflowError("age must be a whole number of days")
+    due = params.get("due", "")
+    sort = params.get("sort", "") or QueueSort.URGENT.value
+    assignee = params.get("assignee", "").strip()
+    try:
+        filters = QueueFilter(
+            reason=params.get("reason", "").strip(),
+            office=params.get("office", "").strip(),
+            sender=params.get("sender", "").strip(),
+            assignee=username if assignee == "mine" else assignee,
+            status=params.get("status", "").strip(),
+            min_age_days=int(age) if age else None,
+            due=DueFilter(due) if due else None,
+            search=params.get("q", "").strip()[:200],
+        )
+        return filters, QueueSort(sort)
+    except ValueError as exc:
+        raise WorkflowError(f"bad filter: {exc}") from exc
+
+
+@router.get("/")
+def home(user: CoderUser) -> Response:
+    return RedirectResponse("/queue", status_code=303)
+
+
+@router.get("/queue")
+def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Response:
+    params: dict[str, str] = dict(request.query_params)
+    saved: dict[str, Any] = dict(user.preferences.get("queue", {}))
+    if "apply" in params:  # the filter form was used: remember it for this user
+        saved = {
+            "filters": {k: params.get(k, "") for k in FILTER_KEYS},
+            "columns": [c for c in OPTIONAL_COLUMNS if params.get(f"col_{c}")],
+        }
+        user.preferences = {**user.preferences, "queue": saved}
+        session.add(user)
+        session.commit()
+    elif not any(k in params for k in FILTER_KEYS):
+        params.update(saved.get("filters", {}))
+    filters, sort = parse_filters(params, user.username)
+    page = list_queue(session, filters, sort=sort, cursor=params.get("cursor") or None)
+    columns = saved.get("columns") or list(OPTIONAL_COLUMNS)
+    more = {k: v for k, v in params.items() if k in FILTER_KEYS and v}
+    more_url = "/queue?" + urlencode({**more, "cursor": page.next_cursor or ""})
+    context = {
+        "page": page,
+        "params": params,
+        "columns": columns,
+        "optional_columns": OPTIONAL_COLUMNS,
+        "reasons": [c.value for c in FindingCode],
+        "mine_selected": params.get("assignee") == "mine",
+        "more_url": more_url,
+    }
+    if request.headers.get("hx-request") and params.get("cursor"):
+        return render(request, "partials/queue_rows.html", context)
+    context["counts"] = queue_counts(session, user.username, page.now)
+    context["choices"] = filter_choices(session)
+    return render(request, "queue.html", context)
