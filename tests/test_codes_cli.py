@@ -1,0 +1,122 @@
+"""`labintake codes list | import | seal | lookup` as a user runs them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labintake.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+PTP_TEXT = (
+    "Column 1\tColumn 2\t*=In existence prior to 1996\tEffective Date\tDeletion Date\t"
+    "Modifier\tPTP Edit Rationale\n"
+    "80053\t80048\t\t20020101\t*\t0\tMisuse of column two code with column one code\n"
+    "80061\t83721\t\t20080101\t*\t1\tStandards of medical / surgical practice\n"
+    "80053\t82947\t\t2002-01-01\t*\t0\tBad date\n"
+)
+
+
+@pytest.fixture
+def tables_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "code_tables"
+    for kind in ("catalog", "coverage", "bundling"):
+        shutil.copytree(REPO / "code_tables" / kind, target / kind)
+    return target
+
+
+def test_codes_list_prints_versions_dates_rows_and_checksums() -> None:
+    result = runner.invoke(app, ["codes", "list", "--dir", str(REPO / "code_tables")])
+    assert result.exit_code == 0, result.output
+    for text in (
+        "icd10cm-2025-04",
+        "icd10cm-2026-04",
+        "catalog-2026.1",
+        "2025-04-01",
+        "2026-03-31",
+        "98,186",
+        "illus.",
+        "Sources:",
+    ):
+        assert text in result.output
+
+
+def test_codes_list_fails_when_a_checksum_does_not_match(tables_dir: Path) -> None:
+    mue = tables_dir / "bundling" / "bundling-2025.1" / "mue.csv"
+    mue.write_text(mue.read_text(encoding="utf-8") + "85610,9,3,added by hand\n", encoding="utf-8")
+    result = runner.invoke(app, ["codes", "list", "--dir", str(tables_dir)])
+    assert result.exit_code == 1
+    assert "MISMATCH" in result.output
+
+
+def test_codes_import_prints_a_summary_and_writes_a_version(
+    tables_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "ptp.txt"
+    source.write_text(PTP_TEXT, encoding="utf-8")
+    result = runner.invoke(
+        app,
+        [
+            "codes",
+            "import",
+            "ncci-ptp",
+            str(source),
+            "--dir",
+            str(tables_dir),
+            "--effective-from",
+            "2026-10-01",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "rows read" in result.output
+    assert "rows kept" in result.output
+    assert "rejected line 4: date is not YYYYMMDD" in result.output
+    assert "wrote bundling version bundling-2026-10-01" in result.output
+    assert (tables_dir / "bundling" / "bundling-2026-10-01" / "manifest.toml").is_file()
+
+
+def test_codes_import_refuses_an_unknown_kind(tables_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "x.csv"
+    source.write_text("a,b\n", encoding="utf-8")
+    result = runner.invoke(app, ["codes", "import", "loinc", str(source), "--dir", str(tables_dir)])
+    assert result.exit_code == 2
+    assert "KIND must be one of" in result.output
+
+
+def test_codes_import_with_nothing_kept_exits_nonzero(tables_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "empty.txt"
+    source.write_text("no rows\n", encoding="utf-8")
+    result = runner.invoke(
+        app, ["codes", "import", "ncci-ptp", str(source), "--dir", str(tables_dir)]
+    )
+    assert result.exit_code == 1
+    assert "nothing written" in result.output
+
+
+def test_codes_seal_recomputes_the_checksum(tables_dir: Path) -> None:
+    folder = tables_dir / "catalog" / "catalog-2026.1"
+    catalog = folder / "catalog.csv"
+    catalog.write_text(
+        catalog.read_text(encoding="utf-8") + "ZN,,84630,Zinc,serum,,,,,\n", encoding="utf-8"
+    )
+    result = runner.invoke(app, ["codes", "seal", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "sealed catalog-2026.1: 62 rows" in result.output
+    listed = runner.invoke(app, ["codes", "list", "--dir", str(tables_dir)])
+    assert listed.exit_code == 0
+
+
+def test_codes_lookup_uses_the_release_in_force_on_the_date() -> None:
+    args = ["codes", "lookup", "E11.A", "--dir", str(REPO / "code_tables")]
+    in_2026 = runner.invoke(app, [*args, "--date", "2026-05-01"])
+    in_2025 = runner.invoke(app, [*args, "--date", "2025-05-01"])
+    assert in_2026.exit_code == 0
+    assert "E11.A" in in_2026.output
+    assert "icd10cm-2026-04" in in_2026.output
+    assert in_2025.exit_code == 1
+    assert "nothing in icd10cm-2025-04" in in_2025.output
