@@ -31,37 +31,35 @@ control, escape sequences that cannot be honoured, lines that are not segments.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from labintake.domain import (
     Diagnosis,
     Insurance,
-    Office,
     OrderRequest,
     Patient,
-    Provider,
-    TestRequest,
 )
 from labintake.errors import OrderReadError
-from labintake.hl7.datatypes import (
-    address,
-    coded_value,
-    parse_date,
-    parse_dtm,
-    phones,
-    provider,
+from labintake.hl7.datatypes import coded_value, parse_date, parse_dtm
+from labintake.hl7.order_fields import (
+    answer_text,
+    find_date_of_service,
+    find_priority,
+    group_diagnoses,
+    note_text,
+    ordering_provider,
+    read_diagnosis,
+    read_office,
+    read_test,
+    signature_answer,
 )
 from labintake.hl7.segments import Segment, split_segments
-from labintake.hl7.structure import MessageParts, OrderGroup, TestGroup, find_groups
+from labintake.hl7.structure import MessageParts, OrderGroup, find_groups
 
 ORDER_MESSAGE_TYPES = ("ORM^O01", "OML^O21")
 CANCEL = "CA"
 NEW = "NW"
-_YES = {"Y", "YES", "TRUE", "1"}
-_NO = {"N", "NO", "FALSE", "0"}
-_SIGNATURE = re.compile(r"SIGN", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,39 +109,26 @@ def read_orders(text: str) -> ReadResult:
         )
         for in1 in parts.insurances
     )
-    message_diagnoses = [_diagnosis(dg1, warnings) for dg1 in parts.diagnoses]
-    message_notes = [_note(nte) for nte in parts.notes]
+    message_diagnoses = [read_diagnosis(dg1, warnings) for dg1 in parts.diagnoses]
+    message_notes = [note_text(nte) for nte in parts.notes]
 
-    drafts: list[tuple[OrderGroup, list[str]]] = []
     errors: list[OrderReadError] = []
     for group in parts.groups:
-        group_warnings: list[str] = []
         try:
             _check_group(group)
         except OrderReadError as exc:
             errors.append(exc)
-        drafts.append((group, group_warnings))
     if errors:
         raise OrderReadError(
             "; ".join(e.text for e in errors),
             location=errors[0].location,
             error_code=errors[0].error_code,
         )
-
-    orders: list[OrderRequest] = []
-    for group, group_warnings in drafts:
-        orders.append(
-            _order(
-                group,
-                parts,
-                header,
-                patient,
-                insurances,
-                [d for d in message_diagnoses if d is not None],
-                [n for n in message_notes if n],
-                group_warnings,
-            )
-        )
+    dx = [d for d in message_diagnoses if d is not None]
+    notes = [n for n in message_notes if n]
+    orders = [
+        _order(group, parts, header, patient, insurances, dx, notes) for group in parts.groups
+    ]
     # Escape-sequence remarks are gathered last: reading the fields is what produces them.
     remarks = [r for segment in segments for r in segment.remarks]
     message_warnings = tuple(dict.fromkeys([*warnings, *remarks]))
@@ -153,8 +138,6 @@ def read_orders(text: str) -> ReadResult:
 
 
 def _with_warnings(order: OrderRequest, extra: tuple[str, ...]) -> OrderRequest:
-    from dataclasses import replace
-
     return replace(order, warnings=(*extra, *order.warnings))
 
 
@@ -276,8 +259,8 @@ def _order(
     insurances: tuple[Insurance, ...],
     message_diagnoses: list[Diagnosis],
     message_notes: list[str],
-    warnings: list[str],
 ) -> OrderRequest:
+    warnings: list[str] = []
     orc = group.orc
     control = NEW
     if orc is not None:
@@ -295,20 +278,20 @@ def _order(
         (t.obr.text(3) for t in group.tests if t.obr.text(3)), ""
     )
     extras: list[tuple[str, str]] = [(orc.loc(1), control)] if orc is not None else []
-    tests = tuple(_test(test, group, warnings, extras) for test in group.tests)
-    diagnoses = _diagnoses(message_diagnoses, group, warnings)
-    date_of_service, source = _date_of_service(group, parts.msh, warnings)
+    tests = tuple(read_test(test, group, warnings, extras) for test in group.tests)
+    diagnoses = group_diagnoses(message_diagnoses, group, warnings)
+    date_of_service, source = find_date_of_service(group, parts.msh, warnings)
     ordered_at = None
     if orc is not None:
         ordered_at = _moment(orc, 9, warnings)
     ordered_at = ordered_at or header.sent_at
     for obx in group.observations:
-        extras.append((obx.ref, _answer_text(obx)))
+        extras.append((obx.ref, answer_text(obx)))
     if parts.pv1 is not None:
         for number, label in ((2, "patient class"), (3, "location"), (19, "visit number")):
             if parts.pv1.text(number):
                 extras.append((f"{parts.pv1.loc(number)} {label}", parts.pv1.text(number)))
-    notes = (*message_notes, *(n for n in (_note(nte) for nte in group.notes) if n))
+    notes = (*message_notes, *(n for n in (note_text(nte) for nte in group.notes) if n))
     return OrderRequest(
         group_index=group.index,
         order_control=control,
@@ -316,188 +299,16 @@ def _order(
         filler_order_number=filler,
         patient=patient,
         insurances=insurances,
-        provider=_provider(group),
-        office=_office(group),
+        provider=ordering_provider(group),
+        office=read_office(group),
         tests=tests,
         diagnoses=diagnoses,
         date_of_service=date_of_service,
         ordered_at=ordered_at,
-        priority=_priority(group),
+        priority=find_priority(group),
         notes=notes,
-        signature_on_file=_signature(group),
+        signature_on_file=signature_answer(group),
         warnings=tuple(warnings),
         date_of_service_source=source,
         extras=tuple(extras),
     )
-
-
-def _test(
-    test: TestGroup, group: OrderGroup, warnings: list[str], extras: list[tuple[str, str]]
-) -> TestRequest:
-    obr = test.obr
-    specimen = ""
-    for spm in test.specimens:
-        specimen = spm.text(4, 2) or spm.text(4, 1)
-        if specimen:
-            break
-    specimen = specimen or obr.text(15, 1)
-    answers = tuple(
-        (obx.text(3, 2) or obx.text(3, 1), _answer_text(obx)) for obx in test.observations
-    )
-    return TestRequest(
-        service=coded_value(obr, 4),
-        location=obr.loc(4),
-        units=_units(test, group, warnings),
-        specimen=specimen,
-        notes=tuple(n for n in (_note(nte) for nte in test.notes) if n),
-        answers=answers,
-    )
-
-
-def _units(test: TestGroup, group: OrderGroup, warnings: list[str]) -> int:
-    candidates = [(tq1, 2) for tq1 in group.timings] + [(test.obr, 27)]
-    for segment, number in candidates:
-        value = segment.text(number, 1)
-        if not value:
-            continue
-        try:
-            quantity = float(value)
-        except ValueError:
-            warnings.append(f"{segment.loc(number)} quantity {value!r} is not a number: 1 used")
-            return 1
-        if quantity >= 1 and quantity == int(quantity):
-            return int(quantity)
-        warnings.append(f"{segment.loc(number)} quantity {value!r} is not a whole count: 1 used")
-        return 1
-    return 1
-
-
-def _answer_text(obx: Segment) -> str:
-    value_type = obx.text(2).upper()
-    values: list[str] = []
-    for rep in range(1, obx.repetitions(5) + 1):
-        if value_type in ("CE", "CWE", "CNE"):
-            value = obx.text(5, 2, rep) or obx.text(5, 1, rep)
-        else:
-            value = " ".join(c for c in obx.components(5, rep) if c)
-        if value:
-            values.append(value)
-    text = "; ".join(values)
-    unit = obx.text(6, 1)
-    return f"{text} {unit}" if text and unit else text
-
-
-def _note(nte: Segment) -> str:
-    return "\n".join(
-        line for line in (nte.text(3, 1, rep) for rep in range(1, nte.repetitions(3) + 1)) if line
-    )
-
-
-def _diagnosis(dg1: Segment, warnings: list[str]) -> Diagnosis | None:
-    code = dg1.text(3, 1).replace(" ", "")
-    if not code:
-        warnings.append(f"{dg1.loc(3)} empty: diagnosis ignored")
-        return None
-    return Diagnosis(
-        code=code,
-        text=dg1.text(3, 2) or dg1.text(4),
-        system=dg1.text(3, 3) or dg1.text(2),
-        location=dg1.loc(3),
-    )
-
-
-def _diagnoses(
-    message_level: list[Diagnosis], group: OrderGroup, warnings: list[str]
-) -> tuple[Diagnosis, ...]:
-    found = list(message_level)
-    segments = [*group.diagnoses, *(dg1 for t in group.tests for dg1 in t.diagnoses)]
-    for dg1 in segments:
-        diagnosis = _diagnosis(dg1, warnings)
-        if diagnosis is not None:
-            found.append(diagnosis)
-    kept: dict[str, Diagnosis] = {}
-    for diagnosis in found:
-        kept.setdefault(diagnosis.code.upper().replace(".", ""), diagnosis)
-    return tuple(kept.values())
-
-
-def _date_of_service(
-    group: OrderGroup, msh: Segment, warnings: list[str]
-) -> tuple[date | None, str]:
-    obrs = [t.obr for t in group.tests]
-    candidates: list[tuple[Segment, int, int]] = [(obr, 7, 1) for obr in obrs]
-    candidates += [(spm, 17, 1) for t in group.tests for spm in t.specimens]
-    candidates += [(tq1, 7, 1) for tq1 in group.timings]
-    if group.orc is not None:
-        candidates.append((group.orc, 7, 4))
-    candidates += [(obr, 27, 4) for obr in obrs]
-    candidates += [(obr, 6, 1) for obr in obrs]
-    if group.orc is not None:
-        candidates.append((group.orc, 9, 1))
-    candidates.append((msh, 7, 1))
-    for segment, number, component in candidates:
-        value = segment.text(number, component)
-        if not value:
-            continue
-        location = segment.loc(number, component if component != 1 else None)
-        try:
-            moment = parse_dtm(value)
-        except ValueError as exc:
-            warnings.append(f"{location} {exc}; not used as the date of service")
-            continue
-        if moment is not None:
-            return moment.date(), location
-    return None, ""
-
-
-def _priority(group: OrderGroup) -> str:
-    candidates: list[tuple[Segment, int, int]] = [(t.obr, 27, 6) for t in group.tests]
-    candidates += [(tq1, 9, 1) for tq1 in group.timings]
-    if group.orc is not None:
-        candidates.append((group.orc, 7, 6))
-    candidates += [(t.obr, 5, 1) for t in group.tests]
-    for segment, number, component in candidates:
-        value = segment.text(number, component).upper()
-        if value:
-            return value
-    return ""
-
-
-def _provider(group: OrderGroup) -> Provider:
-    found = provider(group.orc, 12) if group.orc is not None else None
-    for test in group.tests:
-        if found is not None:
-            break
-        found = provider(test.obr, 16)
-    return found or Provider()
-
-
-def _office(group: OrderGroup) -> Office:
-    orc = group.orc
-    callback = ""
-    if orc is not None:
-        callback = phones(orc, 14)[0]
-    for test in group.tests:
-        callback = callback or phones(test.obr, 17)[0]
-    if orc is None:
-        return Office(callback_phone=callback)
-    phone, fax = phones(orc, 23)
-    return Office(
-        name=orc.text(21),
-        address=address(orc, 22) or address(orc, 24),
-        phone=phone,
-        fax=fax,
-        callback_phone=callback,
-    )
-
-
-def _signature(group: OrderGroup) -> bool | None:
-    observations = [*group.observations, *(o for t in group.tests for o in t.observations)]
-    for obx in observations:
-        if _SIGNATURE.search(obx.text(3, 1) + " " + obx.text(3, 2)):
-            answer = obx.text(5, 1).upper()
-            if answer in _YES:
-                return True
-            if answer in _NO:
-                return False
-    return None

@@ -24,6 +24,7 @@ from labintake.hl7.charset import codec_for
 from labintake.hl7.escapes import EncodingCharacters, unescape
 
 HL7_NULL = '""'
+_SINGLE = frozenset({"MSH", "PID"})
 _LINE_SPLIT = re.compile(r"\r\n|\r|\n")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 
@@ -49,6 +50,9 @@ class Segment:
 
     @property
     def ref(self) -> str:
+        """ "DG1[2]"; MSH and PID, one per message, go without the occurrence."""
+        if self.name in _SINGLE:
+            return self.name
         return f"{self.name}[{self.occurrence}]"
 
     def loc(self, number: int, component: int | None = None) -> str:
@@ -163,8 +167,10 @@ def split_segments(text: str) -> SegmentList:
         seen[name] = seen.get(name, 0) + 1
         segments.append(Segment(name, seen[name], number, data, chars, "utf-8"))
     msh_charset = segments[0].text(18)
+    # Hex escapes are bytes in the message's character set; "ASCII" (the default) cannot hold
+    # the bytes worth escaping, so UTF-8 is the reading for it (Latin-1 when that fails).
     codec = codec_for(msh_charset) or "utf-8"
-    if codec != "utf-8":
+    if codec != "ascii" and codec != "utf-8":
         for segment in segments:
             segment.codec = codec
     return SegmentList(segments, chars, tuple(remarks))

@@ -67,9 +67,10 @@ def find_groups(segments: SegmentList) -> MessageParts:
         name = segment.name
         if name == "PID":
             if parts.pid is not None:
+                where = f"PID[{segment.occurrence}]"
                 raise OrderReadError(
-                    f"{segment.ref}: a second patient in one message is not supported",
-                    location=segment.ref,
+                    f"{where}: a second patient in one message is not supported",
+                    location=where,
                     error_code="100",
                 )
             parts.pid = segment

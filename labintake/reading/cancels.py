@@ -31,17 +31,28 @@ def resolve_cancels(
     batch_ids = [p.message_id for p in plans]
     pending: dict[tuple[str, str], list[tuple[int, int]]] = {}
     cancelled_in_batch: set[tuple[int, int]] = set()
+    cancelled_stored: set[int] = set()  # stored orders an earlier cancel of this batch took
     for plan in sorted(plans, key=lambda p: p.message_id):
         if plan.error is not None:
             continue
         claimed: set[tuple[int, int]] = set()
+        claimed_stored: set[int] = set()
         for cancel in plan.cancels:
             key = (cancel.sending_facility, cancel.placer_order_number)
             targets: list[CancelTarget] = []
             for batch_key in pending.get(key, []):
-                if batch_key not in cancelled_in_batch and batch_key not in claimed:
-                    claimed.add(batch_key)
-                    targets.append(CancelTarget(batch_key=batch_key, location=cancel.location))
+                already = batch_key in cancelled_in_batch or batch_key in claimed
+                claimed.add(batch_key)
+                targets.append(
+                    CancelTarget(
+                        batch_key=batch_key,
+                        previous_status=(
+                            OrderStatus.CANCELLED.value if already else OrderStatus.RECEIVED.value
+                        ),
+                        repeated=already,
+                        location=cancel.location,
+                    )
+                )
             query = select(col(Order.id), col(Order.status)).where(
                 col(Order.sending_facility) == cancel.sending_facility,
                 col(Order.placer_order_number) == cancel.placer_order_number,
@@ -49,6 +60,9 @@ def resolve_cancels(
             if only_earlier:
                 query = query.where(col(Order.message_id) < plan.message_id)
             for order_id, status in session.execute(query).all():
+                if order_id in cancelled_stored or order_id in claimed_stored:
+                    status = OrderStatus.CANCELLED.value
+                claimed_stored.add(order_id)
                 targets.append(
                     CancelTarget(
                         order_id=order_id,
@@ -72,6 +86,7 @@ def resolve_cancels(
             plan.targets.clear()
             continue
         cancelled_in_batch |= claimed
+        cancelled_stored |= claimed_stored
         for rows in plan.orders:
             order = rows.order
             key = (order["sending_facility"], order["placer_order_number"])

@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String
-
 from labintake.domain import OrderRequest, TestRequest
 from labintake.hl7.reader import MessageHeader
 from labintake.interfaces import Interface
@@ -25,11 +23,13 @@ CPT_SYSTEMS = {"CPT", "C4", "C5", "CPT4", "CPT-4", "HCPCS", "HCPT"}
 
 
 def _limits(table: Any) -> dict[str, int]:
-    return {
-        column.name: column.type.length
-        for column in table.__table__.columns
-        if isinstance(column.type, String) and column.type.length
-    }
+    """Column name -> maximum length, for every length-limited text column of a table."""
+    limits: dict[str, int] = {}
+    for column in table.__table__.columns:
+        length = getattr(column.type, "length", None)
+        if isinstance(length, int) and length > 0:
+            limits[column.name] = length
+    return limits
 
 
 _ORDER_LIMITS = _limits(Order)
