@@ -112,6 +112,7 @@ class Icd10Release:
         if any(a >= b for a, b in pairwise(codes)):
             raise ValueError(f"{version}: rows are not sorted by code or codes repeat")
         self._entry = lru_cache(maxsize=4096)(self._build_entry)
+        self._lower: str | None = None
 
     @classmethod
     def from_entries(
@@ -224,22 +225,34 @@ class Icd10Release:
                 hits.append(self._entry(i))
             if hits:
                 return hits
-        words = [w for w in query.lower().split() if w]
-        first = re.compile(re.escape(words[0]), re.IGNORECASE)
+        words = sorted({w for w in query.lower().split() if w}, key=len, reverse=True)
+        lower = self._lowered()
+        anchor = words[0]
         results: list[Icd10Entry] = []
-        seen: set[int] = set()
-        for match in first.finditer(self._text):
-            index = bisect.bisect_right(self._offsets, match.start()) - 1
-            if index in seen or index >= len(self._codes):
-                continue
-            seen.add(index)
-            entry = self._entry(index)
-            description = entry.description.lower()
+        position = 0
+        while len(results) < limit:
+            found = lower.find(anchor, position)
+            if found < 0:
+                break
+            index = bisect.bisect_right(self._offsets, found) - 1
+            if index >= len(self._codes):
+                break
+            row_end = self._offsets[index + 1] - 1
+            description = lower[self._offsets[index] : row_end].split("\t", 4)[-1]
             if all(word in description for word in words):
-                results.append(entry)
-                if len(results) >= limit:
-                    break
+                results.append(self._entry(index))
+            position = row_end + 1
         return results
+
+    def _lowered(self) -> str:
+        """Lower-case copy of the table for word search, made on first use (same offsets:
+        every character in the table lower-cases to one character)."""
+        if self._lower is None:
+            lower = self._text.lower()
+            if len(lower) != len(self._text):  # a character that lower-cases to several
+                lower = "".join(c if len(c.lower()) != 1 else c.lower() for c in self._text)
+            self._lower = lower
+        return self._lower
 
 
 def format_rows(entries: list[Icd10Entry]) -> str:
