@@ -207,3 +207,17 @@ def test_shipped_bundling_has_the_lab_panel_edits() -> None:
         limit = bundling.mue(cpt)
         assert limit is not None
         assert limit.units == 1
+
+
+def test_loading_the_tables_never_imports_the_icd_package() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path; "
+        "from labintake.codes.tables import load_code_tables; "
+        f"load_code_tables(Path({str(REPO / 'code_tables')!r})); "
+        "print('simple_icd_10_cm' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
