@@ -56,7 +56,7 @@ def test_shipped_catalog_has_at_least_40_tests_with_our_own_descriptions(
         ("BMP", "24321-2", "80048", None),
         ("HEPFP", "24325-3", "80076", None),
         ("LIPID", "24331-1", "80061", "190.23"),
-        ("A1C", "4548-4", "83036", "190.21"),
+        ("HBA1C", "4548-4", "83036", "190.21"),
         ("GLU", "2345-7", "82947", "190.20"),
         ("TSH", "3016-3", "84443", "190.22"),
         ("FT4", "3024-7", "84439", "190.22"),
@@ -181,3 +181,14 @@ def test_duplicate_local_codes_are_refused_by_the_catalog() -> None:
     entry = CatalogEntry("X", None, "85025", "CBC", "blood")
     with pytest.raises(ValueError, match="twice"):
         TestCatalog("t", [entry, entry])
+
+
+def test_every_shipped_interface_maps_to_tests_in_the_shipped_catalog(
+    catalog: TestCatalog,
+) -> None:
+    from labintake.interfaces import load_interfaces
+
+    registry = load_interfaces(REPO / "interfaces")
+    mapped = {(i.name, sent, local) for i in registry for sent, local in i.test_codes.items()}
+    missing = sorted(entry for entry in mapped if catalog.by_code(entry[2]) is None)
+    assert missing == []
