@@ -186,3 +186,27 @@ def test_in_memory_release_from_entries_behaves_like_a_loaded_one() -> None:
 def test_unsorted_rows_are_refused() -> None:
     with pytest.raises(ValueError, match="not sorted"):
         Icd10Release("bad", date(2026, 1, 1), None, "E11.9\tB\tE11\t\tx\nE11\tH\t\t\ty\n")
+
+
+def test_excludes1_notes_are_reduced_to_code_patterns() -> None:
+    from labintake.codes.build_icd10 import excludes_patterns
+
+    notes = [
+        "type 1 diabetes mellitus (E10.-)",
+        "gestational diabetes (O24.4-)",
+        "diabetes mellitus due to underlying condition (E08.-, E09.-)",
+        "neonatal diabetes mellitus (P70.2)",
+        "malignant neoplasms (C00-C96)",
+        "postprocedural hypoglycemia (E16.0)",
+        "see notes (not a code) and (E16)",
+    ]
+    assert excludes_patterns(notes, {"E16": True, "E16.0": False}) == (
+        "E10.*",
+        "O24.4*",
+        "E08.*",
+        "E09.*",
+        "P70.2",
+        "C00-C96",
+        "E16.0",
+        "E16.*",
+    )
