@@ -135,7 +135,7 @@ def test_pending_orders_become_verified_or_held_with_versions_findings_and_event
         ).all()
         assert [(t.local_code, t.loinc, t.cpt) for t in tests] == [
             ("LIPID", "24331-1", "80061"),
-            ("A1C", "4548-4", "83036"),
+            ("HBA1C", "4548-4", "83036"),
         ]
         event = session.exec(select(OrderEvent).where(OrderEvent.order_id == clean)).one()
         assert (event.action, event.detail["status_after"]) == ("verified", "verified")

@@ -32,7 +32,64 @@ def check_bundling(ctx: RuleContext) -> None:
     if len(ordered) > 1:
         _pairs(ctx, ordered)
         _unbundled_panels(ctx, ordered)
+    if ordered and ctx.history.tests:
+        _same_day(ctx, ordered)
     _units(ctx, ordered)
+
+
+def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -> None:
+    """Tests of this order against those already ordered for the patient the same day (NCCI
+    edits and panel rules apply per date of service, across orders)."""
+    dos = ctx.facts.date_of_service
+    catalog = ctx.catalog
+    earlier: list[tuple[CatalogEntry, str]] = []
+    for prior in ctx.history.tests:
+        if prior.date_of_service != dos or not prior.cpt:
+            continue
+        entry = (catalog.by_code(prior.local_code) if prior.local_code else None) or (
+            catalog.by_cpt(prior.cpt)
+        )
+        if entry is not None:
+            earlier.append((entry, prior.order_ref))
+    for test, current in ordered:
+        parts = _components(ctx, current)
+        for other, ref in earlier:
+            if other.cpt == current.cpt:
+                continue  # the same test again is a duplicate order
+            other_parts = _components(ctx, other)
+            severity: Severity | None = None
+            if current.cpt in other_parts:
+                reason = f"it is a component of {other.description}"
+            elif other.cpt in parts:
+                reason = f"{other.description} is one of this panel's components"
+            elif parts and other_parts and not set(parts).isdisjoint(other_parts):
+                shared = sorted(set(parts) & set(other_parts))
+                reason = f"the two panels overlap (shared tests: {' '.join(shared)})"
+            else:
+                edit = ctx.bundling.ptp(current.cpt, other.cpt, dos)
+                if edit is None:
+                    continue
+                reason = (
+                    f"an NCCI procedure-to-procedure pair (column 1 {edit.column1}, modifier "
+                    f"indicator {edit.modifier_indicator})"
+                )
+                if edit.modifier_indicator != "0":
+                    modifier = any(m in PTP_MODIFIERS for m in test.modifiers)
+                    severity = Severity.INFO if modifier else Severity.WARN
+            ctx.add(
+                FindingCode.BUNDLED_COMPONENT,
+                test.location,
+                f"{current.description} ({current.cpt}) is ordered for {dos:%Y-%m-%d} while "
+                f"{other.description} ({other.cpt}) is already ordered for this patient that "
+                f"day (order {ref}): {reason}.",
+                f"The patient already has {other.description} ordered for {dos:%Y-%m-%d} "
+                f"(order {ref}); this order adds {current.description}, which overlaps it. "
+                + _ASK_BOTH,
+                test_seq=test.seq,
+                subject=f"{current.cpt}|{other.cpt}@{ref}",
+                reference={"other_order": ref, "other_cpt": other.cpt},
+                severity=severity,
+            )
 
 
 def _components(ctx: RuleContext, entry: CatalogEntry) -> tuple[str, ...]:

@@ -1,0 +1,212 @@
+"""The expected-findings corpus: realistic orders, each with its exact findings.
+
+Cases live in `tests/verification_cases/*.toml` (see its README) and run against the code
+tables shipped in `code_tables/` and the sender definitions in `interfaces/`. Within a case,
+the orders are the order groups of one message: each later group sees the earlier ones as the
+patient's history (same date of service), as the service does with stored orders.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labintake.codes.icd10 import normalize_icd10
+from labintake.codes.tables import CodeTables, load_code_tables
+from labintake.interfaces import InterfaceRegistry, load_interfaces
+from labintake.statuses import Severity
+from labintake.verification import (
+    DiagnosisFacts,
+    OrderFacts,
+    PatientHistory,
+    PayerFacts,
+    PriorTest,
+    TestFacts,
+    verify,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+CASES_DIR = Path(__file__).parent / "verification_cases"
+PAYERS = {
+    "medicare": PayerFacts("CMS", "Medicare Part B", "MCRB"),
+    "medicare-advantage": PayerFacts("MAPLAN", "Humana Medicare Advantage", "HMOMA"),
+    "commercial": PayerFacts("BCBS01", "Blue Cross Blue Shield of Illinois", "PPO"),
+    "commercial-2": PayerFacts("UHC", "UnitedHealthcare Choice Plus", "CHOICE"),
+    "medicaid": PayerFacts("IAMCD", "Iowa Medicaid", "MCD"),
+    "self-pay": PayerFacts("", "", ""),
+}
+SYSTEMS = {"local": "", "LN": "LN", "CPT": "CPT"}
+TEST_SPEC = re.compile(
+    r"^(?P<code>[^\^*+~]+)(?:\^(?P<sys>[^*+~]*))?(?:~(?P<alt>[^\^*+]+)\^(?P<altsys>[^*+]*))?"
+    r"(?:\*(?P<units>\d+))?(?P<mods>(?:\+[0-9A-Z]{2})*)$"
+)
+# The finding codes of the outside contract (CONTRACT.md), all raised by the rules.
+CONTRACT_CODES = {
+    "DX_MISSING", "DX_INVALID", "DX_NOT_BILLABLE", "DX_NOT_EFFECTIVE", "DX_EXCLUDES1",
+    "NECESSITY_NOT_SUPPORTED", "NECESSITY_FREQUENCY", "SCREENING_ON_DIAGNOSTIC", "TEST_UNKNOWN",
+    "TEST_CODE_MISMATCH", "BUNDLED_COMPONENT", "UNITS_OVER_LIMIT", "PROVIDER_MISSING",
+    "PROVIDER_NPI_INVALID", "DUPLICATE_ORDER", "SIGNATURE_MISSING",
+}  # fmt: skip
+ICD10_SHAPE = re.compile(r"\b[A-TV-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b")
+PAYMENT_WORDS = re.compile(r"pay|reimburs|denied|denial|covered|coverage|\$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    data: dict[str, Any]
+    defaults: dict[str, Any]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, self.defaults.get(key, default))
+
+
+def _load_cases() -> list[Case]:
+    cases: list[Case] = []
+    for path in sorted(CASES_DIR.glob("*.toml")):
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        defaults = data.get("defaults", {})
+        for case in data.get("case", []):
+            cases.append(Case(f"{path.stem}:{case['id']}", case, defaults))
+    return cases
+
+
+CASES = _load_cases()
+
+
+@pytest.fixture(scope="module")
+def tables() -> CodeTables:
+    return load_code_tables(REPO / "code_tables")
+
+
+@pytest.fixture(scope="module")
+def registry() -> InterfaceRegistry:
+    return load_interfaces(REPO / "interfaces")
+
+
+def _tests(specs: list[str], first_obr: int, system: str) -> tuple[TestFacts, ...]:
+    tests = []
+    for i, spec in enumerate(specs):
+        match = TEST_SPEC.match(spec)
+        assert match, f"bad test spec {spec!r}"
+        mods = tuple(m for m in (match["mods"] or "").split("+") if m)
+        tests.append(
+            TestFacts(
+                seq=i + 1,
+                location=f"OBR[{first_obr + i}]-4",
+                code=match["code"],
+                system=match["sys"] if match["sys"] is not None else system,
+                text=match["code"],
+                alt_code=match["alt"] or "",
+                alt_system=match["altsys"] or "",
+                units=int(match["units"] or 1),
+                modifiers=mods,
+            )
+        )
+    return tuple(tests)
+
+
+def _diagnoses(codes: list[str], first_dg1: int) -> tuple[DiagnosisFacts, ...]:
+    found = []
+    for i, spec in enumerate(codes):
+        code, _, system = spec.partition("^")
+        found.append(
+            DiagnosisFacts(code=code, location=f"DG1[{first_dg1 + i}]-3", system=system or "I10")
+        )
+    return tuple(found)
+
+
+def _history(rows: list[str]) -> list[PriorTest]:
+    history = []
+    for row in rows:
+        day, cpt, *dx = row.split()
+        history.append(PriorTest(date.fromisoformat(day), cpt, None, tuple(dx), "earlier"))
+    return history
+
+
+def _orders(case: Case) -> list[dict[str, Any]]:
+    if "orders" in case.data:
+        return list(case.data["orders"])
+    return [case.data]
+
+
+def _expected(order: dict[str, Any]) -> Counter[tuple[str, str, str]]:
+    found: Counter[tuple[str, str, str]] = Counter()
+    for line in order.get("findings", []):
+        code, severity, location = line.split()
+        found[(code, severity, location)] += 1
+    return found
+
+
+def test_corpus_is_large_and_covers_every_finding_code() -> None:
+    orders = [o for c in CASES for o in _orders(c)]
+    assert len(orders) >= 80
+    codes = {line.split()[0] for o in orders for line in o.get("findings", [])}
+    assert codes >= CONTRACT_CODES
+    assert any(len(_orders(c)) > 1 for c in CASES)
+    assert len({c.get("sender") for c in CASES}) >= 3
+    assert {c.get("payer") for c in CASES} >= {"medicare", "commercial"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_case_produces_exactly_its_expected_findings(
+    case: Case, tables: CodeTables, registry: InterfaceRegistry
+) -> None:
+    sender = case.get("sender")
+    interface = next(i for i in registry if i.name == sender)
+    system = SYSTEMS[interface.test_code_system]
+    payer = PAYERS[case.get("payer", "medicare")]
+    dos = case.get("dos")
+    history = _history(case.get("history", []))
+    shared_dx = case.get("shared_dx", False)
+    obr = dg1 = 1
+    releases = tables.icd10_releases()
+    for index, order in enumerate(_orders(case), start=1):
+        tests = _tests(order["tests"], obr, system)
+        dx_codes = order.get("dx", case.get("dx", []))
+        diagnoses = _diagnoses(dx_codes, 1 if shared_dx else dg1)
+        npi = order.get("npi", case.get("npi", "1234567893"))
+        provider = order.get("provider", case.get("provider", "Chidi Okafor"))
+        facts = OrderFacts(
+            tests=tests,
+            diagnoses=diagnoses,
+            date_of_service=dos,
+            provider_npi=npi,
+            provider_name=provider,
+            provider_location=f"ORC[{index}]-12" if (npi or provider) else "ORC-12",
+            payer=payer,
+            patient_key=f"{interface.sending_facility}|{case.id}",
+            patient_birth_date=case.get("birth_date"),
+            patient_sex=case.get("sex", ""),
+            interface=interface.name,
+            interface_codes=interface.test_codes,
+            signature_on_file=order.get("signature", case.get("signature")),
+        )
+        result = verify(facts, tables, PatientHistory(tuple(history)))
+        got = Counter((f.code.value, f.severity.value, f.location) for f in result.findings)
+        assert got == _expected(order), "\n".join(
+            f"{f.code.value} {f.severity.value} {f.location}: {f.message}" for f in result.findings
+        )
+        status = "held" if any(f.severity is Severity.HOLD for f in result.findings) else "verified"
+        assert result.status.value == status == order.get("status", status)
+        sent = {normalize_icd10(c.partition("^")[0]) for c in dx_codes}
+        for finding in result.findings:
+            if finding.severity is Severity.HOLD:
+                assert finding.clarify, f"{finding.code} has no question for the office"
+            question = (finding.clarify or "").split(" If the record documents no other")[0]
+            named = {normalize_icd10(c) for c in ICD10_SHAPE.findall(question)}
+            proposed = {c for c in named - sent if any(c in r for r in releases)}
+            assert not proposed, f"{finding.code} query names codes not sent: {proposed}"
+            assert not PAYMENT_WORDS.search(question), f"{finding.code} query mentions payment"
+        for resolved in result.tests:
+            if resolved.cpt is not None:
+                history.append(PriorTest(dos, resolved.cpt, resolved.local_code, tuple(sent)))
+        obr += len(tests)
+        dg1 += 0 if shared_dx else len(dx_codes)
