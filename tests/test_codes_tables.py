@@ -221,3 +221,12 @@ def test_loading_the_tables_never_imports_the_icd_package() -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_half_written_import_folder_is_ignored(small_tables: Path) -> None:
+    shutil.copytree(
+        small_tables / "bundling" / "bundling-2025.1",
+        small_tables / "bundling" / ".bundling-2026.1.partial",
+    )
+    tables = load_code_tables(small_tables)
+    assert [m.version for m in tables.manifests() if m.kind == "bundling"] == ["bundling-2025.1"]

@@ -162,7 +162,11 @@ def discover(directory: Path) -> list[TableVersion]:
     """Every `<kind>/<version>/manifest.toml` under `directory`, sorted by kind then date."""
     if not directory.is_dir():
         raise CodeTableError(f"code tables folder {directory} does not exist")
-    found = [read_manifest(path.parent) for path in sorted(directory.glob(f"*/*/{MANIFEST}"))]
+    found = [
+        read_manifest(path.parent)
+        for path in sorted(directory.glob(f"*/*/{MANIFEST}"))
+        if not path.parent.name.startswith(".")  # an import still being written
+    ]
     seen: dict[str, Path] = {}
     for manifest in found:
         assert manifest.folder is not None
