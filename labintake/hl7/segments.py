@@ -51,6 +51,7 @@ class Segment:
     chars: EncodingCharacters
     codec: str
     remarks: list[str] = field(default_factory=list)
+    _texts: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -81,20 +82,25 @@ class Segment:
 
     def text(self, number: int, component: int = 1, rep: int = 1, sub: int = 1) -> str:
         """One leaf value, escapes decoded, `""` read as empty, surrounding blanks removed."""
-        value = self._field(number)
-        if self.name == "MSH" and number in (1, 2):
-            return value
-        chars = self.chars
-        value = _part(value, chars.repetition, rep)
-        value = _part(value, chars.component, component)
-        value = _part(value, chars.subcomponent, sub)
-        if value == HL7_NULL:
-            return ""
-        if chars.escape in value:
-            remarks: list[str] = []
-            value = unescape(value, chars, self.codec, remarks)
-            self.remarks.extend(f"{self.loc(number, component)}: {r}" for r in remarks)
-        return value.strip()
+        key = (number, component, rep, sub)
+        cached = self._texts.get(key)
+        if cached is not None:
+            return cached
+        value = self.fields[number] if 0 < number < len(self.fields) else ""
+        if not (self.name == "MSH" and number in (1, 2)):
+            chars = self.chars
+            value = _part(value, chars.repetition, rep)
+            value = _part(value, chars.component, component)
+            value = _part(value, chars.subcomponent, sub)
+            if value == HL7_NULL:
+                value = ""
+            elif chars.escape in value:
+                remarks: list[str] = []
+                value = unescape(value, chars, self.codec, remarks)
+                self.remarks.extend(f"{self.loc(number, component)}: {r}" for r in remarks)
+            value = value.strip()
+        self._texts[key] = value
+        return value
 
     def components(self, number: int, rep: int = 1) -> list[str]:
         """Every component of one repetition, as text."""
