@@ -17,6 +17,7 @@ from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from labintake import audit
 from labintake.db import session_scope, utcnow
 from labintake.errors import NotFoundError, WorkflowError
 from labintake.models.orders import Finding, Order, OrderEvent, Verification
@@ -251,6 +252,14 @@ def resend_dead_letter(session: Session, entry_id: int, actor: str) -> OutboxEnt
     if entry.status != OutboxStatus.DEAD.value:
         raise WorkflowError(f"message {entry.control_id} is {entry.status}, not a dead letter")
     now = utcnow()
+    audit.record(
+        session,
+        actor,
+        "outbox.resend",
+        order_id=entry.order_id,
+        before={"status": entry.status, "attempts": entry.attempts, "error": entry.last_error},
+        after={"status": OutboxStatus.PENDING.value, "control_id": entry.control_id},
+    )
     entry.status = OutboxStatus.PENDING.value
     entry.attempts = 0
     entry.next_attempt_at = now
@@ -268,3 +277,15 @@ def resend_dead_letter(session: Session, entry_id: int, actor: str) -> OutboxEnt
     )
     session.flush()
     return entry
+
+
+def list_outbox(session: Session, status: str, limit: int = 500) -> list[OutboxEntry]:
+    """Outbound messages in `status` (or "failing": pending after at least one attempt)."""
+    query = select(OutboxEntry)
+    if status == "failing":
+        query = query.where(
+            OutboxEntry.status == OutboxStatus.PENDING.value, col(OutboxEntry.attempts) > 0
+        )
+    else:
+        query = query.where(OutboxEntry.status == status)
+    return list(session.exec(query.order_by(col(OutboxEntry.id).desc()).limit(limit)))

@@ -19,6 +19,7 @@ from labintake.config import Settings
 from labintake.web.errors import install_error_handlers
 from labintake.web.routes import (
     api_orders,
+    dashboard,
     health,
     icd10,
     login,
@@ -26,6 +27,7 @@ from labintake.web.routes import (
     office_queries,
     orders,
     queue,
+    stats,
 )
 from labintake.web.security import SecureHeadersMiddleware
 from labintake.web.templating import make_templates
@@ -42,6 +44,8 @@ ROUTERS: list[APIRouter] = [
     icd10.router,
     message_errors.router,
     api_orders.router,
+    dashboard.router,
+    stats.router,
 ]
 
 

@@ -1,0 +1,162 @@
+"""Chart geometry for server-rendered inline SVG: values in, shapes out (no drawing library).
+
+Templates draw the shapes (`templates/partials/chart_*.html`); every bar and point carries
+the link to the rows behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+SERIES_COLOURS = {
+    "received": "#5b8def",
+    "verified": "#8c6bd1",
+    "released": "#e08a1e",
+    "delivered": "#1d9a5b",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    label: str
+    value: int
+    href: str
+    x: float
+    y: float
+    width: float
+    height: float
+    label_y: float
+
+
+@dataclass(frozen=True, slots=True)
+class BarChart:
+    title: str
+    width: int
+    height: int
+    label_width: int
+    bars: list[Bar]
+    colour: str
+
+    @property
+    def empty(self) -> bool:
+        return not self.bars or all(bar.value == 0 for bar in self.bars)
+
+
+def bar_chart(
+    title: str,
+    items: list[tuple[str, int, str]],
+    *,
+    width: int = 460,
+    bar_height: int = 20,
+    gap: int = 8,
+    label_width: int = 170,
+    colour: str = "#1f5fbf",
+) -> BarChart:
+    """Horizontal bars: (label, value, href) each; the longest bar fills the plot width."""
+    plot = width - label_width - 48
+    top = max((value for _, value, _ in items), default=0) or 1
+    bars = []
+    for index, (label, value, href) in enumerate(items):
+        y = index * (bar_height + gap) + 4
+        bars.append(
+            Bar(
+                label=label,
+                value=value,
+                href=href,
+                x=label_width,
+                y=y,
+                width=max(2.0, plot * value / top) if value else 0.0,
+                height=bar_height,
+                label_y=y + bar_height * 0.7,
+            )
+        )
+    height = max(1, len(items)) * (bar_height + gap) + 8
+    return BarChart(title, width, height, label_width, bars, colour)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    x: float
+    y: float
+    value: int
+    href: str
+    when: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    name: str
+    colour: str
+    points: list[Point]
+
+    @property
+    def path(self) -> str:
+        return " ".join(f"{p.x:.1f},{p.y:.1f}" for p in self.points)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    x: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineChart:
+    title: str
+    width: int
+    height: int
+    left: int
+    bottom: float
+    top_value: int
+    series: list[Series]
+    ticks: list[Tick]
+    gridlines: list[tuple[float, int]]
+
+
+def line_chart(
+    title: str,
+    hours: list[datetime],
+    values: dict[str, list[int]],
+    hrefs: dict[str, list[str]],
+    *,
+    width: int = 940,
+    height: int = 230,
+) -> LineChart:
+    """One line per stage over the hours; points link to the orders of that stage and hour."""
+    left, right, top, bottom_margin = 40, 12, 12, 28
+    plot_w = width - left - right
+    plot_h = height - top - bottom_margin
+    top_value = max((max(v, default=0) for v in values.values()), default=0)
+    scale_top = max(4, _nice(top_value))
+    n = max(1, len(hours) - 1)
+    series = []
+    for name, counts in values.items():
+        points = [
+            Point(
+                x=left + plot_w * i / n,
+                y=top + plot_h * (1 - count / scale_top),
+                value=count,
+                href=hrefs[name][i],
+                when=hours[i],
+            )
+            for i, count in enumerate(counts)
+        ]
+        series.append(Series(name, SERIES_COLOURS.get(name, "#555"), points))
+    step = max(1, len(hours) // 8)
+    ticks = [
+        Tick(left + plot_w * i / n, hours[i].strftime("%H:%M")) for i in range(0, len(hours), step)
+    ]
+    gridlines = [(top + plot_h * (1 - k / 4), scale_top * k // 4) for k in range(5)]
+    return LineChart(title, width, height, left, top + plot_h, scale_top, series, ticks, gridlines)
+
+
+def _nice(value: int) -> int:
+    """A round upper bound for an axis: 4, 8, 10, 20, 40, 50, 100..."""
+    if value <= 4:
+        return 4
+    magnitude: int = 10 ** (len(str(value)) - 1)
+    for factor in (1, 2, 4, 5, 10):
+        if value <= factor * magnitude:
+            return factor * magnitude
+    return 10 * magnitude

@@ -1,0 +1,286 @@
+"""The dashboard's tables, built from a stats snapshot: each cell's text and the link to the
+orders behind it. The same tables feed the page, the CSV exports and the charts."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from labintake.stats import Snapshot, Turnaround
+from labintake.web.charts import BarChart, LineChart, bar_chart, line_chart
+
+DRILL = "/dashboard/orders"
+
+
+def drill(**params: str | int | None) -> str:
+    clean = {k: v for k, v in params.items() if v not in (None, "")}
+    return f"{DRILL}?{urlencode(clean)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    text: str
+    href: str | None = None
+    numeric: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    title: str
+    headers: list[str]
+    rows: list[list[Cell]]
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(self.headers)
+        for row in self.rows:
+            writer.writerow([cell.text for cell in row])
+        return out.getvalue()
+
+
+def _n(value: int, href: str) -> Cell:
+    return Cell(str(value), href, numeric=True)
+
+
+def _minutes(value: float | None) -> Cell:
+    if value is None:
+        return Cell("–", numeric=True)
+    if value >= 120:
+        return Cell(f"{value / 60:.1f} h", numeric=True)
+    return Cell(f"{value:.0f} min", numeric=True)
+
+
+def _since(snapshot: Snapshot) -> str:
+    return (snapshot.as_of - timedelta(hours=snapshot.window_hours)).isoformat(timespec="seconds")
+
+
+def build_tables(snapshot: Snapshot) -> dict[str, Table]:
+    since = _since(snapshot)
+    tables: list[Table] = []
+    tables.append(
+        Table(
+            "status",
+            "Orders by status now",
+            ["Status", "Orders"],
+            [
+                [Cell(status.replace("_", " ")), _n(n, drill(status=status))]
+                for status, n in snapshot.by_status.items()
+            ],
+        )
+    )
+    tables.append(
+        Table(
+            "throughput",
+            f"Orders per hour, last {snapshot.window_hours} hours (UTC)",
+            ["Hour (UTC)", "Received", "Verified", "Released", "Delivered"],
+            [
+                [Cell(hour.strftime("%Y-%m-%d %H:00"))]
+                + [
+                    _n(counts[stage], drill(stage=stage, hour=hour.isoformat()))
+                    for stage in ("received", "verified", "released", "delivered")
+                ]
+                for hour, counts in snapshot.per_hour
+            ],
+        )
+    )
+    tables.append(
+        Table(
+            "holds_reason",
+            "Holds by reason",
+            ["Reason", "Held orders"],
+            [[Cell(code), _n(n, drill(reason=code))] for code, n in snapshot.holds_by_reason],
+        )
+    )
+    tables.append(
+        Table(
+            "holds_office",
+            "Holds by ordering office",
+            ["Office", "Held orders"],
+            [[Cell(o), _n(n, drill(office=o))] for o, n in snapshot.holds_by_office],
+        )
+    )
+    tables.append(
+        Table(
+            "holds_sender",
+            "Holds by sender",
+            ["Sender", "Held orders"],
+            [[Cell(s), _n(n, drill(sender=s))] for s, n in snapshot.holds_by_sender],
+        )
+    )
+    tables.append(
+        Table(
+            "aging",
+            "Age of open holds",
+            ["Age", "Held orders"],
+            [[Cell(name), _n(n, drill(age=name))] for name, n in snapshot.aging],
+        )
+    )
+    tables.append(
+        Table(
+            "queries",
+            "Open queries by office",
+            ["Office", "Open queries", "Oldest open since"],
+            [
+                [
+                    Cell(office),
+                    _n(n, drill(office=office)),
+                    Cell(oldest.strftime("%Y-%m-%d %H:%M UTC")),
+                ]
+                for office, n, oldest in snapshot.open_queries_by_office
+            ],
+        )
+    )
+
+    def turnaround_row(name: str, stage: str, t: Turnaround) -> list[Cell]:
+        return [
+            Cell(name),
+            _n(t.count, drill(stage=stage, since=since)),
+            _minutes(t.median_minutes),
+            _minutes(t.p90_minutes),
+        ]
+
+    tables.append(
+        Table(
+            "turnaround",
+            f"Turnaround, orders released in the last {snapshot.window_hours} hours",
+            ["Interval", "Orders", "Median", "90th percentile"],
+            [
+                turnaround_row("received → released", "released", snapshot.turnaround_released),
+                turnaround_row("received → delivered", "delivered", snapshot.turnaround_delivered),
+            ],
+        )
+    )
+    outbox = snapshot.outbox
+    tables.append(
+        Table(
+            "delivery",
+            "Delivery to the LIS",
+            ["Outbound messages", "Count"],
+            [
+                [
+                    Cell("waiting to be sent"),
+                    _n(outbox.get("pending", 0), "/dashboard/outbox?status=pending"),
+                ],
+                [
+                    Cell("failing, retrying"),
+                    _n(snapshot.failing_deliveries, "/dashboard/outbox?status=failing"),
+                ],
+                [
+                    Cell("refused by the LIS (held again)"),
+                    _n(outbox.get("refused", 0), "/dashboard/outbox?status=refused"),
+                ],
+                [Cell("dead letters"), _n(outbox.get("dead", 0), "/dashboard/outbox?status=dead")],
+                [
+                    Cell("delivered"),
+                    _n(outbox.get("delivered", 0), "/dashboard/outbox?status=delivered"),
+                ],
+            ],
+        )
+    )
+    rec = snapshot.reconciliation
+    rows = [[Cell("received"), _n(rec.received, drill(since=since))]]
+    rows.append([Cell("delivered"), _n(rec.delivered, drill(status="delivered", since=since))])
+    for name, n in sorted(rec.in_progress.items()):
+        rows.append(
+            [Cell(f"in progress: {name.replace('_', ' ')}"), _n(n, drill(status=name, since=since))]
+        )
+    for name, n in sorted(rec.closed.items()):
+        rows.append([Cell(f"closed: {name}"), _n(n, drill(status=name, since=since))])
+    rows.append([Cell("unaccounted for"), Cell(str(rec.unaccounted), numeric=True)])
+    tables.append(
+        Table(
+            "reconciliation",
+            f"Received vs delivered, last {snapshot.window_hours} hours",
+            ["Where the orders are", "Orders"],
+            rows,
+        )
+    )
+    return {table.name: table for table in tables}
+
+
+def build_charts(snapshot: Snapshot) -> dict[str, BarChart | LineChart]:
+    hours = [hour for hour, _ in snapshot.per_hour]
+    stages = ("received", "released", "delivered")
+    values = {stage: [counts[stage] for _, counts in snapshot.per_hour] for stage in stages}
+    hrefs = {stage: [drill(stage=stage, hour=h.isoformat()) for h in hours] for stage in stages}
+    statuses = [
+        (status.replace("_", " "), n, drill(status=status))
+        for status, n in snapshot.by_status.items()
+    ]
+    return {
+        "throughput": line_chart("Orders per hour", hours, values, hrefs),
+        "status": bar_chart("Orders by status now", statuses, colour="#3f6fb5"),
+        "holds_reason": bar_chart(
+            "Holds by reason",
+            [(code, n, drill(reason=code)) for code, n in snapshot.holds_by_reason],
+            colour="#b3541e",
+            label_width=200,
+        ),
+        "aging": bar_chart(
+            "Age of open holds",
+            [(name, n, drill(age=name)) for name, n in snapshot.aging],
+            colour="#9a5b00",
+            label_width=90,
+        ),
+    }
+
+
+def as_of_text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class Tile:
+    label: str
+    value: int
+    href: str | None
+    tone: str = ""  # "", "good", "warn", "bad"
+    note: str = ""
+
+
+def build_tiles(snapshot: Snapshot) -> list[Tile]:
+    since = _since(snapshot)
+    by_status = snapshot.by_status
+    held = by_status.get("held", 0) + by_status.get("awaiting_office", 0)
+    rec = snapshot.reconciliation
+    dead = snapshot.outbox.get("dead", 0)
+    window = f"last {snapshot.window_hours} h"
+    return [
+        Tile("Received", rec.received, drill(since=since), note=window),
+        Tile(
+            "On hold now", held, drill(holds=1), "warn" if held else "", "held or awaiting office"
+        ),
+        Tile(
+            "Awaiting the LIS",
+            by_status.get("released", 0),
+            drill(status="released"),
+            note="released, not yet acknowledged",
+        ),
+        Tile("Delivered", rec.delivered, drill(status="delivered", since=since), "good", window),
+        Tile(
+            "Failing deliveries",
+            snapshot.failing_deliveries,
+            "/dashboard/outbox?status=failing",
+            "warn" if snapshot.failing_deliveries else "",
+            "being retried",
+        ),
+        Tile(
+            "Dead letters",
+            dead,
+            "/dashboard/outbox?status=dead",
+            "bad" if dead else "",
+            "re-sendable",
+        ),
+        Tile(
+            "Unaccounted",
+            rec.unaccounted,
+            None,
+            "bad" if rec.unaccounted else "good",
+            "received but nowhere: must be 0",
+        ),
+    ]

@@ -1,0 +1,106 @@
+"""`GET /api/stats` (JSON) and `GET /metrics` (Prometheus text): the dashboard's figures."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+
+from labintake.auth.roles import Role
+from labintake.errors import PermissionDeniedError
+from labintake.stats import Snapshot, snapshot
+from labintake.web.deps import ManagerUser, SessionDep, get_policy, get_settings
+from labintake.web.deps import _authenticate as authenticate
+
+router = APIRouter()
+
+
+@router.get("/api/stats")
+def api_stats(
+    user: ManagerUser,
+    session: SessionDep,
+    window_hours: Annotated[int, Query(ge=1, le=24 * 31)] = 24,
+) -> JSONResponse:
+    return JSONResponse(snapshot(session, window_hours=window_hours).as_json())
+
+
+def metrics_text(figures: Snapshot) -> bytes:
+    """The snapshot as Prometheus gauges (a fresh registry per scrape: values, not counters)."""
+    registry = CollectorRegistry()
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, labels, registry=registry)
+
+    orders = gauge("labintake_orders", "Orders by status now", ("status",))
+    for status, n in figures.by_status.items():
+        orders.labels(status).set(n)
+    holds = gauge("labintake_holds_by_reason", "Held orders by open hold reason", ("reason",))
+    for code, n in figures.holds_by_reason:
+        holds.labels(code).set(n)
+    aging = gauge("labintake_holds_by_age", "Held orders by age bucket", ("age",))
+    for name, n in figures.aging:
+        aging.labels(name).set(n)
+    outbox = gauge("labintake_outbox_messages", "Outbound messages by status", ("status",))
+    for status, n in figures.outbox.items():
+        outbox.labels(status).set(n)
+    gauge("labintake_outbox_failing", "Outbound messages being retried").set(
+        figures.failing_deliveries
+    )
+    turnaround = gauge(
+        "labintake_turnaround_minutes",
+        f"Minutes from receipt, orders released in the last {figures.window_hours} h",
+        ("interval", "quantile"),
+    )
+    for interval, t in (
+        ("released", figures.turnaround_released),
+        ("delivered", figures.turnaround_delivered),
+    ):
+        if t.median_minutes is not None:
+            turnaround.labels(interval, "0.5").set(t.median_minutes)
+        if t.p90_minutes is not None:
+            turnaround.labels(interval, "0.9").set(t.p90_minutes)
+    window = gauge(
+        "labintake_window_orders",
+        f"Orders received in the last {figures.window_hours} h, by where they are",
+        ("where",),
+    )
+    rec = figures.reconciliation
+    window.labels("received").set(rec.received)
+    window.labels("delivered").set(rec.delivered)
+    window.labels("unaccounted").set(rec.unaccounted)
+    gauge("labintake_messages_received_window", "HL7 messages received in the window").set(
+        figures.messages_received
+    )
+    gauge("labintake_stats_as_of_seconds", "When these figures were computed").set(
+        figures.as_of.timestamp()
+    )
+    data: bytes = generate_latest(registry)
+    return data
+
+
+def metrics_access(request: Request, session: SessionDep) -> Any:
+    """A manager (or admin) by session or token, or a scraper with LABINTAKE_METRICS_TOKEN."""
+    settings = get_settings(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if (
+        settings.metrics_token
+        and scheme.lower() == "bearer"
+        and secrets.compare_digest(token.strip(), settings.metrics_token)
+    ):
+        return None
+    principal = authenticate(request, session, get_policy(request))
+    if not principal.role.allows(Role.MANAGER):
+        raise PermissionDeniedError("this needs the manager role")
+    return principal.user
+
+
+metrics_access.required_role = Role.MANAGER  # type: ignore[attr-defined]
+
+
+@router.get("/metrics")
+def metrics(session: SessionDep, _access: Annotated[Any, Depends(metrics_access)]) -> Response:
+    return Response(metrics_text(snapshot(session)), media_type=CONTENT_TYPE_LATEST)
