@@ -107,3 +107,23 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         mllp_port=0,
         web_port=0,
     )
+
+
+# -- fuzz case counts: tests record `fuzz_cases`; the total is printed at the end of the run --
+_FUZZ_CASES: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "fuzz_cases":
+            _FUZZ_CASES[report.nodeid] = int(str(value))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _FUZZ_CASES:
+        terminalreporter.write_line(
+            f"fuzz: {sum(_FUZZ_CASES.values())} generated cases ran in "
+            f"{len(_FUZZ_CASES)} properties"
+        )
+        for nodeid, count in sorted(_FUZZ_CASES.items()):
+            terminalreporter.write_line(f"  {count:6d}  {nodeid}")
