@@ -12,8 +12,9 @@ two formatters attached to the one handler :func:`configure_logging` installs:
   its presence is visible and the name can be reviewed and added if it is safe;
 - message text and tracebacks are scrubbed: anything that looks like an HL7 segment
   (``PID|...`` up to the end of the line) becomes ``[hl7 redacted]``, passwords in URLs
-  become ``***``, and the configured secrets (``SECRET_KEY``, the database password) are
-  replaced wherever they appear;
+  become ``***``, the configured secrets (``SECRET_KEY``, the database password) are
+  replaced wherever they appear, and database errors lose their statement parameters and
+  key values (``[parameters: redacted]``, ``Key (mrn)=(***)``);
 - web access lines keep the path but not query values (``?patient=***``).
 
 Plain lines look like ``2026-01-02T03:04:05.678Z INFO labintake.intake stored control_id=42``;
@@ -107,6 +108,9 @@ _HL7_SEGMENT = re.compile(r"(?<![A-Za-z0-9])[A-Z][A-Z0-9]{2}\|[^\r\n]*")
 # A fallback for segments whose id is not at a word boundary, e.g. `\rPID|` inside a repr.
 _HL7_ESCAPED_SEGMENT = re.compile(r"\\[rnx][0-9a-fA-F]{0,2}[A-Z][A-Z0-9]{2}\|[^\r\n]*")
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?P<at>@)")
+# Database errors quote the statement's parameters and offending key values: never log those.
+_SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*")
+_KEY_DETAIL = re.compile(r"(?P<key>Key \([^)\n]*\))=\([^\n]*\)")
 _QUERY_VALUE = re.compile(r"(?P<key>[?&][^=&\s#]+=)[^&\s#\"]*")
 
 
@@ -136,6 +140,10 @@ class Redactor:
                 text = text.replace(secret, "***")
         if "://" in text:
             text = _URL_PASSWORD.sub(r"\g<head>***\g<at>", text)
+        if "[parameters: " in text:
+            text = _SQL_PARAMETERS.sub("[parameters: redacted]", text)
+        if "Key (" in text:
+            text = _KEY_DETAIL.sub(r"\g<key>=(***)", text)
         if "|" in text:
             text = _HL7_ESCAPED_SEGMENT.sub(HL7_REDACTED, text)
             text = _HL7_SEGMENT.sub(HL7_REDACTED, text)

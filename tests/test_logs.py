@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -185,3 +186,49 @@ def test_redact_url_hides_only_the_password() -> None:
         == "postgresql+psycopg://app:***@db:5432/lab"
     )
     assert redact_url("sqlite:///./var/labintake.sqlite3") == "sqlite:///./var/labintake.sqlite3"
+
+
+def _order_message(control_id: str) -> bytes:
+    return (
+        f"MSH|^~\\&|EPIC|NORTHCLINIC|LABINTAKE|LAB|20260101120000||ORM^O01|{control_id}|P|2.5.1\r"
+        f"{PATIENT_SEGMENT}\r"
+        "ORC|NW|PL-1\rOBR|1|PL-1||80053^CMP^C4\rDG1|1||E11.9^Diabetes^I10\r"
+    ).encode()
+
+
+@pytest.mark.parametrize("log_json", [False, True])
+def test_intake_logs_control_ids_and_senders_but_no_patient_data(
+    log_output: tuple[io.StringIO, list[Settings]], settings: Settings, log_json: bool
+) -> None:
+    from labintake.db import make_engine
+    from labintake.intake import Intake
+
+    buffer, _ = log_output
+    configure_logging(
+        settings.model_copy(update={"log_json": log_json, "log_level": "DEBUG"}), stream=buffer
+    )
+    engine = make_engine(settings.database_url)
+
+    async def send_all() -> list[bytes]:
+        async with Intake(settings, engine) as intake:
+            return [
+                await intake.handle(_order_message("CTRL-LOG-1"), "127.0.0.1:40000"),
+                await intake.handle(_order_message("CTRL-LOG-1"), "127.0.0.1:40000"),
+                await intake.handle(PATIENT_SEGMENT.encode(), "127.0.0.1:40001"),
+                await intake.handle(
+                    _order_message("CTRL-LOG-2").replace(b"ORM^O01", b"ADT^A01"),
+                    "127.0.0.1:40000",
+                ),
+            ]
+
+    try:
+        acks = asyncio.run(send_all())
+    finally:
+        engine.dispose()
+    assert [b"MSA|AA" in a for a in acks] == [True, True, False, False]
+    output = buffer.getvalue()
+    assert "CTRL-LOG-1" in output
+    assert "CTRL-LOG-2" in output
+    assert "EPIC/NORTHCLINIC" in output
+    for patient_value in ("ZYXWVUTSON", "QUINTESSA", "MRN8812734", "19470213"):
+        assert patient_value not in output, patient_value
