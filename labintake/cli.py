@@ -35,10 +35,12 @@ def load_settings(**overrides: object) -> Settings:
 def migrate() -> None:
     """Bring the database schema to head (Alembic)."""
     from labintake.db import migrate as run_migrations
+    from labintake.logs import configure_logging, redact_url
 
     settings = load_settings()
+    configure_logging(settings)
     run_migrations(settings.database_url)
-    typer.echo(f"database at head: {settings.database_url.split('@')[-1]}")
+    typer.echo(f"database at head: {redact_url(settings.database_url)}")
 
 
 @app.command()
