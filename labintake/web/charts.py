@@ -91,6 +91,15 @@ class Series:
     points: list[Point]
 
     @property
+    def stroke(self) -> float:
+        """Delivered is drawn wide and pale so that released shows on top of it."""
+        return 5.0 if self.name == "delivered" else 2.2
+
+    @property
+    def opacity(self) -> float:
+        return 0.45 if self.name == "delivered" else 1.0
+
+    @property
     def path(self) -> str:
         return " ".join(f"{p.x:.1f},{p.y:.1f}" for p in self.points)
 

@@ -205,7 +205,7 @@ def build_tables(snapshot: Snapshot) -> dict[str, Table]:
 
 def build_charts(snapshot: Snapshot) -> dict[str, BarChart | LineChart]:
     hours = [hour for hour, _ in snapshot.per_hour]
-    stages = ("received", "released", "delivered")
+    stages = ("delivered", "received", "released")  # drawing order: delivered underneath
     values = {stage: [counts[stage] for _, counts in snapshot.per_hour] for stage in stages}
     hrefs = {stage: [drill(stage=stage, hour=h.isoformat()) for h in hours] for stage in stages}
     statuses = [
