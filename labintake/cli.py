@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -71,6 +72,26 @@ def send(
     raise typer.Exit(1 if failures else 0)
 
 
+@app.command()
+def replay(
+    since: Annotated[
+        datetime,
+        typer.Option(formats=["%Y-%m-%d"], help="Orders with a date of service from this day"),
+    ],
+    tables: Annotated[
+        str | None,
+        typer.Option(help="A table version to use for every order (e.g. icd10cm-2025-04)"),
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Write the new verifications (default: report only)")
+    ] = False,
+) -> None:
+    """Verify stored orders again against the code tables; report what would change."""
+    from labintake.verification.replay import run_replay_command
+
+    raise typer.Exit(run_replay_command(load_settings(), since.date(), tables, apply, typer.echo))
+
+
 users_app = typer.Typer(help="Users of the web screen and API.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -101,12 +122,15 @@ def users_add(
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     settings = load_settings()
+    engine = make_engine(settings.database_url)
     try:
-        with session_scope(make_engine(settings.database_url)) as session:
+        with session_scope(engine) as session:
             create_user(session, name, chosen, password, display_name=display_name)
     except WorkflowError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
     typer.echo(f"user {name} added with role {chosen.value}")
 
 
@@ -118,10 +142,13 @@ def tokens_create(name: Annotated[str, typer.Argument(help="the user the token a
     from labintake.errors import NotFoundError
 
     settings = load_settings()
+    engine = make_engine(settings.database_url)
     try:
-        with session_scope(make_engine(settings.database_url)) as session:
+        with session_scope(engine) as session:
             token = create_token(session, name)
     except NotFoundError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
     typer.echo(token)

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
 
     interfaces_dir: Path = Path("interfaces")
     code_tables_dir: Path = Path("code_tables")
+    # Verification rule settings per sender and payer (TOML); unset: default severities.
+    rules_file: Path | None = None
     # When on, messages from senders not defined under `interfaces/` are rejected with AR.
     enforce_sender_allowlist: bool = False
     # Message types other than orders are rejected with AR unless listed here.

@@ -9,86 +9,27 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from verification_rows import store_order
 
 from labintake.codes.tables import CodeTables, load_code_tables
 from labintake.db import session_scope
 from labintake.errors import WorkflowError
 from labintake.models import (
     Finding,
-    InboundMessage,
     Order,
     OrderDiagnosis,
     OrderEvent,
     OrderTest,
     Verification,
 )
-from labintake.statuses import OrderStatus
 from labintake.verification.service import verify_order, verify_pending
 
 REPO = Path(__file__).resolve().parent.parent
-DOS = date(2026, 5, 12)
-NPI = "1234567893"
-_counter = iter(range(1, 1_000_000))
 
 
 @pytest.fixture(scope="module")
 def tables() -> CodeTables:
     return load_code_tables(REPO / "code_tables")
-
-
-def store_order(
-    engine: Engine,
-    tests: list[tuple[str, str]],
-    dx: list[str],
-    *,
-    mrn: str = "MRN1",
-    status: str = OrderStatus.RECEIVED.value,
-    dos: date = DOS,
-    payer: str = "Medicare Part B",
-    npi: str = NPI,
-) -> int:
-    """A stored order as the reader leaves it: tests as sent, diagnoses, status received."""
-    n = next(_counter)
-    with session_scope(engine) as session:
-        message = InboundMessage(control_id=f"C{n}-{id(engine)}", ack=b"", status="read")
-        session.add(message)
-        session.flush()
-        assert message.id is not None
-        order = Order(
-            message_id=message.id,
-            group_index=1,
-            status=status,
-            sending_application="PRAXIS",
-            sending_facility="PRAIRIEFM",
-            placer_order_number=f"P{n}",
-            patient_mrn=mrn,
-            payer_company_id="CMS" if "Medicare" in payer else "ACME",
-            payer_company_name=payer,
-            provider_npi=npi,
-            provider_family_name="Whitfield",
-            provider_given_name="Dana",
-            date_of_service=dos,
-            details={"interface": "prairie-clinic", "provider": {"location": "ORC[1]-12"}},
-        )
-        session.add(order)
-        session.flush()
-        assert order.id is not None
-        for seq, (code, system) in enumerate(tests, start=1):
-            session.add(
-                OrderTest(
-                    order_id=order.id,
-                    seq=seq,
-                    location=f"OBR[{seq}]-4",
-                    sent_code=code,
-                    sent_system=system,
-                    cpt=code if system == "CPT" else None,
-                )
-            )
-        for seq, code in enumerate(dx, start=1):
-            session.add(
-                OrderDiagnosis(order_id=order.id, seq=seq, code=code, location=f"DG1[{seq}]-3")
-            )
-        return order.id
 
 
 def findings_of(engine: Engine, order_id: int, state: str = "open") -> list[tuple[str, str, str]]:

@@ -1,0 +1,220 @@
+"""Replay: verify stored orders again against the tables in force (or a named version) and
+report what would change - the impact of a quarterly code-table update.
+
+Read-only unless `apply=True`; then each order whose findings or status would change gets a
+new Verification, its findings reconciled and an OrderEvent (actor "replay"), in the same way
+as a coder's re-verification. Released and delivered orders are reported, never changed;
+cancelled, rejected and unreadable orders are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, or_
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from labintake.codes.tables import CodeTables
+from labintake.interfaces import InterfaceRegistry
+from labintake.models import Order
+from labintake.statuses import OrderStatus
+from labintake.verification.engine import verify
+from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
+from labintake.verification.service import REVERIFIABLE, new_status, write_result
+from labintake.verification.stored import NOT_HISTORY, facts_of, load_histories, load_orders
+
+if TYPE_CHECKING:
+    from labintake.config import Settings
+
+REPLAY_ACTOR = "replay"
+_BATCH = 200
+
+
+@dataclass(slots=True)
+class ReplayChange:
+    order_id: int
+    placer_order_number: str
+    date_of_service: date | None
+    status_before: str
+    status_after: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    table_versions: dict[str, str] = field(default_factory=dict)
+    applied: bool = False
+    note: str = ""
+
+    def describe(self) -> str:
+        status = (
+            f"{self.status_before} -> {self.status_after}"
+            if self.status_before != self.status_after
+            else self.status_before
+        )
+        parts = [f"order {self.order_id} {self.placer_order_number or '-'}"]
+        if self.date_of_service is not None:
+            parts.append(f"dos {self.date_of_service:%Y-%m-%d}")
+        parts.append(status)
+        parts += [f"+{label}" for label in self.added] + [f"-{label}" for label in self.removed]
+        if self.note:
+            parts.append(f"({self.note})")
+        if self.applied:
+            parts.append("[applied]")
+        return "  ".join(parts)
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    checked: int = 0
+    changes: list[ReplayChange] = field(default_factory=list)
+
+    @property
+    def status_changes(self) -> int:
+        return sum(1 for c in self.changes if c.status_before != c.status_after)
+
+    @property
+    def applied(self) -> int:
+        return sum(1 for c in self.changes if c.applied)
+
+
+def _label(code: str, location: str) -> str:
+    return f"{code}@{location}"
+
+
+def _batches(engine: Engine, since: date) -> Iterator[list[int]]:
+    start = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    last = 0
+    while True:
+        with Session(engine) as session:
+            ids = list(
+                session.exec(
+                    select(Order.id)
+                    .where(
+                        col(Order.id) > last,
+                        col(Order.status).not_in(NOT_HISTORY),
+                        or_(
+                            col(Order.date_of_service) >= since,
+                            and_(
+                                col(Order.date_of_service).is_(None),
+                                col(Order.created_at) >= start,
+                            ),
+                        ),
+                    )
+                    .order_by(col(Order.id))
+                    .limit(_BATCH)
+                )
+            )
+        if not ids:
+            return
+        yield [i for i in ids if i is not None]
+        last = max(i for i in ids if i is not None)
+
+
+def replay(
+    engine: Engine,
+    tables: CodeTables,
+    since: date,
+    *,
+    apply: bool = False,
+    registry: InterfaceRegistry | None = None,
+    rules: RuleSettings = DEFAULT_RULES,
+    actor: str = REPLAY_ACTOR,
+) -> ReplayReport:
+    extra = {i.name: dict(i.test_codes) for i in registry} if registry is not None else {}
+    report = ReplayReport()
+    for ids in _batches(engine, since):
+        with Session(engine, expire_on_commit=False) as session:
+            orders = list(session.exec(select(Order).where(col(Order.id).in_(ids))))
+            stored = load_orders(session, orders)
+            histories = load_histories(session, stored, tables)
+            for item in stored:
+                report.checked += 1
+                order = item.order
+                interface = str((order.details or {}).get("interface") or "")
+                result = verify(
+                    facts_of(item, extra.get(interface)), tables, histories[item.id], rules
+                )
+                current = {
+                    (f.code, f.location, str((f.reference or {}).get("subject", ""))): f
+                    for f in item.findings
+                }
+                raised = {f.key: f for f in result.findings}
+                added = [_label(k[0], k[1]) for k in raised if k not in current]
+                removed = [
+                    _label(k[0], k[1])
+                    for k, row in current.items()
+                    if k not in raised and row.state == "open"
+                ]
+                pairs = [
+                    (current[k].state if k in current else "open", f.severity.value)
+                    for k, f in raised.items()
+                ]
+                changeable = order.status in REVERIFIABLE
+                after = new_status(order.status, pairs) if changeable else order.status
+                if not added and not removed and after == order.status:
+                    continue
+                change = ReplayChange(
+                    order_id=item.id,
+                    placer_order_number=order.placer_order_number,
+                    date_of_service=order.date_of_service,
+                    status_before=order.status,
+                    status_after=after,
+                    added=added,
+                    removed=removed,
+                    table_versions=dict(result.table_versions),
+                )
+                if not changeable:
+                    would = new_status(OrderStatus.HELD.value, pairs)
+                    change.note = f"already {order.status}; would now be {would}; not changed"
+                elif apply:
+                    outcome = write_result(
+                        session, item, result, actor, "replayed", expected_status=order.status
+                    )
+                    change.applied = outcome is not None
+                    if outcome is None:
+                        change.note = "changed meanwhile; skipped"
+                report.changes.append(change)
+            if apply:
+                session.commit()
+    return report
+
+
+def run_replay_command(
+    settings: Settings,
+    since: date,
+    table_version: str | None,
+    apply: bool,
+    echo: Callable[[str], object],
+) -> int:
+    """`labintake replay`: load the tables (all, or pinned to one version), replay, print one
+    line per changed order and a summary. Returns the exit code."""
+    from labintake.codes.tables import load_code_tables
+    from labintake.db import make_engine
+    from labintake.errors import CodeTableError, ConfigurationError
+    from labintake.interfaces import load_interfaces
+    from labintake.verification.rule_settings import load_rule_settings
+
+    try:
+        tables = load_code_tables(settings.code_tables_dir, only_version=table_version)
+        registry = load_interfaces(settings.interfaces_dir)
+        rules = load_rule_settings(settings.rules_file)
+    except (CodeTableError, ConfigurationError) as exc:
+        echo(f"error: {exc}")
+        return 2
+    engine = make_engine(settings.database_url)
+    try:
+        report = replay(engine, tables, since, apply=apply, registry=registry, rules=rules)
+    finally:
+        engine.dispose()
+    for change in report.changes:
+        echo(change.describe())
+    pinned = f" pinned to {table_version}" if table_version else ""
+    mode = f"applied to {report.applied}" if apply else "read-only: nothing written"
+    echo(
+        f"{report.checked} order(s) since {since:%Y-%m-%d} checked against the code tables"
+        f"{pinned}: {len(report.changes)} would change ({report.status_changes} in status); "
+        f"{mode}."
+    )
+    return 0
