@@ -8,6 +8,7 @@ comes from ``/proc``: the peak resident set (``VmHWM``) of the process and its c
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,17 +21,16 @@ from types import TracebackType
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 
+# How each server says where it listens: the peers print ``listening HOST PORT``; the
+# service logs ``listening for HL7 (MLLP) on HOST:PORT``.
+_LISTENING = (
+    re.compile(r"^listening \S+ (\d+)$"),
+    re.compile(r"listening for HL7 \([^)]*\) on \S+:(\d+)"),
+)
+
 
 class ServerFailed(RuntimeError):
     """A server did not come up, or died; the message carries the tail of its log."""
-
-
-def free_port() -> int:
-    """A loopback port free right now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -130,11 +130,12 @@ class ServerProcess:
         raise ServerFailed(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
 
     def _port_from_log(self) -> int | None:
-        """Peers print ``listening HOST PORT`` as their first line."""
+        """The port the server reports it bound (it was started on port 0)."""
         for line in self.log_path.read_text(errors="replace").splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == "listening" and parts[2].isdigit():
-                return int(parts[2])
+            for pattern in _LISTENING:
+                found = pattern.search(line)
+                if found:
+                    return int(found.group(1))
         return None
 
     def _accepts(self) -> bool:
@@ -192,7 +193,7 @@ def peer(module: str, log_path: Path) -> ServerProcess:
     return ServerProcess(module, argv, log_path, env=env, cwd=REPO)
 
 
-def labintake_env(database_url: str, mllp_port: int, web_port: int) -> dict[str, str]:
+def labintake_env(database_url: str, mllp_port: int = 0, web_port: int = 0) -> dict[str, str]:
     """The environment `labintake serve` runs with: given database, loopback ports, dev mode."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABINTAKE_")}
     env.update(
@@ -214,11 +215,12 @@ def labintake(
     *,
     extra_env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
-    """`labintake serve` on `database_url`, run from `workdir` (its log goes there too)."""
-    mllp_port = free_port()
-    env = labintake_env(database_url, mllp_port, free_port())
+    """`labintake serve` on `database_url`, run from `workdir` (its log goes there too).
+
+    Both ports are 0: the service binds what the kernel gives and logs the MLLP port.
+    """
+    env = labintake_env(database_url)
     env.update(extra_env or {})
     argv = [sys.executable, "-m", "labintake", "serve"]
-    return ServerProcess(
-        "labintake", argv, workdir / "labintake.log", port=mllp_port, env=env, cwd=workdir
-    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    return ServerProcess("labintake", argv, workdir / "labintake.log", env=env, cwd=workdir)
