@@ -10,6 +10,7 @@ from labintake.codes.icd10 import normalize_icd10
 from labintake.statuses import FindingCode
 from labintake.verification.context import RuleContext, ValidDiagnosis
 from labintake.verification.facts import DiagnosisFacts
+from labintake.verification.matching import excludes1_pair
 
 ICD10_SYSTEMS = frozenset(
     {"", "I10", "I10C", "I10CM", "ICD10", "ICD-10", "ICD10CM", "ICD-10-CM", "ICD10-CM"}
@@ -178,9 +179,9 @@ def _excludes1(ctx: RuleContext) -> None:
         for second in valid[i + 1 :]:
             if first.code == second.code:
                 continue
-            pattern = release.excludes1_conflict(first.code, second.code)
-            if pattern is None:
+            if not excludes1_pair(release, first.code, second.code):
                 continue
+            pattern = release.excludes1_conflict(first.code, second.code) or "Excludes1"
             a, b = first.entry, second.entry
             ctx.add(
                 FindingCode.DX_EXCLUDES1,

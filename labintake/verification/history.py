@@ -16,6 +16,7 @@ from labintake.codes.policies import FrequencyLimit
 from labintake.statuses import FindingCode, Severity
 from labintake.verification.context import RuleContext
 from labintake.verification.facts import PriorTest, TestFacts
+from labintake.verification.matching import code_in
 from labintake.verification.necessity import ABN_PATH, abn_decided
 
 REPEAT_MODIFIERS = frozenset({"91", "76", "77"})
@@ -80,7 +81,7 @@ def _frequency(
 ) -> None:
     codes = [d.code for d in ctx.diagnoses]
     when = limit.when_dx
-    if when is not None and not any(when.matches(c) for c in codes):
+    if when is not None and not any(code_in(when, c) for c in codes):
         return
     facts = ctx.facts
     if limit.sex and facts.patient_sex and facts.patient_sex.upper()[:1] != limit.sex.upper()[:1]:
@@ -97,7 +98,7 @@ def _frequency(
             days = (dos - prior.date_of_service).days
             if not 0 < days < limit.period_days:
                 continue
-            if when is not None and not any(when.matches(c) for c in prior.diagnoses):
+            if when is not None and not any(code_in(when, c) for c in prior.diagnoses):
                 continue
             dates.add(prior.date_of_service)
     if len(dates) + 1 <= limit.max_count:

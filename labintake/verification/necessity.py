@@ -22,6 +22,7 @@ from labintake.verification.findings import (
     NECESSITY_PASS,
     NECESSITY_UNVERIFIED,
 )
+from labintake.verification.matching import code_in
 
 ABN_MODIFIERS = frozenset({"GA", "GZ", "GX", "GY"})
 ABN_PATH = (
@@ -56,18 +57,14 @@ def check_necessity(ctx: RuleContext) -> None:
         for rule in ctx.policies.screening_rules:
             if cpt not in rule.diagnostic_cpts:
                 continue
-            screening_dx = [c for c in codes if rule.dx.matches(c)]
+            screening_dx = [c for c in codes if code_in(rule.dx, c)]
             if not screening_dx:
                 continue
             if rule.screening_cpt is None or rule.screening_cpt == cpt:
                 screening_support.extend(screening_dx)  # a screening use of this very code
                 continue
             other = [c for c in codes if c not in screening_dx]
-            supported_otherwise = any(
-                not ctx.policies.never_covered.matches(c) and p.supports(c)
-                for p in policies
-                for c in other
-            )
+            supported_otherwise = any(_supports(ctx, p, c) for p in policies for c in other)
             _screening_on_diagnostic(
                 ctx, test, cpt, rule.screening_cpt, screening_dx, supported_otherwise
             )
@@ -86,16 +83,24 @@ def check_necessity(ctx: RuleContext) -> None:
         outcome = NECESSITY_PASS
         never = ctx.policies.never_covered
         for policy in policies:
-            supporting = [c for c in codes if not never.matches(c) and policy.supports(c)]
+            supporting = [c for c in codes if _supports(ctx, policy, c)]
             if supporting:
                 continue
             if screening_support:
                 ctx.screening_use.add(test.seq)  # covered as a screening, not under the policy
                 continue
             outcome = NECESSITY_FAIL
-            never_sent = [c for c in codes if never.matches(c)]
+            never_sent = [c for c in codes if code_in(never, c)]
             _not_supported(ctx, test, cpt, policy, never_sent)
         ctx.necessity[test.seq] = outcome
+
+
+def _supports(ctx: RuleContext, policy: NcdPolicy, code: str) -> bool:
+    """The policy's lists support this diagnosis and it is not on the never-covered list
+    (the same test as `NcdPolicy.supports`, with remembered list lookups)."""
+    if code_in(ctx.policies.never_covered, code) or code_in(policy.not_covered, code):
+        return False
+    return policy.inverted or code_in(policy.covered, code)
 
 
 def _not_supported(
