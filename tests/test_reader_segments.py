@@ -8,7 +8,9 @@ import hl7
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labintake.errors import OrderReadError
 from labintake.hl7.escapes import EncodingCharacters, unescape
+from labintake.hl7.reader import read_orders
 from labintake.hl7.segments import split_segments
 
 MSH = "MSH|^~\\&|A|B|C|D|20240101||ORM^O01|1|P|2.5.1"
@@ -78,3 +80,24 @@ def test_other_separators_are_honoured() -> None:
     pid = split_segments(text).segments[1]
     assert (pid.text(3, 1), pid.text(3, 5), pid.text(3, 1, rep=2)) == ("X1", "MR", "X2")
     assert (pid.text(5, 2), pid.text(5, 2, sub=2)) == ("Jane", "Q")
+
+
+segment_names = st.sampled_from(
+    ["PID", "PV1", "IN1", "ORC", "OBR", "TQ1", "DG1", "NTE", "OBX", "SPM", "ZZ1"]
+)
+values = st.text(alphabet='ab19.-+ ^~&\\"|EFSTXHN', max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(segment_names, st.lists(values, max_size=30)), max_size=12))
+def test_reader_never_fails_other_than_with_an_order_read_error(
+    body: list[tuple[str, list[str]]],
+) -> None:
+    text = "\r".join([MSH, *("|".join([name, *fields]) for name, fields in body)])
+    reason = ""
+    orders = 0
+    try:
+        orders = len(read_orders(text).orders)
+    except OrderReadError as exc:
+        reason = exc.text
+    assert orders > 0 or reason

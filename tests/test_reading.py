@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -351,20 +352,62 @@ def test_text_longer_than_its_column_is_cut_and_said_so(engine: Engine) -> None:
     assert "order.patient_family_name cut to 200 characters" in order.details["warnings"]
 
 
-def test_a_batch_the_database_refuses_is_written_message_by_message(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite stores integers of any size; PostgreSQL refuses them")
+@pytest.fixture
+def refusing_placer(engine: Engine) -> Iterator[str]:
+    """The database itself refuses orders with this placer number (trigger / CHECK)."""
+    placer = "REFUSED"
+    if engine.dialect.name == "sqlite":
+        create = (
+            "CREATE TRIGGER refuse_placer BEFORE INSERT ON lab_order "
+            f"WHEN NEW.placer_order_number = '{placer}' "
+            "BEGIN SELECT RAISE(ABORT, 'placer refused'); END"
+        )
+        drop = "DROP TRIGGER refuse_placer"
+    else:
+        create = (
+            "ALTER TABLE lab_order ADD CONSTRAINT refuse_placer "
+            f"CHECK (placer_order_number <> '{placer}')"
+        )
+        drop = "ALTER TABLE lab_order DROP CONSTRAINT refuse_placer"
+    with engine.begin() as connection:
+        connection.execute(text(create))
+    try:
+        yield placer
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(drop))
+
+
+def test_a_batch_the_database_refuses_is_written_message_by_message(
+    engine: Engine, refusing_placer: str
+) -> None:
     good = new_order(engine, "C1", "P1")
-    huge = store(
-        engine,
-        hl7("C2", PID, "ORC|NW|P2", "TQ1|1|99999999999", "OBR|1|P2||80061"),
-        "C2",
-    )
-    assert read_pending(engine, REGISTRY) == 2
+    refused = new_order(engine, "C2", refusing_placer)
+    later = new_order(engine, "C3", "P3")
+    assert read_pending(engine, REGISTRY) == 3
     assert message_row(engine, good).status == "read"
-    failed = message_row(engine, huge)
+    assert message_row(engine, later).status == "read"
+    failed = message_row(engine, refused)
     assert failed.status == "error"
-    assert (failed.error or "").startswith("storage refused the orders: NumericValueOutOfRange")
+    assert (failed.error or "").startswith("storage refused the orders: ")
+    assert orders_of(engine, refused) == []
+    [(action, _, detail)] = message_events(engine, refused)
+    assert action == "read_error"
+    assert detail["reason"] == failed.error
+
+
+def test_absurd_quantity_and_nul_bytes_do_not_reach_the_database(engine: Engine) -> None:
+    message_id = store(
+        engine,
+        hl7(
+            "C1", PID.replace("Doe", "Do\x00e"), "ORC|NW|P2", "TQ1|1|99999999999", "OBR|1|P2||80061"
+        ),
+        "C1",
+    )
+    read_pending(engine, REGISTRY)
+    [order] = orders_of(engine, message_id)
+    assert order.patient_family_name == "Doe"
+    assert any("not a whole count from 1 to 999" in w for w in order.details["warnings"])
 
 
 def test_limit_bounds_a_batch_and_read_until_empty_drains_the_backlog(engine: Engine) -> None:

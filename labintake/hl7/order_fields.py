@@ -14,6 +14,7 @@ from labintake.hl7.datatypes import address, coded_value, parse_dtm, phones, pro
 from labintake.hl7.segments import Segment
 from labintake.hl7.structure import OrderGroup, TestGroup
 
+MAX_UNITS = 999  # more of one test on one order is a typing slip, not a quantity
 _YES = {"Y", "YES", "TRUE", "1"}
 _NO = {"N", "NO", "FALSE", "0"}
 _SIGNATURE = re.compile(r"SIGN", re.IGNORECASE)
@@ -53,9 +54,12 @@ def read_units(test: TestGroup, group: OrderGroup, warnings: list[str]) -> int:
         except ValueError:
             warnings.append(f"{segment.loc(number)} quantity {value!r} is not a number: 1 used")
             return 1
-        if quantity >= 1 and quantity == int(quantity):
+        if 1 <= quantity <= MAX_UNITS and quantity.is_integer():
             return int(quantity)
-        warnings.append(f"{segment.loc(number)} quantity {value!r} is not a whole count: 1 used")
+        warnings.append(
+            f"{segment.loc(number)} quantity {value!r} is not a whole count from 1 to "
+            f"{MAX_UNITS}: 1 used"
+        )
         return 1
     return 1
 

@@ -133,8 +133,10 @@ def split_segments(text: str) -> SegmentList:
     """Split one message into segments; OrderReadError when it is not an HL7 message at all."""
     remarks: list[str] = []
     lines: list[tuple[int, str]] = []
-    for number, line in enumerate(_LINE_SPLIT.split(text.lstrip("\ufeff")), start=1):
-        line = line.strip("\x0b\x1c\x00 \t")
+    # NUL carries nothing in HL7 and PostgreSQL refuses it in text: it is dropped.
+    text = text.lstrip("\ufeff").replace("\x00", "")
+    for number, line in enumerate(_LINE_SPLIT.split(text), start=1):
+        line = line.strip("\x0b\x1c \t")
         if line:
             lines.append((number, line))
     if not lines:
