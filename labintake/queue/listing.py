@@ -227,7 +227,7 @@ def list_queue(
         statement = statement.order_by(
             col(Order.id).desc() if sort is QueueSort.NEWEST else col(Order.id)
         )
-    raw_rows = list(session.execute(statement.limit(limit + 1)).tuples())
+    raw_rows = list(session.execute(statement.limit(limit + 1)))
     more = len(raw_rows) > limit
     raw_rows = raw_rows[:limit]
     ids = [r[0] for r in raw_rows]

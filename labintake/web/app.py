@@ -8,18 +8,21 @@ Exceptions from `labintake.errors` become HTTP answers in `labintake.web.errors`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
+from starlette.routing import Mount, Route
 
 from labintake.auth.policy import DEFAULT_POLICY, LoginPolicy
 from labintake.config import Settings
 from labintake.web.errors import install_error_handlers
 from labintake.web.routes import (
     api_orders,
-    dashboard,
     health,
     icd10,
     login,
@@ -27,7 +30,6 @@ from labintake.web.routes import (
     office_queries,
     orders,
     queue,
-    stats,
 )
 from labintake.web.security import SecureHeadersMiddleware
 from labintake.web.templating import make_templates
@@ -44,8 +46,6 @@ ROUTERS: list[APIRouter] = [
     icd10.router,
     message_errors.router,
     api_orders.router,
-    dashboard.router,
-    stats.router,
 ]
 
 
@@ -71,3 +71,25 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+def iter_routes(app: FastAPI) -> Iterator[tuple[str, str, APIRoute | None]]:
+    """Every (method, path, route) the app answers, through included routers; the route is
+    None for plain Starlette routes (the OpenAPI document) and mounts (static files)."""
+
+    def walk(routes: Iterable[Any], prefix: str) -> Iterator[tuple[str, str, APIRoute | None]]:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                for method in sorted((route.methods or set()) - {"HEAD"}):
+                    yield method, prefix + route.path, route
+            elif isinstance(route, Route):
+                for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+                    yield method, prefix + route.path, None
+            elif isinstance(route, Mount):
+                yield "GET", prefix + route.path, None
+            elif hasattr(route, "original_router"):  # FastAPI's included-router wrapper
+                context = getattr(route, "include_context", None)
+                extra = getattr(context, "prefix", "") or ""
+                yield from walk(route.original_router.routes, prefix + extra)
+
+    yield from walk(app.routes, "")

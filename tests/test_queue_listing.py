@@ -1,0 +1,123 @@
+"""The queue listing: urgent first, filters, one search box, keyset pages, counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from labintake.config import Settings
+from labintake.db import utcnow
+from labintake.models.orders import Order
+from labintake.queue.listing import DueFilter, QueueFilter, QueueSort, list_queue, queue_counts
+from tests.factories import OrderSpec, held_order
+
+
+def _seed(engine: Engine, settings: Settings, n: int) -> list[int]:
+    return [
+        held_order(
+            engine,
+            settings,
+            OrderSpec(
+                control_id=f"QL{i:04d}", placer=f"PL{i:04d}", family=f"Family{i}", mrn=f"M{i}"
+            ),
+        )
+        for i in range(n)
+    ]
+
+
+def _set(engine: Engine, order_id: int, **values: object) -> None:
+    with Session(engine) as session:
+        session.execute(update(Order).where(col(Order.id) == order_id).values(**values))
+        session.commit()
+
+
+def test_default_sort_puts_the_most_overdue_first_and_pages_cover_all_without_repeats(
+    engine: Engine, settings: Settings
+) -> None:
+    ids = _seed(engine, settings, 5)
+    now = utcnow()
+    for position, order_id in enumerate(ids):
+        _set(engine, order_id, due_at=now + timedelta(hours=10 - 3 * position))
+    with Session(engine) as session:
+        first = list_queue(session, QueueFilter(), limit=2, now=now)
+        assert [r.order_id for r in first.rows] == [ids[4], ids[3]]
+        assert first.next_cursor is not None
+        seen = [r.order_id for r in first.rows]
+        cursor = first.next_cursor
+        while cursor:
+            page = list_queue(session, QueueFilter(), limit=2, cursor=cursor, now=now)
+            seen += [r.order_id for r in page.rows]
+            cursor = page.next_cursor
+    assert seen == list(reversed(ids))
+
+
+def test_rows_show_the_open_hold_reasons_office_and_time_left(
+    engine: Engine, settings: Settings
+) -> None:
+    (order_id,) = _seed(engine, settings, 1)
+    with Session(engine) as session:
+        page = list_queue(session, QueueFilter())
+    row = page.rows[0]
+    assert row.order_id == order_id
+    assert row.reasons == ("DX_NOT_BILLABLE",)
+    assert row.office == "Smith & Jones Family Medicine"
+    assert row.sender == "PRAIRIEFM"
+    assert timedelta(hours=23) < row.time_left(page.now) <= timedelta(hours=24)
+
+
+def test_filters_by_reason_assignee_due_and_age(engine: Engine, settings: Settings) -> None:
+    a, b, c = _seed(engine, settings, 3)
+    now = utcnow()
+    _set(engine, a, assigned_to="ann", due_at=now - timedelta(days=2))
+    _set(engine, b, due_at=now + timedelta(hours=1), created_at=now - timedelta(days=8))
+    _set(engine, c, due_at=now + timedelta(days=3))
+    with Session(engine) as session:
+
+        def ids(**kw: object) -> list[int]:
+            return [r.order_id for r in list_queue(session, QueueFilter(**kw), now=now).rows]  # type: ignore[arg-type]
+
+        assert ids(assignee="ann") == [a]
+        assert ids(assignee="unassigned") == [b, c]
+        assert ids(due=DueFilter.OVERDUE) == [a]
+        assert ids(due=DueFilter.TODAY) in ([a, b], [a])  # b is today unless past midnight UTC
+        assert ids(min_age_days=7) == [b]
+        assert ids(reason="DX_NOT_BILLABLE") == [a, b, c]
+        assert ids(reason="DX_MISSING") == []
+        assert ids(sender="PRAIRIEFM", office="Smith & Jones Family Medicine") == [a, b, c]
+        counts = queue_counts(session, "ann", now)
+    assert counts["all"] == 3
+    assert counts["mine"] == 1
+    assert counts["overdue"] == 1
+
+
+def test_one_search_box_finds_by_name_mrn_placer_number_and_control_id(
+    engine: Engine, settings: Settings
+) -> None:
+    ids = _seed(engine, settings, 3)
+    with Session(engine) as session:
+
+        def found(q: str) -> list[int]:
+            return [r.order_id for r in list_queue(session, QueueFilter(search=q)).rows]
+
+        assert found("family1") == [ids[1]]
+        assert found("Family1, Mar") == [ids[1]]
+        assert found("M2") == [ids[2]]
+        assert found("PL0000") == [ids[0]]
+        assert found("QL0001") == [ids[1]]
+        assert found("nobody") == []
+        assert found("50%") == []  # LIKE wildcards are taken literally
+
+
+def test_released_orders_leave_the_queue_and_sort_orders_by_arrival(
+    engine: Engine, settings: Settings
+) -> None:
+    a, b = _seed(engine, settings, 2)
+    with Session(engine) as session:
+        newest = list_queue(session, QueueFilter(), sort=QueueSort.NEWEST).rows
+        assert [r.order_id for r in newest] == [b, a]
+    _set(engine, a, status="released")
+    with Session(engine) as session:
+        assert [r.order_id for r in list_queue(session, QueueFilter()).rows] == [b]

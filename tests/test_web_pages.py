@@ -1,0 +1,149 @@
+"""The screens: escaping of message data, audit of views, HTMX actions, stale warnings."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from labintake.auth.roles import Role
+from labintake.config import Settings
+from labintake.models.users import AuditEntry, User
+from labintake.web.app import create_app
+from tests.factories import OrderSpec, held_order, make_user
+from tests.web_client import csrf_of, login, row_version_of
+
+HOSTILE = OrderSpec(
+    control_id="EVIL1",
+    placer="EV1",
+    family="<script>alert(1)</script>",
+    given='"><img src=x onerror=alert(2)>',
+    note="<img src=x onerror=alert(3)>",
+)
+
+
+def _signed_in(
+    settings: Settings, engine: Engine, name: str, role: Role = Role.CODER
+) -> tuple[TestClient, str]:
+    make_user(engine, name, role)
+    client = TestClient(create_app(settings, engine))
+    return client, login(client, name)
+
+
+def test_hostile_message_text_is_escaped_on_the_queue_and_order_pages(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings, HOSTILE)
+    client, _ = _signed_in(settings, engine, "ann")
+    for path in ("/queue", f"/orders/{order_id}"):
+        html = client.get(path).text
+        assert "<script>alert" not in html
+        assert "<img src=x" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # The raw message view shows the NTE text too, escaped.
+    assert "&lt;img src=x onerror=alert(3)&gt;" in client.get(f"/orders/{order_id}").text
+
+
+def test_order_page_names_raw_fields_and_every_view_is_audited(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings)
+    client, _ = _signed_in(settings, engine, "ann")
+    html = client.get(f"/orders/{order_id}").text
+    assert "Patient Name" in html  # field names from hl7apy's reference tables
+    assert "PID-5" in html
+    assert "DX_NOT_BILLABLE" in html
+    assert "(515)555-0177" in html
+    with Session(engine) as session:
+        views = session.exec(select(AuditEntry).where(AuditEntry.action == "view_order")).all()
+        assert [(v.actor, v.order_id) for v in views] == [("ann", order_id)]
+
+
+def test_audit_trail_is_shown_to_managers_only(settings: Settings, engine: Engine) -> None:
+    order_id = held_order(engine, settings)
+    coder, _ = _signed_in(settings, engine, "ann")
+    assert "Audit trail" not in coder.get(f"/orders/{order_id}").text
+    manager, _ = _signed_in(settings, engine, "meg", Role.MANAGER)
+    assert "Audit trail" in manager.get(f"/orders/{order_id}").text
+
+
+def test_htmx_contact_then_stale_form_shows_the_fresh_state_with_a_warning(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings)
+    ann, ann_csrf = _signed_in(settings, engine, "ann")
+    ben, ben_csrf = _signed_in(settings, engine, "ben")
+    ann_version = row_version_of(ann.get(f"/orders/{order_id}").text)
+    ben_version = row_version_of(ben.get(f"/orders/{order_id}").text)
+    form = {"row_version": str(ann_version), "channel": "phone", "outcome": "no_answer"}
+    saved = ann.post(
+        f"/orders/{order_id}/contacts",
+        data={**form, "csrf_token": ann_csrf, "action_key": "a1"},
+        headers={"HX-Request": "true"},
+    )
+    assert saved.headers["HX-Redirect"] == f"/orders/{order_id}?done=contact"
+    stale = ben.post(
+        f"/orders/{order_id}/reject",
+        data={"row_version": str(ben_version), "reason": "dup", "csrf_token": ben_csrf},
+        headers={"HX-Request": "true"},
+    )
+    assert stale.headers["HX-Redirect"] == f"/orders/{order_id}?stale=1"
+    page = ben.get(f"/orders/{order_id}?stale=1").text
+    assert "Someone else changed this order" in page
+    assert "ann: contact recorded" in page
+    assert row_version_of(page) == ann_version + 1
+
+
+def test_a_rule_refusal_is_shown_in_place(settings: Settings, engine: Engine) -> None:
+    order_id = held_order(engine, settings)
+    client, csrf = _signed_in(settings, engine, "ann")
+    version = row_version_of(client.get(f"/orders/{order_id}").text)
+    response = client.post(
+        f"/orders/{order_id}/release",
+        data={"row_version": str(version), "csrf_token": csrf},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 409
+    assert response.headers["HX-Retarget"] == "#flash"
+    assert "open hold findings" in response.text
+
+
+def test_queue_filters_are_saved_per_user(settings: Settings, engine: Engine) -> None:
+    held_order(engine, settings)
+    client, _ = _signed_in(settings, engine, "ann")
+    client.get("/queue", params={"apply": "1", "reason": "DX_MISSING", "col_office": "1"})
+    with Session(engine) as session:
+        user = session.exec(select(User).where(User.username == "ann")).one()
+        assert user.preferences["queue"]["filters"]["reason"] == "DX_MISSING"
+        assert user.preferences["queue"]["columns"] == ["office"]
+    page = client.get("/queue").text
+    assert re.search(r'<option value="DX_MISSING" selected>', page)
+    assert "Nothing in the queue matches" in page
+
+
+def test_office_query_page_and_pdf(settings: Settings, engine: Engine) -> None:
+    order_id = held_order(engine, settings)
+    client, csrf = _signed_in(settings, engine, "ann")
+    version = row_version_of(client.get(f"/orders/{order_id}").text)
+    client.post(
+        f"/orders/{order_id}/queries", data={"row_version": str(version), "csrf_token": csrf}
+    )
+    page = client.get(f"/orders/{order_id}").text
+    link = re.search(rf'href="(/orders/{order_id}/queries/\d+)"', page)
+    assert link is not None
+    query = client.get(link.group(1)).text
+    assert "Clinically undetermined" in query
+    assert "Other (please describe)" in query
+    assert "E11.9" not in query  # never proposes a code
+    assert "Medicare" not in query  # never mentions payment or payers
+    pdf = client.get(link.group(1) + "/pdf")
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+
+
+def test_csrf_token_is_in_every_signed_in_page(settings: Settings, engine: Engine) -> None:
+    client, csrf = _signed_in(settings, engine, "ann")
+    assert csrf_of(client.get("/queue").text) == csrf
+    assert len(csrf) > 30
