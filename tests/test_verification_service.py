@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from verification_rows import store_order
 
 from labintake.codes.tables import CodeTables, load_code_tables
+from labintake.config import Settings
 from labintake.db import session_scope
 from labintake.errors import WorkflowError
 from labintake.models import (
@@ -22,7 +23,7 @@ from labintake.models import (
     OrderTest,
     Verification,
 )
-from labintake.verification.service import verify_order, verify_pending
+from labintake.verification.service import pending_verifier, verify_order, verify_pending
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -186,3 +187,16 @@ def test_concurrent_batches_verify_each_order_once(engine: Engine, tables: CodeT
     with Session(engine) as session:
         per_order = session.exec(select(Verification.order_id)).all()
         assert sorted(per_order) == sorted(ids)
+
+
+def test_worker_function_uses_the_rule_settings_file(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[interfaces.prairie-clinic.rules]\nDX_NOT_BILLABLE = "warn"\n')
+    order_id = store_order(engine, [("83036", "CPT")], ["E11"])
+    run = pending_verifier(settings.model_copy(update={"rules_file": rules}), engine)
+    assert run() == 1
+    assert run() == 0
+    assert findings_of(engine, order_id) == [("DX_NOT_BILLABLE", "warn", "DG1[1]-3")]
+    assert status_of(engine, order_id) == "verified"

@@ -15,9 +15,9 @@ each test, and records an `OrderEvent` with what changed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -39,6 +39,9 @@ from labintake.verification.stored import (
     load_histories,
     load_orders,
 )
+
+if TYPE_CHECKING:
+    from labintake.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -332,3 +335,27 @@ def verify_order(
         raise ConcurrentChangeError(f"order {order_id} changed while it was being verified")
     session.flush()
     return result
+
+
+def pending_verifier(
+    settings: Settings,
+    engine: Engine,
+    registry: InterfaceRegistry | None = None,
+    *,
+    limit: int = 500,
+) -> Callable[[], int]:
+    """A batch function for the background workers: one `verify_pending` batch per call, with
+    the process's code tables, the sender definitions and the rule settings of `settings`."""
+    from labintake.codes.tables import get_code_tables
+    from labintake.interfaces import load_interfaces
+    from labintake.verification.rule_settings import load_rule_settings
+
+    rules = load_rule_settings(settings.rules_file)
+    senders = registry if registry is not None else load_interfaces(settings.interfaces_dir)
+
+    def run() -> int:
+        return verify_pending(
+            engine, get_code_tables(settings), limit, registry=senders, rules=rules
+        )
+
+    return run
