@@ -439,3 +439,41 @@ def test_two_workers_side_by_side_read_every_message_once(engine: Engine) -> Non
         per_message = session.execute(select(Order.message_id)).scalars().all()
     assert statuses == {"read"}
     assert sorted(per_message) == ids
+
+
+def test_a_message_with_a_new_order_and_a_cancel_does_both(engine: Engine) -> None:
+    ordered = new_order(engine, "C1", "P1")
+    read_pending(engine, REGISTRY)
+    both = store(
+        engine,
+        hl7("C2", PID, "ORC|CA|P1", "ORC|NW|P2", "OBR|1|P2||80061"),
+        "C2",
+    )
+    read_pending(engine, REGISTRY)
+    assert [o.status for o in orders_of(engine, ordered)] == ["cancelled"]
+    [new] = orders_of(engine, both)
+    assert (new.placer_order_number, new.group_index, new.status) == ("P2", 2, "received")
+
+
+def test_bytes_the_declared_charset_cannot_decode_are_read_with_a_warning(
+    engine: Engine,
+) -> None:
+    raw = hl7("C1", "PID|1||MRN1||Müller^Zoë", "ORC|NW|P1", "OBR|1|P1||80061")
+    with Session(engine) as session:
+        session.add(
+            InboundMessage(
+                sending_application="EHR",
+                sending_facility="CLINIC",
+                control_id="C1",
+                charset="ASCII",
+                raw=raw,
+                ack_code="AA",
+                ack=b"",
+            )
+        )
+        session.commit()
+    read_pending(engine, REGISTRY)
+    with Session(engine) as session:
+        order = session.execute(select(Order)).scalar_one()
+    assert order.patient_family_name == "Müller"
+    assert "MSH-18 'ASCII' could not decode the message; read as utf-8" in order.details["warnings"]
