@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from labintake.config import Settings
+from labintake.errors import ConfigurationError
 from labintake.intake import Intake
 from labintake.interfaces import load_interfaces
 from labintake.models import InboundMessage, Order, OrderDiagnosis, OrderTest
@@ -113,3 +114,18 @@ def test_every_interface_folder_documents_itself_and_has_samples() -> None:
         samples = tomllib.loads((INTERFACES / folder / "samples.toml").read_text("utf-8"))
         for sample in samples["sample"]:
             assert (INTERFACES / folder / sample["file"]).is_file(), sample["file"]
+
+
+def test_interface_timezone_must_be_a_known_zone(tmp_path: Path) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "interface.toml").write_text(
+        'sending_application = "A"\nsending_facility = "B"\ntimezone = "Mars/Olympus"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigurationError, match="unknown timezone 'Mars/Olympus'"):
+        load_interfaces(tmp_path)
+    (folder / "interface.toml").write_text(
+        'sending_application = "A"\nsending_facility = "B"\n', encoding="utf-8"
+    )
+    assert [i.timezone for i in load_interfaces(tmp_path)] == ["UTC"]
