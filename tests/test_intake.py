@@ -350,3 +350,36 @@ def test_message_refused_by_a_failing_store_is_taken_after_recovery(
     assert msa(refused)[1] == "AE"
     assert msa(accepted)[1] == "AA"
     assert len(stored_rows(engine)) == 1
+
+
+def test_store_waits_for_another_writer_instead_of_failing(
+    settings: Settings, engine: Engine
+) -> None:
+    """Another process holding the write lock delays the ACK; it never turns it into an AE."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    locked = threading.Event()
+
+    def hold_the_lock() -> None:
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                connection.begin()
+                connection.execute(text("LOCK TABLE inbound_message IN EXCLUSIVE MODE"))
+            locked.set()
+            time.sleep(0.5)
+            connection.rollback()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    locked.wait(5)
+    started = time.monotonic()
+    [ack] = run_intake(settings, engine, orm("W1").encode())
+    holder.join()
+    assert msa(ack)[1:3] == ["AA", "W1"]
+    assert time.monotonic() - started >= 0.3
+    assert len(stored_rows(engine)) == 1

@@ -28,12 +28,17 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Insert
 
 from labintake.errors import StorageError
 from labintake.models.messages import InboundMessage
 
 log = logging.getLogger("labintake.intake.writer")
+
+# How long a batch waits for another writer to release a SQLite database before failing.
+LOCK_WAIT_SECONDS = 10.0
+CHECKPOINT_INTERVAL_SECONDS = 1.0
 
 TABLE = InboundMessage.__table__  # type: ignore[attr-defined]
 KEY_COLUMNS = ("sending_application", "sending_facility", "control_id")
@@ -103,6 +108,9 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._connection: Connection | None = None
         self._closed = False
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_stop = threading.Event()
         self.batches = 0
         self.rows = 0
 
@@ -112,6 +120,12 @@ class GroupCommitWriter:
             return
         self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
         self._thread.start()
+        if self._sqlite:
+            self._checkpoint_stop.clear()
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="intake-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write everything already queued, then stop the thread (blocking)."""
@@ -121,6 +135,10 @@ class GroupCommitWriter:
         self._queue.put(None)
         self._thread.join(timeout)
         self._thread = None
+        if self._checkpointer is not None:
+            self._checkpoint_stop.set()
+            self._checkpointer.join(timeout)
+            self._checkpointer = None
 
     # -- the asyncio side ---------------------------------------------------------------
     async def store(self, row: PendingRow) -> StoreResult:
@@ -162,19 +180,53 @@ class GroupCommitWriter:
 
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.closed:
-            self._connection = self.engine.connect()
+            connection = self.engine.connect()
+            if self._sqlite:
+                # This connection never waits in SQLite's busy handler (which sleeps 1, 2, 5,
+                # 10... ms) nor runs checkpoints in its commits: it retries a locked database
+                # every fraction of a millisecond, and the checkpointer thread copies the WAL.
+                connection.exec_driver_sql("PRAGMA busy_timeout=0")
+                connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+                connection.commit()
+            self._connection = connection
         return self._connection
+
+    def _write_batch_when_unlocked(self, batch: list[_Waiter]) -> None:
+        if not self._sqlite:
+            self._write_batch(batch)
+            return
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        pause = 0.0002
+        while True:
+            try:
+                self._write_batch(batch)
+                return
+            except OperationalError as exc:
+                locked = "locked" in str(exc.orig) or "busy" in str(exc.orig)
+                if not locked or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+
+    def _checkpoint_loop(self) -> None:
+        """SQLite only: copy the WAL into the database file, outside the commit path."""
+        while not self._checkpoint_stop.wait(CHECKPOINT_INTERVAL_SECONDS):
+            try:
+                with self.engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:
+                log.warning("WAL checkpoint failed; retrying later", exc_info=True)
 
     def _write(self, batch: list[_Waiter]) -> None:
         started = time.perf_counter()
         try:
-            self._write_batch(batch)
+            self._write_batch_when_unlocked(batch)
         except Exception:
             log.exception("group commit failed; retrying its %d rows one by one", len(batch))
             self._drop_connection()
             for waiter in batch:
                 try:
-                    self._write_batch([waiter])
+                    self._write_batch_when_unlocked([waiter])
                 except Exception as exc:
                     self._drop_connection()
                     log.error(
