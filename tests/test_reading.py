@@ -477,3 +477,17 @@ def test_bytes_the_declared_charset_cannot_decode_are_read_with_a_warning(
         order = session.execute(select(Order)).scalar_one()
     assert order.patient_family_name == "Müller"
     assert "MSH-18 'ASCII' could not decode the message; read as utf-8" in order.details["warnings"]
+
+
+def test_a_cancel_in_a_refused_batch_is_applied_once_when_retried(
+    engine: Engine, refusing_placer: str
+) -> None:
+    ordered = new_order(engine, "C1", "P1")
+    read_pending(engine, REGISTRY)
+    cancelling = cancel(engine, "C2", "P1")
+    new_order(engine, "C3", refusing_placer)
+    assert read_pending(engine, REGISTRY) == 2
+    [order] = orders_of(engine, ordered)
+    assert order.status == "cancelled"
+    assert [a for a, _, _ in events(engine, order.id or 0)] == ["received", "cancelled"]
+    assert message_row(engine, cancelling).status == "read"

@@ -33,6 +33,10 @@ def resolve_cancels(
     cancelled_in_batch: set[tuple[int, int]] = set()
     cancelled_stored: set[int] = set()  # stored orders an earlier cancel of this batch took
     for plan in sorted(plans, key=lambda p: p.message_id):
+        # Cancel outcomes are worked out afresh on every attempt (a refused batch is retried).
+        plan.targets.clear()
+        plan.cancel_error = None
+        plan.deferred = False
         if plan.error is not None:
             continue
         claimed: set[tuple[int, int]] = set()
@@ -77,12 +81,12 @@ def resolve_cancels(
                 plan.deferred = True
                 break
             else:
-                plan.error = (
+                plan.cancel_error = (
                     f"{cancel.location} CA: no earlier order with placer order number "
                     f"{cancel.placer_order_number!r} from {cancel.sending_facility!r} to cancel"
                 )
                 break
-        if plan.error is not None or plan.deferred:
+        if plan.cancel_error is not None or plan.deferred:
             plan.targets.clear()
             continue
         cancelled_in_batch |= claimed

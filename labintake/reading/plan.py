@@ -46,8 +46,14 @@ class MessagePlan:
     orders: list[OrderRows] = field(default_factory=list)
     cancels: list[CancelRequest] = field(default_factory=list)
     targets: list[CancelTarget] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # the message could not be read
+    cancel_error: str | None = None  # a cancel found no order (set anew on every attempt)
     deferred: bool = False  # a cancel whose order may still be in an unread message
+
+    @property
+    def reason(self) -> str | None:
+        """Why the message goes to `error`, or None when it is read."""
+        return self.error or self.cancel_error
 
 
 def error_reason(exc: OrderReadError) -> str:

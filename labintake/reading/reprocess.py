@@ -125,7 +125,7 @@ def reprocess_message(
             ).scalars()
         )
         cancelled = tuple(t.order_id for t in plan.targets if t.order_id is not None)
-        status = MessageStatus.READ if plan.error is None else MessageStatus.ERROR
+        status = MessageStatus.READ if plan.reason is None else MessageStatus.ERROR
         session.execute(
             insert(MessageEvent),
             [
@@ -137,7 +137,7 @@ def reprocess_message(
                     "detail": {
                         "previous_error": previous,
                         "outcome": status.value,
-                        "error": plan.error,
+                        "error": plan.reason,
                         "order_ids": list(order_ids),
                         "cancelled_order_ids": list(cancelled),
                     },
@@ -147,7 +147,7 @@ def reprocess_message(
     return ReprocessOutcome(
         message_id=message_id,
         status=status,
-        error=plan.error,
+        error=plan.reason,
         previous_error=previous,
         order_ids=order_ids,
         cancelled_order_ids=cancelled,

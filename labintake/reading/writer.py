@@ -58,7 +58,14 @@ def write_plans(
     plans = [p for p in plans if p.message_id in claimed]
     resolve_cancels(session, plans, only_earlier=claim_status == MessageStatus.RECEIVED)
     done = [p for p in plans if not p.deferred]
-    good = [p for p in done if p.error is None]
+    waiting = [p.message_id for p in plans if p.deferred]
+    if waiting:  # not an attempt after all: they are read in a later round
+        session.execute(
+            update(InboundMessage)
+            .where(col(InboundMessage.id).in_(waiting))
+            .values(read_attempts=InboundMessage.read_attempts - 1)
+        )
+    good = [p for p in done if p.reason is None]
     now = utcnow()
     context = context or {}
 
@@ -155,21 +162,21 @@ def _apply_cancels(
 def _finish_messages(
     session: Session, plans: list[MessagePlan], now: Any, actor: str, context: dict[str, Any]
 ) -> None:
-    read_ids = [p.message_id for p in plans if p.error is None]
+    read_ids = [p.message_id for p in plans if p.reason is None]
     if read_ids:
         session.execute(
             update(InboundMessage)
             .where(col(InboundMessage.id).in_(read_ids))
             .values(status=MessageStatus.READ.value, read_at=now, error=None)
         )
-    failed = [p for p in plans if p.error is not None]
+    failed = [p for p in plans if p.reason is not None]
     if failed:
         table = InboundMessage.__table__  # type: ignore[attr-defined]
         session.execute(
             update(table)
             .where(table.c.id == bindparam("message_id"))
             .values(status=MessageStatus.ERROR.value, read_at=now, error=bindparam("reason")),
-            [{"message_id": p.message_id, "reason": p.error} for p in failed],
+            [{"message_id": p.message_id, "reason": p.reason} for p in failed],
         )
         session.execute(
             insert(MessageEvent),
@@ -179,7 +186,7 @@ def _finish_messages(
                     "at": now,
                     "actor": actor,
                     "action": "read_error",
-                    "detail": {"reason": p.error, **context},
+                    "detail": {"reason": p.reason, **context},
                 }
                 for p in failed
             ],
