@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
+from labintake.codes.tables import NO_VERSION
 from labintake.statuses import OrderStatus, Severity
 from labintake.verification.bundling_rules import check_bundling
 from labintake.verification.context import RuleContext
@@ -24,7 +25,9 @@ from labintake.verification.resolution import resolve_tests
 from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
 
 if TYPE_CHECKING:
+    from labintake.codes.bundling import Bundling
     from labintake.codes.icd10 import Icd10Release
+    from labintake.codes.policies import CoveragePolicies
     from labintake.codes.tables import CodeTables
 
 # Bump when a rule's logic or wording changes; recorded with every verification.
@@ -45,6 +48,33 @@ def icd10_release_for(tables: CodeTables, dos: date) -> Icd10Release | None:
     return earlier[-1] if earlier else releases[0]
 
 
+def _nearest_day(tables: CodeTables, kind: str, dos: date) -> date | None:
+    """A day inside the window of the `kind` version nearest to `dos` (None if none loaded)."""
+    versions = [m for m in tables.manifests() if m.kind == kind]
+    if not versions:
+        return None
+    earlier = [m for m in versions if m.effective_from <= dos]
+    if earlier:
+        return max(earlier, key=lambda m: m.effective_from).effective_from
+    return min(versions, key=lambda m: m.effective_from).effective_from
+
+
+def policies_and_bundling(tables: CodeTables, dos: date) -> tuple[CoveragePolicies, Bundling]:
+    """The coverage and bundling versions in force on `dos`; outside every window (an order
+    dated before the first loaded version), the nearest version - recorded like any other."""
+    policies = tables.policies_for(dos)
+    if policies.version == NO_VERSION:
+        day = _nearest_day(tables, "coverage", dos)
+        if day is not None:
+            policies = tables.policies_for(day)
+    bundling = tables.bundling_for(dos)
+    if bundling.version == NO_VERSION:
+        day = _nearest_day(tables, "bundling", dos)
+        if day is not None:
+            bundling = tables.bundling_for(day)
+    return policies, bundling
+
+
 def verify(
     order: OrderFacts,
     tables: CodeTables,
@@ -52,14 +82,13 @@ def verify(
     rules: RuleSettings = DEFAULT_RULES,
 ) -> VerificationResult:
     dos = order.date_of_service
-    policies = tables.policies_for(dos)
+    policies, bundling = policies_and_bundling(tables, dos)
     payer = order.payer
     effective = rules.for_order(order.interface, payer.company_id, payer.company_name)
     medicare = effective.medicare_policies
     if medicare is None:
         medicare = policies.medicare_applies(payer.company_id, payer.company_name, payer.plan_id)
     release = icd10_release_for(tables, dos)
-    bundling = tables.bundling_for(dos)
     ctx = RuleContext(
         facts=order,
         history=history,
