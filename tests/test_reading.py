@@ -491,3 +491,21 @@ def test_a_cancel_in_a_refused_batch_is_applied_once_when_retried(
     assert order.status == "cancelled"
     assert [a for a, _, _ in events(engine, order.id or 0)] == ["received", "cancelled"]
     assert message_row(engine, cancelling).status == "read"
+
+
+def test_cancel_waits_while_its_order_is_in_another_workers_batch(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("only PostgreSQL runs workers side by side (SKIP LOCKED)")
+    ordered = new_order(engine, "C1", "P1")
+    cancelling = cancel(engine, "C2", "P1")
+    with engine.connect() as other_worker:
+        other_worker.execute(
+            text("SELECT id FROM inbound_message WHERE id = :id FOR UPDATE"), {"id": ordered}
+        )
+        assert read_pending(engine, REGISTRY) == 0  # the cancel waits, not an error
+        waiting = message_row(engine, cancelling)
+        assert (waiting.status, waiting.read_attempts) == ("received", 0)
+        other_worker.rollback()
+    assert read_pending(engine, REGISTRY) == 2
+    assert [o.status for o in orders_of(engine, ordered)] == ["cancelled"]
+    assert message_row(engine, cancelling).status == "read"
