@@ -250,7 +250,7 @@ class JsonFormatter(logging.Formatter):
 
 _HANDLER_NAME = "labintake"
 # Libraries whose own records are noise at INFO.
-_QUIET_LOGGERS = ("sqlalchemy", "alembic.runtime.migration", "apscheduler.executors", "hl7apy")
+_QUIET_LOGGERS = ("sqlalchemy", "alembic.runtime.plugins", "apscheduler.executors", "hl7apy")
 
 
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:
