@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -35,7 +36,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from benchmarks import servers
+from benchmarks import drain, servers
 from benchmarks.loadgen import LoadResult, LoadSpec, run_load
 from benchmarks.messages import synthetic_orders
 
@@ -65,12 +66,27 @@ class Profile:
     warmup_seconds: float
     hl7apy_seconds: float
     drain_seconds: float
+    drain_messages: int
     connections: tuple[int, ...] = (4, 16)
     servers: tuple[str, ...] = (LABINTAKE, PYTHON_HL7, HL7APY)
 
 
-QUICK = Profile(rounds=1, seconds=3.0, warmup_seconds=1.0, hl7apy_seconds=2.0, drain_seconds=5.0)
-FULL = Profile(rounds=3, seconds=10.0, warmup_seconds=2.0, hl7apy_seconds=5.0, drain_seconds=20.0)
+QUICK = Profile(
+    rounds=1,
+    seconds=3.0,
+    warmup_seconds=1.0,
+    hl7apy_seconds=2.0,
+    drain_seconds=8.0,
+    drain_messages=3000,
+)
+FULL = Profile(
+    rounds=3,
+    seconds=10.0,
+    warmup_seconds=2.0,
+    hl7apy_seconds=5.0,
+    drain_seconds=40.0,
+    drain_messages=20000,
+)
 
 
 @dataclass(slots=True)
@@ -83,19 +99,6 @@ class Cell:
 
     def median(self, key: str) -> float:
         return float(statistics.median(float(r[key]) for r in self.rounds))
-
-
-@dataclass(slots=True)
-class Drain:
-    backlog: int = 0
-    read: int = 0
-    seconds: float = 0.0
-    statuses_after: dict[str, int] = field(default_factory=dict)
-    note: str = ""
-
-    @property
-    def rate(self) -> float:
-        return self.read / self.seconds if self.seconds > 0 else 0.0
 
 
 def filesystem_of(path: Path) -> str:
@@ -157,7 +160,8 @@ class Bench:
         self.cells: dict[tuple[str, int], Cell] = {}
         self.prefixes: Iterator[int] = count()
         self.rss_peak_bytes = 0
-        self.drain = Drain()
+        self.after_load: dict[str, int] = {}
+        self.drain = drain.Drain()
 
     def _prefix(self) -> str:
         # Control ids unique across the whole run, so labintake never sees a duplicate.
@@ -210,8 +214,9 @@ class Bench:
                 for connections in self.profile.connections:
                     for name, server in targets.items():
                         self._load(server, name, connections)
-                        if name == LABINTAKE:
-                            self.rss_peak_bytes = max(self.rss_peak_bytes, server.peak_rss_bytes())
+            if LABINTAKE in targets:
+                self.rss_peak_bytes = targets[LABINTAKE].peak_rss_bytes()
+                self.after_load = drain.statuses(self.database_url)
         finally:
             for server in started:
                 code = server.stop()
@@ -219,41 +224,19 @@ class Bench:
                     self.echo(f"  {server.name} exited with {code}; log: {server.log_path}")
 
     def run_drain(self) -> None:
-        """Time the reading worker on the backlog the intake runs left (service stopped)."""
-        from sqlalchemy import text
+        """A backlog stored with no reader running, then drained by a fresh service."""
+        from labintake.db import migrate
 
-        from labintake.config import Settings
-        from labintake.db import make_engine
-        from labintake.interfaces import load_interfaces
-
-        try:
-            from labintake.reading.worker import read_pending
-        except ImportError as exc:
-            self.drain.note = f"reading worker not available: {exc}"
-            return
-        settings = Settings(development=True, database_url=self.database_url)
-        registry = load_interfaces(servers.REPO / "interfaces")
-        engine = make_engine(settings.database_url)
-        by_status = text("SELECT status, count(*) FROM inbound_message GROUP BY status")
-
-        def counts() -> dict[str, int]:
-            with engine.connect() as conn:
-                rows = conn.execute(by_status).all()
-            return {str(r[0]): int(r[1]) for r in rows}
-
-        try:
-            self.drain.backlog = counts().get("received", 0)
-            deadline = time.perf_counter() + self.profile.drain_seconds
-            started = time.perf_counter()
-            while time.perf_counter() < deadline:
-                done = read_pending(engine, registry, 200)
-                if done == 0:
-                    break
-                self.drain.read += done
-            self.drain.seconds = time.perf_counter() - started
-            self.drain.statuses_after = counts()
-        finally:
-            engine.dispose()
+        url = f"sqlite:///{self.workdir / 'drain.sqlite3'}"
+        migrate(url)
+        count = self.profile.drain_messages
+        self.echo(f"storing a backlog of {count} messages through the intake path (no reader)")
+        accepted = drain.store_backlog(url, count)
+        if accepted != count:
+            self.echo(f"  only {accepted} of {count} were accepted")
+        self.echo("starting labintake serve on it and timing its reader")
+        self.drain = drain.watch(url, self.workdir / "drain", self.profile.drain_seconds)
+        self.rss_peak_bytes = max(self.rss_peak_bytes, self.drain.service_peak_rss_bytes)
 
     # -- reporting ------------------------------------------------------------------------
     def targets(self) -> list[tuple[str, bool | None, str]]:
@@ -334,10 +317,12 @@ class Bench:
             d = self.drain
             if d.read:
                 lines.append(
-                    f"received -> orders read (backlog drain): {d.read} of {d.backlog} messages "
-                    f"in {d.seconds:.1f} s = {d.rate:.0f} msg/s; statuses after: "
-                    f"{d.statuses_after}"
+                    f"received -> orders read (service's reader on the backlog): {d.read} of "
+                    f"{d.backlog} messages in {d.seconds:.1f} s = {d.rate:.0f} msg/s"
                 )
+                lines.append(f"  after: {d.statuses_after}" + (f"; {d.note}" if d.note else ""))
+            if self.after_load:
+                lines.append(f"intake database at the end of the load: {self.after_load}")
             else:
                 lines.append(
                     f"received -> orders read (backlog drain): {d.note or 'nothing drained'}"
@@ -374,14 +359,8 @@ class Bench:
                 }
                 for c in self.cells.values()
             ],
-            "drain": {
-                "backlog": self.drain.backlog,
-                "read": self.drain.read,
-                "seconds": round(self.drain.seconds, 3),
-                "msg_per_s": round(self.drain.rate, 1),
-                "statuses_after": self.drain.statuses_after,
-                "note": self.drain.note,
-            },
+            "drain": self.drain.summary(),
+            "intake_database_after_load": self.after_load,
             "labintake_peak_rss_mb": round(self.rss_peak_bytes / 1024 / 1024, 1),
             "targets": [{"target": t, "passed": p, "value": v} for t, p, v in self.targets()],
         }
@@ -397,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--connections", type=int, nargs="+", help="connection counts (default 4 16)"
     )
+    parser.add_argument("--drain-messages", type=int, help="backlog size for the reader's drain")
     parser.add_argument(
         "--servers",
         nargs="+",
@@ -416,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_seconds=profile.warmup_seconds,
         hl7apy_seconds=min(profile.hl7apy_seconds, args.seconds or profile.hl7apy_seconds),
         drain_seconds=profile.drain_seconds,
+        drain_messages=args.drain_messages or profile.drain_messages,
         connections=tuple(args.connections) if args.connections else profile.connections,
         servers=tuple(args.servers) if args.servers else profile.servers,
     )
@@ -440,16 +421,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench.run_intake()
         if LABINTAKE in profile.servers:
-            echo("draining the stored backlog with the reading worker")
             bench.run_drain()
     except BaseException:
         echo(f"benchmark stopped; logs and database kept in {workdir}")
         raise
     if not args.keep:
-        for path in sorted(workdir.glob("*")):
-            if path.is_file():
-                path.unlink()
-        workdir.rmdir()
+        shutil.rmtree(workdir)
     echo("")
     echo(bench.table())
     document = bench.document(mode)
