@@ -307,3 +307,34 @@ def test_no_finding_proposes_a_diagnosis_to_the_office(payer: PayerFacts) -> Non
         )
         assert codes <= sent, (finding.code, codes - sent)
         assert not re.search(r"pay|reimburs|denied|denial|\$", finding.clarify or "", re.I)
+
+
+_junk = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-^ x*", max_size=12)
+
+
+@given(
+    dx=st.lists(_junk, max_size=4),
+    tests=st.lists(st.tuples(_junk, st.sampled_from(["", "LN", "CPT", "L", "99zz"])), max_size=4),
+    units=st.integers(min_value=-3, max_value=50),
+    npi=_junk,
+    modifiers=st.lists(st.sampled_from(["GA", "GZ", "59", "91", "QW", ""]), max_size=3),
+)
+def test_any_order_gets_a_result_and_every_hold_a_question(
+    dx: list[str],
+    tests: list[tuple[str, str]],
+    units: int,
+    npi: str,
+    modifiers: list[str],
+) -> None:
+    built = [
+        TestFacts(i, f"OBR[{i}]-4", code, system, units=units, modifiers=tuple(modifiers))
+        for i, (code, system) in enumerate(tests, start=1)
+    ]
+    result = verify(order(built, dx, npi=npi), TABLES)
+    assert result.status is (OrderStatus.HELD if result.holds else OrderStatus.VERIFIED)
+    assert len(result.tests) == len(built)
+    for finding in result.findings:
+        assert finding.message
+        assert finding.location
+        if finding.is_hold:
+            assert finding.clarify

@@ -16,7 +16,7 @@ from labintake.verification.facts import (
     facts_from_request,
 )
 from labintake.verification.findings import Finding, ResolvedTest, VerificationResult
-from labintake.verification.rule_settings import RuleSettings, load_rule_settings
+from labintake.verification.rule_settings import RuleSettings, load_rule_settings, rules_for
 
 __all__ = [
     "NO_HISTORY",
@@ -33,5 +33,6 @@ __all__ = [
     "VerificationResult",
     "facts_from_request",
     "load_rule_settings",
+    "rules_for",
     "verify",
 ]

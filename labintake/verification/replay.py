@@ -194,12 +194,12 @@ def run_replay_command(
     from labintake.db import make_engine
     from labintake.errors import CodeTableError, ConfigurationError
     from labintake.interfaces import load_interfaces
-    from labintake.verification.rule_settings import load_rule_settings
+    from labintake.verification.rule_settings import rules_for
 
     try:
         tables = load_code_tables(settings.code_tables_dir, only_version=table_version)
         registry = load_interfaces(settings.interfaces_dir)
-        rules = load_rule_settings(settings.rules_file)
+        rules = rules_for(settings)
     except (CodeTableError, ConfigurationError) as exc:
         echo(f"error: {exc}")
         return 2

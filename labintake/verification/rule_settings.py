@@ -25,10 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labintake.errors import ConfigurationError
 from labintake.statuses import FindingCode, Severity
+
+if TYPE_CHECKING:
+    from labintake.config import Settings
 
 OFF = "off"
 SOFT_ONLY = frozenset({FindingCode.SIGNATURE_MISSING})
@@ -195,3 +198,21 @@ DEFAULT_RULES = RuleSettings()
 def load_rule_settings(path: Path | None) -> RuleSettings:
     """The settings in `path`, or the defaults when no file is configured."""
     return DEFAULT_RULES if path is None else RuleSettings.from_toml(path)
+
+
+_loaded: dict[tuple[Path, float], RuleSettings] = {}
+
+
+def rules_for(settings: Settings) -> RuleSettings:
+    """The rule settings of `settings.rules_file`, read once per file version (mtime)."""
+    path = settings.rules_file
+    if path is None:
+        return DEFAULT_RULES
+    try:
+        key = (path.resolve(), path.stat().st_mtime)
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: {exc}") from exc
+    found = _loaded.get(key)
+    if found is None:
+        found = _loaded[key] = RuleSettings.from_toml(path)
+    return found

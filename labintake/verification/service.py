@@ -348,9 +348,9 @@ def pending_verifier(
     the process's code tables, the sender definitions and the rule settings of `settings`."""
     from labintake.codes.tables import get_code_tables
     from labintake.interfaces import load_interfaces
-    from labintake.verification.rule_settings import load_rule_settings
+    from labintake.verification.rule_settings import rules_for
 
-    rules = load_rule_settings(settings.rules_file)
+    rules = rules_for(settings)
     senders = registry if registry is not None else load_interfaces(settings.interfaces_dir)
 
     def run() -> int:
