@@ -177,8 +177,14 @@ class Bench:
                     server.port, connections, self.profile.warmup_seconds, reconnect, self._prefix()
                 )
             )
+        cpu_before = server.cpu_seconds()
         result = asyncio.run(_measure(server.port, connections, seconds, reconnect, self._prefix()))
+        cpu = server.cpu_seconds() - cpu_before
         summary = result.summary()
+        # CPU time the server spent per ACK: steadier than msg/s when the machine is shared.
+        summary["server_cpu_ms_per_msg"] = (
+            round(cpu * 1000 / result.acked, 3) if result.acked else 0.0
+        )
         summary["load_average_1m"] = round(os.getloadavg()[0], 2)
         if result.connection_errors or result.mismatched_acks or set(result.ack_codes) - {"AA"}:
             summary["problem"] = True
@@ -187,6 +193,7 @@ class Bench:
         self.echo(
             f"  {name:<11} {connections:>3} conns  {summary['msg_per_s']:>8.1f} msg/s  "
             f"p50 {summary['p50_ms']:>7.2f} ms  p99 {summary['p99_ms']:>8.2f} ms  "
+            f"cpu {summary['server_cpu_ms_per_msg']:>6.3f} ms/msg  "
             f"{summary['ack_codes']}"
             + (f"  errors {summary['connection_errors']}" if result.connection_errors else "")
         )
@@ -293,8 +300,8 @@ class Bench:
     def table(self) -> str:
         lines = [
             f"{'server':<38}{'conns':>6}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'vs python-hl7':>15}",
-            "-" * 87,
+            f"{'vs python-hl7':>15}{'CPU ms/msg':>12}",
+            "-" * 99,
         ]
         for connections in self.profile.connections:
             base = self.cells.get((PYTHON_HL7, connections))
@@ -311,6 +318,7 @@ class Bench:
                 lines.append(
                     f"{LABELS[name]:<38}{connections:>6}{rate:>10.1f}"
                     f"{cell.median('p50_ms'):>9.2f}{cell.median('p99_ms'):>9.2f}{ratio:>15}"
+                    f"{cell.median('server_cpu_ms_per_msg'):>12.3f}"
                 )
         lines.append("")
         if LABINTAKE in self.profile.servers:
@@ -355,6 +363,7 @@ class Bench:
                     "median_msg_per_s": c.median("msg_per_s"),
                     "median_p50_ms": c.median("p50_ms"),
                     "median_p99_ms": c.median("p99_ms"),
+                    "median_server_cpu_ms_per_msg": c.median("server_cpu_ms_per_msg"),
                     "rounds": c.rounds,
                 }
                 for c in self.cells.values()

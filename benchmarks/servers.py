@@ -69,6 +69,20 @@ def peak_rss_bytes(pid: int) -> int:
     return sum(_status_kib(p, "VmHWM") for p in process_tree(pid)) * 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by `pid` and its live children, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / ticks
+
+
 def rss_bytes(pid: int) -> int:
     """Current resident memory of `pid` and its live children."""
     return sum(_status_kib(p, "VmRSS") for p in process_tree(pid)) * 1024
@@ -155,6 +169,9 @@ class ServerProcess:
 
     def peak_rss_bytes(self) -> int:
         return peak_rss_bytes(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     def kill(self) -> None:
         """SIGKILL, no goodbye: what a power cut or the OOM killer does."""
