@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import threading
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from verification_rows import store_order
 
+from labintake.codes.catalog import CatalogEntry, TestCatalog
 from labintake.codes.tables import CodeTables, load_code_tables
 from labintake.config import Settings
 from labintake.db import session_scope
@@ -200,3 +203,33 @@ def test_worker_function_uses_the_rule_settings_file(
     assert run() == 0
     assert findings_of(engine, order_id) == [("DX_NOT_BILLABLE", "warn", "DG1[1]-3")]
     assert status_of(engine, order_id) == "verified"
+
+
+class _BrokenCatalog(TestCatalog):
+    """A catalog that fails on one code, standing in for a rule that breaks on an order."""
+
+    def resolve(
+        self, code: str, system: str, interface_codes: Mapping[str, str] | None = None
+    ) -> CatalogEntry | None:
+        if code == "BOOM":
+            raise ValueError("catalog lookup broke")
+        return super().resolve(code, system, interface_codes)
+
+
+def test_an_order_the_rules_fail_on_goes_to_error_and_the_batch_goes_on(
+    engine: Engine, tables: CodeTables
+) -> None:
+    broken = copy.copy(tables)
+    broken.catalog = _BrokenCatalog(tables.catalog.version, list(tables.catalog))
+    bad = store_order(engine, [("BOOM", "CPT")], ["E11.9"])
+    good = store_order(engine, [("83036", "CPT")], ["E11.9"], mrn="MRN7")
+    assert verify_pending(engine, broken) == 2
+    assert verify_pending(engine, broken) == 0
+    assert status_of(engine, good) == "verified"
+    assert status_of(engine, bad) == "error"
+    with Session(engine) as session:
+        order = session.get(Order, bad)
+        assert order is not None
+        assert "catalog lookup broke" in (order.error or "")
+        event = session.exec(select(OrderEvent).where(OrderEvent.order_id == bad)).one()
+        assert event.action == "verification_failed"

@@ -221,13 +221,23 @@ def _verify_all(
     tables: CodeTables,
     rules: RuleSettings,
     extra_codes: Mapping[str, Mapping[str, str]],
-) -> list[VerificationResult]:
+    *,
+    catch: bool = False,
+) -> list[VerificationResult | str]:
+    """Each order's result; with `catch`, an order the rules fail on gets the reason instead
+    (so one bad order cannot hold up a batch forever)."""
     histories = load_histories(session, stored, tables)
-    results = []
+    results: list[VerificationResult | str] = []
     for item in stored:
         interface = str((item.order.details or {}).get("interface") or "")
-        facts = facts_of(item, dict(extra_codes.get(interface, {})))
-        results.append(verify(facts, tables, histories[item.id], rules))
+        try:
+            facts = facts_of(item, dict(extra_codes.get(interface, {})))
+            results.append(verify(facts, tables, histories[item.id], rules))
+        except Exception as exc:
+            if not catch:
+                raise
+            log.exception("verification of order %s failed", item.id)
+            results.append(f"verification failed: {type(exc).__name__}: {exc}")
     return results
 
 
@@ -263,14 +273,14 @@ def verify_pending(
             if not orders:
                 return 0
             stored = load_orders(session, orders)
-            results = _verify_all(session, stored, tables, rules, extra)
+            results = _verify_all(session, stored, tables, rules, extra, catch=True)
             return _write_all(session, stored, results, actor)
     with Session(engine, expire_on_commit=False) as session:
         orders = list(session.exec(_pending(limit)))
         if not orders:
             return 0
         stored = load_orders(session, orders)
-        results = _verify_all(session, stored, tables, rules, extra)
+        results = _verify_all(session, stored, tables, rules, extra, catch=True)
         session.commit()  # end the read (objects stay loaded) before writing
         done = 0
         for start in range(0, len(stored), _WRITE_CHUNK):
@@ -287,11 +297,14 @@ def verify_pending(
 def _write_all(
     session: Session,
     stored: Sequence[StoredOrder],
-    results: Sequence[VerificationResult],
+    results: Sequence[VerificationResult | str],
     actor: str,
 ) -> int:
     done = 0
     for item, result in zip(stored, results, strict=True):
+        if isinstance(result, str):
+            done += _mark_failed(session, item, result, actor)
+            continue
         outcome = write_result(
             session,
             item,
@@ -305,6 +318,34 @@ def _write_all(
             continue
         done += 1
     return done
+
+
+def _mark_failed(session: Session, stored: StoredOrder, reason: str, actor: str) -> int:
+    """Status `error` with the reason (listed, reprocessable), instead of retrying forever."""
+    now = utcnow()
+    claimed = session.execute(
+        update(Order)
+        .where(col(Order.id) == stored.id, col(Order.status) == OrderStatus.RECEIVED.value)
+        .values(
+            status=OrderStatus.ERROR.value,
+            error=reason[:2000],
+            row_version=col(Order.row_version) + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    if getattr(claimed, "rowcount", 1) != 1:
+        return 0
+    session.add(
+        OrderEvent(
+            order_id=stored.id,
+            at=now,
+            actor=actor,
+            action="verification_failed",
+            detail={"status_before": OrderStatus.RECEIVED.value, "reason": reason[:2000]},
+        )
+    )
+    return 1
 
 
 def verify_order(
@@ -330,6 +371,7 @@ def verify_order(
     session.flush()
     stored = load_orders(session, [order])[0]
     result = _verify_all(session, [stored], tables, rules, _interface_codes(registry))[0]
+    assert not isinstance(result, str)
     outcome = write_result(session, stored, result, actor, action, expected_status=order.status)
     if outcome is None:
         raise ConcurrentChangeError(f"order {order_id} changed while it was being verified")

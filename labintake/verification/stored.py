@@ -218,9 +218,17 @@ def load_histories(
             diagnoses[order_id].append(normalize_icd10(code))
     catalog = tables.catalog
     priors: dict[int, list[PriorTest]] = {}
-    for order_id, other in others.items():
-        items: list[PriorTest] = []
+
+    def priors_of(order_id: int) -> list[PriorTest]:
+        found = priors.get(order_id)
+        if found is not None:
+            return found
+        other = others[order_id]
         assert other.date_of_service is not None
+        ref = f"#{order_id}" + (
+            f" {other.placer_order_number}" if other.placer_order_number else ""
+        )
+        items = []
         for test in tests.get(order_id, ()):
             entry = resolve_stored_test(catalog, test)
             items.append(
@@ -229,11 +237,12 @@ def load_histories(
                     cpt=entry.cpt if entry is not None else test.cpt,
                     local_code=entry.code if entry is not None else test.local_code,
                     diagnoses=tuple(diagnoses.get(order_id, ())),
-                    order_ref=f"#{order_id}"
-                    + (f" {other.placer_order_number}" if other.placer_order_number else ""),
+                    order_ref=ref,
                 )
             )
         priors[order_id] = items
+        return items
+
     by_patient: dict[tuple[str, str], list[int]] = defaultdict(list)
     for order_id, other in others.items():
         by_patient[(other.sending_facility, other.patient_mrn)].append(order_id)
@@ -247,6 +256,6 @@ def load_histories(
                 continue
             if other.date_of_service == dos and order_id > s.id:
                 continue  # received later: that one is the duplicate, not this
-            found.extend(priors[order_id])
+            found.extend(priors_of(order_id))
         histories[s.id] = PatientHistory(tuple(found))
     return histories
