@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import text, update
+from sqlalchemy import insert, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -184,6 +184,80 @@ def _order_refused(session: Session, entry: OutboxEntry, reason: str, now: datet
     )
 
 
+def _record_deliveries(
+    session: Session, token: str, outcomes: Sequence[Outcome], now: datetime
+) -> int:
+    """Acknowledged messages, in a few set-based statements (the hot path of delivery)."""
+    delivered = 0
+    by_code: dict[str, list[int]] = {}
+    for outcome in outcomes:
+        by_code.setdefault(outcome.ack_code, []).append(outcome.entry_id)
+    for ack_code, ids in by_code.items():
+        rows = session.execute(
+            update(OutboxEntry)
+            .where(col(OutboxEntry.id).in_(ids), col(OutboxEntry.claimed_by) == token)
+            .values(
+                status=OutboxStatus.DELIVERED.value,
+                ack_code=ack_code,
+                delivered_at=now,
+                updated_at=now,
+                last_error=None,
+                claimed_by=None,
+                claimed_until=None,
+                attempts=OutboxEntry.attempts + 1,
+            )
+            .returning(
+                col(OutboxEntry.order_id),
+                col(OutboxEntry.kind),
+                col(OutboxEntry.control_id),
+                col(OutboxEntry.attempts),
+            )
+        ).all()
+        delivered += len(rows)
+        releases = {
+            order_id: (control_id, attempts)
+            for order_id, kind, control_id, attempts in rows
+            if kind == OutboxKind.RELEASE.value
+        }
+        if not releases:
+            continue
+        moved = session.execute(
+            update(Order)
+            .where(
+                col(Order.id).in_(list(releases)),
+                col(Order.status) == OrderStatus.RELEASED.value,
+            )
+            .values(
+                status=OrderStatus.DELIVERED.value,
+                delivered_at=now,
+                updated_at=now,
+                row_version=Order.row_version + 1,
+            )
+            .returning(col(Order.id))
+        ).all()
+        if moved:
+            session.execute(
+                insert(OrderEvent),
+                [
+                    {
+                        "order_id": order_id,
+                        "at": now,
+                        "actor": "system",
+                        "action": "delivered",
+                        "detail": {
+                            "before": {"status": OrderStatus.RELEASED.value},
+                            "after": {"status": OrderStatus.DELIVERED.value},
+                            "control_id": releases[order_id][0],
+                            "ack_code": ack_code,
+                            "attempts": releases[order_id][1],
+                        },
+                    }
+                    for (order_id,) in moved
+                ],
+            )
+    return delivered
+
+
 def record_outcomes(
     engine: Engine, token: str, outcomes: Sequence[Outcome], policy: RetryPolicy
 ) -> int:
@@ -192,10 +266,14 @@ def record_outcomes(
     A message whose claim is no longer ours (it expired and another sender took it) is left
     to that sender.
     """
-    delivered = 0
     now = utcnow()
     with session_scope(engine) as session:
+        delivered = _record_deliveries(
+            session, token, [o for o in outcomes if o.kind == "delivered"], now
+        )
         for outcome in outcomes:
+            if outcome.kind == "delivered":
+                continue
             entry = session.get(OutboxEntry, outcome.entry_id, with_for_update=True)
             if entry is None or entry.claimed_by != token:
                 continue
@@ -206,15 +284,7 @@ def record_outcomes(
                 session.add(entry)
                 continue
             entry.attempts += 1
-            if outcome.kind == "delivered":
-                entry.status = OutboxStatus.DELIVERED.value
-                entry.ack_code = outcome.ack_code
-                entry.delivered_at = now
-                entry.last_error = None
-                if entry.kind == OutboxKind.RELEASE.value:
-                    _order_delivered(session, entry, now)
-                delivered += 1
-            elif outcome.kind == "refused":
+            if outcome.kind == "refused":
                 entry.status = OutboxStatus.REFUSED.value
                 entry.ack_code = outcome.ack_code
                 entry.last_error = outcome.text or f"answered {outcome.ack_code}"

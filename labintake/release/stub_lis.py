@@ -21,8 +21,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import hl7
-
+from labintake.errors import HL7Error
+from labintake.hl7.ack import build_ack
+from labintake.hl7.header import Header, parse_header
+from labintake.hl7.segments import split_segments
 from labintake.mllp.framing import FrameDecoder, frame
 
 log = logging.getLogger(__name__)
@@ -43,29 +45,28 @@ class ReceivedMessage:
 Responder = Callable[[ReceivedMessage], tuple[str, str] | None]
 
 
-def _summary(raw: bytes, seen: Counter[str]) -> tuple[ReceivedMessage, hl7.Message]:
-    text = raw.decode("utf-8", errors="replace").replace("\n", "\r")
-    message = hl7.parse(text)
-    control_id = str(message.extract_field("MSH", 1, 10))
-    segments = {str(segment[0]) for segment in message}
-    patient = str(message.extract_field("PID", 1, 3, 1, 1)) if "PID" in segments else ""
-    tests: list[str] = []
+def _summary(raw: bytes, seen: Counter[str]) -> tuple[ReceivedMessage, Header]:
+    header = parse_header(raw)
+    segments = split_segments(raw.decode("utf-8", errors="replace"))
+    patient = ""
     placer = ""
-    for segment in message:
-        if str(segment[0]) == "OBR":
-            tests.append(str(segment(4)).split("^", 1)[0])
-            placer = placer or str(segment(2)).split("^", 1)[0]
-    message_type = "^".join(str(message.extract_field("MSH", 1, 9, 1, n)) for n in (1, 2))
+    tests: list[str] = []
+    for segment in segments:
+        if segment.name == "PID" and not patient:
+            patient = segment.text(3, 1)
+        elif segment.name == "OBR":
+            tests.append(segment.text(4, 1))
+            placer = placer or segment.text(2, 1)
     received = ReceivedMessage(
-        control_id=control_id,
-        message_type=message_type,
+        control_id=header.control_id,
+        message_type=header.message_code,
         patient_id=patient,
         placer_order=placer,
         tests=tuple(tests),
         raw=raw,
-        repeat=seen[control_id] > 0,
+        repeat=seen[header.control_id] > 0,
     )
-    return received, message
+    return received, header
 
 
 @dataclass
@@ -181,8 +182,8 @@ class StubLis:
     def _answer(self, raw: bytes) -> bytes | None:
         try:
             with self.state.lock:
-                received, message = _summary(raw, self.state.seen)
-        except (KeyError, IndexError, ValueError):
+                received, header = _summary(raw, self.state.seen)
+        except HL7Error:
             log.warning("stub LIS: unreadable message (%d bytes)", len(raw))
             return None
         if self.delay_seconds:
@@ -206,12 +207,7 @@ class StubLis:
                 " (repeat)" if received.repeat else "",
                 code,
             )
-        ack = message.create_ack(code, message_id=f"ACK{received.control_id}"[:20])
-        text = str(ack).rstrip("\r")
-        if error_text:
-            escaped = str(message.escape(error_text))
-            text += f"\rERR||||E||||{escaped}"
-        return (text + "\r").encode("utf-8")
+        return build_ack(header, code, HL7Error(error_text) if error_text else None)
 
 
 def main() -> None:
