@@ -29,7 +29,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.sql.expression import Insert
+from sqlalchemy.sql.dml import Insert, ReturningInsert
 
 from labintake.errors import StorageError
 from labintake.models.messages import InboundMessage
@@ -76,13 +76,18 @@ class _Waiter:
     outcome: StoreResult | BaseException | None = field(default=None)
 
 
-def _insert_statement(engine: Engine) -> Insert:
+def _insert_statement(engine: Engine) -> ReturningInsert[Any]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING key, id: the rows it returns were ours."""
     dialect = engine.dialect.name
     if dialect == "sqlite":
-        return sqlite.insert(TABLE).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
-    if dialect == "postgresql":
-        return postgresql.insert(TABLE).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
-    raise StorageError(f"database {dialect!r} is not supported for intake (SQLite, PostgreSQL)")
+        insert: Insert = sqlite.insert(TABLE).on_conflict_do_nothing(
+            index_elements=list(KEY_COLUMNS)
+        )
+    elif dialect == "postgresql":
+        insert = postgresql.insert(TABLE).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
+    else:
+        raise StorageError(f"database {dialect!r} is not supported for intake (SQLite, PostgreSQL)")
+    return insert.returning(*(TABLE.c[name] for name in KEY_COLUMNS), TABLE.c.id)
 
 
 def _resolve(waiters: list[_Waiter]) -> None:
@@ -266,25 +271,27 @@ class GroupCommitWriter:
                 firsts[key] = waiter
         connection = self._connect()
         with connection.begin():
-            result = connection.execute(self._insert, [w.row.values for w in firsts.values()])
-            if result.rowcount == len(firsts):
-                stored: dict[Key, tuple[bytes, int]] | None = None
-            else:
+            inserted = {
+                (r[0], r[1], r[2]): int(r[3])
+                for r in connection.execute(self._insert, [w.row.values for w in firsts.values()])
+            }
+            conflicts = [key for key in firsts if key not in inserted]
+            stored: dict[Key, tuple[bytes, int]] = {}
+            if conflicts:
                 rows = connection.execute(
                     self._select.where(
-                        tuple_(*(TABLE.c[name] for name in KEY_COLUMNS)).in_(list(firsts))
+                        tuple_(*(TABLE.c[name] for name in KEY_COLUMNS)).in_(conflicts)
                     )
-                ).all()
-                stored = {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+                )
+                stored = {(r[0], r[1], r[2]): (bytes(r[3]), int(r[4])) for r in rows}
         for key, waiter in firsts.items():
-            if stored is None:
-                waiter.outcome = StoreResult(waiter.row.ack, duplicate=False)
+            if key in inserted:
+                waiter.outcome = StoreResult(waiter.row.ack, False, inserted[key])
                 continue
-            ack, message_id = stored.get(key, (b"", None))
-            if message_id is None:
+            if key not in stored:
                 raise StorageError(f"row {key!r} neither inserted nor found")
-            duplicate = ack != waiter.row.ack
-            waiter.outcome = StoreResult(ack, duplicate=duplicate, message_id=message_id)
+            ack, message_id = stored[key]
+            waiter.outcome = StoreResult(ack, duplicate=True, message_id=message_id)
         for waiter, first in repeats:
             outcome = first.outcome
             assert isinstance(outcome, StoreResult)
