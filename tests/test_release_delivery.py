@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import trustme
 from factories_release import add_order, make_orders
 from hl7apy.parser import parse_message
 from sqlalchemy.engine import Engine
@@ -337,3 +344,75 @@ def test_two_instances_releasing_and_sending_concurrently_deliver_each_order_onc
         ).all()
     assert len(per_order) == 120
     assert all(n == 1 for _, n in per_order)
+
+
+def test_delivery_over_tls_to_a_lis_with_its_own_ca(engine: Engine, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(server_context)
+    ca_file = tmp_path / "lis-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    make_orders(engine, 3)
+    release_verified(engine)
+    with StubLis(ssl_context=server_context) as lis:
+        endpoint = Endpoint("127.0.0.1", lis.port, tls=True, tls_ca=ca_file, ack_timeout=5.0)
+        sender = Sender(engine, endpoint, FAST)
+        deliver_until_idle(sender)
+        sender.close()
+        untrusted = Sender(engine, Endpoint("127.0.0.1", lis.port, tls=True), FAST)
+        make_orders(engine, 1)
+        release_verified(engine)
+        untrusted.deliver_due()  # a LIS whose certificate we cannot verify gets nothing
+        untrusted.close()
+    assert len(lis.accepted()) == 3
+    with Session(engine) as session:
+        waiting = session.exec(select(OutboxEntry).where(OutboxEntry.status == "pending")).one()
+    assert "certificate" in (waiting.last_error or "").lower()
+
+
+def test_service_killed_mid_delivery_loses_nothing_and_the_lis_takes_each_order_once(
+    engine: Engine, database_url: str
+) -> None:
+    make_orders(engine, 60)
+    release_verified(engine)
+    with StubLis(delay_seconds=0.03) as lis:
+        script = (
+            "from labintake.db import make_engine\n"
+            "from labintake.release.connection import Endpoint\n"
+            "from labintake.release.sender import Sender, SenderOptions, deliver_until_idle\n"
+            f"engine = make_engine({database_url!r})\n"
+            f"endpoint = Endpoint('127.0.0.1', {lis.port}, ack_timeout=5.0)\n"
+            "options = SenderOptions(commit_every=10, lease_seconds=1.0)\n"
+            "deliver_until_idle(Sender(engine, endpoint, options=options))\n"
+        )
+        process = subprocess.Popen([sys.executable, "-c", script])
+        try:
+            wait_until(lambda: len(lis.received) >= 25, seconds=60)
+        finally:
+            os.kill(process.pid, signal.SIGKILL)  # no shutdown, no last commit
+            process.wait(timeout=10)
+        lis.delay_seconds = 0.0
+        partly = statuses(engine)
+        assert partly.get("released", 0) > 0  # it really died mid-delivery
+        time.sleep(1.1)  # its claims expire
+        restarted = make_engine(database_url)
+        try:
+            sender = make_sender(restarted, lis)
+            deliver_until_idle(sender)
+            sender.close()
+        finally:
+            restarted.dispose()
+    assert statuses(engine) == {"delivered": 60}
+    counts = lis.counts()
+    assert len(counts) == 60
+    assert len(lis.accepted()) == 60
+    assert sum(counts.values()) - 60 <= 10  # repeats: at most the uncommitted tail
+    with Session(engine) as session:
+        events = session.exec(
+            select(OrderEvent.order_id, func.count())
+            .where(OrderEvent.action == "delivered")
+            .group_by(OrderEvent.order_id)
+        ).all()
+    assert len(events) == 60
+    assert all(n == 1 for _, n in events)

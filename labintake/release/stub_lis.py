@@ -15,6 +15,7 @@ import contextlib
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections import Counter
@@ -87,12 +88,14 @@ class StubLis:
         responder: Responder | None = None,
         delay_seconds: float = 0.0,
         log_messages: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.responder = responder
         self.delay_seconds = delay_seconds
         self.log_messages = log_messages
+        self.ssl_context = ssl_context
         self.state = _State()
         self._server: socketserver.ThreadingTCPServer | None = None
         self._thread: threading.Thread | None = None
@@ -157,6 +160,13 @@ class StubLis:
 
     # -- one connection -----------------------------------------------------------------
     def _serve_connection(self, conn: socket.socket) -> None:
+        if self.ssl_context is not None:
+            try:
+                conn = self.ssl_context.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("stub LIS: TLS handshake failed: %s", exc)
+                conn.close()
+                return
         self._connections.add(conn)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         decoder = FrameDecoder(16 * 1024 * 1024)
