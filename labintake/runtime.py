@@ -127,10 +127,21 @@ def check_schema(engine: Engine) -> None:
         )
 
 
-def _reader_function(engine: Engine, registry: InterfaceRegistry) -> BatchFunction:
+# Reading batches while messages arrive are kept small: on SQLite a batch holds the one write
+# lock while it is written, and intake must not wait long for it. With no intake going on,
+# large batches drain a backlog fastest.
+READER_BATCH_WHILE_INTAKE = 25
+READER_BATCH_IDLE = 500
+
+
+def _reader_function(engine: Engine, registry: InterfaceRegistry, intake: Intake) -> BatchFunction:
     from labintake.reading.worker import read_pending
 
-    return lambda: read_pending(engine, registry)
+    def read_batch() -> int:
+        limit = READER_BATCH_WHILE_INTAKE if intake.busy() else READER_BATCH_IDLE
+        return read_pending(engine, registry, limit)
+
+    return read_batch
 
 
 class Service:
@@ -157,7 +168,7 @@ class Service:
             ssl_context=tls,
         )
         self.workers = BackgroundWorkers()
-        self.workers.register("reader", _reader_function(self.engine, self.interfaces))
+        self.workers.register("reader", _reader_function(self.engine, self.interfaces, self.intake))
         from labintake.jobs.service import ReleaseRuntime
 
         self.release = ReleaseRuntime(settings, self.engine, demo=demo)

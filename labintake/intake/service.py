@@ -27,6 +27,7 @@ always answered, whatever MSH-15 says, so that nothing is lost silently.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -170,6 +171,10 @@ class Intake:
 
     def start(self) -> None:
         self.writer.start()
+
+    def busy(self, within: float = 0.5) -> bool:
+        """Whether messages were stored in the last `within` seconds (others may yield)."""
+        return time.monotonic() - self.writer.last_commit_at < within
 
     def close(self) -> None:
         """Finish the commits in flight and stop the writer (blocking)."""

@@ -118,6 +118,7 @@ class GroupCommitWriter:
         self._checkpoint_stop = threading.Event()
         self.batches = 0
         self.rows = 0
+        self.last_commit_at = 0.0  # time.monotonic() of the last batch written
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -241,6 +242,7 @@ class GroupCommitWriter:
                     waiter.outcome = StorageError(f"could not store the message: {exc}")
         self.batches += 1
         self.rows += len(batch)
+        self.last_commit_at = time.monotonic()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "group commit",
