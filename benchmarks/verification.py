@@ -1,9 +1,13 @@
 """Verification engine benchmark: time of `verify()` for typical orders (rules only, no I/O).
 
     python benchmarks/verification.py [CODE_TABLES_DIR] [--runs N]
+    python benchmarks/verification.py --drain 3000 [--database-url URL]
 
 Loads the shipped code tables once, warms up, then times each order shape N times and
 prints the median and p99 per call. Target: median for a 3-test order <= 0.2 ms.
+`--drain N` also stores N received 3-test orders (500 patients, so there is history) in a
+fresh database (a temporary SQLite file unless a URL of an empty, migratable database is
+given) and times `verify_pending` draining them: orders per second, database included.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from labintake.codes.tables import load_code_tables
+from sqlalchemy import insert
+
+from labintake.codes.tables import CodeTables, load_code_tables
 from labintake.verification import (
     NO_HISTORY,
     DiagnosisFacts,
@@ -75,12 +82,94 @@ SHAPES = {
 }
 
 
+def drain(tables: CodeTables, count: int, url: str) -> None:
+    from labintake.db import make_engine, migrate
+    from labintake.models import InboundMessage, Order, OrderDiagnosis, OrderTest
+    from labintake.verification.service import verify_pending
+
+    migrate(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(InboundMessage),
+            [{"control_id": f"B{i}", "ack": b"", "status": "read"} for i in range(count)],
+        )
+        conn.execute(
+            insert(Order),
+            [
+                {
+                    "message_id": i + 1,
+                    "group_index": 1,
+                    "status": "received",
+                    "sending_facility": "PRAIRIEFM",
+                    "placer_order_number": f"P{i}",
+                    "patient_mrn": f"M{i % 500}",
+                    "payer_company_id": "CMS",
+                    "payer_company_name": "Medicare Part B",
+                    "provider_npi": "1049382710",
+                    "date_of_service": DOS - timedelta(days=i % 200),
+                    "details": {"interface": "prairie-clinic"},
+                }
+                for i in range(count)
+            ],
+        )
+        conn.execute(
+            insert(OrderTest),
+            [
+                {
+                    "order_id": i + 1,
+                    "seq": seq,
+                    "location": f"OBR[{seq}]-4",
+                    "sent_code": code,
+                    "sent_system": "CPT",
+                    "units": 1,
+                    "modifiers": "",
+                }
+                for i in range(count)
+                for seq, code in enumerate(("80053", "80061", "83036"), start=1)
+            ],
+        )
+        conn.execute(
+            insert(OrderDiagnosis),
+            [
+                {
+                    "order_id": i + 1,
+                    "seq": seq,
+                    "code": code,
+                    "location": f"DG1[{seq}]-3",
+                    "source": "sender",
+                    "active": True,
+                }
+                for i in range(count)
+                for seq, code in enumerate(("E11.9", "E78.5"), start=1)
+            ],
+        )
+    start = time.perf_counter()
+    done = 0
+    while batch := verify_pending(engine, tables):
+        done += batch
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    print(f"verify_pending drained {done} orders in {elapsed:.2f} s: {done / elapsed:.0f} orders/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tables", nargs="?", type=Path, default=REPO / "code_tables")
     parser.add_argument("--runs", type=int, default=20000)
+    parser.add_argument("--drain", type=int, default=0, help="also time verify_pending on N orders")
+    parser.add_argument(
+        "--database-url", default="", help="an empty database (default: temp SQLite)"
+    )
     args = parser.parse_args()
     tables = load_code_tables(args.tables)
+    if args.drain:
+        if args.database_url:
+            drain(tables, args.drain, args.database_url)
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                drain(tables, args.drain, f"sqlite:///{folder}/bench.sqlite3")
+        return
     print(f"{'order':<62} {'median ms':>10} {'p99 ms':>8} findings")
     for name, (facts, history) in SHAPES.items():
         for _ in range(2000):

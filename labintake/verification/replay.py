@@ -23,9 +23,17 @@ from labintake.interfaces import InterfaceRegistry
 from labintake.models import Order
 from labintake.statuses import OrderStatus
 from labintake.verification.engine import verify
+from labintake.verification.findings import VerificationResult
 from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
-from labintake.verification.service import REVERIFIABLE, new_status, write_result
-from labintake.verification.stored import NOT_HISTORY, facts_of, load_histories, load_orders
+from labintake.verification.service import REVERIFIABLE
+from labintake.verification.stored import (
+    NOT_HISTORY,
+    StoredOrder,
+    facts_of,
+    load_histories,
+    load_orders,
+)
+from labintake.verification.writer import new_status, write_results
 
 if TYPE_CHECKING:
     from labintake.config import Settings
@@ -126,6 +134,8 @@ def replay(
     report = ReplayReport()
     for ids in _batches(engine, since):
         with Session(engine, expire_on_commit=False) as session:
+            to_write: list[tuple[StoredOrder, VerificationResult, str]] = []
+            pending: dict[int, ReplayChange] = {}
             orders = list(session.exec(select(Order).where(col(Order.id).in_(ids))))
             stored = load_orders(session, orders)
             histories = load_histories(session, stored, tables)
@@ -169,15 +179,16 @@ def replay(
                     would = new_status(OrderStatus.HELD.value, pairs)
                     change.note = f"already {order.status}; would now be {would}; not changed"
                 elif apply:
-                    outcome = write_result(
-                        session, item, result, actor, "replayed", expected_status=order.status
-                    )
-                    change.applied = outcome is not None
-                    if outcome is None:
-                        change.note = "changed meanwhile; skipped"
+                    to_write.append((item, result, order.status))
+                    pending[item.id] = change
                 report.changes.append(change)
-            if apply:
+            if apply and to_write:
+                written = {o.order_id for o in write_results(session, to_write, actor, "replayed")}
                 session.commit()
+                for order_id, change in pending.items():
+                    change.applied = order_id in written
+                    if not change.applied:
+                        change.note = "changed meanwhile; skipped"
     return report
 
 

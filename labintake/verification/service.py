@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
@@ -27,11 +26,10 @@ from labintake.codes.tables import CodeTables
 from labintake.db import utcnow
 from labintake.errors import ConcurrentChangeError, WorkflowError
 from labintake.interfaces import InterfaceRegistry
-from labintake.models import Finding as FindingRow
-from labintake.models import Order, OrderEvent, Verification
-from labintake.statuses import OrderStatus, Severity
+from labintake.models import Order, OrderEvent
+from labintake.statuses import OrderStatus
 from labintake.verification.engine import verify
-from labintake.verification.findings import Finding, VerificationResult
+from labintake.verification.findings import VerificationResult
 from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
 from labintake.verification.stored import (
     StoredOrder,
@@ -39,6 +37,7 @@ from labintake.verification.stored import (
     load_histories,
     load_orders,
 )
+from labintake.verification.writer import write_results
 
 if TYPE_CHECKING:
     from labintake.config import Settings
@@ -56,163 +55,6 @@ REVERIFIABLE = frozenset(
     }
 )
 _WRITE_CHUNK = 100
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one verification changed (also the event's detail)."""
-
-    order_id: int
-    status_before: str
-    status_after: str
-    added: list[str] = field(default_factory=list)
-    resolved: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
-
-
-def _label(code: str, location: str) -> str:
-    return f"{code}@{location}"
-
-
-def _key(row: FindingRow) -> tuple[str, str, str]:
-    return (row.code, row.location, str((row.reference or {}).get("subject", "")))
-
-
-def _reference(finding: Finding) -> dict[str, Any]:
-    return {**finding.reference, "subject": finding.subject}
-
-
-def new_status(current: str, findings: Sequence[tuple[str, str]]) -> str:
-    """Held while an open hold remains (an order awaiting the office keeps waiting).
-
-    `findings` are the (state, severity) pairs of the findings raised by this verification.
-    """
-    open_hold = any(
-        state == "open" and severity == Severity.HOLD.value for state, severity in findings
-    )
-    if not open_hold:
-        return OrderStatus.VERIFIED.value
-    if current == OrderStatus.AWAITING_OFFICE.value:
-        return current
-    return OrderStatus.HELD.value
-
-
-def write_result(
-    session: Session,
-    stored: StoredOrder,
-    result: VerificationResult,
-    actor: str,
-    action: str,
-    *,
-    expected_status: str,
-) -> Outcome | None:
-    """Store one verification; None (and nothing written) when the order's status is no
-    longer `expected_status`."""
-    order_id = stored.id
-    now = utcnow()
-    existing = {_key(row): row for row in stored.findings}
-    plan: list[tuple[Finding, FindingRow | None]] = []
-    raised: set[tuple[str, str, str]] = set()
-    for finding in result.findings:
-        if finding.key not in raised:
-            raised.add(finding.key)
-            plan.append((finding, existing.get(finding.key)))
-    status = new_status(
-        expected_status,
-        [(row.state if row is not None else "open", f.severity.value) for f, row in plan],
-    )
-    # The status update is the claim: nothing else is written unless it succeeds.
-    claimed = session.execute(
-        update(Order)
-        .where(col(Order.id) == order_id, col(Order.status) == expected_status)
-        .values(
-            status=status,
-            row_version=col(Order.row_version) + 1,
-            updated_at=now,
-            verified_at=now,
-        )
-        .execution_options(synchronize_session="fetch")
-    )
-    if getattr(claimed, "rowcount", 1) != 1:
-        return None
-    outcome = Outcome(order_id, expected_status, status)
-    verification = Verification(
-        order_id=order_id,
-        at=now,
-        table_versions=dict(result.table_versions),
-        rules_version=result.rules_version,
-        outcome=result.status.value,
-    )
-    session.add(verification)
-    session.flush()
-    assert verification.id is not None
-    for finding, row in plan:
-        if row is None:
-            row = FindingRow(
-                order_id=order_id,
-                verification_id=verification.id,
-                code=finding.code.value,
-                severity=finding.severity.value,
-                location=finding.location,
-                message=finding.message,
-                clarify=finding.clarify,
-                test_seq=finding.test_seq,
-                reference=_reference(finding),
-            )
-            outcome.added.append(_label(row.code, row.location))
-        else:
-            outcome.kept.append(_label(row.code, row.location))
-            row.verification_id = verification.id
-            row.severity = finding.severity.value
-            row.message = finding.message
-            row.clarify = finding.clarify
-            row.test_seq = finding.test_seq
-            row.reference = _reference(finding)
-        session.add(row)
-    for key, row in existing.items():
-        if key not in raised and row.state == "open":
-            row.state = "resolved"
-            session.add(row)
-            outcome.resolved.append(_label(row.code, row.location))
-    by_seq = {t.seq: t for t in result.tests}
-    for position, test in enumerate(stored.tests, start=1):
-        resolved = by_seq.get(position)
-        if resolved is None or resolved.cpt is None:
-            continue  # unresolved: keep what the reader recorded from the message
-        codes = (resolved.local_code, resolved.loinc, resolved.cpt)
-        if (test.local_code, test.loinc, test.cpt) != codes:
-            test.local_code, test.loinc, test.cpt = codes
-            session.add(test)
-    session.add(
-        OrderEvent(
-            order_id=order_id,
-            at=now,
-            actor=actor,
-            action=action,
-            detail={
-                "status_before": outcome.status_before,
-                "status_after": outcome.status_after,
-                "verification_id": verification.id,
-                "added": outcome.added,
-                "resolved": outcome.resolved,
-                "still_raised": outcome.kept,
-                "table_versions": dict(result.table_versions),
-                "rules_version": result.rules_version,
-                "tests": [
-                    {
-                        "seq": t.seq,
-                        "local_code": t.local_code,
-                        "loinc": t.loinc,
-                        "cpt": t.cpt,
-                        "necessity": t.necessity,
-                        "policies": list(t.policies),
-                    }
-                    for t in result.tests
-                ],
-            },
-        )
-    )
-    return outcome
 
 
 def _verify_all(
@@ -301,23 +143,16 @@ def _write_all(
     actor: str,
 ) -> int:
     done = 0
+    batch: list[tuple[StoredOrder, VerificationResult, str]] = []
     for item, result in zip(stored, results, strict=True):
         if isinstance(result, str):
             done += _mark_failed(session, item, result, actor)
-            continue
-        outcome = write_result(
-            session,
-            item,
-            result,
-            actor,
-            "verified",
-            expected_status=OrderStatus.RECEIVED.value,
-        )
-        if outcome is None:
-            log.info("order %s changed while being verified; left to its new owner", item.id)
-            continue
-        done += 1
-    return done
+        else:
+            batch.append((item, result, OrderStatus.RECEIVED.value))
+    outcomes = write_results(session, batch, actor, "verified")
+    if len(outcomes) < len(batch):
+        log.info("%d order(s) changed while being verified", len(batch) - len(outcomes))
+    return done + len(outcomes)
 
 
 def _mark_failed(session: Session, stored: StoredOrder, reason: str, actor: str) -> int:
@@ -372,10 +207,10 @@ def verify_order(
     stored = load_orders(session, [order])[0]
     result = _verify_all(session, [stored], tables, rules, _interface_codes(registry))[0]
     assert not isinstance(result, str)
-    outcome = write_result(session, stored, result, actor, action, expected_status=order.status)
-    if outcome is None:
+    if not write_results(session, [(stored, result, order.status)], actor, action):
         raise ConcurrentChangeError(f"order {order_id} changed while it was being verified")
-    session.flush()
+    for row in (order, *stored.tests, *stored.findings):
+        session.expire(row)  # written by statements, not through these objects
     return result
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from sqlalchemy import select as columns
 from sqlmodel import Session, col, select
 
 from labintake.codes.catalog import CatalogEntry, TestCatalog
@@ -153,15 +154,31 @@ def facts_of(stored: StoredOrder, extra_codes: dict[str, str] | None = None) -> 
 
 def resolve_stored_test(catalog: TestCatalog, test: OrderTest) -> CatalogEntry | None:
     """The catalog entry of a stored test, from its resolved codes or as sent."""
-    if test.local_code:
-        entry = catalog.by_code(test.local_code)
+    return resolve_codes(
+        catalog,
+        test.local_code,
+        test.sent_code,
+        test.sent_system,
+        test.sent_alt_code,
+        test.sent_alt_system,
+    )
+
+
+def resolve_codes(
+    catalog: TestCatalog,
+    local_code: str | None,
+    code: str,
+    system: str,
+    alt_code: str,
+    alt_system: str,
+) -> CatalogEntry | None:
+    if local_code:
+        entry = catalog.by_code(local_code)
         if entry is not None:
             return entry
-    mapping = {test.sent_code: test.local_code} if test.local_code else None
-    return catalog.resolve(test.sent_code, test.sent_system, mapping) or (
-        catalog.resolve(test.sent_alt_code, test.sent_alt_system, mapping)
-        if test.sent_alt_code
-        else None
+    mapping = {code: local_code} if local_code else None
+    return catalog.resolve(code, system, mapping) or (
+        catalog.resolve(alt_code, alt_system, mapping) if alt_code else None
     )
 
 
@@ -190,27 +207,44 @@ def load_histories(
     dates = [service_date(s.order) for s in wanted]
     start = min(dates) - timedelta(days=history_window(tables, dates))
     mrns = sorted({s.order.patient_mrn for s in wanted})
-    others: dict[int, Order] = {}
+    # plain rows, not ORM objects: a busy patient can bring many orders
+    others: dict[int, tuple[str, str, date, str]] = {}
     for i in range(0, len(mrns), _CHUNK):
-        for other in session.exec(
-            select(Order).where(
+        rows = session.execute(
+            columns(
+                col(Order.id),
+                col(Order.sending_facility),
+                col(Order.patient_mrn),
+                col(Order.date_of_service),
+                col(Order.placer_order_number),
+            ).where(
                 col(Order.patient_mrn).in_(mrns[i : i + _CHUNK]),
                 col(Order.status).not_in(NOT_HISTORY),
                 col(Order.date_of_service) >= start,
                 col(Order.date_of_service) <= max(dates),
             )
-        ):
-            assert other.id is not None
-            others[other.id] = other
+        )
+        for order_id, facility, mrn, dos, placer in rows:
+            others[order_id] = (facility, mrn, dos, placer)
     if not others:
         return histories
     ids = sorted(others)
-    tests: dict[int, list[OrderTest]] = defaultdict(list)
+    tests: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     diagnoses: dict[int, list[str]] = defaultdict(list)
     for chunk in _chunks(ids):
-        for test in session.exec(select(OrderTest).where(col(OrderTest.order_id).in_(chunk))):
-            tests[test.order_id].append(test)
-        for code, order_id in session.exec(
+        for row in session.execute(
+            columns(
+                col(OrderTest.order_id),
+                col(OrderTest.local_code),
+                col(OrderTest.cpt),
+                col(OrderTest.sent_code),
+                col(OrderTest.sent_system),
+                col(OrderTest.sent_alt_code),
+                col(OrderTest.sent_alt_system),
+            ).where(col(OrderTest.order_id).in_(chunk))
+        ):
+            tests[row[0]].append(tuple(row))
+        for code, order_id in session.execute(
             select(OrderDiagnosis.code, OrderDiagnosis.order_id).where(
                 col(OrderDiagnosis.order_id).in_(chunk), col(OrderDiagnosis.active)
             )
@@ -223,20 +257,18 @@ def load_histories(
         found = priors.get(order_id)
         if found is not None:
             return found
-        other = others[order_id]
-        assert other.date_of_service is not None
-        ref = f"#{order_id}" + (
-            f" {other.placer_order_number}" if other.placer_order_number else ""
-        )
+        _, _, dos, placer = others[order_id]
+        ref = f"#{order_id}" + (f" {placer}" if placer else "")
+        dx = tuple(diagnoses.get(order_id, ()))
         items = []
-        for test in tests.get(order_id, ()):
-            entry = resolve_stored_test(catalog, test)
+        for _, local, cpt, code, system, alt, alt_system in tests.get(order_id, ()):
+            entry = resolve_codes(catalog, local, code, system, alt, alt_system)
             items.append(
                 PriorTest(
-                    date_of_service=other.date_of_service,
-                    cpt=entry.cpt if entry is not None else test.cpt,
-                    local_code=entry.code if entry is not None else test.local_code,
-                    diagnoses=tuple(diagnoses.get(order_id, ())),
+                    date_of_service=dos,
+                    cpt=entry.cpt if entry is not None else cpt,
+                    local_code=entry.code if entry is not None else local,
+                    diagnoses=dx,
                     order_ref=ref,
                 )
             )
@@ -244,17 +276,16 @@ def load_histories(
         return items
 
     by_patient: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for order_id, other in others.items():
-        by_patient[(other.sending_facility, other.patient_mrn)].append(order_id)
+    for order_id, (facility, mrn, _, _) in others.items():
+        by_patient[(facility, mrn)].append(order_id)
     for s in wanted:
         dos = service_date(s.order)
         found: list[PriorTest] = []
         for order_id in by_patient.get((s.order.sending_facility, s.order.patient_mrn), ()):
-            other = others[order_id]
-            assert other.date_of_service is not None
-            if order_id == s.id or other.date_of_service > dos:
+            other_dos = others[order_id][2]
+            if order_id == s.id or other_dos > dos:
                 continue
-            if other.date_of_service == dos and order_id > s.id:
+            if other_dos == dos and order_id > s.id:
                 continue  # received later: that one is the duplicate, not this
             found.extend(priors_of(order_id))
         histories[s.id] = PatientHistory(tuple(found))

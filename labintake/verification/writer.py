@@ -1,0 +1,280 @@
+"""Storing verifications: a batch of results in a handful of statements.
+
+For each order whose status is still the one it was verified in (the status update is the
+claim, made with one UPDATE ... RETURNING for the batch): a `Verification` row, its findings
+reconciled with the order's live ones (raised again: updated in place and linked to the new
+verification, an override kept; no longer raised: `resolved`; new: inserted `open`), the
+resolved codes of each test, and an `OrderEvent` with what changed. Orders someone else
+changed meanwhile get nothing written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, case, insert, update
+from sqlalchemy.sql.schema import Table
+from sqlmodel import Session
+
+from labintake.db import utcnow
+from labintake.models import Finding as FindingRow
+from labintake.models import Order, OrderEvent, OrderTest, Verification
+from labintake.statuses import OrderStatus, Severity
+from labintake.verification.findings import Finding, VerificationResult
+from labintake.verification.stored import StoredOrder
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+ORDERS = _table(Order)
+VERIFICATIONS = _table(Verification)
+FINDINGS = _table(FindingRow)
+TESTS = _table(OrderTest)
+EVENTS = _table(OrderEvent)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one verification changed (also the event's detail)."""
+
+    order_id: int
+    status_before: str
+    status_after: str
+    added: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Plan:
+    stored: StoredOrder
+    result: VerificationResult
+    expected_status: str
+    status: str
+    pairs: list[tuple[Finding, FindingRow | None]]
+    resolved: list[FindingRow]
+
+
+def _label(code: str, location: str) -> str:
+    return f"{code}@{location}"
+
+
+def finding_key(row: FindingRow) -> tuple[str, str, str]:
+    return (row.code, row.location, str((row.reference or {}).get("subject", "")))
+
+
+def _reference(finding: Finding) -> dict[str, Any]:
+    return {**finding.reference, "subject": finding.subject}
+
+
+def new_status(current: str, findings: Sequence[tuple[str, str]]) -> str:
+    """Held while an open hold remains (an order awaiting the office keeps waiting).
+
+    `findings` are the (state, severity) pairs of the findings raised by this verification.
+    """
+    open_hold = any(
+        state == "open" and severity == Severity.HOLD.value for state, severity in findings
+    )
+    if not open_hold:
+        return OrderStatus.VERIFIED.value
+    if current == OrderStatus.AWAITING_OFFICE.value:
+        return current
+    return OrderStatus.HELD.value
+
+
+def _plan(stored: StoredOrder, result: VerificationResult, expected_status: str) -> _Plan:
+    existing = {finding_key(row): row for row in stored.findings}
+    pairs: list[tuple[Finding, FindingRow | None]] = []
+    raised: set[tuple[str, str, str]] = set()
+    for finding in result.findings:
+        if finding.key not in raised:
+            raised.add(finding.key)
+            pairs.append((finding, existing.get(finding.key)))
+    status = new_status(
+        expected_status,
+        [(row.state if row is not None else "open", f.severity.value) for f, row in pairs],
+    )
+    resolved = [row for key, row in existing.items() if key not in raised and row.state == "open"]
+    return _Plan(stored, result, expected_status, status, pairs, resolved)
+
+
+def _claim(session: Session, plans: list[_Plan], now: Any) -> set[int]:
+    claimed: set[int] = set()
+    by_expected: dict[str, list[_Plan]] = {}
+    for plan in plans:
+        by_expected.setdefault(plan.expected_status, []).append(plan)
+    for expected, group in by_expected.items():
+        statuses = {plan.stored.id: plan.status for plan in group}
+        statement = (
+            update(ORDERS)
+            .where(ORDERS.c.id.in_(sorted(statuses)), ORDERS.c.status == expected)
+            .values(
+                status=case(statuses, value=ORDERS.c.id),
+                row_version=ORDERS.c.row_version + 1,
+                updated_at=now,
+                verified_at=now,
+            )
+            .returning(ORDERS.c.id)
+        )
+        claimed.update(session.execute(statement).scalars())
+    return claimed
+
+
+def write_results(
+    session: Session,
+    batch: Sequence[tuple[StoredOrder, VerificationResult, str]],
+    actor: str,
+    action: str,
+) -> list[Outcome]:
+    """Store (stored order, result, status it was verified in) triples; the outcomes of the
+    orders written (those whose status changed meanwhile are left out)."""
+    if not batch:
+        return []
+    now = utcnow()
+    plans = [_plan(stored, result, expected) for stored, result, expected in batch]
+    claimed = _claim(session, plans, now)
+    plans = [plan for plan in plans if plan.stored.id in claimed]
+    if not plans:
+        return []
+    ids = session.execute(
+        insert(VERIFICATIONS).returning(
+            VERIFICATIONS.c.id, VERIFICATIONS.c.order_id, sort_by_parameter_order=True
+        ),
+        [
+            {
+                "order_id": plan.stored.id,
+                "at": now,
+                "table_versions": dict(plan.result.table_versions),
+                "rules_version": plan.result.rules_version,
+                "outcome": plan.result.status.value,
+            }
+            for plan in plans
+        ],
+    ).all()
+    verification_of = {order_id: vid for vid, order_id in ids}
+    new_rows: list[dict[str, Any]] = []
+    kept_rows: list[dict[str, Any]] = []
+    resolved_ids: list[int] = []
+    test_rows: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    outcomes: list[Outcome] = []
+    for plan in plans:
+        order_id = plan.stored.id
+        vid = verification_of[order_id]
+        outcome = Outcome(order_id, plan.expected_status, plan.status)
+        for finding, row in plan.pairs:
+            values = {
+                "verification_id": vid,
+                "severity": finding.severity.value,
+                "message": finding.message,
+                "clarify": finding.clarify,
+                "test_seq": finding.test_seq,
+                "reference": _reference(finding),
+            }
+            label = _label(finding.code.value, finding.location)
+            if row is None:
+                new_rows.append(
+                    {
+                        **values,
+                        "order_id": order_id,
+                        "code": finding.code.value,
+                        "location": finding.location,
+                        "state": "open",
+                        "override_reason": None,
+                    }
+                )
+                outcome.added.append(label)
+            else:
+                kept_rows.append({f"b_{k}": v for k, v in values.items()} | {"b_id": row.id})
+                outcome.kept.append(label)
+        for row in plan.resolved:
+            assert row.id is not None
+            resolved_ids.append(row.id)
+            outcome.resolved.append(_label(row.code, row.location))
+        by_seq = {t.seq: t for t in plan.result.tests}
+        for position, test in enumerate(plan.stored.tests, start=1):
+            resolved = by_seq.get(position)
+            if resolved is None or resolved.cpt is None:
+                continue  # unresolved: keep what the reader recorded from the message
+            codes = (resolved.local_code, resolved.loinc, resolved.cpt)
+            if (test.local_code, test.loinc, test.cpt) != codes:
+                test_rows.append(
+                    {
+                        "b_id": test.id,
+                        "b_local": codes[0],
+                        "b_loinc": codes[1],
+                        "b_cpt": codes[2],
+                    }
+                )
+        events.append(
+            {
+                "order_id": order_id,
+                "at": now,
+                "actor": actor,
+                "action": action,
+                "detail": _event_detail(outcome, plan.result, vid),
+            }
+        )
+        outcomes.append(outcome)
+    if new_rows:
+        session.execute(insert(FINDINGS), new_rows)
+    if kept_rows:
+        session.execute(
+            update(FINDINGS)
+            .where(FINDINGS.c.id == bindparam("b_id"))
+            .values(
+                verification_id=bindparam("b_verification_id"),
+                severity=bindparam("b_severity"),
+                message=bindparam("b_message"),
+                clarify=bindparam("b_clarify"),
+                test_seq=bindparam("b_test_seq"),
+                reference=bindparam("b_reference", type_=FINDINGS.c.reference.type),
+            ),
+            kept_rows,
+        )
+    if resolved_ids:
+        session.execute(
+            update(FINDINGS).where(FINDINGS.c.id.in_(resolved_ids)).values(state="resolved")
+        )
+    if test_rows:
+        session.execute(
+            update(TESTS)
+            .where(TESTS.c.id == bindparam("b_id"))
+            .values(
+                local_code=bindparam("b_local"),
+                loinc=bindparam("b_loinc"),
+                cpt=bindparam("b_cpt"),
+            ),
+            test_rows,
+        )
+    session.execute(insert(EVENTS), events)
+    return outcomes
+
+
+def _event_detail(outcome: Outcome, result: VerificationResult, vid: int) -> dict[str, Any]:
+    return {
+        "status_before": outcome.status_before,
+        "status_after": outcome.status_after,
+        "verification_id": vid,
+        "added": outcome.added,
+        "resolved": outcome.resolved,
+        "still_raised": outcome.kept,
+        "table_versions": dict(result.table_versions),
+        "rules_version": result.rules_version,
+        "tests": [
+            {
+                "seq": t.seq,
+                "local_code": t.local_code,
+                "loinc": t.loinc,
+                "cpt": t.cpt,
+                "necessity": t.necessity,
+                "policies": list(t.policies),
+            }
+            for t in result.tests
+        ],
+    }
