@@ -208,10 +208,9 @@ class StubLis:
                 self.state.seen[received.control_id] += 1
         if self.log_messages:
             log.info(
-                "stub LIS received %s %s patient=%s placer=%s tests=%s%s -> %s",
+                "stub LIS received %s %s placer=%s tests=%s%s -> %s",
                 received.message_type,
                 received.control_id,
-                received.patient_id,
                 received.placer_order,
                 ",".join(received.tests),
                 " (repeat)" if received.repeat else "",
