@@ -4,12 +4,9 @@
 claimed with `SELECT ... FOR UPDATE SKIP LOCKED`, so several instances can run side by side;
 on SQLite (one writer) the batch is read and verified outside any write transaction, then
 written in short transactions whose status update only succeeds while the order is still
-`received` at the version read (an order someone else changed meanwhile is left alone).
-
-Each verification writes a `Verification` row (table versions, rules version, outcome), keeps
-one `Finding` row per distinct finding (raised again: updated in place and linked to the new
-verification; an override stays; no longer raised: `resolved`), stores the resolved codes on
-each test, and records an `OrderEvent` with what changed.
+`received` (an order someone else changed meanwhile is left alone). What is written for each
+verification is described in `labintake.verification.writer`. An order the rules fail on
+(a bug) goes to status `error` with the reason, so it is listed and the batch goes on.
 """
 
 from __future__ import annotations
