@@ -233,3 +233,34 @@ def test_an_order_the_rules_fail_on_goes_to_error_and_the_batch_goes_on(
         assert "catalog lookup broke" in (order.error or "")
         event = session.exec(select(OrderEvent).where(OrderEvent.order_id == bad)).one()
         assert event.action == "verification_failed"
+
+
+def test_reverify_after_a_test_correction_uses_the_corrected_code(
+    engine: Engine, tables: CodeTables
+) -> None:
+    order_id = store_order(engine, [("LAB2020", "")], ["E03.9"])
+    with session_scope(engine) as session:  # the reader mapped the sender's code
+        test = session.exec(select(OrderTest).where(OrderTest.order_id == order_id)).one()
+        test.local_code = "LIPID"
+        session.add(test)
+    verify_pending(engine, tables)
+    assert status_of(engine, order_id) == "verified"  # E03.9 supports lipids (190.23)
+    with session_scope(engine) as session:  # what the queue does for a test correction
+        test = session.exec(select(OrderTest).where(OrderTest.order_id == order_id)).one()
+        test.sent_code, test.sent_system = "HBA1C", ""
+        session.add(test)
+        session.add(
+            OrderEvent(
+                order_id=order_id,
+                actor="coder1",
+                action="test_code_corrected",
+                detail={"before": {"test_seq": 1}, "after": {"test_seq": 1, "code": "HBA1C"}},
+            )
+        )
+    with session_scope(engine) as session:
+        result = verify_order(session, order_id, "coder1", tables)
+    assert result.tests[0].cpt == "83036"
+    assert [f.code.value for f in result.findings] == ["NECESSITY_NOT_SUPPORTED"]
+    with Session(engine) as session:
+        test = session.exec(select(OrderTest).where(OrderTest.order_id == order_id)).one()
+        assert (test.local_code, test.cpt) == ("HBA1C", "83036")

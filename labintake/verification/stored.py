@@ -21,7 +21,7 @@ from labintake.codes.catalog import CatalogEntry, TestCatalog
 from labintake.codes.icd10 import normalize_icd10
 from labintake.codes.tables import CodeTables
 from labintake.models import Finding as FindingRow
-from labintake.models import Order, OrderDiagnosis, OrderTest
+from labintake.models import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.statuses import OrderStatus
 from labintake.verification.facts import (
     DiagnosisFacts,
@@ -32,6 +32,7 @@ from labintake.verification.facts import (
     TestFacts,
 )
 
+TEST_CORRECTED = "test_code_corrected"  # the clarification queue's event for a test correction
 NOT_HISTORY = (OrderStatus.CANCELLED.value, OrderStatus.REJECTED.value, OrderStatus.ERROR.value)
 LIVE_STATES = ("open", "overridden")
 MIN_WINDOW_DAYS = 366
@@ -46,6 +47,8 @@ class StoredOrder:
     tests: list[OrderTest] = field(default_factory=list)
     diagnoses: list[OrderDiagnosis] = field(default_factory=list)  # active ones
     findings: list[FindingRow] = field(default_factory=list)  # open or overridden
+    # tests whose code a coder replaced: their stored resolved codes predate the correction
+    corrected: set[int] = field(default_factory=set)
 
     @property
     def id(self) -> int:
@@ -87,6 +90,14 @@ def load_orders(session: Session, orders: Sequence[Order]) -> list[StoredOrder]:
             .order_by(col(FindingRow.id))
         ):
             stored[finding.order_id].findings.append(finding)
+        for order_id, detail in session.execute(
+            columns(col(OrderEvent.order_id), col(OrderEvent.detail)).where(
+                col(OrderEvent.order_id).in_(chunk), col(OrderEvent.action) == TEST_CORRECTED
+            )
+        ):
+            seq = ((detail or {}).get("after") or {}).get("test_seq")
+            if isinstance(seq, int):
+                stored[order_id].corrected.add(seq)
     return [stored[i] for i in ids]
 
 
@@ -94,10 +105,15 @@ def _modifiers(text: str) -> tuple[str, ...]:
     return tuple(m.strip().upper() for m in text.replace(";", ",").split(",") if m.strip())
 
 
-def interface_codes(tests: Iterable[OrderTest]) -> dict[str, str]:
-    """Sender code -> catalog code, as the reader mapped it (kept on each test row)."""
+def interface_codes(
+    tests: Iterable[OrderTest], corrected: set[int] | None = None
+) -> dict[str, str]:
+    """Sender code -> catalog code, as the reader mapped it (kept on each test row); tests a
+    coder corrected are left out (their stored code belongs to the code they replaced)."""
     codes: dict[str, str] = {}
     for test in tests:
+        if corrected and test.seq in corrected:
+            continue
         if test.local_code:
             if test.sent_code:
                 codes.setdefault(test.sent_code, test.local_code)
@@ -110,7 +126,7 @@ def facts_of(stored: StoredOrder, extra_codes: dict[str, str] | None = None) -> 
     order = stored.order
     details: dict[str, Any] = order.details or {}
     provider: dict[str, Any] = details.get("provider") or {}
-    codes = interface_codes(stored.tests)
+    codes = interface_codes(stored.tests, stored.corrected)
     if extra_codes:
         codes = {**codes, **extra_codes}
     signature = details.get("signature_on_file")

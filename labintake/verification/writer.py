@@ -199,9 +199,11 @@ def write_results(
         by_seq = {t.seq: t for t in plan.result.tests}
         for position, test in enumerate(plan.stored.tests, start=1):
             resolved = by_seq.get(position)
-            if resolved is None or resolved.cpt is None:
-                continue  # unresolved: keep what the reader recorded from the message
+            if resolved is None:
+                continue
             codes = (resolved.local_code, resolved.loinc, resolved.cpt)
+            if resolved.cpt is None and test.seq not in plan.stored.corrected:
+                continue  # unresolved: keep what the reader recorded from the message
             if (test.local_code, test.loinc, test.cpt) != codes:
                 test_rows.append(
                     {
