@@ -416,3 +416,23 @@ def test_service_killed_mid_delivery_loses_nothing_and_the_lis_takes_each_order_
         ).all()
     assert len(events) == 60
     assert all(n == 1 for _, n in events)
+
+
+def test_a_slow_round_stops_inside_its_claim_lease_and_gives_the_rest_back(
+    engine: Engine,
+) -> None:
+    make_orders(engine, 6)
+    release_verified(engine)
+    with StubLis(delay_seconds=0.15) as lis:
+        sender = make_sender(engine, lis, lease_seconds=0.5)
+        handled = sender.deliver_due()
+        assert 1 <= handled < 6  # stopped after about a quarter of a second
+        with Session(engine) as session:
+            claimed = session.exec(
+                select(OutboxEntry).where(col(OutboxEntry.claimed_by).is_not(None))
+            ).all()
+        assert claimed == []  # the untried ones are free for any sender at once
+        deliver_until_idle(sender)
+        sender.close()
+    assert statuses(engine) == {"delivered": 6}
+    assert set(lis.counts().values()) == {1}

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,8 +120,14 @@ class Sender:
         handled = 0
         pending: list[Outcome] = []
         untried: list[int] = []
+        # Stop well inside the claim lease, so no other sender can take a message over
+        # while this one may still be sending it.
+        stop_at = time.monotonic() + self.options.lease_seconds / 2
         for index, entry in enumerate(entries):
             assert entry.id is not None
+            if time.monotonic() > stop_at:
+                untried = [e.id for e in entries[index:] if e.id is not None]
+                break
             try:
                 reply = self.connection.exchange(entry.message, entry.control_id)
             except DeliveryFailure as exc:
