@@ -338,3 +338,47 @@ def test_any_order_gets_a_result_and_every_hold_a_question(
         assert finding.location
         if finding.is_hold:
             assert finding.clarify
+
+
+def test_facts_from_a_read_order_keep_locations_payer_and_sender_codes() -> None:
+    from labintake.domain import (
+        CodedValue,
+        Diagnosis,
+        Insurance,
+        Office,
+        OrderRequest,
+        Patient,
+        Provider,
+        TestRequest,
+    )
+    from labintake.verification import facts_from_request
+
+    request = OrderRequest(
+        group_index=2,
+        order_control="NW",
+        placer_order_number="NS1002",
+        filler_order_number="",
+        patient=Patient(mrn="NS7781234", birth_date=date(1958, 3, 4), sex="F"),
+        insurances=(Insurance("MCRB", "00431", "Medicare Part B"),),
+        provider=Provider(
+            npi=GOOD_NPI, family_name="Okafor", given_name="Chidi", location="ORC[2]-12"
+        ),
+        office=Office(name="Northside Internal Medicine"),
+        tests=(TestRequest(CodedValue("LAB0042", "HBA1C", "EPC"), "OBR[3]-4", units=1),),
+        diagnoses=(Diagnosis("E11.65", system="I10", location="DG1[1]-3"),),
+        date_of_service=None,
+        signature_on_file=False,
+    )
+    facts = facts_from_request(
+        request,
+        date_of_service=DOS,
+        sending_facility="NORTHSIDE",
+        interface="northside-epic",
+        interface_codes={"LAB0042": "A1C"},
+    )
+    assert facts.date_of_service == DOS
+    assert facts.patient_key == "NORTHSIDE|NS7781234"
+    assert facts.payer == PayerFacts("00431", "Medicare Part B", "MCRB")
+    result = verify(facts, TABLES)
+    assert result.tests[0].cpt == "83036"
+    assert found(result) == [("SIGNATURE_MISSING", "info", "ORC[2]-12")]
