@@ -169,6 +169,9 @@ class Service:
         )
         self.workers = BackgroundWorkers()
         self.workers.register("reader", _reader_function(self.engine, self.interfaces, self.intake))
+        from labintake.verification.service import pending_verifier
+
+        self.workers.register("verifier", pending_verifier(settings, self.engine, self.interfaces))
         from labintake.jobs.service import ReleaseRuntime
 
         self.release = ReleaseRuntime(settings, self.engine, demo=demo)
