@@ -20,6 +20,7 @@ class InboundMessage(SQLModel, table=True):
             "sending_application", "sending_facility", "control_id", name="uq_inbound_sender_ctrl"
         ),
         Index("ix_inbound_status_id", "status", "id"),
+        Index("ix_inbound_control_id", "control_id"),  # look-up by control id alone
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Computed, Index, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from labintake.db import UTCDateTime, utcnow
@@ -33,10 +33,14 @@ class Order(SQLModel, table=True):
             "ix_order_queue_due",
             "due_at",
             "id",
+            "status",
             sqlite_where=text("status IN ('held', 'awaiting_office')"),
             postgresql_where=text("status IN ('held', 'awaiting_office')"),
         ),
         Index("ix_order_assigned", "assigned_to", "status"),
+        # The coder's search box: placer number alone, and a case-blind family-name prefix.
+        Index("ix_order_placer_number", "placer_order_number"),
+        Index("ix_order_family_key", "family_name_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -86,6 +90,11 @@ class Order(SQLModel, table=True):
     # Clarification queue: who works the order, and when its next action is due (a first look
     # within FIRST_ACTION_HOURS of arrival, then each contact's follow-up date).
     assigned_to: str | None = Field(default=None, max_length=100)
+    # Lower-cased family name, computed by the database, for case-blind prefix search.
+    family_name_key: str | None = Field(
+        default=None,
+        sa_column=Column(String(200), Computed("lower(patient_family_name)", persisted=True)),
+    )
     due_at: datetime = Field(
         default_factory=lambda: first_action_due(utcnow()), sa_type=UTCDateTime
     )

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, text, tuple_
+from sqlalchemy import ColumnElement, and_, case, exists, func, text, tuple_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -100,8 +100,9 @@ class QueuePage:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _encode_cursor(sort: QueueSort, row: QueueRow) -> str:
-    raw = json.dumps([sort.value, row.due_at.isoformat(), row.order_id])
+def make_cursor(sort: QueueSort, due_at: datetime, order_id: int) -> str:
+    """The cursor of the page that starts after (`due_at`, `order_id`)."""
+    raw = json.dumps([sort.value, due_at.isoformat(), order_id])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -116,36 +117,58 @@ def _decode_cursor(cursor: str, sort: QueueSort) -> tuple[datetime, int]:
         raise WorkflowError(f"bad page cursor: {exc}") from exc
 
 
+SEARCH_LIMIT = 500
+
+
 def _like_prefix(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
 
 
-def search_condition(query: str) -> ColumnElement[bool]:
-    """One box: exact MRN, placer order number or control id, or a name prefix ("Doe, Ja")."""
-    q = query.strip()
-    control_ids = select(InboundMessage.id).where(InboundMessage.control_id == q)
-    terms: list[ColumnElement[bool]] = [
-        col(Order.patient_mrn) == q,
-        col(Order.placer_order_number) == q,
-        col(Order.message_id).in_(control_ids),
-    ]
-    family, _, given = q.replace(",", " ").strip().partition(" ")
-    name: ColumnElement[bool] = func.lower(Order.patient_family_name).like(
-        _like_prefix(family.lower()), escape="\\"
-    )
+def _name_condition(query: str) -> ColumnElement[bool] | None:
+    """A case-blind prefix of the family name ("Doe" or "Doe, Ja"), as an index range."""
+    family, _, given = query.replace(",", " ").strip().partition(" ")
+    low = family.lower()
+    if not low:
+        return None
+    high = low[:-1] + chr(ord(low[-1]) + 1)
+    lowered = col(Order.family_name_key)
+    condition: ColumnElement[bool] = and_(lowered >= low, lowered < high)
     if given.strip():
-        name = and_(
-            name,
+        condition = and_(
+            condition,
             func.lower(Order.patient_given_name).like(
                 _like_prefix(given.strip().lower()), escape="\\"
             ),
         )
-    terms.append(name)
-    return or_(*terms)
+    return condition
 
 
-def _conditions(filters: QueueFilter, now: datetime) -> list[ColumnElement[bool]]:
+def search_ids(session: Session, query: str, *, queue_only: bool) -> list[int]:
+    """Orders matching the one search box: exact MRN, placer order number or message control
+    id, or a family-name prefix. Each is an indexed look-up; at most SEARCH_LIMIT ids each."""
+    q = query.strip()
+    if not q:
+        return []
+    control_ids = select(InboundMessage.id).where(InboundMessage.control_id == q)
+    lookups: list[ColumnElement[bool]] = [
+        col(Order.patient_mrn) == q,
+        col(Order.placer_order_number) == q,
+        col(Order.message_id).in_(control_ids),
+    ]
+    name = _name_condition(q)
+    if name is not None:
+        lookups.append(name)
+    found: set[int] = set()
+    for condition in lookups:
+        statement = select(Order.id).where(condition)
+        if queue_only:
+            statement = statement.where(IN_QUEUE)
+        found.update(i for i in session.exec(statement.limit(SEARCH_LIMIT)) if i is not None)
+    return sorted(found)
+
+
+def _conditions(session: Session, filters: QueueFilter, now: datetime) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [IN_QUEUE]  # type: ignore[list-item]
     if filters.status:
         if filters.status not in QUEUE_STATUSES:
@@ -174,7 +197,7 @@ def _conditions(filters: QueueFilter, now: datetime) -> list[ColumnElement[bool]
     elif filters.due is DueFilter.TODAY:
         conditions.append(col(Order.due_at) < end_of_day(now.date()))
     if filters.search.strip():
-        conditions.append(search_condition(filters.search))
+        conditions.append(col(Order.id).in_(search_ids(session, filters.search, queue_only=True)))
     return conditions
 
 
@@ -211,7 +234,7 @@ def list_queue(
     """One page of the queue, most urgent first by default; `next_cursor` continues it."""
     now = now or utcnow()
     limit = max(1, min(limit, MAX_PAGE))
-    statement = sa_select(*_ROW_COLUMNS).where(*_conditions(filters, now))
+    statement = sa_select(*_ROW_COLUMNS).where(*_conditions(session, filters, now))
     if sort is QueueSort.URGENT:
         if cursor:
             due, last_id = _decode_cursor(cursor, sort)
@@ -252,7 +275,7 @@ def list_queue(
         )
         for r in raw_rows
     ]
-    next_cursor = _encode_cursor(sort, rows[-1]) if more and rows else None
+    next_cursor = make_cursor(sort, rows[-1].due_at, rows[-1].order_id) if more and rows else None
     return QueuePage(rows=rows, next_cursor=next_cursor, now=now, filters=filters, sort=sort)
 
 
@@ -288,18 +311,31 @@ def attempt_counts(session: Session, order_ids: list[int]) -> dict[int, int]:
 
 
 def queue_counts(session: Session, username: str, now: datetime | None = None) -> dict[str, int]:
-    """How many orders are in the queue, mine, unassigned, overdue, due today."""
+    """How many orders are in the queue, mine, overdue, due by the end of today (UTC).
+
+    One pass over the queue's partial index (it holds `due_at` and `status`), plus an
+    index look-up for "mine"."""
     now = now or utcnow()
-
-    def count(*conditions: Any) -> int:
-        statement = select(func.count()).select_from(Order).where(IN_QUEUE, *conditions)
-        return int(session.exec(statement).one())
-
+    due = col(Order.due_at)
+    totals = session.execute(
+        sa_select(
+            func.count(),
+            func.coalesce(func.sum(case((due < now, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((due < end_of_day(now.date()), 1), else_=0)), 0),
+        )
+        .select_from(Order)
+        .where(IN_QUEUE)
+    ).one()
+    mine = session.execute(
+        sa_select(func.count())
+        .select_from(Order)
+        .where(col(Order.assigned_to) == username, col(Order.status).in_(QUEUE_STATUSES))
+    ).scalar_one()
     return {
-        "all": count(),
-        "mine": count(col(Order.assigned_to) == username),
-        "overdue": count(col(Order.due_at) < now),
-        "today": count(col(Order.due_at) < end_of_day(now.date())),
+        "all": int(totals[0]),
+        "mine": int(mine),
+        "overdue": int(totals[1]),
+        "today": int(totals[2]),
     }
 
 

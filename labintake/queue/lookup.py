@@ -7,7 +7,7 @@ from sqlmodel import Session, col, select
 from labintake.errors import WorkflowError
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order
-from labintake.queue.listing import search_condition
+from labintake.queue.listing import search_ids
 from labintake.statuses import OrderStatus
 
 MAX_LIMIT = 500
@@ -43,7 +43,9 @@ def find_orders(
     if placer_order:
         statement = statement.where(Order.placer_order_number == placer_order)
     if patient:
-        statement = statement.where(search_condition(patient))
+        statement = statement.where(
+            col(Order.id).in_(search_ids(session, patient, queue_only=False))
+        )
     after = _cursor(cursor)
     if after is not None:
         statement = statement.where(col(Order.id) < after)

@@ -23,6 +23,7 @@ from labintake.config import Settings
 from labintake.web.errors import install_error_handlers
 from labintake.web.routes import (
     api_orders,
+    dashboard,
     health,
     icd10,
     login,
@@ -30,6 +31,7 @@ from labintake.web.routes import (
     office_queries,
     orders,
     queue,
+    stats,
 )
 from labintake.web.security import SecureHeadersMiddleware
 from labintake.web.templating import make_templates
@@ -46,6 +48,8 @@ ROUTERS: list[APIRouter] = [
     icd10.router,
     message_errors.router,
     api_orders.router,
+    dashboard.router,
+    stats.router,
 ]
 
 

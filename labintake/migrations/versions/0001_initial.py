@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 01:58:55.008404
+Create Date: 2026-11-28 02:17:24.201488
 """
 
 from collections.abc import Sequence
@@ -102,6 +102,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("inbound_message", schema=None) as batch_op:
+        batch_op.create_index("ix_inbound_control_id", ["control_id"], unique=False)
         batch_op.create_index("ix_inbound_status_id", ["status", "id"], unique=False)
 
     op.create_table(
@@ -196,6 +197,12 @@ def upgrade() -> None:
         sa.Column("released_at", labintake.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("delivered_at", labintake.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("assigned_to", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
+        sa.Column(
+            "family_name_key",
+            sa.String(length=200),
+            sa.Computed("lower(patient_family_name)", persisted=True),
+            nullable=True,
+        ),
         sa.Column("due_at", labintake.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["message_id"],
@@ -210,15 +217,17 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_lab_order_message_id"), ["message_id"], unique=False)
         batch_op.create_index("ix_order_assigned", ["assigned_to", "status"], unique=False)
+        batch_op.create_index("ix_order_family_key", ["family_name_key"], unique=False)
         batch_op.create_index(
             "ix_order_patient_dos", ["patient_mrn", "date_of_service"], unique=False
         )
         batch_op.create_index(
             "ix_order_placer", ["sending_facility", "placer_order_number"], unique=False
         )
+        batch_op.create_index("ix_order_placer_number", ["placer_order_number"], unique=False)
         batch_op.create_index(
             "ix_order_queue_due",
-            ["due_at", "id"],
+            ["due_at", "id", "status"],
             unique=False,
             sqlite_where=sa.text("status IN ('held', 'awaiting_office')"),
             postgresql_where=sa.text("status IN ('held', 'awaiting_office')"),
@@ -538,8 +547,10 @@ def downgrade() -> None:
             sqlite_where=sa.text("status IN ('held', 'awaiting_office')"),
             postgresql_where=sa.text("status IN ('held', 'awaiting_office')"),
         )
+        batch_op.drop_index("ix_order_placer_number")
         batch_op.drop_index("ix_order_placer")
         batch_op.drop_index("ix_order_patient_dos")
+        batch_op.drop_index("ix_order_family_key")
         batch_op.drop_index("ix_order_assigned")
         batch_op.drop_index(batch_op.f("ix_lab_order_message_id"))
         batch_op.drop_index(batch_op.f("ix_lab_order_date_of_service"))
@@ -554,6 +565,7 @@ def downgrade() -> None:
     op.drop_table("job_lease")
     with op.batch_alter_table("inbound_message", schema=None) as batch_op:
         batch_op.drop_index("ix_inbound_status_id")
+        batch_op.drop_index("ix_inbound_control_id")
 
     op.drop_table("inbound_message")
     with op.batch_alter_table("audit_entry", schema=None) as batch_op:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -83,9 +84,38 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         "reasons": [c.value for c in FindingCode],
         "mine_selected": params.get("assignee") == "mine",
         "more_url": more_url,
+        "counts_url": "/queue/counts?"
+        + urlencode({"assignee": params.get("assignee", ""), "due": params.get("due", "")}),
     }
     if request.headers.get("hx-request") and params.get("cursor"):
         return render(request, "partials/queue_rows.html", context)
-    context["counts"] = queue_counts(session, user.username, page.now)
-    context["choices"] = filter_choices(session)
+    context["choices"] = _choices(request, session)
     return render(request, "queue.html", context)
+
+
+@router.get("/queue/counts")
+def queue_counts_fragment(request: Request, user: CoderUser, session: SessionDep) -> Response:
+    """The count chips, loaded after the page (counting costs a pass over the queue)."""
+    return render(
+        request,
+        "partials/queue_counts.html",
+        {
+            "counts": queue_counts(session, user.username),
+            "assignee": request.query_params.get("assignee", ""),
+            "due": request.query_params.get("due", ""),
+        },
+    )
+
+
+CHOICES_TTL_SECONDS = 60.0
+
+
+def _choices(request: Request, session: SessionDep) -> dict[str, list[str]]:
+    """Drop-down values (senders, assignees in the queue), refreshed once a minute."""
+    cached = getattr(request.app.state, "queue_choices", None)
+    now = time.monotonic()
+    if cached is None or now - cached[0] > CHOICES_TTL_SECONDS:
+        cached = (now, filter_choices(session))
+        request.app.state.queue_choices = cached
+    choices: dict[str, list[str]] = cached[1]
+    return choices

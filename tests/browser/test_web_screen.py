@@ -1,0 +1,193 @@
+"""The coder's screen in a real browser (Debian's chromium, headless): a day's work end to end.
+
+The app runs in-process under uvicorn on a free port, over a migrated SQLite database seeded
+through the real reader and verification. Screenshots of the queue and the order page are
+written to docs/screenshots/ (referenced from the README).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from sqlalchemy.engine import Engine
+
+from labintake.auth.roles import Role
+from labintake.config import Settings
+from labintake.db import make_engine, migrate
+from labintake.web.app import create_app
+from tests.factories import PASSWORD, OrderSpec, held_order, make_user
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+
+HOSTILE = OrderSpec(
+    control_id="EVIL1",
+    placer="EV0001",
+    family="<script>alert(1)</script>",
+    given="<img src=x onerror=alert(2)>",
+    mrn="EVIL",
+    note="<img src=x onerror=alert(3)>",
+)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Iterator[tuple[Settings, Engine]]:
+    url = f"sqlite:///{tmp_path / 'screen.sqlite3'}"
+    migrate(url)
+    settings = Settings(
+        development=True,
+        database_url=url,
+        interfaces_dir=REPO / "interfaces",
+        code_tables_dir=REPO / "code_tables",
+    )
+    engine = make_engine(url)
+    held_order(engine, settings)  # Lindqvist, HbA1c with the header code E11
+    people = [("Okafor", "Chidi"), ("Brennan", "Aoife"), ("Haddad", "Samir"), ("Kowalski", "Ewa")]
+    for i, (family, given) in enumerate(people):
+        held_order(
+            engine,
+            settings,
+            OrderSpec(
+                control_id=f"PFM9100{i}",
+                placer=f"PF910{i}",
+                family=family,
+                given=given,
+                mrn=f"PF3100{i}",
+                diagnoses=[] if i % 2 else [("E11", "Diabetes")],
+            ),
+        )
+    held_order(engine, settings, HOSTILE)
+    make_user(engine, "ann", Role.CODER)
+    make_user(engine, "ben", Role.CODER)
+    yield settings, engine
+    engine.dispose()
+
+
+@pytest.fixture
+def base_url(seeded: tuple[Settings, Engine]) -> Iterator[str]:
+    settings, engine = seeded
+    config = uvicorn.Config(
+        create_app(settings, engine), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the web server did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        yield launched
+        launched.close()
+
+
+def _page(browser: Browser, dialogs: list[str]) -> Page:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.accept()
+
+    page.on("dialog", on_dialog)
+    return page
+
+
+def _sign_in(page: Page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/queue")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Clarification queue")
+
+
+def test_a_coder_works_a_held_order_from_queue_to_release_and_a_second_coder_is_refused(
+    browser: Browser, base_url: str
+) -> None:
+    dialogs: list[str] = []
+    ann = _page(browser, dialogs)
+    _sign_in(ann, base_url, "ann")
+    expect(ann.locator("tr.row")).to_have_count(6)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    ann.screenshot(path=str(SCREENSHOTS / "queue.png"))
+
+    # One search box, then the keyboard: j selects the first row, Enter opens it.
+    ann.keyboard.press("/")
+    ann.keyboard.type("PF9001")
+    ann.keyboard.press("Enter")
+    expect(ann.locator("tr.row")).to_have_count(1)
+    ann.keyboard.press("j")
+    ann.keyboard.press("Enter")
+    expect(ann.locator("h1")).to_contain_text("Lindqvist, Marta")
+    order_url = ann.url
+
+    # A second coder opens the same order now, and will act on what is by then stale.
+    ben = _page(browser, dialogs)
+    _sign_in(ben, base_url, "ben")
+    ben.goto(order_url)
+
+    # Record the call: the office's answer in their words.
+    ann.select_option("select[name=channel]", "phone")
+    ann.select_option("select[name=outcome]", "answered")
+    ann.fill("input[name=person]", "Pat at the front desk")
+    ann.fill("textarea[name=answer]", "Dr Whitfield: type 2 diabetes without complications.")
+    ann.click("text=Save contact")
+    expect(ann.locator(".alert-ok")).to_have_text("Contact recorded.")
+    expect(ann.locator("text=type 2 diabetes without complications.").first).to_be_visible()
+    ann.screenshot(path=str(SCREENSHOTS / "order.png"), full_page=False)
+
+    # Correct the diagnosis citing that answer; the order is re-verified at once.
+    ann.select_option("select[name=replaces]", "E11")
+    ann.fill("input[name=new_code]", "E11.9")
+    ann.click("text=Correct diagnosis and re-verify")
+    expect(ann.locator(".alert-ok")).to_contain_text("Correction saved")
+    expect(ann.locator(".status")).to_have_text("verified")
+
+    # Release: confirmed once, then the next order opens by itself.
+    ann.click("text=Release (r)")
+    expect(ann.locator(".alert-ok")).to_contain_text("Order released to the lab")
+    assert ann.url != order_url
+    assert any(d.startswith("confirm: Release order") for d in dialogs)
+
+    # The second coder's reject, made on the stale page, is refused with the fresh state.
+    ben.fill("textarea[name=reason]", "Duplicate of an earlier order")
+    ben.click("button.danger")
+    expect(ben.locator(".alert-stale")).to_contain_text("Someone else changed this order")
+    expect(ben.locator(".status")).to_have_text("released")
+    assert not any(d.startswith("alert") for d in dialogs)
+
+
+def test_hostile_text_in_a_message_renders_inert(browser: Browser, base_url: str) -> None:
+    dialogs: list[str] = []
+    page = _page(browser, dialogs)
+    _sign_in(page, base_url, "ann")
+    expect(page.locator("td a", has_text="<script>alert(1)</script>")).to_be_visible()
+    page.click("td a >> text=<script>alert(1)</script>")
+    expect(page.locator("h1")).to_contain_text("<script>alert(1)</script>")
+    page.click("summary:has-text('Message as received')")
+    expect(page.locator("td.value", has_text="<img src=x onerror=alert(3)>")).to_be_visible()
+    assert page.locator("main img").count() == 0
+    assert page.locator("main script").count() == 0
+    assert dialogs == []
