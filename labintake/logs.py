@@ -101,6 +101,9 @@ _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None)._
     "_labintake_clean",
 }
 
+# Extra fields libraries add that only repeat the message (uvicorn's coloured copy).
+_DROPPED_FIELDS = frozenset({"color_message"})
+
 # A segment id (three characters, letters/digits, starting with a letter) followed by a field
 # separator and the segment's content up to the end of the line. Catches raw HL7 in messages,
 # reprs of bytes (`b'\x0bMSH|^~\\&|...'`) and exception texts.
@@ -180,7 +183,9 @@ class RedactionFilter(logging.Filter):
         record.msg = self.redactor(message)
         record.args = None
         for key in list(record.__dict__):
-            if key not in _RECORD_ATTRIBUTES and key not in SAFE_FIELDS:
+            if key in _DROPPED_FIELDS:
+                del record.__dict__[key]
+            elif key not in _RECORD_ATTRIBUTES and key not in SAFE_FIELDS:
                 record.__dict__[key] = REDACTED
             elif key in SAFE_FIELDS:
                 value = record.__dict__[key]

@@ -232,3 +232,15 @@ def test_intake_logs_control_ids_and_senders_but_no_patient_data(
     assert "EPIC/NORTHCLINIC" in output
     for patient_value in ("ZYXWVUTSON", "QUINTESSA", "MRN8812734", "19470213"):
         assert patient_value not in output, patient_value
+
+
+def test_uvicorn_coloured_copy_of_the_message_is_dropped(
+    log_output: tuple[io.StringIO, list[Settings]],
+) -> None:
+    buffer, _ = log_output
+    _configure(buffer, log_json=False)
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 42, extra={"color_message": "Started \x1b[36m%d\x1b[0m"}
+    )
+    line = buffer.getvalue().strip()
+    assert line.endswith("INFO uvicorn.error Started server process [42]")
