@@ -9,6 +9,7 @@ byte for byte as sent, and each duplicate got its original acknowledgement back.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -55,12 +56,15 @@ def _codes(result: LoadResult) -> dict[str, str]:
 def test_kill_9_mid_load_then_resend_stores_every_accepted_message_exactly_once(
     database_url: str, tmp_path: Path
 ) -> None:
+    began = time.monotonic()
+    phases: dict[str, float] = {}
     messages = list(synthetic_orders("CRASH", TOTAL))
     sent_raw = {m.control_id: m.raw for m in messages}
 
     # 1. Load until KILL_AFTER_ACKS acknowledgements have come back, then SIGKILL the server.
     first_server = servers.labintake(database_url, tmp_path / "first").start()
     assert first_server.port is not None
+    phases["start"] = time.monotonic() - began
     kills: list[int] = []
 
     def kill_mid_load(_control_id: str, _code: str, acked: int) -> None:
@@ -82,6 +86,7 @@ def test_kill_9_mid_load_then_resend_stores_every_accepted_message_exactly_once(
         )
     finally:
         first_server.kill()
+    phases["load"] = time.monotonic() - began - sum(phases.values())
     first_codes = _codes(first)
     accepted = {control_id for control_id, code in first_codes.items() if code == "AA"}
     assert kills == [KILL_AFTER_ACKS], f"load ended after {first.acked} ACKs, before the kill"
@@ -92,6 +97,7 @@ def test_kill_9_mid_load_then_resend_stores_every_accepted_message_exactly_once(
     # 2. Restart on the same database: every AA'd message must have survived the kill.
     second_server = servers.labintake(database_url, tmp_path / "second").start()
     assert second_server.port is not None
+    phases["restart"] = time.monotonic() - began - sum(phases.values())
     try:
         after_crash = _stored(database_url)
         lost = sorted(accepted - set(after_crash))
@@ -112,6 +118,7 @@ def test_kill_9_mid_load_then_resend_stores_every_accepted_message_exactly_once(
             ),
             resend,
         )
+        phases["resend"] = time.monotonic() - began - sum(phases.values())
     finally:
         second_server.stop()
 
@@ -135,5 +142,6 @@ def test_kill_9_mid_load_then_resend_stores_every_accepted_message_exactly_once(
         f"{len(accepted)} acknowledged (AA); after restart {len(after_crash)} stored "
         f"({len(stored_unacknowledged)} stored without an ACK); resent {len(resend)} "
         f"({len(duplicates)} duplicates of AA'd messages); stored at the end {len(stored)} "
-        f"of {TOTAL}, each exactly once"
+        f"of {TOTAL}, each exactly once; seconds: "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items())
     )
