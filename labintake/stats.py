@@ -71,6 +71,7 @@ class Snapshot:
     per_hour: list[tuple[datetime, dict[str, int]]]
     turnaround_released: Turnaround
     turnaround_delivered: Turnaround
+    turnaround_query: Turnaround  # office query sent -> answered or closed, in the window
     outbox: dict[str, int]
     failing_deliveries: int
     reconciliation: Reconciliation
@@ -174,6 +175,17 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
         if delivered is not None:
             delivered_pairs.append((created, delivered))
 
+    query_pairs = [
+        (created, closed)
+        for created, closed in session.execute(
+            select(OfficeQuery.created_at, OfficeQuery.closed_at).where(
+                col(OfficeQuery.closed_at).is_not(None),
+                col(OfficeQuery.closed_at) >= since,
+                col(OfficeQuery.status).in_(["answered", "closed"]),
+            )
+        ).all()
+    ]
+
     outbox = {s.value: 0 for s in OutboxStatus}
     for status, n in session.exec(
         select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)
@@ -200,6 +212,7 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
         per_hour=[(hour, per_hour[hour]) for hour in hours],
         turnaround_released=_minutes(released_pairs),
         turnaround_delivered=_minutes(delivered_pairs),
+        turnaround_query=_minutes(query_pairs),
         outbox=outbox,
         failing_deliveries=int(failing),
         reconciliation=reconciliation(session, since),

@@ -208,6 +208,17 @@ def seed_busy_day(engine: Engine, now: datetime | None = None) -> None:
                         message=reason,
                     )
                 )
+                if status == "held" and rng.random() < 0.6:  # an office that did answer
+                    session.add(
+                        OfficeQuery(
+                            order_id=order.id,
+                            actor="coder1",
+                            created_at=now - timedelta(hours=rng.randint(3, 20)),
+                            closed_at=now - timedelta(hours=rng.randint(0, 2)),
+                            status="answered",
+                            question="Please give the reason for the test.",
+                        )
+                    )
                 if status == "awaiting_office":
                     session.add(
                         OfficeQuery(

@@ -110,6 +110,9 @@ class Tick:
     label: str
 
 
+LEGEND_ORDER = ("received", "verified", "released", "delivered")
+
+
 @dataclass(frozen=True, slots=True)
 class LineChart:
     title: str
@@ -121,6 +124,10 @@ class LineChart:
     series: list[Series]
     ticks: list[Tick]
     gridlines: list[tuple[float, int]]
+
+    @property
+    def legend(self) -> list[Series]:
+        return sorted(self.series, key=lambda s: LEGEND_ORDER.index(s.name))
 
 
 def line_chart(
@@ -137,7 +144,8 @@ def line_chart(
     plot_w = width - left - right
     plot_h = height - top - bottom_margin
     top_value = max((max(v, default=0) for v in values.values()), default=0)
-    scale_top = max(4, _nice(top_value))
+    grid_step = _grid_step(top_value)
+    scale_top = max(grid_step, -(-top_value // grid_step) * grid_step)
     n = max(1, len(hours) - 1)
     series = []
     for name, counts in values.items():
@@ -156,16 +164,19 @@ def line_chart(
     ticks = [
         Tick(left + plot_w * i / n, hours[i].strftime("%H:%M")) for i in range(0, len(hours), step)
     ]
-    gridlines = [(top + plot_h * (1 - k / 4), scale_top * k // 4) for k in range(5)]
+    gridlines = [
+        (top + plot_h * (1 - value / scale_top), value)
+        for value in range(0, scale_top + 1, grid_step)
+    ]
     return LineChart(title, width, height, left, top + plot_h, scale_top, series, ticks, gridlines)
 
 
-def _nice(value: int) -> int:
-    """A round upper bound for an axis: 4, 8, 10, 20, 40, 50, 100..."""
-    if value <= 4:
-        return 4
-    magnitude: int = 10 ** (len(str(value)) - 1)
-    for factor in (1, 2, 4, 5, 10):
-        if value <= factor * magnitude:
-            return factor * magnitude
-    return 10 * magnitude
+def _grid_step(value: int) -> int:
+    """A round gridline step giving at most six lines up to `value`: 1, 2, 5, 10, 20, 50..."""
+    magnitude = 1
+    while True:
+        for factor in (1, 2, 5):
+            step = factor * magnitude
+            if value <= step * 6:
+                return step
+        magnitude *= 10

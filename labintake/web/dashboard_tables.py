@@ -147,11 +147,17 @@ def build_tables(snapshot: Snapshot) -> dict[str, Table]:
     tables.append(
         Table(
             "turnaround",
-            f"Turnaround, orders released in the last {snapshot.window_hours} hours",
-            ["Interval", "Orders", "Median", "90th percentile"],
+            f"Turnaround, last {snapshot.window_hours} hours",
+            ["Interval", "Count", "Median", "90th percentile"],
             [
                 turnaround_row("received → released", "released", snapshot.turnaround_released),
                 turnaround_row("received → delivered", "delivered", snapshot.turnaround_delivered),
+                [
+                    Cell("office query → answer"),
+                    Cell(str(snapshot.turnaround_query.count), numeric=True),
+                    _minutes(snapshot.turnaround_query.median_minutes),
+                    _minutes(snapshot.turnaround_query.p90_minutes),
+                ],
             ],
         )
     )
@@ -219,6 +225,18 @@ def build_charts(snapshot: Snapshot) -> dict[str, BarChart | LineChart]:
             "Holds by reason",
             [(code, n, drill(reason=code)) for code, n in snapshot.holds_by_reason],
             colour="#b3541e",
+            label_width=200,
+        ),
+        "holds_office": bar_chart(
+            "Holds by ordering office",
+            [(o, n, drill(office=o)) for o, n in snapshot.holds_by_office[:10]],
+            colour="#7a5cb8",
+            label_width=200,
+        ),
+        "holds_sender": bar_chart(
+            "Holds by sender",
+            [(o, n, drill(sender=o)) for o, n in snapshot.holds_by_sender[:10]],
+            colour="#5c7cb8",
             label_width=200,
         ),
         "aging": bar_chart(

@@ -57,6 +57,7 @@ def metrics_text(figures: Snapshot) -> bytes:
     for interval, t in (
         ("released", figures.turnaround_released),
         ("delivered", figures.turnaround_delivered),
+        ("query_answered", figures.turnaround_query),
     ):
         if t.median_minutes is not None:
             turnaround.labels(interval, "0.5").set(t.median_minutes)
