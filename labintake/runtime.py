@@ -264,11 +264,26 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     await service.stop()
 
 
+def _demo_users(settings: Settings) -> None:
+    from labintake.auth.accounts import DEMO_PASSWORD, DEMO_USERS, ensure_demo_users
+    from labintake.db import session_scope
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            ensure_demo_users(session)
+    finally:
+        engine.dispose()
+    names = ", ".join(name for name, _ in DEMO_USERS)
+    log.warning("demo users %s, password %r (demo mode only)", names, DEMO_PASSWORD)
+
+
 def run_service(settings: Settings, demo: bool = False) -> None:
     """`labintake serve`: configure logging, migrate in demo mode, run until a signal."""
     configure_logging(settings)
     if demo:
         migrate(settings.database_url)
+        _demo_users(settings)
     try:
         asyncio.run(serve(settings, demo=demo))
     except ConfigurationError as exc:

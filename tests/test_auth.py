@@ -178,3 +178,16 @@ def test_cli_refuses_a_short_password_and_an_unknown_role(
     assert "at least" in result.output
     result = runner.invoke(cli_app, ["users", "add", "jo", "--role", "boss"], input="x\n", env=env)
     assert result.exit_code == 2
+
+
+def test_demo_users_are_created_once_with_each_role(settings: Settings, engine: Engine) -> None:
+    from labintake.auth.accounts import DEMO_PASSWORD, ensure_demo_users
+    from labintake.db import session_scope
+
+    with session_scope(engine) as session:
+        assert ensure_demo_users(session) == ["coder", "manager", "admin"]
+    with session_scope(engine) as session:
+        assert ensure_demo_users(session) == []
+    client = TestClient(create_app(settings, engine))
+    login(client, "manager", DEMO_PASSWORD)
+    assert "Error queue" in client.get("/queue").text

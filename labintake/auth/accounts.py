@@ -104,3 +104,17 @@ def _verify(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+DEMO_PASSWORD = "labintake-demo"  # noqa: S105 - demo mode only, printed on start
+DEMO_USERS = (("coder", Role.CODER), ("manager", Role.MANAGER), ("admin", Role.ADMIN))
+
+
+def ensure_demo_users(session: Session) -> list[str]:
+    """`serve --demo`: users coder, manager and admin (password DEMO_PASSWORD) if missing."""
+    added = []
+    for username, role in DEMO_USERS:
+        if find_user(session, username) is None:
+            create_user(session, username, role, DEMO_PASSWORD, display_name=username.title())
+            added.append(username)
+    return added

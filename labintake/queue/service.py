@@ -1,174 +1,39 @@
 """`ClarificationQueue`: what a coder does to a held order, each action audited and guarded.
 
-Every action names the order's `row_version` the coder saw. The version is bumped with a
-conditional UPDATE first, so of two coders acting at once exactly one wins; the other gets
-ConcurrentChangeError with the current version. A repeated submit of the same form (same
-`action_key`) by the same person is recognised and answered with the current state instead.
+The guard (row versions, replayed submits, history and audit) is in `labintake.queue.guard`;
+corrections citing the office's answer are in `labintake.queue.corrections`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from typing import Any
 
-from sqlalchemy import func, update
-from sqlmodel import Session, col, select
+from sqlalchemy import func
+from sqlmodel import col, select
 
-from labintake import audit
 from labintake.auth.roles import Role
-from labintake.codes.icd10 import looks_like_icd10, normalize_icd10
-from labintake.config import Settings
 from labintake.db import utcnow
-from labintake.errors import (
-    ConcurrentChangeError,
-    NotFoundError,
-    PermissionDeniedError,
-    WorkflowError,
-)
-from labintake.models.orders import Finding, Order, OrderDiagnosis, OrderEvent, OrderTest
+from labintake.errors import PermissionDeniedError, WorkflowError
+from labintake.models.orders import Finding
 from labintake.models.queue import OfficeContact, OfficeQuery
 from labintake.models.users import User
 from labintake.queue import integration
 from labintake.queue.contacts import MAX_UNANSWERED_ATTEMPTS, ContactInput, ContactOutcome
+from labintake.queue.corrections import Corrections
+from labintake.queue.guard import ActionResult, Actor
 from labintake.queue.listing import QUEUE_STATUSES
 from labintake.queue.office_query import compose_query
 from labintake.statuses import OrderStatus, Severity
+
+__all__ = ["ABN_MODIFIERS", "RELEASABLE", "ActionResult", "Actor", "ClarificationQueue"]
 
 ABN_MODIFIERS = ("GA", "GZ", "GX", "GY")
 # A coder may release a held order, or a verified one before the release job takes it.
 RELEASABLE = (*QUEUE_STATUSES, OrderStatus.VERIFIED.value)
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
-    username: str
-    role: Role
-    via: str = "web"  # web | api | cli
-
-    @classmethod
-    def of(cls, user: User, via: str) -> Actor:
-        return cls(user.username, Role(user.role), via)
-
-
-@dataclass(frozen=True, slots=True)
-class ActionResult:
-    order: Order
-    replayed: bool = False  # this very submit had been applied already
-    note: str = ""
-
-
-class ClarificationQueue:
+class ClarificationQueue(Corrections):
     """The coder's actions on held orders. Each method commits its own transaction."""
-
-    def __init__(self, session: Session, settings: Settings) -> None:
-        self.session = session
-        self.settings = settings
-
-    # -- guard -------------------------------------------------------------------------
-
-    def _take(
-        self,
-        actor: Actor,
-        order_id: int,
-        expected_version: int,
-        action_key: str,
-        statuses: tuple[str, ...] = QUEUE_STATUSES,
-    ) -> Order | None:
-        """Bump the row version if it is still `expected_version`; None for a replayed submit."""
-        session = self.session
-        claimed = session.execute(
-            update(Order)
-            .where(col(Order.id) == order_id, col(Order.row_version) == expected_version)
-            .values(row_version=col(Order.row_version) + 1, updated_at=utcnow())
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            session.rollback()
-            current = session.get(Order, order_id, populate_existing=True)
-            if current is None:
-                raise NotFoundError(f"no order {order_id}")
-            if action_key and self._already_applied(order_id, action_key, actor):
-                return None
-            last = self._last_event(order_id)
-            who = f" by {last.actor} ({last.action.replace('_', ' ')})" if last else ""
-            raise ConcurrentChangeError(
-                f"order {order_id} was changed{who} after you opened it; nothing was saved. "
-                "The page now shows its current state.",
-                order_id=order_id,
-                current_row_version=current.row_version,
-            )
-        order = session.get(Order, order_id, populate_existing=True)
-        assert order is not None
-        if order.status not in statuses:
-            session.rollback()
-            raise WorkflowError(
-                f"order {order_id} is {order.status.replace('_', ' ')}; this action needs "
-                f"it to be {' or '.join(s.replace('_', ' ') for s in statuses)}"
-            )
-        return order
-
-    def _already_applied(self, order_id: int, action_key: str, actor: Actor) -> bool:
-        recent = self.session.exec(
-            select(OrderEvent)
-            .where(OrderEvent.order_id == order_id)
-            .order_by(col(OrderEvent.id).desc())
-            .limit(10)
-        )
-        return any(
-            e.actor == actor.username and e.detail.get("action_key") == action_key for e in recent
-        )
-
-    def _last_event(self, order_id: int) -> OrderEvent | None:
-        return self.session.exec(
-            select(OrderEvent)
-            .where(OrderEvent.order_id == order_id)
-            .order_by(col(OrderEvent.id).desc())
-            .limit(1)
-        ).first()
-
-    def _log(
-        self,
-        actor: Actor,
-        order: Order,
-        action: str,
-        before: dict[str, Any],
-        after: dict[str, Any],
-        action_key: str,
-        **extra: Any,
-    ) -> None:
-        assert order.id is not None
-        self.session.add(
-            OrderEvent(
-                order_id=order.id,
-                actor=actor.username,
-                action=action,
-                detail={
-                    "before": before,
-                    "after": after,
-                    "action_key": action_key,
-                    "via": actor.via,
-                    **extra,
-                },
-            )
-        )
-        audit.record(
-            self.session,
-            actor.username,
-            action,
-            order_id=order.id,
-            via=actor.via,
-            before=before,
-            after={**after, **extra},
-        )
-
-    def _replayed(self, order_id: int) -> ActionResult:
-        order = self.session.get(Order, order_id)
-        assert order is not None
-        return ActionResult(order, replayed=True, note="already saved")
-
-    def _claim_if_free(self, actor: Actor, order: Order) -> None:
-        if order.assigned_to is None:
-            order.assigned_to = actor.username
 
     # -- assignment --------------------------------------------------------------------
 
@@ -309,154 +174,6 @@ class ClarificationQueue:
         self._log(actor, order, "query_created", {}, {"query_id": query.id}, action_key)
         self.session.commit()
         return ActionResult(order), query
-
-    # -- corrections -------------------------------------------------------------------
-
-    def _answer(self, order_id: int, contact_id: int) -> OfficeContact:
-        contact = self.session.get(OfficeContact, contact_id)
-        if contact is None or contact.order_id != order_id:
-            raise WorkflowError(f"contact {contact_id} is not recorded on order {order_id}")
-        if contact.outcome != ContactOutcome.ANSWERED.value or not contact.answer.strip():
-            raise WorkflowError(
-                "a correction must cite a contact where the office answered; "
-                f"contact {contact_id} has no answer recorded"
-            )
-        return contact
-
-    def _diagnoses(self, order_id: int) -> list[OrderDiagnosis]:
-        return list(
-            self.session.exec(
-                select(OrderDiagnosis)
-                .where(OrderDiagnosis.order_id == order_id, OrderDiagnosis.active == True)  # noqa: E712
-                .order_by(col(OrderDiagnosis.seq))
-            )
-        )
-
-    def _tests(self, order_id: int) -> list[OrderTest]:
-        return list(
-            self.session.exec(
-                select(OrderTest).where(OrderTest.order_id == order_id).order_by(col(OrderTest.seq))
-            )
-        )
-
-    def correct_diagnosis(
-        self,
-        actor: Actor,
-        order_id: int,
-        expected_version: int,
-        *,
-        contact_id: int,
-        new_code: str,
-        replaces: str = "",
-        action_key: str = "",
-    ) -> ActionResult:
-        """Add (or replace) a diagnosis as the office stated it, then re-verify at once."""
-        code = normalize_icd10(new_code)
-        if not looks_like_icd10(code):
-            raise WorkflowError(f"{new_code!r} is not an ICD-10-CM code")
-        contact = self._answer(order_id, contact_id)
-        order = self._take(actor, order_id, expected_version, action_key)
-        if order is None:
-            return self._replayed(order_id)
-        current = self._diagnoses(order_id)
-        before = {"diagnoses": [d.code for d in current]}
-        if replaces:
-            old = normalize_icd10(replaces)
-            matches = [d for d in current if normalize_icd10(d.code) == old]
-            if not matches:
-                self.session.rollback()
-                raise WorkflowError(f"the order has no active diagnosis {replaces!r}")
-            for dx in matches:
-                dx.active = False
-                self.session.add(dx)
-        all_seqs = self.session.exec(
-            select(func.max(OrderDiagnosis.seq)).where(OrderDiagnosis.order_id == order_id)
-        ).one()
-        self.session.add(
-            OrderDiagnosis(
-                order_id=order_id,
-                seq=int(all_seqs or 0) + 1,
-                code=code,
-                text=self._icd10_text(order, code),
-                system="I10",
-                location=f"contact {contact.id}",
-                source="correction",
-            )
-        )
-        self._claim_if_free(actor, order)
-        self.session.add(order)
-        self.session.flush()
-        after = {"diagnoses": [d.code for d in self._diagnoses(order_id)]}
-        self._log(
-            actor, order, "diagnosis_corrected", before, after, action_key, contact_id=contact.id
-        )
-        return self._reverify(actor, order)
-
-    def correct_test(
-        self,
-        actor: Actor,
-        order_id: int,
-        expected_version: int,
-        *,
-        contact_id: int,
-        test_seq: int,
-        new_code: str,
-        system: str = "",
-        action_key: str = "",
-    ) -> ActionResult:
-        """Replace a test's code as the office stated it, then re-verify at once."""
-        code = new_code.strip()
-        if not code or len(code) > 40:
-            raise WorkflowError("give the test code the office confirmed")
-        contact = self._answer(order_id, contact_id)
-        order = self._take(actor, order_id, expected_version, action_key)
-        if order is None:
-            return self._replayed(order_id)
-        test = next((t for t in self._tests(order_id) if t.seq == test_seq), None)
-        if test is None:
-            self.session.rollback()
-            raise WorkflowError(f"the order has no test {test_seq}")
-        before = {
-            "test_seq": test_seq,
-            "code": test.sent_code,
-            "system": test.sent_system,
-            "alt_code": test.sent_alt_code,
-            "alt_system": test.sent_alt_system,
-        }
-        test.sent_code = code
-        test.sent_system = system.strip()[:40]
-        test.sent_alt_code = ""
-        test.sent_alt_system = ""
-        self.session.add(test)
-        self._claim_if_free(actor, order)
-        self.session.add(order)
-        after = {"test_seq": test_seq, "code": code, "system": test.sent_system}
-        self._log(
-            actor, order, "test_code_corrected", before, after, action_key, contact_id=contact.id
-        )
-        return self._reverify(actor, order)
-
-    def _icd10_text(self, order: Order, code: str) -> str:
-        from labintake.codes.tables import get_code_tables
-        from labintake.errors import CodeTableError
-
-        try:
-            tables = get_code_tables(self.settings)
-        except CodeTableError:
-            return ""
-        release = tables.icd10_for(order.date_of_service or order.created_at.date())
-        entry = release.get(code) if release is not None else None
-        return entry.description if entry is not None else ""
-
-    def _reverify(self, actor: Actor, order: Order) -> ActionResult:
-        assert order.id is not None
-        self.session.flush()
-        integration.reverify(self.session, self.settings, order.id, actor.username)
-        self.session.commit()
-        fresh = self.session.get(Order, order.id, populate_existing=True)
-        assert fresh is not None
-        note = f"re-verified: {fresh.status.replace('_', ' ')}"
-        return ActionResult(fresh, note=note)
 
     # -- release and reject ------------------------------------------------------------
 

@@ -1,0 +1,171 @@
+"""The guard every queue action passes: row-version claim, replay detection, history and audit.
+
+Every action names the order's `row_version` the coder saw. The version is bumped with a
+conditional UPDATE first, so of two coders acting at once exactly one wins; the other gets
+ConcurrentChangeError with the current version. A repeated submit of the same form (same
+`action_key`) by the same person is recognised and answered with the current state instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from labintake import audit
+from labintake.auth.roles import Role
+from labintake.config import Settings
+from labintake.db import utcnow
+from labintake.errors import ConcurrentChangeError, NotFoundError, WorkflowError
+from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
+from labintake.models.users import User
+from labintake.queue.listing import QUEUE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    username: str
+    role: Role
+    via: str = "web"  # web | api | cli
+
+    @classmethod
+    def of(cls, user: User, via: str) -> Actor:
+        return cls(user.username, Role(user.role), via)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    order: Order
+    replayed: bool = False  # this very submit had been applied already
+    note: str = ""
+
+
+class GuardedActions:
+    """What every action shares; `ClarificationQueue` builds the actions on it."""
+
+    def __init__(self, session: Session, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+
+    # -- guard -------------------------------------------------------------------------
+
+    def _take(
+        self,
+        actor: Actor,
+        order_id: int,
+        expected_version: int,
+        action_key: str,
+        statuses: tuple[str, ...] = QUEUE_STATUSES,
+    ) -> Order | None:
+        """Bump the row version if it is still `expected_version`; None for a replayed submit."""
+        session = self.session
+        claimed = session.execute(
+            update(Order)
+            .where(col(Order.id) == order_id, col(Order.row_version) == expected_version)
+            .values(row_version=col(Order.row_version) + 1, updated_at=utcnow())
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            current = session.get(Order, order_id, populate_existing=True)
+            if current is None:
+                raise NotFoundError(f"no order {order_id}")
+            if action_key and self._already_applied(order_id, action_key, actor):
+                return None
+            last = self._last_event(order_id)
+            who = f" by {last.actor} ({last.action.replace('_', ' ')})" if last else ""
+            raise ConcurrentChangeError(
+                f"order {order_id} was changed{who} after you opened it; nothing was saved. "
+                "The page now shows its current state.",
+                order_id=order_id,
+                current_row_version=current.row_version,
+            )
+        order = session.get(Order, order_id, populate_existing=True)
+        assert order is not None
+        if order.status not in statuses:
+            session.rollback()
+            raise WorkflowError(
+                f"order {order_id} is {order.status.replace('_', ' ')}; this action needs "
+                f"it to be {' or '.join(s.replace('_', ' ') for s in statuses)}"
+            )
+        return order
+
+    def _already_applied(self, order_id: int, action_key: str, actor: Actor) -> bool:
+        recent = self.session.exec(
+            select(OrderEvent)
+            .where(OrderEvent.order_id == order_id)
+            .order_by(col(OrderEvent.id).desc())
+            .limit(10)
+        )
+        return any(
+            e.actor == actor.username and e.detail.get("action_key") == action_key for e in recent
+        )
+
+    def _last_event(self, order_id: int) -> OrderEvent | None:
+        return self.session.exec(
+            select(OrderEvent)
+            .where(OrderEvent.order_id == order_id)
+            .order_by(col(OrderEvent.id).desc())
+            .limit(1)
+        ).first()
+
+    def _log(
+        self,
+        actor: Actor,
+        order: Order,
+        action: str,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        action_key: str,
+        **extra: Any,
+    ) -> None:
+        assert order.id is not None
+        self.session.add(
+            OrderEvent(
+                order_id=order.id,
+                actor=actor.username,
+                action=action,
+                detail={
+                    "before": before,
+                    "after": after,
+                    "action_key": action_key,
+                    "via": actor.via,
+                    **extra,
+                },
+            )
+        )
+        audit.record(
+            self.session,
+            actor.username,
+            action,
+            order_id=order.id,
+            via=actor.via,
+            before=before,
+            after={**after, **extra},
+        )
+
+    def _replayed(self, order_id: int) -> ActionResult:
+        order = self.session.get(Order, order_id)
+        assert order is not None
+        return ActionResult(order, replayed=True, note="already saved")
+
+    def _claim_if_free(self, actor: Actor, order: Order) -> None:
+        if order.assigned_to is None:
+            order.assigned_to = actor.username
+
+    def _diagnoses(self, order_id: int) -> list[OrderDiagnosis]:
+        return list(
+            self.session.exec(
+                select(OrderDiagnosis)
+                .where(OrderDiagnosis.order_id == order_id, OrderDiagnosis.active == True)  # noqa: E712
+                .order_by(col(OrderDiagnosis.seq))
+            )
+        )
+
+    def _tests(self, order_id: int) -> list[OrderTest]:
+        return list(
+            self.session.exec(
+                select(OrderTest).where(OrderTest.order_id == order_id).order_by(col(OrderTest.seq))
+            )
+        )
