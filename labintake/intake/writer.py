@@ -95,10 +95,12 @@ def _resolve(waiters: list[_Waiter]) -> None:
     for waiter in waiters:
         if waiter.future.done():  # the connection went away meanwhile
             continue
-        if isinstance(waiter.outcome, BaseException):
-            waiter.future.set_exception(waiter.outcome)
-        elif waiter.outcome is not None:
+        if isinstance(waiter.outcome, StoreResult):
             waiter.future.set_result(waiter.outcome)
+        elif isinstance(waiter.outcome, BaseException):
+            waiter.future.set_exception(waiter.outcome)
+        else:  # pragma: no cover - every waiter gets an outcome; never leave one hanging
+            waiter.future.set_exception(StorageError("the message was not written"))
 
 
 class GroupCommitWriter:
@@ -179,7 +181,13 @@ class GroupCommitWriter:
                     continue
                 batch.append(item)
             if batch:
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except Exception as exc:  # never let the writer thread die: fail this batch
+                    log.exception("intake writer error; %d messages answered AE", len(batch))
+                    for waiter in batch:
+                        waiter.outcome = StorageError(f"could not store the message: {exc}")
+                    self._dispatch(batch)
         if self._connection is not None:
             self._connection.close()
             self._connection = None
