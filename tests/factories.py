@@ -61,7 +61,7 @@ class OrderSpec:
 def orm_message(spec: OrderSpec) -> bytes:
     lines = [
         "MSH|^~\\&|PRAXIS|PRAIRIEFM|LABINTAKE|REFLAB|"
-        f"{spec.dos}083000||ORM^O01|{spec.control_id}|P|2.3.1|||||||UNICODE UTF-8",
+        f"{spec.dos}083000||ORM^O01|{spec.control_id}|P|2.3.1||||||UNICODE UTF-8",
         f"PID|1||{spec.mrn}^^^PRAIRIEFM^MR||{spec.family}^{spec.given}||{spec.birth}|F",
         "IN1|1|MEDICARE|CMS|Medicare Part B",
         f"ORC|NW|{spec.placer}|||||^^^{spec.dos}^^R||{spec.dos}082500|||"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from fastapi.templating import Jinja2Templates
@@ -38,6 +39,42 @@ def _span(value: timedelta | None) -> str:
     return f"{sign}{minutes}m"
 
 
+_HIDDEN_KEYS = {"action_key", "via", "tests", "table_versions", "verification_id"}
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            return _when(datetime.fromisoformat(value)) if "T" in value else value
+        except ValueError:
+            return value
+    if isinstance(value, list):
+        return ", ".join(_value(v) for v in value) or "none"
+    return "" if value is None else str(value)
+
+
+def _changes(detail: dict[str, Any]) -> str:
+    """An event's detail in a line: what changed (before -> after), then the rest."""
+    raw_before, raw_after = detail.get("before"), detail.get("after")
+    before: dict[str, Any] = raw_before if isinstance(raw_before, dict) else {}
+    after: dict[str, Any] = raw_after if isinstance(raw_after, dict) else {}
+    parts = []
+    for key in dict.fromkeys([*before, *after]):
+        old, new = before.get(key), after.get(key)
+        if key in before and old != new:
+            parts.append(f"{key}: {_value(old)} → {_value(new)}")
+        elif key not in before and new not in (None, "", []):
+            parts.append(f"{key}: {_value(new)}")
+    if "status_before" in detail and detail.get("status_before") != detail.get("status_after"):
+        parts.append(f"status: {detail['status_before']} → {detail.get('status_after')}")
+    for key, value in detail.items():
+        if key in ("before", "after", "status_before", "status_after") or key in _HIDDEN_KEYS:
+            continue
+        if value not in (None, "", [], {}):
+            parts.append(f"{key}: {_value(value)}")
+    return "; ".join(parts)
+
+
 def make_templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -49,4 +86,5 @@ def make_templates() -> Jinja2Templates:
     env.filters["when"] = _when
     env.filters["day"] = _day
     env.filters["span"] = _span
+    env.filters["changes"] = _changes
     return Jinja2Templates(env=env)

@@ -7,6 +7,7 @@ written to docs/screenshots/ (referenced from the README).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -130,6 +131,7 @@ def test_a_coder_works_a_held_order_from_queue_to_release_and_a_second_coder_is_
     ann = _page(browser, dialogs)
     _sign_in(ann, base_url, "ann")
     expect(ann.locator("tr.row")).to_have_count(6)
+    expect(ann.locator(".counts a")).to_have_count(4)  # the counts load after the page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     ann.screenshot(path=str(SCREENSHOTS / "queue.png"))
 
@@ -157,6 +159,9 @@ def test_a_coder_works_a_held_order_from_queue_to_release_and_a_second_coder_is_
     expect(ann.locator(".alert-ok")).to_have_text("Contact recorded.")
     expect(ann.locator("text=type 2 diabetes without complications.").first).to_be_visible()
     ann.screenshot(path=str(SCREENSHOTS / "order.png"), full_page=False)
+    if os.environ.get("LABINTAKE_FULL_SCREENSHOTS"):
+        ann.click("summary:has-text('Message as received')")
+        ann.screenshot(path=os.environ["LABINTAKE_FULL_SCREENSHOTS"], full_page=True)
 
     # Correct the diagnosis citing that answer; the order is re-verified at once.
     ann.select_option("select[name=replaces]", "E11")
