@@ -253,3 +253,15 @@ def test_coders_claim_for_themselves_and_only_managers_assign_others(
             queue.assign(ANN, order_id, version, "ben")
         with pytest.raises(WorkflowError, match="no active user"):
             queue.assign(Actor("meg", Role.MANAGER), order_id, version, "nobody")
+
+
+def test_a_rejection_keeps_its_reason_for_the_reply_to_the_placer(
+    engine: Engine, settings: Settings
+) -> None:
+    order_id = held_order(engine, settings)
+    version = _order(engine, order_id).row_version
+    with Session(engine) as session:
+        ClarificationQueue(session, settings).reject(
+            ANN, order_id, version, reason="Patient not registered at this lab"
+        )
+    assert _order(engine, order_id).details["reject_reason"] == "Patient not registered at this lab"

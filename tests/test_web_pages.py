@@ -147,3 +147,13 @@ def test_csrf_token_is_in_every_signed_in_page(settings: Settings, engine: Engin
     client, csrf = _signed_in(settings, engine, "ann")
     assert csrf_of(client.get("/queue").text) == csrf
     assert len(csrf) > 30
+
+
+def test_icd10_lookup_fragment_and_necessity_per_test(settings: Settings, engine: Engine) -> None:
+    order_id = held_order(engine, settings)
+    client, _ = _signed_in(settings, engine, "ann")
+    fragment = client.get("/icd10", params={"q": "E11.6"}, headers={"HX-Request": "true"}).text
+    assert "E11.65" in fragment
+    assert "<html" not in fragment
+    page = client.get(f"/orders/{order_id}").text
+    assert 'class="nec nec-' in page  # the HbA1c line shows its medical-necessity result

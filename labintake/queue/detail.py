@@ -59,6 +59,23 @@ class OrderDetail:
         return [c for c in self.contacts if c.outcome == ContactOutcome.ANSWERED.value]
 
     @property
+    def necessity(self) -> dict[int, dict[str, Any]]:
+        """Medical necessity per test seq (pass / fail / unverified / not_applicable, and the
+        policies applied), as the latest verification recorded it in the history."""
+        for event in reversed(self.events):
+            tests = event.detail.get("tests") if isinstance(event.detail, dict) else None
+            if isinstance(tests, list):
+                return {
+                    int(t["seq"]): {
+                        "result": str(t.get("necessity", "")),
+                        "policies": list(t.get("policies", [])),
+                    }
+                    for t in tests
+                    if isinstance(t, dict) and "seq" in t
+                }
+        return {}
+
+    @property
     def open_holds(self) -> list[Finding]:
         return [f for f in self.findings if f.state == "open" and f.severity == "hold"]
 
@@ -224,6 +241,7 @@ def order_detail_json(detail: OrderDetail) -> dict[str, Any]:
                     "alt_system": t.sent_alt_system,
                 },
                 "resolved": {"local_code": t.local_code, "loinc": t.loinc, "cpt": t.cpt},
+                "necessity": detail.necessity.get(t.seq, {}).get("result"),
                 "units": t.units,
                 "modifiers": [m for m in t.modifiers.split(",") if m],
             }

@@ -259,6 +259,8 @@ class ClarificationQueue(Corrections):
             return self._replayed(order_id)
         before = {"status": order.status}
         order.status = OrderStatus.REJECTED.value
+        # Read by the placer replies (ORR/ORL "unable to accept", with this reason).
+        order.details = {**order.details, "reject_reason": reason}
         self._claim_if_free(actor, order)
         self.session.add(order)
         self._log(
