@@ -157,3 +157,16 @@ def test_icd10_lookup_fragment_and_necessity_per_test(settings: Settings, engine
     assert "<html" not in fragment
     page = client.get(f"/orders/{order_id}").text
     assert 'class="nec nec-' in page  # the HbA1c line shows its medical-necessity result
+
+
+def test_a_manager_assigns_an_order_to_a_coder(settings: Settings, engine: Engine) -> None:
+    order_id = held_order(engine, settings)
+    make_user(engine, "ann", Role.CODER)
+    client, csrf = _signed_in(settings, engine, "meg", Role.MANAGER)
+    page = client.get(f"/orders/{order_id}").text
+    assert "Assign to" in page
+    client.post(
+        f"/orders/{order_id}/assign",
+        data={"row_version": str(row_version_of(page)), "assignee": "ann", "csrf_token": csrf},
+    )
+    assert "assigned to <b>ann</b>" in client.get(f"/orders/{order_id}").text

@@ -118,3 +118,10 @@ def ensure_demo_users(session: Session) -> list[str]:
             create_user(session, username, role, DEMO_PASSWORD, display_name=username.title())
             added.append(username)
     return added
+
+
+def active_usernames(session: Session) -> list[str]:
+    """Who an order can be assigned to."""
+    return list(
+        session.exec(select(User.username).where(User.active == True).order_by(User.username))  # noqa: E712
+    )

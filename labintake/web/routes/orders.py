@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from labintake import audit
+from labintake.auth.accounts import active_usernames
 from labintake.models.messages import InboundMessage
 from labintake.queue.contacts import (
     MAX_UNANSWERED_ATTEMPTS,
@@ -66,6 +67,7 @@ def order_page(
             "d": detail,
             "shown": shown,
             "audit_entries": audit.entries_for_order(session, order_id) if is_manager else [],
+            "assignees": active_usernames(session) if is_manager else [],
             "next_id": next_in_queue(session, order_id, user.username),
             "done_message": DONE_MESSAGES.get(done, ""),
             "stale": stale,
