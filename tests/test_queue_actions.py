@@ -265,3 +265,28 @@ def test_a_rejection_keeps_its_reason_for_the_reply_to_the_placer(
             ANN, order_id, version, reason="Patient not registered at this lab"
         )
     assert _order(engine, order_id).details["reject_reason"] == "Patient not registered at this lab"
+
+
+def test_a_query_is_answered_by_a_contact_or_closed_or_cancelled(
+    engine: Engine, settings: Settings
+) -> None:
+    order_id = held_order(engine, settings)
+    with Session(engine) as session:
+        queue = ClarificationQueue(session, settings)
+        _, first = queue.create_query(ANN, order_id, _order(engine, order_id).row_version)
+        _, second = queue.create_query(ANN, order_id, _order(engine, order_id).row_version)
+        assert first is not None
+        assert second is not None
+        assert first.id is not None
+        assert second.id is not None
+        answered = ContactInput(
+            ContactChannel.FAX, ContactOutcome.ANSWERED, answer="E11.9 per chart", query_id=first.id
+        )
+        queue.record_contact(ANN, order_id, _order(engine, order_id).row_version, answered)
+        queue.close_query(
+            ANN, order_id, _order(engine, order_id).row_version, second.id, "cancelled"
+        )
+        session.expire_all()
+        assert (first.status, second.status) == ("answered", "cancelled")
+        with pytest.raises(WorkflowError, match="closed or cancelled"):
+            queue.close_query(ANN, order_id, _order(engine, order_id).row_version, second.id, "x")

@@ -175,6 +175,32 @@ class ClarificationQueue(Corrections):
         self.session.commit()
         return ActionResult(order), query
 
+    def close_query(
+        self,
+        actor: Actor,
+        order_id: int,
+        expected_version: int,
+        query_id: int,
+        status: str,
+        action_key: str = "",
+    ) -> ActionResult:
+        """Close a query (no longer needed) or cancel it (sent in error)."""
+        if status not in ("closed", "cancelled"):
+            raise WorkflowError("a query is closed or cancelled")
+        query = self.session.get(OfficeQuery, query_id)
+        if query is None or query.order_id != order_id:
+            raise WorkflowError(f"query {query_id} does not belong to this order")
+        order = self._take(actor, order_id, expected_version, action_key)
+        if order is None:
+            return self._replayed(order_id)
+        before = {"query_id": query_id, "status": query.status}
+        query.status = status
+        query.closed_at = utcnow()
+        self.session.add(query)
+        self._log(actor, order, f"query_{status}", before, {"status": status}, action_key)
+        self.session.commit()
+        return ActionResult(order)
+
     # -- release and reject ------------------------------------------------------------
 
     def open_holds(self, order_id: int) -> list[Finding]:

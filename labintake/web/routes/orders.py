@@ -38,6 +38,7 @@ DONE_MESSAGES = {
     "assigned": "Assignment saved.",
     "contact": "Contact recorded.",
     "query": "Query written: print it or download the PDF below.",
+    "query_closed": "Query status saved.",
     "corrected": "Correction saved and the order re-verified.",
     "released": "Order released to the lab. This is the next order in your queue.",
     "rejected": "Order rejected. This is the next order in your queue.",
@@ -147,6 +148,24 @@ def create_query(
         Actor.of(user, "web"), order_id, row_version, action_key
     )
     return _after(request, session, order_id, "query", user.username)
+
+
+@router.post("/orders/{order_id}/queries/{query_id}/close")
+def close_query(
+    request: Request,
+    order_id: int,
+    query_id: int,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    row_version: RowVersion,
+    status: Annotated[str, Form(pattern="^(closed|cancelled)$")],
+    action_key: ActionKey = "",
+) -> Response:
+    ClarificationQueue(session, settings).close_query(
+        Actor.of(user, "web"), order_id, row_version, query_id, status, action_key
+    )
+    return _after(request, session, order_id, "query_closed", user.username)
 
 
 @router.post("/orders/{order_id}/corrections")
