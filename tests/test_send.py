@@ -104,3 +104,24 @@ def test_send_without_a_listener_fails_clearly(tmp_path: Path) -> None:
     # Port 9 (discard) on localhost is closed on any test machine: connection refused.
     assert send_files([path], "127.0.0.1", 9, 2.0, lines.append) == 1
     assert lines[0].startswith(f"{path}: N1 FAILED")
+
+
+def test_message_asking_for_no_ack_is_sent_without_waiting(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "never.hl7"
+    path.write_text(orm("NE1", accept_ack="NE", application_ack="NE") + orm("NE2"))
+    lines: list[str] = []
+
+    async def go() -> int:
+        async with running_server(settings, engine) as server:
+            return await asyncio.to_thread(
+                send_files, [path], "127.0.0.1", server.bound_port, 5.0, lines.append
+            )
+
+    assert asyncio.run(go()) == 0
+    assert lines == [
+        f"{path}: NE1 sent (MSH-15 NE: no acknowledgement asked)",
+        f"{path}: NE2 AA",
+    ]
+    assert sorted(r["control_id"] for r in stored_rows(engine)) == ["NE1", "NE2"]

@@ -149,6 +149,13 @@ def _unescape(value: str, separator: str, encoding: str, escape: str) -> str:
     return value.replace(f"{escape}E{escape}", escape)
 
 
+def _asks_no_ack(message: bytes) -> bool:
+    try:
+        return parse_header(message).accept_ack_type == "NE"
+    except HeaderError:
+        return False
+
+
 def _control_id(message: bytes) -> str:
     try:
         return parse_header(message).control_id or "(no control id)"
@@ -184,6 +191,10 @@ async def _send_all(
                 try:
                     if not client.connected:
                         await client.connect()
+                    if _asks_no_ack(message):
+                        client.write(message)
+                        echo(f"{path}: {control_id} sent (MSH-15 NE: no acknowledgement asked)")
+                        continue
                     ack = await client.send(message)
                 except (OSError, TimeoutError, ssl.SSLError) as exc:
                     reason = "no reply in time" if isinstance(exc, TimeoutError) else exc
