@@ -383,3 +383,31 @@ def test_store_waits_for_another_writer_instead_of_failing(
     assert msa(ack)[1:3] == ["AA", "W1"]
     assert time.monotonic() - started >= 0.3
     assert len(stored_rows(engine)) == 1
+
+
+def test_two_instances_sharing_a_database_store_each_duplicate_once(
+    settings: Settings, engine: Engine
+) -> None:
+    from labintake.db import make_engine
+
+    other_engine = make_engine(settings.database_url)
+    messages = [orm(f"TWIN{i}").encode() for i in range(40)]
+
+    async def go() -> tuple[list[bytes], list[bytes]]:
+        async with (
+            Intake(settings, engine, interfaces=KNOWN) as first,
+            Intake(settings, other_engine, interfaces=KNOWN) as second,
+        ):
+            a = asyncio.gather(*(first.handle(m, PEER) for m in messages))
+            b = asyncio.gather(*(second.handle(m, PEER) for m in messages))
+            return list(await a), list(await b)
+
+    try:
+        acks_first, acks_second = asyncio.run(go())
+    finally:
+        other_engine.dispose()
+    assert acks_first == acks_second  # whichever instance stored it, both answer its ACK
+    assert all(msa(a)[1] == "AA" for a in acks_first)
+    assert sorted(r["control_id"] for r in stored_rows(engine)) == sorted(
+        f"TWIN{i}" for i in range(40)
+    )
