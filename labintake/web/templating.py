@@ -8,14 +8,21 @@ from typing import Any
 
 import jinja2
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
-def _when(value: datetime | None) -> str:
-    if value is None:
-        return ""
+def _utc_text(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _when(value: datetime | None) -> Markup:
+    """A timestamp: stored UTC, shown in the reader's local time by app.js (UTC without JS)."""
+    if value is None:
+        return Markup("")
+    utc = value.astimezone(UTC)
+    return Markup('<time datetime="{}">{}</time>').format(utc.isoformat(), _utc_text(utc))
 
 
 def _day(value: date | None) -> str:
@@ -45,7 +52,7 @@ _HIDDEN_KEYS = {"action_key", "via", "tests", "table_versions", "verification_id
 def _value(value: Any) -> str:
     if isinstance(value, str):
         try:
-            return _when(datetime.fromisoformat(value)) if "T" in value else value
+            return _utc_text(datetime.fromisoformat(value)) if "T" in value else value
         except ValueError:
             return value
     if isinstance(value, list):
@@ -84,6 +91,7 @@ def make_templates() -> Jinja2Templates:
         lstrip_blocks=True,
     )
     env.filters["when"] = _when
+    env.filters["when_text"] = lambda value: _utc_text(value) if value is not None else ""
     env.filters["day"] = _day
     env.filters["span"] = _span
     env.filters["changes"] = _changes

@@ -19,6 +19,22 @@
     }
   });
 
+  // Timestamps arrive in UTC; show them in the reader's local time, UTC kept as a tooltip.
+  function localTimes(root) {
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    root.querySelectorAll("time[datetime]").forEach(function (el) {
+      if (el.dataset.local) return;
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when.getTime())) return;
+      el.title = el.textContent;
+      el.textContent = when.getFullYear() + "-" + pad(when.getMonth() + 1) + "-" + pad(when.getDate()) +
+        " " + pad(when.getHours()) + ":" + pad(when.getMinutes());
+      el.dataset.local = "1";
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
+  document.addEventListener("htmx:afterSwap", function (event) { localTimes(event.target); });
+
   function typing(target) {
     var tag = target.tagName;
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || target.isContentEditable;
