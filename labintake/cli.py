@@ -64,11 +64,20 @@ def send(
     host: Annotated[str, typer.Option(help="MLLP host")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="MLLP port")] = 2575,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each ACK")] = 30.0,
+    tls: Annotated[bool, typer.Option(help="MLLP over TLS")] = False,
+    tls_ca: Annotated[Path | None, typer.Option(help="CA file to verify the server (TLS)")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="Client certificate (TLS)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Client certificate key (TLS)")] = None,
 ) -> None:
     """Send HL7 messages over MLLP (files may hold several messages or FHS/BHS batches)."""
-    from labintake.mllp.client import send_files
+    from labintake.mllp.client import client_tls_context, send_files
 
-    failures = send_files(files, host=host, port=port, timeout=timeout, echo=typer.echo)
+    context = None
+    if tls or tls_ca or tls_cert:
+        context = client_tls_context(tls_ca, tls_cert, tls_key)
+    failures = send_files(
+        files, host=host, port=port, timeout=timeout, echo=typer.echo, ssl_context=context
+    )
     raise typer.Exit(1 if failures else 0)
 
 

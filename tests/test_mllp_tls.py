@@ -17,7 +17,7 @@ from mllp_messages import msa, orm, running_server, stored_rows
 from sqlalchemy.engine import Engine
 
 from labintake.config import Settings
-from labintake.mllp.client import MLLPClient
+from labintake.mllp.client import MLLPClient, client_tls_context
 from labintake.mllp.server import server_tls_context
 
 
@@ -77,10 +77,9 @@ def pki(tmp_path: Path) -> Path:
 
 
 def _client_context(pki: Path, *, with_certificate: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     if with_certificate:
-        context.load_cert_chain(pki / "client.pem", pki / "client.key")
-    return context
+        return client_tls_context(pki / "ca.pem", pki / "client.pem", pki / "client.key")
+    return client_tls_context(pki / "ca.pem")
 
 
 def test_tls_round_trip_stores_and_acknowledges(
@@ -141,3 +140,35 @@ def test_plain_client_on_a_tls_listener_is_refused_without_harm(
                 assert msa(await client.send(orm("TLS9").encode()))[1] == "AA"
 
     asyncio.run(go())
+
+
+def test_send_command_over_tls_with_a_client_certificate(
+    settings: Settings, engine: Engine, pki: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from labintake.cli import app
+
+    server_context = server_tls_context(pki / "server.pem", pki / "server.key", pki / "ca.pem")
+    message = pki / "one.hl7"
+    message.write_text(orm("TLSCLI"))
+
+    async def go() -> tuple[int, str]:
+        async with running_server(settings, engine, ssl_context=server_context) as server:
+            args = [
+                "send",
+                str(message),
+                "--port",
+                str(server.bound_port),
+                "--tls-ca",
+                str(pki / "ca.pem"),
+                "--tls-cert",
+                str(pki / "client.pem"),
+                "--tls-key",
+                str(pki / "client.key"),
+            ]
+            result = await asyncio.to_thread(CliRunner().invoke, app, args)
+            return result.exit_code, result.output
+
+    exit_code, output = asyncio.run(go())
+    assert (exit_code, output.strip()) == (0, f"{message}: TLSCLI AA")

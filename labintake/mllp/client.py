@@ -25,6 +25,18 @@ ACCEPTED_CODES = frozenset({"AA", "CA"})
 MAX_ACK_BYTES = 1024 * 1024
 
 
+def client_tls_context(
+    ca: Path | None = None, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
+    """TLS for a client: verify the server (against `ca`, else the system's CAs), and present
+    `cert`/`key` when the server asks for a client certificate."""
+    context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
+
+
 class MLLPClient:
     """One persistent MLLP connection: ``await client.send(message)`` returns the ACK bytes."""
 
