@@ -156,3 +156,26 @@ def test_icd10_lookup_by_code_and_by_words(settings: Settings, engine: Engine) -
     assert by_code["results"][0]["code"].startswith("E11.6")
     by_words = client.get("/api/icd10", params={"q": "type 2 diabetes"}).json()
     assert any(r["code"].startswith("E11") for r in by_words["results"])
+
+
+def test_control_characters_in_typed_text_get_a_clear_409_not_a_database_error(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings)
+    client = _client(settings, engine)
+    version = client.get(f"/api/orders/{order_id}").json()["row_version"]
+    response = client.post(
+        f"/api/orders/{order_id}/contacts",
+        json={
+            "row_version": version,
+            "channel": "phone",
+            "outcome": "answered",
+            "answer": "a\x00b",
+        },
+    )
+    assert response.status_code == 409
+    assert "control characters" in response.json()["detail"]
+    rejected = client.post(
+        f"/api/orders/{order_id}/reject", json={"row_version": version, "reason": "x\x00"}
+    )
+    assert rejected.status_code == 409

@@ -40,6 +40,17 @@ OUTCOME_LABELS = {
 }
 
 
+_CONTROL = {c for c in range(32) if c not in (9, 10, 13)} | {127}
+
+
+def plain_text(value: str, what: str) -> str:
+    """Text a person typed, trimmed; control characters (NUL above all: PostgreSQL refuses
+    it) are refused with a clear message rather than stored or failing in the database."""
+    if any(ord(c) in _CONTROL for c in value):
+        raise WorkflowError(f"{what} contains control characters; retype it as plain text")
+    return value.strip()
+
+
 @dataclass(frozen=True, slots=True)
 class ContactInput:
     channel: ContactChannel
@@ -50,21 +61,18 @@ class ContactInput:
     query_id: int | None = None
 
     def validated(self, today: date) -> ContactInput:
-        answer = self.answer.strip()
+        answer = plain_text(self.answer, "the answer")
+        person = plain_text(self.person, "the person's name")
         if self.outcome is ContactOutcome.ANSWERED:
             if not answer:
                 raise WorkflowError("an answered contact needs the office's answer in its words")
-            return ContactInput(
-                self.channel, self.outcome, answer, self.person.strip(), None, self.query_id
-            )
+            return ContactInput(self.channel, self.outcome, answer, person, None, self.query_id)
         follow_up = self.follow_up_on or next_working_day(today)
         if follow_up < today:
             raise WorkflowError("the follow-up date cannot be in the past")
         if follow_up > today + timedelta(days=30):
             raise WorkflowError("the follow-up date must be within 30 days")
-        return ContactInput(
-            self.channel, self.outcome, answer, self.person.strip(), follow_up, self.query_id
-        )
+        return ContactInput(self.channel, self.outcome, answer, person, follow_up, self.query_id)
 
 
 def next_working_day(day: date) -> date:

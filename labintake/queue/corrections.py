@@ -10,7 +10,7 @@ from labintake.errors import WorkflowError
 from labintake.models.orders import Order, OrderDiagnosis
 from labintake.models.queue import OfficeContact
 from labintake.queue import integration
-from labintake.queue.contacts import ContactOutcome
+from labintake.queue.contacts import ContactOutcome, plain_text
 from labintake.queue.guard import ActionResult, Actor, GuardedActions
 
 
@@ -40,7 +40,7 @@ class Corrections(GuardedActions):
         action_key: str = "",
     ) -> ActionResult:
         """Add (or replace) a diagnosis as the office stated it, then re-verify at once."""
-        code = normalize_icd10(new_code)
+        code = normalize_icd10(plain_text(new_code, "the code"))
         if not looks_like_icd10(code):
             raise WorkflowError(f"{new_code!r} is not an ICD-10-CM code")
         contact = self._answer(order_id, contact_id)
@@ -94,7 +94,7 @@ class Corrections(GuardedActions):
         action_key: str = "",
     ) -> ActionResult:
         """Replace a test's code as the office stated it, then re-verify at once."""
-        code = new_code.strip()
+        code = plain_text(new_code, "the code")
         if not code or len(code) > 40:
             raise WorkflowError("give the test code the office confirmed")
         contact = self._answer(order_id, contact_id)

@@ -147,7 +147,7 @@ def _name_condition(query: str) -> ColumnElement[bool] | None:
 def search_ids(session: Session, query: str, *, queue_only: bool) -> list[int]:
     """Orders matching the one search box: exact MRN, placer order number or message control
     id, or a family-name prefix. Each is an indexed look-up; at most SEARCH_LIMIT ids each."""
-    q = query.strip()
+    q = "".join(c for c in query if c.isprintable()).strip()
     if not q:
         return []
     control_ids = select(InboundMessage.id).where(InboundMessage.control_id == q)

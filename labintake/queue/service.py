@@ -18,7 +18,12 @@ from labintake.models.orders import Finding
 from labintake.models.queue import OfficeContact, OfficeQuery
 from labintake.models.users import User
 from labintake.queue import integration
-from labintake.queue.contacts import MAX_UNANSWERED_ATTEMPTS, ContactInput, ContactOutcome
+from labintake.queue.contacts import (
+    MAX_UNANSWERED_ATTEMPTS,
+    ContactInput,
+    ContactOutcome,
+    plain_text,
+)
 from labintake.queue.corrections import Corrections
 from labintake.queue.guard import ActionResult, Actor
 from labintake.queue.listing import QUEUE_STATUSES
@@ -225,8 +230,8 @@ class ClarificationQueue(Corrections):
         action_key: str = "",
     ) -> ActionResult:
         """Release to the LIS: no open hold finding, or each overridden with a written reason."""
-        reason = override_reason.strip()
-        modifier = modifier.strip().upper()
+        reason = plain_text(override_reason, "the override reason")
+        modifier = plain_text(modifier, "the modifier").upper()
         if modifier and modifier not in ABN_MODIFIERS:
             raise WorkflowError(f"modifier must be one of {', '.join(ABN_MODIFIERS)}")
         if modifier and not reason:
@@ -277,7 +282,7 @@ class ClarificationQueue(Corrections):
         reason: str,
         action_key: str = "",
     ) -> ActionResult:
-        reason = reason.strip()
+        reason = plain_text(reason, "the reason")
         if not reason:
             raise WorkflowError("a rejection needs a reason the ordering office can act on")
         order = self._take(actor, order_id, expected_version, action_key)
