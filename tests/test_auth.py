@@ -191,3 +191,15 @@ def test_demo_users_are_created_once_with_each_role(settings: Settings, engine: 
     client = TestClient(create_app(settings, engine))
     login(client, "manager", DEMO_PASSWORD)
     assert "Error queue" in client.get("/queue").text
+
+
+def test_a_nul_in_the_username_is_a_failed_login_not_a_server_error(
+    settings: Settings, engine: Engine
+) -> None:
+    client = TestClient(create_app(settings, engine))
+    page = client.get("/login")
+    token = page.text.split('name="login_token" value="')[1].split('"')[0]
+    response = client.post(
+        "/login", data={"username": "a\x00b", "password": "whatever 123", "login_token": token}
+    )
+    assert response.status_code == 401

@@ -73,6 +73,8 @@ def check_password(
 
     Failures are committed by the caller even when this raises (the count must stick).
     """
+    if "\x00" in username or "\x00" in password:  # never a valid name; PostgreSQL refuses NUL
+        raise NotAuthenticatedError("unknown user or wrong password")
     user = find_user(session, username.strip())
     now = utcnow()
     if user is None or not user.active:
