@@ -115,7 +115,7 @@ def watch(database_url: str, workdir: Path, max_seconds: float) -> Drain:
         drain.read = drain.backlog - remaining
         drain.service_peak_rss_bytes = service.peak_rss_bytes()
     finally:
-        service.stop()
+        service.stop(timeout=5.0)
     drain.statuses_after = statuses(database_url)
     if drain.statuses_after.get("error", 0) > before.get("error", 0):
         drain.note = "some messages became errors: see statuses_after"

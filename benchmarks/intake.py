@@ -43,10 +43,12 @@ from benchmarks.messages import synthetic_orders
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 LABINTAKE = "labintake"
+LISTENER = "listener"
 PYTHON_HL7 = "python-hl7"
 HL7APY = "hl7apy"
 LABELS = {
-    LABINTAKE: "labintake (durable, SQLite FULL)",
+    LABINTAKE: "labintake serve (durable, SQLite FULL)",
+    LISTENER: "  its listener alone (no workers)",
     PYTHON_HL7: "python-hl7 peer (in memory)",
     HL7APY: "hl7apy peer (in memory, 1 msg/conn)",
 }
@@ -68,20 +70,20 @@ class Profile:
     drain_seconds: float
     drain_messages: int
     connections: tuple[int, ...] = (4, 16)
-    servers: tuple[str, ...] = (LABINTAKE, PYTHON_HL7, HL7APY)
+    servers: tuple[str, ...] = (LABINTAKE, LISTENER, PYTHON_HL7, HL7APY)
 
 
 QUICK = Profile(
     rounds=1,
-    seconds=3.0,
-    warmup_seconds=1.0,
-    hl7apy_seconds=2.0,
-    drain_seconds=8.0,
-    drain_messages=3000,
+    seconds=2.5,
+    warmup_seconds=0.5,
+    hl7apy_seconds=1.5,
+    drain_seconds=6.0,
+    drain_messages=2000,
 )
 FULL = Profile(
     rounds=3,
-    seconds=10.0,
+    seconds=8.0,
     warmup_seconds=2.0,
     hl7apy_seconds=5.0,
     drain_seconds=40.0,
@@ -208,6 +210,10 @@ class Bench:
             if LABINTAKE in wanted:
                 migrate(self.database_url)
                 targets[LABINTAKE] = servers.labintake(self.database_url, self.workdir)
+            if LISTENER in wanted:
+                listener_url = f"sqlite:///{self.workdir / 'listener.sqlite3'}"
+                migrate(listener_url)
+                targets[LISTENER] = servers.labintake_listener(listener_url, self.workdir)
             if PYTHON_HL7 in wanted:
                 targets[PYTHON_HL7] = servers.peer(
                     "python_hl7_server", self.workdir / "python_hl7.log"
@@ -216,17 +222,25 @@ class Bench:
                 targets[HL7APY] = servers.peer("hl7apy_server", self.workdir / "hl7apy.log")
             for server in targets.values():
                 started.append(server.start())
+                server.pause()
             for round_number in range(1, self.profile.rounds + 1):
                 self.echo(f"round {round_number}/{self.profile.rounds}")
                 for connections in self.profile.connections:
                     for name, server in targets.items():
-                        self._load(server, name, connections)
+                        # Only the server under load runs: the others (and the background
+                        # work labintake still has from earlier loads) are stopped meanwhile.
+                        server.resume()
+                        try:
+                            self._load(server, name, connections)
+                        finally:
+                            server.pause()
             if LABINTAKE in targets:
                 self.rss_peak_bytes = targets[LABINTAKE].peak_rss_bytes()
                 self.after_load = drain.statuses(self.database_url)
         finally:
             for server in started:
-                code = server.stop()
+                # The databases are thrown away: no need to wait for background batches.
+                code = server.stop(timeout=5.0)
                 if code not in (0, None, -15):
                     self.echo(f"  {server.name} exited with {code}; log: {server.log_path}")
 
@@ -299,13 +313,13 @@ class Bench:
 
     def table(self) -> str:
         lines = [
-            f"{'server':<38}{'conns':>6}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'server':<42}{'conns':>6}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'vs python-hl7':>15}{'CPU ms/msg':>12}",
-            "-" * 99,
+            "-" * 103,
         ]
         for connections in self.profile.connections:
             base = self.cells.get((PYTHON_HL7, connections))
-            for name in (LABINTAKE, PYTHON_HL7, HL7APY):
+            for name in (LABINTAKE, LISTENER, PYTHON_HL7, HL7APY):
                 cell = self.cells.get((name, connections))
                 if cell is None:
                     continue
@@ -316,7 +330,7 @@ class Bench:
                     else "-"
                 )
                 lines.append(
-                    f"{LABELS[name]:<38}{connections:>6}{rate:>10.1f}"
+                    f"{LABELS[name]:<42}{connections:>6}{rate:>10.1f}"
                     f"{cell.median('p50_ms'):>9.2f}{cell.median('p99_ms'):>9.2f}{ratio:>15}"
                     f"{cell.median('server_cpu_ms_per_msg'):>12.3f}"
                 )

@@ -173,6 +173,15 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 
+    def pause(self) -> None:
+        """SIGSTOP: the server (and its background work) takes no CPU until resumed."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL, no goodbye: what a power cut or the OOM killer does."""
         if self.process is not None and self.process.poll() is None:
@@ -184,6 +193,7 @@ class ServerProcess:
         if self.process is None:
             return None
         if self.process.poll() is None:
+            self.resume()
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
@@ -241,3 +251,12 @@ def labintake(
     argv = [sys.executable, "-m", "labintake", "serve"]
     workdir.mkdir(parents=True, exist_ok=True)
     return ServerProcess("labintake", argv, workdir / "labintake.log", env=env, cwd=workdir)
+
+
+def labintake_listener(database_url: str, workdir: Path) -> ServerProcess:
+    """labintake's MLLP listener and intake store alone (`benchmarks.listener`), no workers."""
+    env = labintake_env(database_url)
+    env["PYTHONPATH"] = str(REPO)
+    argv = [sys.executable, "-m", "benchmarks.listener"]
+    workdir.mkdir(parents=True, exist_ok=True)
+    return ServerProcess("listener", argv, workdir / "listener.log", env=env, cwd=workdir)
