@@ -7,6 +7,7 @@ ConcurrentChangeError  409, with the order's fresh state
 WorkflowError          409
 CodeTableError         503
 HL7Error               422
+DataError (database)   422: a value the database cannot hold (a NUL character, say)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DataError
 
 from labintake.errors import (
     CodeTableError,
@@ -107,5 +109,21 @@ def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
         response.headers["HX-Reswap"] = "innerHTML"
         return response
 
+    async def on_data_error(request: Request, exc: Exception) -> Response:
+        # PostgreSQL refuses NUL characters (and SQLite does not): same answer on both.
+        detail = "a value could not be used: text may not contain NUL or other invalid bytes"
+        if wants_json(request) or not request.headers.get("hx-request"):
+            return JSONResponse({"error": "InvalidValue", "detail": detail}, status_code=422)
+        response = templates.TemplateResponse(
+            request,
+            "partials/error.html",
+            {"status": 422, "kind": "InvalidValue", "detail": detail, "stale": False},
+            status_code=422,
+        )
+        response.headers["HX-Retarget"] = "#flash"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+
     app.add_exception_handler(LabintakeError, on_labintake_error)
+    app.add_exception_handler(DataError, on_data_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
