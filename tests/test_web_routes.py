@@ -112,3 +112,18 @@ def test_pages_send_anonymous_users_to_the_login_page_and_back(
     response = client.get(path, follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == f"/login?next={path}"
+
+
+def test_ids_out_of_the_database_range_are_not_found_rather_than_server_errors(
+    settings: Settings, engine: Engine
+) -> None:
+    make_user(engine, "meg", Role.MANAGER)
+    client = TestClient(create_app(settings, engine))
+    client.headers["Authorization"] = f"Bearer {make_token(engine, 'meg')}"
+    huge = 10**20
+    assert client.get(f"/api/orders/{huge}").status_code == 422
+    assert client.get(f"/api/orders/{huge}/message").status_code == 422
+    assert client.get("/api/orders", params={"cursor": str(huge)}).status_code == 409
+    assert client.get("/api/messages", params={"cursor": huge}).status_code == 422
+    body = {"row_version": huge, "reason": "x"}
+    assert client.post("/api/orders/1/reject", json=body).status_code == 422

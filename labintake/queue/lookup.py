@@ -16,7 +16,7 @@ MAX_LIMIT = 500
 def _cursor(value: str | None) -> int | None:
     if not value:
         return None
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > 10 or int(value) > 2**31 - 1:
         raise WorkflowError("cursor must be the next_cursor of a previous page")
     return int(value)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -37,6 +37,8 @@ from labintake.errors import NotAuthenticatedError, PermissionDeniedError
 from labintake.models.users import User, WebSession
 
 SESSION_COOKIE = "labintake_session"
+# Ids and versions are 32-bit integers in the database: larger values cannot exist.
+MAX_DB_INT = 2**31 - 1
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -64,6 +66,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+RowId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PolicyDep = Annotated[LoginPolicy, Depends(get_policy)]
 

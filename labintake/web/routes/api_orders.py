@@ -17,7 +17,14 @@ from labintake.queue.contacts import ContactChannel, ContactInput, ContactOutcom
 from labintake.queue.detail import load_order_detail, order_detail_json, order_summary_json
 from labintake.queue.lookup import find_orders
 from labintake.queue.service import Actor, ClarificationQueue
-from labintake.web.deps import CoderUser, CurrentPrincipal, SessionDep, SettingsDep
+from labintake.web.deps import (
+    MAX_DB_INT,
+    CoderUser,
+    CurrentPrincipal,
+    RowId,
+    SessionDep,
+    SettingsDep,
+)
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -25,7 +32,7 @@ IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", max_length=64)]
 
 
 class Versioned(BaseModel):
-    row_version: int = Field(ge=1, description="the order's row_version you last saw")
+    row_version: int = Field(ge=1, le=MAX_DB_INT, description="the row_version you last saw")
 
 
 class AssignBody(Versioned):
@@ -38,15 +45,17 @@ class ContactBody(Versioned):
     answer: str = Field(default="", max_length=4000)
     person: str = Field(default="", max_length=200)
     follow_up_on: date | None = None
-    query_id: int | None = None
+    query_id: int | None = Field(default=None, ge=1, le=MAX_DB_INT)
 
 
 class CorrectionBody(Versioned):
     kind: Literal["diagnosis", "test"] = "diagnosis"
-    contact_id: int = Field(description="the recorded office answer this correction cites")
+    contact_id: int = Field(
+        ge=1, le=MAX_DB_INT, description="the recorded office answer this correction cites"
+    )
     new_code: str = Field(min_length=1, max_length=40)
     replaces: str = Field(default="", max_length=40)
-    test_seq: int | None = None
+    test_seq: int | None = Field(default=None, ge=1, le=MAX_DB_INT)
     system: str = Field(default="", max_length=40)
 
 
@@ -59,7 +68,7 @@ class RejectBody(Versioned):
     reason: str = Field(min_length=1, max_length=4000)
 
 
-def _fresh(session: SessionDep, order_id: int) -> dict[str, Any]:
+def _fresh(session: SessionDep, order_id: RowId) -> dict[str, Any]:
     session.expire_all()
     return order_detail_json(load_order_detail(session, order_id))
 
@@ -96,14 +105,14 @@ def list_orders(
 
 
 @router.get("/{order_id}")
-def get_order(order_id: int, user: CoderUser, session: SessionDep) -> dict[str, Any]:
+def get_order(order_id: RowId, user: CoderUser, session: SessionDep) -> dict[str, Any]:
     body = order_detail_json(load_order_detail(session, order_id))
     audit.record_view(session, user.username, "view_order", order_id=order_id, via="api")
     return body
 
 
 @router.get("/{order_id}/message")
-def get_message(order_id: int, user: CoderUser, session: SessionDep) -> Response:
+def get_message(order_id: RowId, user: CoderUser, session: SessionDep) -> Response:
     """The raw HL7 message as received (bytes unchanged)."""
     order = session.get(Order, order_id)
     message = session.get(InboundMessage, order.message_id) if order is not None else None
@@ -128,7 +137,7 @@ def get_message(order_id: int, user: CoderUser, session: SessionDep) -> Response
 
 @router.post("/{order_id}/assign")
 def assign(
-    order_id: int,
+    order_id: RowId,
     body: AssignBody,
     principal: CurrentPrincipal,
     user: CoderUser,
@@ -144,7 +153,7 @@ def assign(
 
 @router.post("/{order_id}/contacts")
 def record_contact(
-    order_id: int,
+    order_id: RowId,
     body: ContactBody,
     principal: CurrentPrincipal,
     user: CoderUser,
@@ -163,7 +172,7 @@ def record_contact(
 
 @router.post("/{order_id}/corrections")
 def correct(
-    order_id: int,
+    order_id: RowId,
     body: CorrectionBody,
     principal: CurrentPrincipal,
     user: CoderUser,
@@ -199,7 +208,7 @@ def correct(
 
 @router.post("/{order_id}/release")
 def release(
-    order_id: int,
+    order_id: RowId,
     body: ReleaseBody,
     principal: CurrentPrincipal,
     user: CoderUser,
@@ -220,7 +229,7 @@ def release(
 
 @router.post("/{order_id}/reject")
 def reject(
-    order_id: int,
+    order_id: RowId,
     body: RejectBody,
     principal: CurrentPrincipal,
     user: CoderUser,

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from labintake import audit
 from labintake.queue import integration
-from labintake.web.deps import ManagerUser, SessionDep, SettingsDep, get_engine
+from labintake.web.deps import MAX_DB_INT, ManagerUser, RowId, SessionDep, SettingsDep, get_engine
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
 
@@ -17,7 +17,9 @@ router = APIRouter()
 
 
 @router.get("/messages/errors")
-def error_queue_page(request: Request, user: ManagerUser, after: int = Query(0, ge=0)) -> Response:
+def error_queue_page(
+    request: Request, user: ManagerUser, after: int = Query(0, ge=0, le=MAX_DB_INT)
+) -> Response:
     rows = integration.error_queue(get_engine(request), limit=100, after_id=after)
     return render(
         request,
@@ -29,7 +31,7 @@ def error_queue_page(request: Request, user: ManagerUser, after: int = Query(0, 
 @router.post("/messages/{message_id}/reprocess")
 def reprocess_page(
     request: Request,
-    message_id: int,
+    message_id: RowId,
     user: ManagerUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -53,7 +55,7 @@ def list_messages(
     user: ManagerUser,
     status: str = Query("error", pattern="^error$"),
     limit: int = Query(50, ge=1, le=500),
-    cursor: int = Query(0, ge=0),
+    cursor: int = Query(0, ge=0, le=MAX_DB_INT),
 ) -> dict[str, Any]:
     rows = integration.error_queue(get_engine(request), limit=limit, after_id=cursor)
     return {
@@ -77,7 +79,7 @@ def list_messages(
 @router.post("/api/messages/{message_id}/reprocess")
 def reprocess_api(
     request: Request,
-    message_id: int,
+    message_id: RowId,
     user: ManagerUser,
     session: SessionDep,
     settings: SettingsDep,

@@ -11,13 +11,13 @@ from labintake.errors import NotFoundError
 from labintake.models.orders import Order
 from labintake.models.queue import OfficeQuery
 from labintake.queue.query_pdf import render_query_pdf
-from labintake.web.deps import CoderUser, SessionDep
+from labintake.web.deps import CoderUser, RowId, SessionDep
 from labintake.web.rendering import render
 
 router = APIRouter()
 
 
-def _load(session: Session, order_id: int, query_id: int) -> tuple[Order, OfficeQuery]:
+def _load(session: Session, order_id: RowId, query_id: RowId) -> tuple[Order, OfficeQuery]:
     query = session.get(OfficeQuery, query_id)
     order = session.get(Order, order_id)
     if query is None or order is None or query.order_id != order_id:
@@ -27,7 +27,7 @@ def _load(session: Session, order_id: int, query_id: int) -> tuple[Order, Office
 
 @router.get("/orders/{order_id}/queries/{query_id}")
 def query_page(
-    request: Request, order_id: int, query_id: int, user: CoderUser, session: SessionDep
+    request: Request, order_id: RowId, query_id: RowId, user: CoderUser, session: SessionDep
 ) -> Response:
     order, query = _load(session, order_id, query_id)
     audit.record_view(session, user.username, "view_query", order_id=order_id, via="web")
@@ -35,7 +35,7 @@ def query_page(
 
 
 @router.get("/orders/{order_id}/queries/{query_id}/pdf")
-def query_pdf(order_id: int, query_id: int, user: CoderUser, session: SessionDep) -> Response:
+def query_pdf(order_id: RowId, query_id: RowId, user: CoderUser, session: SessionDep) -> Response:
     order, query = _load(session, order_id, query_id)
     audit.record_view(session, user.username, "view_query_pdf", order_id=order_id, via="web")
     return Response(

@@ -23,13 +23,14 @@ from labintake.queue.detail import load_order_detail
 from labintake.queue.listing import next_in_queue
 from labintake.queue.raw_message import show_message
 from labintake.queue.service import ABN_MODIFIERS, Actor, ClarificationQueue
-from labintake.web.deps import CoderUser, SessionDep, SettingsDep
+from labintake.web.deps import MAX_DB_INT, CoderUser, RowId, SessionDep, SettingsDep
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
 
 router = APIRouter()
 
-RowVersion = Annotated[int, Form(ge=1)]
+RowVersion = Annotated[int, Form(ge=1, le=MAX_DB_INT)]
+FormId = Annotated[int, Form(ge=1, le=MAX_DB_INT)]
 ActionKey = Annotated[str, Form(max_length=64)]
 Text = Annotated[str, Form(max_length=4000)]
 
@@ -47,7 +48,7 @@ DONE_MESSAGES = {
 
 @router.get("/orders/{order_id}")
 def order_page(
-    request: Request, order_id: int, user: CoderUser, session: SessionDep, settings: SettingsDep
+    request: Request, order_id: RowId, user: CoderUser, session: SessionDep, settings: SettingsDep
 ) -> Response:
     detail = load_order_detail(session, order_id)
     message = session.get(InboundMessage, detail.order.message_id)
@@ -82,7 +83,9 @@ def order_page(
     )
 
 
-def _after(request: Request, session: SessionDep, order_id: int, done: str, user: str) -> Response:
+def _after(
+    request: Request, session: SessionDep, order_id: RowId, done: str, user: str
+) -> Response:
     if done in ("released", "rejected"):
         following = next_in_queue(session, order_id, user)
         if following is not None:
@@ -94,7 +97,7 @@ def _after(request: Request, session: SessionDep, order_id: int, done: str, user
 @router.post("/orders/{order_id}/assign")
 def assign(
     request: Request,
-    order_id: int,
+    order_id: RowId,
     user: CoderUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -114,7 +117,7 @@ def assign(
 @router.post("/orders/{order_id}/contacts")
 def record_contact(
     request: Request,
-    order_id: int,
+    order_id: RowId,
     user: CoderUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -125,7 +128,7 @@ def record_contact(
     answer: Text = "",
     person: Annotated[str, Form(max_length=200)] = "",
     follow_up_on: Annotated[date | None, Form()] = None,
-    query_id: Annotated[int | None, Form()] = None,
+    query_id: Annotated[int | None, Form(ge=1, le=MAX_DB_INT)] = None,
 ) -> Response:
     contact = ContactInput(channel, outcome, answer, person, follow_up_on, query_id)
     ClarificationQueue(session, settings).record_contact(
@@ -137,7 +140,7 @@ def record_contact(
 @router.post("/orders/{order_id}/queries")
 def create_query(
     request: Request,
-    order_id: int,
+    order_id: RowId,
     user: CoderUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -153,8 +156,8 @@ def create_query(
 @router.post("/orders/{order_id}/queries/{query_id}/close")
 def close_query(
     request: Request,
-    order_id: int,
-    query_id: int,
+    order_id: RowId,
+    query_id: RowId,
     user: CoderUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -171,16 +174,16 @@ def close_query(
 @router.post("/orders/{order_id}/corrections")
 def correct(
     request: Request,
-    order_id: int,
+    order_id: RowId,
     user: CoderUser,
     session: SessionDep,
     settings: SettingsDep,
     row_version: RowVersion,
-    contact_id: Annotated[int, Form()],
+    contact_id: FormId,
     new_code: Annotated[str, Form(min_length=1, max_length=40)],
     kind: Annotated[str, Form(pattern="^(diagnosis|test)$")] = "diagnosis",
     replaces: Annotated[str, Form(max_length=40)] = "",
-    test_seq: Annotated[int | None, Form()] = None,
+    test_seq: Annotated[int | None, Form(ge=1, le=MAX_DB_INT)] = None,
     system: Annotated[str, Form(max_length=40)] = "",
     action_key: ActionKey = "",
 ) -> Response:
@@ -213,7 +216,7 @@ def correct(
 @router.post("/orders/{order_id}/release")
 def release(
     request: Request,
-    order_id: int,
+    order_id: RowId,
     user: CoderUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -236,7 +239,7 @@ def release(
 @router.post("/orders/{order_id}/reject")
 def reject(
     request: Request,
-    order_id: int,
+    order_id: RowId,
     user: CoderUser,
     session: SessionDep,
     settings: SettingsDep,
