@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 # name -> (trigger, trigger arguments, lease seconds or None when claims already suffice)
 SCHEDULE: dict[str, tuple[str, dict[str, int], float | None]] = {
     "deliver": ("interval", {"seconds": 2}, None),
-    "release_verified": ("interval", {"seconds": 5}, 600.0),
+    # Short: a killed holder would stall release for this long. A second instance starting a
+    # run meanwhile is harmless (each order's release re-checks its row_version).
+    "release_verified": ("interval", {"seconds": 5}, 60.0),
     "placer_replies": ("interval", {"seconds": 30}, 300.0),
     "follow_up_reminders": ("interval", {"minutes": 15}, 300.0),
     "escalate_old_holds": ("interval", {"hours": 1}, 300.0),
