@@ -241,7 +241,9 @@ class Bench:
             for server in started:
                 # The databases are thrown away: no need to wait for background batches.
                 code = server.stop(timeout=5.0)
-                if code not in (0, None, -15):
+                if code == -9:
+                    self.echo(f"  {server.name} still busy 5 s after SIGTERM; killed (-9)")
+                elif code not in (0, None, -15):
                     self.echo(f"  {server.name} exited with {code}; log: {server.log_path}")
 
     def run_drain(self) -> None:
