@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from labintake.config import Settings
 from labintake.db import utcnow
+from labintake.errors import WorkflowError
 from labintake.models.orders import Order
 from labintake.queue.listing import DueFilter, QueueFilter, QueueSort, list_queue, queue_counts
 from tests.factories import OrderSpec, held_order
@@ -121,3 +125,21 @@ def test_released_orders_leave_the_queue_and_sort_orders_by_arrival(
     _set(engine, a, status="released")
     with Session(engine) as session:
         assert [r.order_id for r in list_queue(session, QueueFilter()).rows] == [b]
+
+
+def _forged(*values: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-a-cursor",
+        _forged("urgent", "2026-01-01T00:00:00+00:00", 10**20),
+        _forged("urgent", "2026-01-01T00:00:00", 5),  # no time zone
+        _forged("oldest", "2026-01-01T00:00:00+00:00", 5),  # another sort order
+    ],
+)
+def test_forged_or_stale_cursors_are_refused_clearly(engine: Engine, cursor: str) -> None:
+    with Session(engine) as session, pytest.raises(WorkflowError, match="bad page cursor"):
+        list_queue(session, QueueFilter(), cursor=cursor)

@@ -112,7 +112,10 @@ def _decode_cursor(cursor: str, sort: QueueSort) -> tuple[datetime, int]:
         kind, due, order_id = json.loads(base64.urlsafe_b64decode(padded))
         if kind != sort.value:
             raise ValueError("cursor from another sort order")
-        return datetime.fromisoformat(due), int(order_id)
+        when, last_id = datetime.fromisoformat(due), int(order_id)
+        if when.tzinfo is None or not 0 <= last_id < 2**31:
+            raise ValueError("cursor out of range")
+        return when, last_id
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise WorkflowError(f"bad page cursor: {exc}") from exc
 

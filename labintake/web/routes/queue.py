@@ -31,8 +31,8 @@ OPTIONAL_COLUMNS = ("sender", "office", "assignee", "attempts", "age")
 
 def parse_filters(params: Mapping[str, str], username: str) -> tuple[QueueFilter, QueueSort]:
     age = params.get("age", "").strip()
-    if age and not age.isdigit():
-        raise WorkflowError("age must be a whole number of days")
+    if age and (not age.isdigit() or len(age) > 4):
+        raise WorkflowError("age must be a whole number of days (at most 9999)")
     due = params.get("due", "")
     sort = params.get("sort", "") or QueueSort.URGENT.value
     assignee = params.get("assignee", "").strip()
