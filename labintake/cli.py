@@ -143,6 +143,37 @@ def users_add(
     typer.echo(f"user {name} added with role {chosen.value}")
 
 
+@users_app.command("passwd")
+def users_passwd(name: Annotated[str, typer.Argument(help="login name")]) -> None:
+    """Set a user's password (stdin or prompt); also lifts a lockout."""
+    import sys
+
+    from labintake.auth.accounts import find_user, set_password
+    from labintake.auth.policy import DEFAULT_POLICY
+    from labintake.db import make_engine, session_scope
+    from labintake.errors import WorkflowError
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            user = find_user(session, name)
+            if user is None:
+                typer.secho(f"error: no user {name!r}", fg="red", err=True)
+                raise typer.Exit(1)
+            set_password(session, user, password, DEFAULT_POLICY)
+    except WorkflowError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+    typer.echo(f"password of {name} set")
+
+
 @tokens_app.command("create")
 def tokens_create(name: Annotated[str, typer.Argument(help="the user the token acts as")]) -> None:
     """Print a new API bearer token for user NAME (shown once; only its hash is stored)."""
@@ -161,3 +192,24 @@ def tokens_create(name: Annotated[str, typer.Argument(help="the user the token a
     finally:
         engine.dispose()
     typer.echo(token)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    prefix: Annotated[str, typer.Argument(help="the token's first 12 characters")],
+) -> None:
+    """Revoke an API token by its first 12 characters."""
+    from labintake.auth.tokens import revoke_token
+    from labintake.db import make_engine, session_scope
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            revoked = revoke_token(session, prefix[:12])
+    finally:
+        engine.dispose()
+    if not revoked:
+        typer.secho(f"error: no token starting {prefix[:12]!r}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {revoked} token(s)")

@@ -203,3 +203,37 @@ def test_a_nul_in_the_username_is_a_failed_login_not_a_server_error(
         "/login", data={"username": "a\x00b", "password": "whatever 123", "login_token": token}
     )
     assert response.status_code == 401
+
+
+def test_cli_revokes_a_token_and_resets_a_password(settings: Settings, engine: Engine) -> None:
+    make_user(engine, "kim", Role.MANAGER)
+    token = make_token(engine, "kim")
+    runner = CliRunner()
+    env = {"LABINTAKE_DATABASE_URL": settings.database_url, "LABINTAKE_DEVELOPMENT": "1"}
+    result = runner.invoke(cli_app, ["tokens", "revoke", token[:12]], env=env)
+    assert result.exit_code == 0, result.output
+    client = TestClient(create_app(settings, engine))
+    assert (
+        client.get("/api/orders", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    )
+    new_password = "a brand new passphrase"
+    result = runner.invoke(cli_app, ["users", "passwd", "kim"], input=new_password + "\n", env=env)
+    assert result.exit_code == 0, result.output
+    login(client, "kim", new_password)
+
+
+def test_signing_in_deletes_sessions_left_idle(settings: Settings, engine: Engine) -> None:
+    make_user(engine, "lou")
+    first = TestClient(create_app(settings, engine))
+    login(first, "lou")
+    with Session(engine) as session:
+        stale = session.exec(select(WebSession)).one()
+        stale.last_seen_at -= timedelta(hours=1)
+        session.add(stale)
+        session.commit()
+        stale_id = stale.id
+    login(TestClient(create_app(settings, engine)), "lou")
+    with Session(engine) as session:
+        ids = [s.id for s in session.exec(select(WebSession))]
+    assert stale_id not in ids
+    assert len(ids) == 1

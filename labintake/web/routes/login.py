@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from labintake.auth.accounts import check_password
-from labintake.auth.sessions import close_session, open_session
+from labintake.auth.sessions import close_session, open_session, purge_expired
 from labintake.errors import NotAuthenticatedError
 from labintake.web.deps import SESSION_COOKIE, CurrentUser, PolicyDep, SessionDep, SettingsDep
 
@@ -73,6 +73,7 @@ def login(
         session.commit()  # failed-login counts and lockouts stick
         return _login_page(request, str(exc).capitalize() + ".", username, 401)
     client = (request.client.host if request.client else "")[:200]
+    purge_expired(session, policy)  # sessions left idle are deleted as people sign in
     token, _ = open_session(session, user, client)
     session.commit()
     response = RedirectResponse(_safe_next(next), status_code=303)
