@@ -30,7 +30,7 @@ from tests.system.instances import (
 pytestmark = pytest.mark.slow
 
 INSTANCES = 3
-TOTAL = 2000
+TOTAL = 1200
 CONNECTIONS = 6
 DRAIN_SECONDS = 300
 
