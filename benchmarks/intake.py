@@ -450,8 +450,6 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         echo(f"benchmark stopped; logs and database kept in {workdir}")
         raise
-    if not args.keep:
-        shutil.rmtree(workdir)
     echo("")
     echo(bench.table())
     document = bench.document(mode)
@@ -461,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS_DIR / f"intake-{mode}-{stamp}.json"
     out.write_text(json.dumps(document, indent=2) + "\n")
     echo(f"\nsaved {out.relative_to(servers.REPO)} ({document['wall_seconds']} s)")
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
     failed = [t for t in document["targets"] if t["passed"] is False]
     return 1 if failed else 0
 
