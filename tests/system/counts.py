@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -136,3 +137,20 @@ def pipeline_counts(database_url: str, sending_application: str) -> PipelineCoun
         outbox_control_ids=frozenset(str(c) for _, c, _ in outbox_rows),
         delivered_by=Counter(str(b) for s, _, b in outbox_rows if s == "delivered"),
     )
+
+
+def wait_for_verification(
+    database_url: str, sending_application: str, messages: int, timeout: float = 180.0
+) -> PipelineCounts:
+    """Counts once every one of `messages` has its order read and verified (or at timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = pipeline_counts(database_url, sending_application)
+        done = (
+            sum(counts.orders_per_message.values()) >= messages
+            and counts.orders_per_message.get(0, 0) == 0
+            and counts.verifications_per_order.get(0, 0) == 0
+        )
+        if done or time.monotonic() > deadline:
+            return counts
+        time.sleep(1.0)

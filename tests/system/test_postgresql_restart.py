@@ -18,7 +18,7 @@ from benchmarks.loadgen import LoadSpec, parse_ack, run_load_blocking
 from benchmarks.messages import synthetic_orders
 from labintake.db import migrate
 from tests.system.cluster import PrivateCluster, unavailable_reason
-from tests.system.counts import stored_control_ids
+from tests.system.counts import stored_control_ids, wait_for_verification
 
 LOAD_SECONDS = 14.0
 RESTART_AFTER_SECONDS = 3.0
@@ -110,6 +110,7 @@ def test_postgresql_restart_during_load_loses_no_acknowledged_message(
             ),
             resend,
         )
+        pipeline = wait_for_verification(url, "BENCHEHR", load.sent)
     finally:
         restarter.join(120)
         server.stop()
@@ -126,5 +127,7 @@ def test_postgresql_restart_during_load_loses_no_acknowledged_message(
         f"{during.count('AA')} AA, {len(during) - during.count('AA')} other); "
         f"stored after restart {len(stored_after_restart)} (all {len(accepted)} AA among them); "
         f"resent {len(resend)}, all AA; stored at the end {len(stored)} of {load.sent}, "
-        "each exactly once"
+        f"each exactly once; then {pipeline.line()} (no LIS here: delivery not awaited)"
     )
+    assert pipeline.orders_per_message == {1: load.sent}, pipeline.line()
+    assert pipeline.verifications_per_order == {1: load.sent}, pipeline.line()

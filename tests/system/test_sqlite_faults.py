@@ -28,7 +28,7 @@ from benchmarks import servers
 from benchmarks.loadgen import LoadResult, LoadSpec, parse_ack, run_load_blocking
 from benchmarks.messages import SyntheticMessage, synthetic_orders
 from labintake.db import migrate
-from tests.system.counts import stored_control_ids
+from tests.system.counts import PipelineCounts, stored_control_ids, wait_for_verification
 
 CONNECTIONS = 3
 PADDING = 8_000  # bigger messages make the write-ahead log grow, so a full disk shows at once
@@ -50,6 +50,7 @@ class FaultRun:
     codes_after_fault: list[str]
     resent: int
     stored: int
+    pipeline: PipelineCounts
 
 
 def _load(port: int, messages: Iterator[SyntheticMessage], seconds: float) -> LoadResult:
@@ -115,9 +116,13 @@ def run_fault_cycle(
             resend,
         )
         assert second.ack_codes == ({"AA": len(resend)} if resend else {}), second.summary()
+        pipeline = wait_for_verification(database_url, "BENCHEHR", len(every))
     finally:
         server.stop()
     stored = stored_control_ids(database_url, "BENCHEHR")
+    # Reading and verification went through the fault too: each message one order, verified once.
+    assert pipeline.orders_per_message == {1: len(every)}, pipeline.line()
+    assert pipeline.verifications_per_order == {1: len(every)}, pipeline.line()
     repeated = {c: n for c, n in stored.items() if n != 1}
     assert not repeated, f"stored more than once: {list(repeated.items())[:5]}"
     assert set(stored) == set(every), f"missing {len(set(every) - set(stored))}"
@@ -130,6 +135,7 @@ def run_fault_cycle(
         codes_after_fault=[parse_ack(a)[0] for a in phases["after"].acks.values()],
         resent=len(resend),
         stored=len(stored),
+        pipeline=pipeline,
     )
 
 
@@ -139,7 +145,8 @@ def _report(name: str, run: FaultRun) -> None:
         f"\n{name}: sent {run.sent}, acknowledged AA {len(run.accepted)}, NAK {len(run.refused)}, "
         f"unanswered {len(run.unanswered)}; during the fault {during.count('AA')} AA of "
         f"{len(during)} answers; after it {run.codes_after_fault.count('AA')} AA of "
-        f"{len(run.codes_after_fault)}; resent {run.resent}; stored {run.stored}, each once"
+        f"{len(run.codes_after_fault)}; resent {run.resent}; stored {run.stored}, each once; "
+        f"then {run.pipeline.line()} (delivery is not awaited here: no LIS is configured)"
     )
 
 
