@@ -7,6 +7,7 @@ comes from ``/proc``: the peak resident set (``VmHWM``) of the process and its c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -89,7 +90,11 @@ def rss_bytes(pid: int) -> int:
 
 
 class ServerProcess:
-    """One server subprocess listening for MLLP on a loopback port."""
+    """One server subprocess listening for MLLP on a loopback port.
+
+    It runs in a session (and process group) of its own, so that pausing or killing it
+    reaches any worker processes it starts.
+    """
 
     def __init__(
         self,
@@ -173,19 +178,23 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 
-    def pause(self) -> None:
-        """SIGSTOP: the server (and its background work) takes no CPU until resumed."""
+    def _signal_group(self, sig: signal.Signals) -> None:
+        """Signal the server and every process it started (its own process group)."""
         if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server and its children take no CPU until resumed."""
+        self._signal_group(signal.SIGSTOP)
 
     def resume(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
+        self._signal_group(signal.SIGCONT)
 
     def kill(self) -> None:
-        """SIGKILL, no goodbye: what a power cut or the OOM killer does."""
+        """SIGKILL to the server and its children, no goodbye: a crash or the OOM killer."""
         if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
+            self._signal_group(signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self, timeout: float = 20.0) -> int | None:

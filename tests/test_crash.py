@@ -1,10 +1,11 @@
 """Crash safety: `kill -9` of `labintake serve` in the middle of a load loses no acknowledged order.
 
 A real `labintake serve` subprocess takes thousands of messages over several connections and
-is killed with SIGKILL part way through. Right after a restart on the same database, every
-message that got AA must be there; then everything that got no ACK is resent, with a share
-of the acknowledged ones as duplicates, and at the end every message is stored exactly once,
-byte for byte as sent, and each duplicate got its original acknowledgement back.
+is killed with SIGKILL (with any worker process it started) part way through. Right after a
+restart on the same database, every message that got AA must be there; then everything that
+got no ACK is resent, with a share of the acknowledged ones as duplicates, and at the end
+every message is stored exactly once, byte for byte as sent, and each duplicate got its
+original acknowledgement back.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 TOTAL = 3000
 CONNECTIONS = 8
-KILL_AFTER_ACKS = 1000
+KILL_AFTER_ACKS = 2000
 # Every n-th acknowledged message is sent again after the restart, as a duplicate.
 DUPLICATE_EVERY = 10
 
@@ -120,7 +121,8 @@ def test_kill_9_mid_load_then_resend_stores_every_accepted_message_exactly_once(
         )
         phases["resend"] = time.monotonic() - began - sum(phases.values())
     finally:
-        second_server.stop()
+        # Every reply is in; whether the workers finish their batches does not matter here.
+        second_server.stop(timeout=5.0)
 
     assert second.acked == len(resend), f"resend incomplete: {second.summary()}"
     assert set(_codes(second).values()) == {"AA"}, f"resend ACK codes: {second.ack_codes}"
