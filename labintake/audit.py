@@ -52,6 +52,14 @@ def record_view(
     session.commit()
 
 
+def record_view_of_list(
+    session: Session, actor: str, order_ids: list[int], *, via: str, filters: dict[str, Any]
+) -> None:
+    """Record that `actor` saw a list of orders (names, MRNs), and commit."""
+    record(session, actor, "view_order_list", via=via, after={"ids": order_ids, **filters})
+    session.commit()
+
+
 def entries_for_order(session: Session, order_id: int, limit: int = 500) -> list[AuditEntry]:
     """An order's audit entries, newest first."""
     statement = (

@@ -170,3 +170,18 @@ def test_a_manager_assigns_an_order_to_a_coder(settings: Settings, engine: Engin
         data={"row_version": str(row_version_of(page)), "assignee": "ann", "csrf_token": csrf},
     )
     assert "assigned to <b>ann</b>" in client.get(f"/orders/{order_id}").text
+
+
+def test_seeing_the_queue_is_audited_with_the_orders_shown(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings)
+    client, _ = _signed_in(settings, engine, "ann")
+    client.get("/queue", params={"q": "Lindqvist"})
+    with Session(engine) as session:
+        entry = session.exec(
+            select(AuditEntry).where(AuditEntry.action == "view_order_list")
+        ).all()[-1]
+    assert (entry.actor, entry.via) == ("ann", "web")
+    assert entry.after["ids"] == [order_id]
+    assert entry.after["search"] == "Lindqvist"

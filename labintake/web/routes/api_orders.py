@@ -93,14 +93,18 @@ def list_orders(
         limit=limit,
         cursor=cursor,
     )
-    audit.record(
+    audit.record_view_of_list(
         session,
         user.username,
-        "list_orders",
+        [o.id for o in orders if o.id is not None],
         via="api",
-        after={"ids": [o.id for o in orders][:500]},
+        filters={
+            "status": status,
+            "control_id": control_id,
+            "placer_order": placer_order,
+            "patient": patient,
+        },
     )
-    session.commit()
     return {"orders": [order_summary_json(o) for o in orders], "next_cursor": next_cursor}
 
 

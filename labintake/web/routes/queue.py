@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from labintake import audit
 from labintake.errors import WorkflowError
 from labintake.queue.listing import (
     DueFilter,
@@ -73,6 +74,14 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         params.update(saved.get("filters", {}))
     filters, sort = parse_filters(params, user.username)
     page = list_queue(session, filters, sort=sort, cursor=params.get("cursor") or None)
+    # The rows show patients' names and MRNs: who saw which orders is audited.
+    audit.record_view_of_list(
+        session,
+        user.username,
+        [r.order_id for r in page.rows],
+        via="web",
+        filters=filters.as_dict(),
+    )
     columns = saved.get("columns") or list(OPTIONAL_COLUMNS)
     more = {k: v for k, v in params.items() if k in FILTER_KEYS and v}
     more_url = "/queue?" + urlencode({**more, "cursor": page.next_cursor or ""})
