@@ -121,7 +121,7 @@ def _work(name: str, context: JobContext) -> Callable[[], int]:
     engine, settings = context.engine, context.settings
     works: dict[str, Callable[[], int]] = {
         "deliver": lambda: deliver(context),
-        "release_verified": lambda: release_verified(engine),
+        "release_verified": lambda: release_verified(engine, limit=RELEASE_BATCH),
         "placer_replies": lambda: enqueue_placer_replies(
             engine, settings.placer_replies, settings.lis_sending_application
         ),
@@ -149,6 +149,10 @@ def run_job(name: str, context: JobContext | None = None) -> int | None:
     ran, result = run_exclusive(context.engine, f"job:{name}", context.owner, work, lease)
     return result if ran else None
 
+
+# Orders per release run: building takes hl7apy tens of milliseconds per order, and a run
+# should end well inside its 60 s lease even on a busy machine.
+RELEASE_BATCH = 100
 
 # Jobs that may instead run as continuous background workers (see `labintake.jobs.service`).
 BATCH_JOBS = frozenset({"deliver", "release_verified"})
