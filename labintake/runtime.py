@@ -1,10 +1,11 @@
-"""`labintake serve`: the MLLP listener, the web app and the background workers in one process.
+"""`labintake serve`: the MLLP listener and the web app in one process, the workers beside it.
 
-Everything runs in one asyncio loop (the web app is a uvicorn server in that loop) except
-database work: the intake writer has its own thread, and each background worker runs its
-batch function in a thread of its own. SIGTERM or SIGINT shut down in order: stop accepting
-MLLP connections and answer the messages already read, finish the commits in flight, stop the
-web app and the workers, then exit.
+The listener and the web app share one asyncio loop (the web app is a uvicorn server in that
+loop); the intake writer commits from a thread of its own. Reading, verification, release and
+delivery run in a child process (:mod:`labintake.background`), so their CPU-heavy Python never
+holds this process's interpreter lock while an ACK is due. SIGTERM or SIGINT shut down in
+order: stop accepting MLLP connections and answer the messages already read, finish the
+commits in flight, stop the web app, let the workers finish their batches, then exit.
 """
 
 from __future__ import annotations
@@ -13,94 +14,30 @@ import asyncio
 import contextlib
 import logging
 import signal
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 
+from labintake.background import BackgroundWorkers, WorkerProcess
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
 from labintake.errors import ConfigurationError
 from labintake.intake import Intake
-from labintake.interfaces import InterfaceRegistry, load_interfaces
+from labintake.interfaces import load_interfaces
 from labintake.logs import configure_logging, redact_url
 from labintake.mllp.server import MLLPServer, server_tls_context
 
 log = logging.getLogger("labintake.runtime")
 
-BatchFunction = Callable[[], int]
+__all__ = ["BackgroundWorkers", "Service", "WorkerProcess", "run_service", "serve"]
 
-
-@dataclass(slots=True)
-class _Worker:
-    name: str
-    function: BatchFunction
-    thread: threading.Thread | None = None
-    processed: int = 0
-    failures: int = 0
-
-
-@dataclass(slots=True)
-class BackgroundWorkers:
-    """Runs registered batch functions, each in its own thread, until stopped.
-
-    A batch function processes one batch and returns how many items it handled; when it
-    handles none, its thread sleeps `idle_sleep` seconds before asking again. An exception is
-    logged and the function is retried after `error_sleep` seconds.
-    """
-
-    idle_sleep: float = 0.5
-    error_sleep: float = 5.0
-    _workers: list[_Worker] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def register(self, name: str, function: BatchFunction) -> None:
-        if any(worker.name == name for worker in self._workers):
-            raise ConfigurationError(f"background worker {name!r} registered twice")
-        self._workers.append(_Worker(name, function))
-
-    @property
-    def names(self) -> list[str]:
-        return [worker.name for worker in self._workers]
-
-    def processed(self, name: str) -> int:
-        return next(w.processed for w in self._workers if w.name == name)
-
-    def start(self) -> None:
-        self._stop.clear()
-        for worker in self._workers:
-            if worker.thread is None:
-                worker.thread = threading.Thread(
-                    target=self._run, args=(worker,), name=f"worker-{worker.name}", daemon=True
-                )
-                worker.thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask every worker to stop after its current batch, and wait for them (blocking)."""
-        self._stop.set()
-        for worker in self._workers:
-            if worker.thread is not None:
-                worker.thread.join(timeout)
-                if worker.thread.is_alive():
-                    log.warning("worker still busy at shutdown", extra={"worker": worker.name})
-                worker.thread = None
-
-    def _run(self, worker: _Worker) -> None:
-        while not self._stop.is_set():
-            try:
-                count = worker.function()
-            except Exception:
-                worker.failures += 1
-                log.exception("background worker failed; retrying", extra={"worker": worker.name})
-                self._stop.wait(self.error_sleep)
-                continue
-            worker.processed += count
-            if count == 0:
-                self._stop.wait(self.idle_sleep)
+# While a worker thread runs Python, a thread coming back from the database or the network
+# waits up to this long for the interpreter lock (5 ms by default): short, for the ACK path.
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -127,23 +64,6 @@ def check_schema(engine: Engine) -> None:
         )
 
 
-# Reading batches while messages arrive are kept small: on SQLite a batch holds the one write
-# lock while it is written, and intake must not wait long for it. With no intake going on,
-# large batches drain a backlog fastest.
-READER_BATCH_WHILE_INTAKE = 25
-READER_BATCH_IDLE = 500
-
-
-def _reader_function(engine: Engine, registry: InterfaceRegistry, intake: Intake) -> BatchFunction:
-    from labintake.reading.worker import read_pending
-
-    def read_batch() -> int:
-        limit = READER_BATCH_WHILE_INTAKE if intake.busy() else READER_BATCH_IDLE
-        return read_pending(engine, registry, limit)
-
-    return read_batch
-
-
 class Service:
     """The running process: start it, then stop it (SIGTERM/SIGINT do that in `serve`)."""
 
@@ -167,15 +87,8 @@ class Service:
             max_connections=settings.max_connections,
             ssl_context=tls,
         )
-        self.workers = BackgroundWorkers()
-        self.workers.register("reader", _reader_function(self.engine, self.interfaces, self.intake))
-        from labintake.verification.service import pending_verifier
-
-        self.workers.register("verifier", pending_verifier(settings, self.engine, self.interfaces))
-        from labintake.jobs.service import ReleaseRuntime
-
-        self.release = ReleaseRuntime(settings, self.engine, demo=demo)
-        self.release.register(self.workers)
+        self.workers = WorkerProcess(settings, demo=demo)
+        self.intake.writer.commit_clock = self.workers.intake_clock
         self.web: uvicorn.Server | None = None
         self._web_task: asyncio.Task[Any] | None = None
 
@@ -191,6 +104,8 @@ class Service:
 
     async def start(self) -> None:
         check_schema(self.engine)
+        # Workers first: when they cannot start, no message has been taken yet.
+        await asyncio.to_thread(self.workers.start)
         self.intake.start()
         await self.mllp.start()
         from labintake.web.app import create_app
@@ -210,8 +125,6 @@ class Service:
                 await self._web_task  # raises what stopped it
                 raise ConfigurationError("the web app stopped during startup")
             await asyncio.sleep(0.01)
-        self.workers.start()
-        self.release.start()
         self._log_started()
 
     async def stop(self) -> None:
@@ -221,7 +134,6 @@ class Service:
         if self.web is not None and self._web_task is not None:
             self.web.should_exit = True
             await self._web_task
-        await asyncio.to_thread(self.release.stop)
         await asyncio.to_thread(self.workers.stop)
         self.engine.dispose()
         log.info("stopped", extra={"count": self.mllp.messages})
@@ -245,11 +157,19 @@ class Service:
             f"{settings.max_message_bytes} bytes; at most {settings.max_connections} connections, "
             f"idle ones closed after {settings.idle_timeout_seconds:g} s"
         )
-        log.info(f"background workers: {', '.join(self.workers.names) or 'none'}")
+        log.info(
+            f"background workers: {', '.join(self.workers.names) or 'none'} "
+            f"(process {self.workers.pid})"
+        )
 
 
 async def serve(settings: Settings, *, demo: bool = False) -> None:
-    """Run until SIGTERM or SIGINT, then shut down in order."""
+    """Run until SIGTERM or SIGINT, then shut down in order.
+
+    The worker process is spawned: a script calling this must guard its entry point with
+    ``if __name__ == "__main__":`` (as multiprocessing requires).
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

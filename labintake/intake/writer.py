@@ -121,6 +121,8 @@ class GroupCommitWriter:
         self.batches = 0
         self.rows = 0
         self.last_commit_at = 0.0  # time.monotonic() of the last batch written
+        # Optional shared value (e.g. multiprocessing.Value("d")) given the same time.
+        self.commit_clock: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -251,6 +253,8 @@ class GroupCommitWriter:
         self.batches += 1
         self.rows += len(batch)
         self.last_commit_at = time.monotonic()
+        if self.commit_clock is not None:
+            self.commit_clock.value = self.last_commit_at
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "group commit",

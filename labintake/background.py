@@ -1,0 +1,260 @@
+"""Background work: batch functions run in threads, in a process of their own.
+
+Reading, verification, release and delivery are batch functions (``Callable[[], int]``: do
+one batch, say how many items it handled). :class:`BackgroundWorkers` runs each in a thread
+that asks again at once while there is work and sleeps briefly when there is none.
+
+`labintake serve` runs them in a child process (:class:`WorkerProcess`), not next to the
+MLLP listener: they are CPU-heavy Python (hl7apy builds outbound messages, reading and
+verification parse), and sharing the listener's interpreter lock would put their time on
+the ACK path. The child registers its workers in :func:`register_workers`, reports their
+names when they run, stops when the parent asks or goes away, and learns from a shared clock
+when intake last committed so reading keeps its SQLite write transactions short meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Engine
+
+from labintake.config import Settings
+from labintake.errors import ConfigurationError
+
+log = logging.getLogger("labintake.background")
+
+BatchFunction = Callable[[], int]
+
+# Reading and verification batches while messages arrive are kept small: on SQLite a batch
+# holds the one write lock while it is written, and intake must not wait long for it. With no
+# intake going on, large batches drain a backlog fastest.
+BATCH_WHILE_INTAKE = 25
+BATCH_IDLE = 500
+INTAKE_BUSY_SECONDS = 0.5
+STARTUP_TIMEOUT_SECONDS = 120.0
+
+
+class Clock(Protocol):
+    """A shared ``float`` (``multiprocessing.Value("d")``): when intake last committed."""
+
+    value: float
+
+
+@dataclass(slots=True)
+class _Worker:
+    name: str
+    function: BatchFunction
+    thread: threading.Thread | None = None
+    processed: int = 0
+    failures: int = 0
+
+
+@dataclass(slots=True)
+class BackgroundWorkers:
+    """Runs registered batch functions, each in its own thread, until stopped.
+
+    A batch function processes one batch and returns how many items it handled; when it
+    handles none, its thread sleeps `idle_sleep` seconds before asking again. An exception is
+    logged and the function is retried after `error_sleep` seconds.
+    """
+
+    idle_sleep: float = 0.5
+    error_sleep: float = 5.0
+    _workers: list[_Worker] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def register(self, name: str, function: BatchFunction) -> None:
+        if any(worker.name == name for worker in self._workers):
+            raise ConfigurationError(f"background worker {name!r} registered twice")
+        self._workers.append(_Worker(name, function))
+
+    @property
+    def names(self) -> list[str]:
+        return [worker.name for worker in self._workers]
+
+    def processed(self, name: str) -> int:
+        return next(w.processed for w in self._workers if w.name == name)
+
+    def start(self) -> None:
+        self._stop.clear()
+        for worker in self._workers:
+            if worker.thread is None:
+                worker.thread = threading.Thread(
+                    target=self._run, args=(worker,), name=f"worker-{worker.name}", daemon=True
+                )
+                worker.thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask every worker to stop after its current batch, and wait for them (blocking)."""
+        self._stop.set()
+        for worker in self._workers:
+            if worker.thread is not None:
+                worker.thread.join(timeout)
+                if worker.thread.is_alive():
+                    log.warning("worker still busy at shutdown", extra={"worker": worker.name})
+                worker.thread = None
+
+    def _run(self, worker: _Worker) -> None:
+        while not self._stop.is_set():
+            try:
+                count = worker.function()
+            except Exception:
+                worker.failures += 1
+                log.exception("background worker failed; retrying", extra={"worker": worker.name})
+                self._stop.wait(self.error_sleep)
+                continue
+            worker.processed += count
+            if count == 0:
+                self._stop.wait(self.idle_sleep)
+
+
+class Stoppable(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def register_workers(
+    settings: Settings,
+    engine: Engine,
+    workers: BackgroundWorkers,
+    intake_clock: Clock,
+    *,
+    demo: bool = False,
+) -> list[Stoppable]:
+    """Register every background worker of `labintake serve`; returns what else must run."""
+    from labintake.interfaces import load_interfaces
+    from labintake.jobs.service import ReleaseRuntime
+    from labintake.reading.worker import read_pending
+    from labintake.verification.service import pending_verifier
+
+    interfaces = load_interfaces(settings.interfaces_dir)
+
+    def intake_busy() -> bool:
+        return time.monotonic() - intake_clock.value < INTAKE_BUSY_SECONDS
+
+    def read_batch() -> int:
+        limit = BATCH_WHILE_INTAKE if intake_busy() else BATCH_IDLE
+        return read_pending(engine, interfaces, limit)
+
+    verify_small = pending_verifier(settings, engine, interfaces, limit=BATCH_WHILE_INTAKE)
+    verify_large = pending_verifier(settings, engine, interfaces, limit=BATCH_IDLE)
+
+    def verify_batch() -> int:
+        return verify_small() if intake_busy() else verify_large()
+
+    workers.register("reader", read_batch)
+    workers.register("verifier", verify_batch)
+    release = ReleaseRuntime(settings, engine, demo=demo)
+    release.register(workers)
+    return [release]
+
+
+def _child_main(
+    settings: Settings, demo: bool, intake_clock: Clock, pipe: Connection, parent: int
+) -> None:
+    """The worker process: run the workers until told to stop or orphaned."""
+    from labintake.db import make_engine
+    from labintake.logs import configure_logging
+
+    configure_logging(settings)
+    stop = threading.Event()
+    # Ctrl+C reaches the whole process group: the parent decides when this process stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    engine = make_engine(settings.database_url)
+    workers = BackgroundWorkers()
+    extras: list[Stoppable] = []
+    try:
+        extras = register_workers(settings, engine, workers, intake_clock, demo=demo)
+        workers.start()
+        for extra in extras:
+            extra.start()
+    except Exception as exc:
+        log.exception("background workers could not start")
+        pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    pipe.send(("ready", workers.names))
+    try:
+        while not stop.is_set():
+            if pipe.poll(1.0):
+                pipe.recv()  # the parent's stop request
+                break
+            if os.getppid() != parent:
+                log.warning("labintake serve went away; background workers stop")
+                break
+    except (EOFError, OSError):  # the parent closed its end: stop as well
+        pass
+    for extra in extras:
+        extra.stop()
+    workers.stop()
+    engine.dispose()
+
+
+class WorkerProcess:
+    """The background workers of `labintake serve`, in a spawned child process."""
+
+    def __init__(self, settings: Settings, *, demo: bool = False) -> None:
+        self.settings = settings
+        self.demo = demo
+        self._context = multiprocessing.get_context("spawn")
+        # When intake last committed (time.monotonic(), the same clock in both processes).
+        self.intake_clock: Any = self._context.Value("d", 0.0, lock=False)
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._pipe: Connection | None = None
+        self.names: list[str] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
+        """Start the child and wait until its workers run (blocking)."""
+        parent_end, child_end = self._context.Pipe()
+        self._pipe = parent_end
+        self._process = self._context.Process(
+            target=_child_main,
+            args=(self.settings, self.demo, self.intake_clock, child_end, os.getpid()),
+            name="labintake-workers",
+        )
+        self._process.start()
+        child_end.close()
+        if not parent_end.poll(timeout):
+            self.stop()
+            raise ConfigurationError("background workers did not start in time")
+        try:
+            kind, detail = parent_end.recv()
+        except EOFError as exc:
+            self.stop()
+            raise ConfigurationError("background worker process ended during startup") from exc
+        if kind != "ready":
+            self.stop()
+            raise ConfigurationError(f"background workers could not start: {detail}")
+        self.names = list(detail)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Ask the child to finish its current batches and exit; wait for it (blocking)."""
+        if self._process is None:
+            return
+        if self._pipe is not None:
+            with contextlib.suppress(BrokenPipeError, OSError):  # the child may be gone
+                self._pipe.send("stop")
+        self._process.join(timeout)
+        if self._process.is_alive():
+            log.warning("background workers did not stop in time; terminating them")
+            self._process.terminate()
+            self._process.join(5)
+        if self._pipe is not None:
+            self._pipe.close()
+        self._process = None
+        self._pipe = None
