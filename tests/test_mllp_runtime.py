@@ -122,3 +122,66 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(tmp_path: Path) -> No
         assert len(stored_rows(engine)) == 20
     finally:
         engine.dispose()
+
+
+def test_worker_process_reports_its_workers_and_stops(settings: Settings) -> None:
+    from labintake.background import WorkerProcess
+
+    workers = WorkerProcess(settings)
+    workers.start()
+    pid = workers.pid
+    assert pid is not None
+    try:
+        assert {"reader", "verifier", "release", "deliver"} <= set(workers.names)
+        assert _alive(pid)
+    finally:
+        workers.stop()
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped) counts as gone.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+_ORPHAN_PARENT = """
+import sys
+from labintake.config import Settings
+from labintake.background import WorkerProcess
+
+if __name__ == "__main__":
+    workers = WorkerProcess(Settings())
+    workers.start()
+    print(workers.pid, flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_worker_process_stops_when_serve_is_killed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'orphan.sqlite3'}"
+    migrate(url)
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN_PARENT)
+    env = {**os.environ, "LABINTAKE_DEVELOPMENT": "1", "LABINTAKE_DATABASE_URL": url}
+    with subprocess.Popen(
+        [sys.executable, str(script)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the worker process outlived the killed serve process")
