@@ -164,16 +164,24 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
             if bucket in per_hour:
                 per_hour[bucket][stage] += 1
 
-    released_pairs: list[tuple[datetime, datetime]] = []
-    delivered_pairs: list[tuple[datetime, datetime]] = []
-    for created, released, delivered in session.execute(
-        select(Order.created_at, Order.released_at, Order.delivered_at).where(
-            col(Order.released_at).is_not(None), col(Order.released_at) >= since
-        )
-    ).all():
-        released_pairs.append((created, released))
-        if delivered is not None:
-            delivered_pairs.append((created, delivered))
+    # Each interval over the orders that reached its end in the window (the same rows the
+    # dashboard's links list: released_at or delivered_at within the window).
+    released_pairs = [
+        (created, released)
+        for created, released in session.execute(
+            select(Order.created_at, Order.released_at).where(
+                col(Order.released_at).is_not(None), col(Order.released_at) >= since
+            )
+        ).all()
+    ]
+    delivered_pairs = [
+        (created, delivered)
+        for created, delivered in session.execute(
+            select(Order.created_at, Order.delivered_at).where(
+                col(Order.delivered_at).is_not(None), col(Order.delivered_at) >= since
+            )
+        ).all()
+    ]
 
     query_pairs = [
         (created, closed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 from datetime import timedelta
@@ -176,3 +177,19 @@ def test_dead_letter_is_listed_and_resent_with_its_control_id(
         assert again.control_id == dead.control_id
     second = client.post(f"/dashboard/outbox/{dead.id}/resend", follow_redirects=False)
     assert second.status_code == 409  # not a dead letter any more: nothing fires twice
+
+
+def test_every_number_on_the_dashboard_lists_exactly_that_many_orders(
+    settings: Settings, engine: Engine
+) -> None:
+    seed(engine)
+    client = client_for(settings, engine)
+    page = client.get("/dashboard?refresh=1").text
+    links = {
+        (html.unescape(href), int(number))
+        for href, number in re.findall(r'<a href="(/dashboard/orders\?[^"]+)">(\d+)</a>', page)
+    }
+    assert len(links) > 20
+    for href, number in sorted(links):
+        listed = re.findall(r'<a href="/orders/(\d+)">', client.get(href).text)
+        assert len(listed) == number, href

@@ -147,7 +147,7 @@ def build_tables(snapshot: Snapshot) -> dict[str, Table]:
     tables.append(
         Table(
             "turnaround",
-            f"Turnaround, last {snapshot.window_hours} hours",
+            f"Turnaround, last {snapshot.window_hours} hours (by when each interval ended)",
             ["Interval", "Count", "Median", "90th percentile"],
             [
                 turnaround_row("received → released", "released", snapshot.turnaround_released),
