@@ -107,7 +107,6 @@ class Service:
         # Workers first: when they cannot start, no message has been taken yet.
         await asyncio.to_thread(self.workers.start)
         self.intake.start()
-        await self.mllp.start()
         from labintake.web.app import create_app
 
         config = uvicorn.Config(
@@ -125,6 +124,8 @@ class Service:
                 await self._web_task  # raises what stopped it
                 raise ConfigurationError("the web app stopped during startup")
             await asyncio.sleep(0.01)
+        # The listener last: once it takes messages, nothing else holds up the loop.
+        await self.mllp.start()
         self._log_started()
 
     async def stop(self) -> None:
