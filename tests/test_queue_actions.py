@@ -290,3 +290,18 @@ def test_a_query_is_answered_by_a_contact_or_closed_or_cancelled(
         assert (first.status, second.status) == ("answered", "cancelled")
         with pytest.raises(WorkflowError, match="closed or cancelled"):
             queue.close_query(ANN, order_id, _order(engine, order_id).row_version, second.id, "x")
+
+
+def test_a_coder_cannot_put_back_an_order_someone_else_holds(
+    engine: Engine, settings: Settings
+) -> None:
+    order_id = held_order(engine, settings)
+    with Session(engine) as session:
+        queue = ClarificationQueue(session, settings)
+        queue.assign(ANN, order_id, _order(engine, order_id).row_version, "ann")
+        version = _order(engine, order_id).row_version
+        with pytest.raises(PermissionDeniedError, match="ann's"):
+            queue.assign(BEN, order_id, version, None)
+        assert _order(engine, order_id).row_version == version  # nothing changed
+        queue.assign(ANN, order_id, version, None)
+    assert _order(engine, order_id).assigned_to is None
