@@ -15,7 +15,8 @@ from labintake.queue.guard import ActionResult, Actor, GuardedActions
 
 
 class Corrections(GuardedActions):
-    # -- corrections -------------------------------------------------------------------
+    """Diagnosis and test-code corrections. The lab never chooses a code itself: each change
+    cites a contact where the office answered, and the rules run again in the same commit."""
 
     def _answer(self, order_id: int, contact_id: int) -> OfficeContact:
         contact = self.session.get(OfficeContact, contact_id)
