@@ -10,6 +10,7 @@ the listener idle.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from benchmarks import servers
 from benchmarks.messages import synthetic_orders
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.1
 
 
 @dataclass(slots=True)
@@ -99,24 +100,57 @@ def store_backlog(database_url: str, count: int, prefix: str = "D") -> int:
     return asyncio.run(_store(database_url, count, prefix))
 
 
+def _received(database_url: str) -> int:
+    return statuses(database_url).get("received", 0)
+
+
 def watch(database_url: str, workdir: Path, max_seconds: float) -> Drain:
-    """Start `labintake serve` on a database holding a backlog and time its reader."""
+    """Start `labintake serve` on a database holding a backlog and time its reader.
+
+    The `received` count is sampled from before the service starts (its workers may start
+    reading before its listener reports ready). The clock runs from the first sample that
+    shows reading under way to the sample that finds the backlog empty (or `max_seconds`
+    later), so service start-up is not counted, and the rate is the messages read between
+    those two samples over that time.
+    """
     drain = Drain()
-    service = servers.labintake(database_url, workdir).start()
+    before = statuses(database_url)
+    drain.backlog = before.get("received", 0)
+    samples: list[tuple[float, int]] = []
+    service = servers.labintake(database_url, workdir)
+    starter = threading.Thread(target=service.start, name="drain-service-start", daemon=True)
+    starter.start()
     try:
-        before = statuses(database_url)
-        drain.backlog = before.get("received", 0)
-        started = time.perf_counter()
-        remaining = drain.backlog
-        while remaining and time.perf_counter() - started < max_seconds:
+        deadline: float | None = None
+        while True:
+            now, remaining = time.perf_counter(), _received(database_url)
+            samples.append((now, remaining))
+            if remaining < drain.backlog and deadline is None:
+                deadline = now + max_seconds
+            if remaining == 0 or (deadline is not None and now >= deadline):
+                break
+            if deadline is None and not starter.is_alive() and service.process is None:
+                break  # the service never started
+            if service.process is not None and service.process.poll() is not None:
+                break  # the service died
             time.sleep(POLL_SECONDS)
-            remaining = statuses(database_url).get("received", 0)
-        drain.seconds = time.perf_counter() - started
-        drain.read = drain.backlog - remaining
+        starter.join()
         drain.service_peak_rss_bytes = service.peak_rss_bytes()
     finally:
+        starter.join()
         service.stop(timeout=5.0)
+    moving = [(t, r) for t, r in samples if r < drain.backlog]
+    if moving:
+        (first_t, first_r), (last_t, last_r) = moving[0], moving[-1]
+        drain.read = first_r - last_r
+        drain.seconds = last_t - first_t
+        drain.note = (
+            f"timed from the first sample with reading under way ({drain.backlog - first_r} "
+            "already read then)"
+        )
+    else:
+        drain.note = "the service read nothing"
     drain.statuses_after = statuses(database_url)
     if drain.statuses_after.get("error", 0) > before.get("error", 0):
-        drain.note = "some messages became errors: see statuses_after"
+        drain.note += "; some messages became errors: see statuses_after"
     return drain

@@ -79,7 +79,7 @@ QUICK = Profile(
     warmup_seconds=0.5,
     hl7apy_seconds=1.5,
     drain_seconds=6.0,
-    drain_messages=2000,
+    drain_messages=3000,
 )
 FULL = Profile(
     rounds=3,
@@ -341,8 +341,8 @@ class Bench:
             d = self.drain
             if d.read:
                 lines.append(
-                    f"received -> orders read (service's reader on the backlog): {d.read} of "
-                    f"{d.backlog} messages in {d.seconds:.1f} s = {d.rate:.0f} msg/s"
+                    f"received -> orders read (service's reader on a backlog of {d.backlog}): "
+                    f"{d.read} messages in {d.seconds:.1f} s = {d.rate:.0f} msg/s"
                 )
                 lines.append(f"  after: {d.statuses_after}" + (f"; {d.note}" if d.note else ""))
             if self.after_load:
