@@ -68,7 +68,7 @@ class RejectBody(Versioned):
     reason: str = Field(min_length=1, max_length=4000)
 
 
-def _fresh(session: SessionDep, order_id: RowId) -> dict[str, Any]:
+def _fresh(session: SessionDep, order_id: int) -> dict[str, Any]:
     session.expire_all()
     return order_detail_json(load_order_detail(session, order_id))
 

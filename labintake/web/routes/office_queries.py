@@ -17,7 +17,7 @@ from labintake.web.rendering import render
 router = APIRouter()
 
 
-def _load(session: Session, order_id: RowId, query_id: RowId) -> tuple[Order, OfficeQuery]:
+def _load(session: Session, order_id: int, query_id: int) -> tuple[Order, OfficeQuery]:
     query = session.get(OfficeQuery, query_id)
     order = session.get(Order, order_id)
     if query is None or order is None or query.order_id != order_id:

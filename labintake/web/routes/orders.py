@@ -10,6 +10,8 @@ from fastapi.responses import Response
 
 from labintake import audit
 from labintake.auth.accounts import active_usernames
+from labintake.auth.roles import Role
+from labintake.db import utcnow
 from labintake.models.messages import InboundMessage
 from labintake.queue.contacts import (
     MAX_UNANSWERED_ATTEMPTS,
@@ -47,9 +49,7 @@ DONE_MESSAGES = {
 
 
 @router.get("/orders/{order_id}")
-def order_page(
-    request: Request, order_id: RowId, user: CoderUser, session: SessionDep, settings: SettingsDep
-) -> Response:
+def order_page(request: Request, order_id: RowId, user: CoderUser, session: SessionDep) -> Response:
     detail = load_order_detail(session, order_id)
     message = session.get(InboundMessage, detail.order.message_id)
     shown = (
@@ -58,7 +58,7 @@ def order_page(
         else None
     )
     audit.record_view(session, user.username, "view_order", order_id=order_id, via="web")
-    is_manager = user.role in ("manager", "admin")
+    is_manager = Role(user.role).allows(Role.MANAGER)
     done = request.query_params.get("done", "")
     stale = request.query_params.get("stale") == "1"
     last_event = detail.events[-1] if detail.events else None
@@ -78,14 +78,12 @@ def order_page(
             "outcomes": OUTCOME_LABELS,
             "abn_modifiers": ABN_MODIFIERS,
             "max_attempts": MAX_UNANSWERED_ATTEMPTS,
-            "default_follow_up": next_working_day(date.today()).isoformat(),
+            "default_follow_up": next_working_day(utcnow().date()).isoformat(),
         },
     )
 
 
-def _after(
-    request: Request, session: SessionDep, order_id: RowId, done: str, user: str
-) -> Response:
+def _after(request: Request, session: SessionDep, order_id: int, done: str, user: str) -> Response:
     if done in ("released", "rejected"):
         following = next_in_queue(session, order_id, user)
         if following is not None:
