@@ -185,3 +185,22 @@ def test_seeing_the_queue_is_audited_with_the_orders_shown(
     assert (entry.actor, entry.via) == ("ann", "web")
     assert entry.after["ids"] == [order_id]
     assert entry.after["search"] == "Lindqvist"
+
+
+def test_load_more_continues_the_queue_where_the_page_ended(
+    settings: Settings, engine: Engine
+) -> None:
+    ids = [
+        held_order(engine, settings, OrderSpec(control_id=f"LM{i}", placer=f"LM{i}"))
+        for i in range(3)
+    ]
+    client, _ = _signed_in(settings, engine, "ann")
+    page = client.get("/queue", params={"apply": "1", "limit": "2", "sort": "oldest"}).text
+    shown = [int(i) for i in re.findall(r'data-href="/orders/(\d+)"', page)]
+    assert shown == ids[:2]
+    more = re.search(r'hx-get="([^"]+)"', page.split('id="more"')[1])
+    assert more is not None
+    rest = client.get(more.group(1).replace("&amp;", "&"), headers={"HX-Request": "true"}).text
+    assert [int(i) for i in re.findall(r'data-href="/orders/(\d+)"', rest)] == ids[2:]
+    assert 'id="more"' not in rest
+    assert "<html" not in rest

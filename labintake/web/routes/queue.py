@@ -26,7 +26,19 @@ from labintake.web.rendering import render
 
 router = APIRouter()
 
-FILTER_KEYS = ("reason", "office", "sender", "assignee", "status", "age", "due", "q", "sort")
+FILTER_KEYS = (
+    "reason",
+    "office",
+    "sender",
+    "assignee",
+    "status",
+    "age",
+    "due",
+    "q",
+    "sort",
+    "limit",
+)
+PAGE_SIZES = ("25", "50", "100", "200")
 OPTIONAL_COLUMNS = ("sender", "office", "assignee", "attempts", "age")
 
 
@@ -73,7 +85,12 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
     elif not any(k in params for k in FILTER_KEYS):
         params.update(saved.get("filters", {}))
     filters, sort = parse_filters(params, user.username)
-    page = list_queue(session, filters, sort=sort, cursor=params.get("cursor") or None)
+    size = params.get("limit", "") or "50"
+    if size not in PAGE_SIZES and not (size.isdigit() and 1 <= int(size) <= 200):
+        raise WorkflowError(f"rows per page: one of {', '.join(PAGE_SIZES)}")
+    page = list_queue(
+        session, filters, sort=sort, cursor=params.get("cursor") or None, limit=int(size)
+    )
     # The rows show patients' names and MRNs: who saw which orders is audited.
     audit.record_view_of_list(
         session,
@@ -90,6 +107,7 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         "params": params,
         "columns": columns,
         "optional_columns": OPTIONAL_COLUMNS,
+        "page_sizes": PAGE_SIZES,
         "reasons": [c.value for c in FindingCode],
         "mine_selected": params.get("assignee") == "mine",
         "more_url": more_url,
