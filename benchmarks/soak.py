@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import threading
 import time
@@ -67,6 +68,7 @@ class Interval:
 class SoakReport:
     orders: int
     backend: str
+    load_average: str
     connections: int
     rate: float
     interval: float
@@ -115,6 +117,11 @@ def count(engine: Engine) -> Totals:
         released=int(sum(outbox.values())),
         delivered=int(outbox.get("delivered", 0)),
     )
+
+
+def _load_average() -> str:
+    """The machine's 1/5/15-minute load averages when the run starts (other work shows)."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def paced(messages: Iterator[SyntheticMessage], rate: float) -> Iterator[SyntheticMessage]:
@@ -194,7 +201,9 @@ def run(args: argparse.Namespace) -> SoakReport:
     migrate(url)
     engine = make_engine(url)
     backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite (WAL, synchronous FULL)"
-    report = SoakReport(args.orders, backend, args.connections, args.rate, args.interval)
+    report = SoakReport(
+        args.orders, backend, _load_average(), args.connections, args.rate, args.interval
+    )
     lis = StubLis(port=0).start()
     server = servers.labintake(
         url,
@@ -246,6 +255,10 @@ def run(args: argparse.Namespace) -> SoakReport:
         report.intervals = monitor.intervals
         server.stop()
         lis.stop()
+    # Count again after the orderly stop: deliveries in flight finish during shutdown.
+    stopped = count(engine)
+    stopped.acked, stopped.rss_mb = final.acked, final.rss_mb
+    final = stopped
     lis_counts = lis.counts()
     report.final = final
     report.lis_received = len(lis_counts)
@@ -276,14 +289,17 @@ def summarize(report: SoakReport) -> None:
     rss = [i.rss_mb for i in report.intervals if i.rss_mb]
     busy = [i for i in report.intervals if i.acked]
     rates = [i.acked / report.interval for i in busy[:-1]]  # the last interval is partial
-    print("\nfinal counts")
+    print("\nfinal counts (after the service stopped)")
     print(
         f"  sent/acked {sum(report.ack_codes.values())} {report.ack_codes}; stored {final.stored}; "
         f"read {final.read}; verified {final.verified}; released {final.released}; "
         f"delivered {final.delivered}; LIS took {report.lis_received} "
         f"({report.lis_repeats} repeats)"
     )
-    print(f"  load {report.load_seconds} s, drain {report.drain_seconds} s")
+    print(
+        f"  load {report.load_seconds} s, drain {report.drain_seconds} s; machine load "
+        f"average at the start {report.load_average}"
+    )
     if rss:
         print(f"  RSS MB: first {rss[0]}, max {max(rss)}, last {rss[-1]}")
     if rates:
