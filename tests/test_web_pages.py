@@ -83,7 +83,8 @@ def test_htmx_contact_then_stale_form_shows_the_fresh_state_with_a_warning(
         data={**form, "csrf_token": ann_csrf, "action_key": "a1"},
         headers={"HX-Request": "true"},
     )
-    assert saved.headers["HX-Redirect"] == f"/orders/{order_id}?done=contact"
+    # The order now waits for the office: the screen moves on (nothing else is queued here).
+    assert saved.headers["HX-Redirect"] == "/queue?done=parked"
     stale = ben.post(
         f"/orders/{order_id}/reject",
         data={"row_version": str(ben_version), "reason": "dup", "csrf_token": ben_csrf},
@@ -204,3 +205,11 @@ def test_load_more_continues_the_queue_where_the_page_ended(
     assert [int(i) for i in re.findall(r'data-href="/orders/(\d+)"', rest)] == ids[2:]
     assert 'id="more"' not in rest
     assert "<html" not in rest
+
+
+def test_after_the_last_order_the_queue_says_what_happened(
+    settings: Settings, engine: Engine
+) -> None:
+    client, _ = _signed_in(settings, engine, "ann")
+    page = client.get("/queue", params={"done": "released"}).text
+    assert "Order released to the lab. Nothing else is waiting in your queue." in page

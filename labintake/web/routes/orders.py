@@ -40,6 +40,8 @@ DONE_MESSAGES = {
     "claimed": "You have claimed this order.",
     "assigned": "Assignment saved.",
     "contact": "Contact recorded.",
+    "parked": "Contact recorded; that order waits for the office until its follow-up date. "
+    "This is the next order in your queue.",
     "query": "Query written: print it or download the PDF below.",
     "query_closed": "Query status saved.",
     "corrected": "Correction saved and the order re-verified.",
@@ -84,7 +86,7 @@ def order_page(request: Request, order_id: RowId, user: CoderUser, session: Sess
 
 
 def _after(request: Request, session: SessionDep, order_id: int, done: str, user: str) -> Response:
-    if done in ("released", "rejected"):
+    if done in ("released", "rejected", "parked"):
         following = next_in_queue(session, order_id, user)
         if following is not None:
             return go_to(request, f"/orders/{following}?done={done}")
@@ -132,7 +134,9 @@ def record_contact(
     ClarificationQueue(session, settings).record_contact(
         Actor.of(user, "web"), order_id, row_version, contact, action_key
     )
-    return _after(request, session, order_id, "contact", user.username)
+    # An unanswered attempt parks the order until its follow-up date: on to the next one.
+    done = "contact" if outcome is ContactOutcome.ANSWERED else "parked"
+    return _after(request, session, order_id, done, user.username)
 
 
 @router.post("/orders/{order_id}/queries")

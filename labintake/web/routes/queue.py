@@ -39,6 +39,12 @@ FILTER_KEYS = (
     "limit",
 )
 PAGE_SIZES = ("25", "50", "100", "200")
+DONE_MESSAGES = {
+    "released": "Order released to the lab. Nothing else is waiting in your queue.",
+    "rejected": "Order rejected. Nothing else is waiting in your queue.",
+    "parked": "Contact recorded; the order waits for the office until its follow-up date. "
+    "Nothing else is waiting in your queue.",
+}
 OPTIONAL_COLUMNS = ("sender", "office", "assignee", "attempts", "age")
 
 
@@ -108,6 +114,7 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         "columns": columns,
         "optional_columns": OPTIONAL_COLUMNS,
         "page_sizes": PAGE_SIZES,
+        "done_message": DONE_MESSAGES.get(params.get("done", ""), ""),
         "reasons": [c.value for c in FindingCode],
         "mine_selected": params.get("assignee") == "mine",
         "more_url": more_url,
