@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
@@ -97,7 +97,6 @@ class QueuePage:
     now: datetime
     filters: QueueFilter
     sort: QueueSort
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 def make_cursor(sort: QueueSort, due_at: datetime, order_id: int) -> str:
