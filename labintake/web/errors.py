@@ -69,7 +69,12 @@ def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
         if status == 401:
             if request.headers.get("hx-request"):
                 return Response(status_code=401, headers={"HX-Redirect": "/login"})
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            # Back to the page after signing in; a form post cannot be replayed by a redirect.
+            target = (
+                request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                if request.method == "GET"
+                else "/"
+            )
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         if isinstance(exc, ConcurrentChangeError) and exc.order_id is not None:
             # Show the fresh state with a clear banner instead of a bare error.
