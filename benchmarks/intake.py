@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import drain, servers
-from benchmarks.loadgen import LoadResult, LoadSpec, run_load
+from benchmarks.loadgen import LoadResult, LoadSpec, percentile, run_load
 from benchmarks.messages import synthetic_orders
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -119,6 +119,32 @@ def filesystem_of(path: Path) -> str:
     return kind
 
 
+def fsync_probe(folder: Path, samples: int = 300) -> dict[str, float]:
+    """Latency of appending 4 KiB to a file and fsync-ing it, where the database lives.
+
+    With synchronous FULL every commit waits for one such flush, so with N connections in
+    closed loop the intake can ACK at most about N / (mean flush time) messages per second.
+    """
+    path = folder / "fsync-probe"
+    times: list[float] = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(samples):
+            os.write(fd, b"\0" * 4096)
+            started = time.perf_counter()
+            os.fsync(fd)
+            times.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
+    times.sort()
+    return {
+        "p50_ms": round(percentile(times, 0.50) * 1000, 3),
+        "p99_ms": round(percentile(times, 0.99) * 1000, 3),
+        "mean_ms": round(statistics.fmean(times) * 1000, 3),
+    }
+
+
 def _machine() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):
@@ -163,6 +189,7 @@ class Bench:
         self.prefixes: Iterator[int] = count()
         self.rss_peak_bytes = 0
         self.after_load: dict[str, int] = {}
+        self.flush: dict[str, float] = {}
         self.drain = drain.Drain()
 
     def _prefix(self) -> str:
@@ -352,6 +379,12 @@ class Bench:
                     f"received -> orders read (backlog drain): {d.note or 'nothing drained'}"
                 )
             lines.append(f"labintake peak RSS: {self.rss_peak_bytes / 1024 / 1024:.0f} MB")
+            if self.flush:
+                lines.append(
+                    f"disk flush (4 KiB + fsync) where the database lives: p50 "
+                    f"{self.flush['p50_ms']} ms, p99 {self.flush['p99_ms']} ms, mean "
+                    f"{self.flush['mean_ms']} ms"
+                )
             lines.append("")
         for target, passed, value in self.targets():
             verdict = "n/a " if passed is None else ("PASS" if passed else "FAIL")
@@ -436,9 +469,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="work-", dir=parent))
     filesystem = filesystem_of(workdir)
     bench = Bench(profile, workdir, echo)
+    flush = bench.flush = fsync_probe(workdir)
     echo(
         f"labintake intake benchmark ({mode}): {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}; database on {filesystem} in {workdir}"
+    )
+    echo(
+        f"disk flush (4 KiB append + fsync): p50 {flush['p50_ms']} ms, p99 {flush['p99_ms']} ms, "
+        f"mean {flush['mean_ms']} ms; one commit per ACK round trip bounds N connections at "
+        f"about N x {1000 / max(flush['mean_ms'], 0.001):.0f} msg/s"
     )
     if filesystem in {"tmpfs", "ramfs"}:
         echo("warning: the database is in memory, so synchronous FULL costs nothing; use --workdir")
@@ -455,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     document = bench.document(mode)
     document["wall_seconds"] = round(time.perf_counter() - began, 1)
     document["machine"]["database_filesystem"] = filesystem
+    document["machine"]["fsync_4k"] = flush
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS_DIR / f"intake-{mode}-{stamp}.json"
     out.write_text(json.dumps(document, indent=2) + "\n")
