@@ -213,3 +213,27 @@ def test_after_the_last_order_the_queue_says_what_happened(
     client, _ = _signed_in(settings, engine, "ann")
     page = client.get("/queue", params={"done": "released"}).text
     assert "Order released to the lab. Nothing else is waiting in your queue." in page
+
+
+def test_claiming_several_orders_at_once_skips_the_ones_changed_meanwhile(
+    settings: Settings, engine: Engine
+) -> None:
+    first = held_order(engine, settings, OrderSpec(control_id="B1", placer="B1"))
+    second = held_order(engine, settings, OrderSpec(control_id="B2", placer="B2"))
+    client, csrf = _signed_in(settings, engine, "ann")
+    page = client.get("/queue").text
+    picks = re.findall(r'name="pick" value="([^"]+)"', page)
+    assert len(picks) == 2
+    other, other_csrf = _signed_in(settings, engine, "ben")
+    version = row_version_of(other.get(f"/orders/{second}").text)
+    other.post(
+        f"/orders/{second}/assign",
+        data={"row_version": str(version), "assignee": "me", "csrf_token": other_csrf},
+    )
+    result = client.post(
+        "/queue/claim", data={"pick": picks, "csrf_token": csrf, "action_key": "bulk1"}
+    )
+    assert (
+        "Claimed 1 order(s). Skipped, changed by someone meanwhile: " + str(second) in result.text
+    )
+    assert [int(i) for i in re.findall(r'data-href="/orders/(\d+)"', result.text)] == [first]

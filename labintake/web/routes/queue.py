@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from labintake import audit
@@ -20,9 +20,11 @@ from labintake.queue.listing import (
     list_queue,
     queue_counts,
 )
+from labintake.queue.service import Actor, ClarificationQueue
 from labintake.statuses import FindingCode
-from labintake.web.deps import CoderUser, SessionDep
+from labintake.web.deps import CoderUser, SessionDep, SettingsDep
 from labintake.web.rendering import render
+from labintake.web.responses import go_to
 
 router = APIRouter()
 
@@ -114,7 +116,7 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         "columns": columns,
         "optional_columns": OPTIONAL_COLUMNS,
         "page_sizes": PAGE_SIZES,
-        "done_message": DONE_MESSAGES.get(params.get("done", ""), ""),
+        "done_message": DONE_MESSAGES.get(params.get("done", ""), "") or _claim_message(params),
         "reasons": [c.value for c in FindingCode],
         "mine_selected": params.get("assignee") == "mine",
         "more_url": more_url,
@@ -125,6 +127,37 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         return render(request, "partials/queue_rows.html", context)
     context["choices"] = _choices(request, session)
     return render(request, "queue.html", context)
+
+
+@router.post("/queue/claim")
+def claim_selected(
+    request: Request,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    pick: Annotated[list[str], Form(max_length=200)] = [],  # noqa: B006 - FastAPI form default
+    action_key: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Claim the ticked orders; each keeps its own row-version check."""
+    queue = ClarificationQueue(session, settings)
+    actor = Actor.of(user, "web")
+    claimed, skipped = 0, []
+    for item in pick[:200]:
+        order_id, _, version = item.partition(":")
+        if not (order_id.isdigit() and version.isdigit()) or len(order_id + version) > 20:
+            raise WorkflowError(f"bad selection {item!r}")
+        try:
+            result = queue.assign(
+                actor, int(order_id), int(version), user.username, f"{action_key}:{order_id}"
+            )
+        except WorkflowError:  # changed meanwhile, or no longer held
+            skipped.append(order_id)
+            continue
+        claimed += 0 if result.replayed else 1
+    query = {"assignee": "mine", "apply": "1", "claimed": str(claimed)}
+    if skipped:
+        query["skipped"] = ",".join(skipped[:20])
+    return go_to(request, "/queue?" + urlencode(query))
 
 
 @router.get("/queue/counts")
@@ -139,6 +172,17 @@ def queue_counts_fragment(request: Request, user: CoderUser, session: SessionDep
             "due": request.query_params.get("due", ""),
         },
     )
+
+
+def _claim_message(params: Mapping[str, str]) -> str:
+    claimed = params.get("claimed", "")
+    if not claimed.isdigit():
+        return ""
+    text = f"Claimed {int(claimed)} order(s)."
+    skipped = [s for s in params.get("skipped", "").split(",") if s.isdigit()]
+    if skipped:
+        text += f" Skipped, changed by someone meanwhile: {', '.join(skipped)}."
+    return text
 
 
 CHOICES_TTL_SECONDS = 60.0

@@ -35,6 +35,23 @@
   document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
   document.addEventListener("htmx:afterSwap", function (event) { localTimes(event.target); });
 
+  // Plain (non-HTMX) forms: one submit only, whatever the clicks and Enters.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || form.hasAttribute("hx-post")) return;
+    if (form.dataset.submitted) { event.preventDefault(); return; }
+    form.dataset.submitted = "1";
+    form.querySelectorAll("[data-disable-on-submit]").forEach(function (b) { b.disabled = true; });
+  });
+
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return;  // back from the next page: forms may be used again
+    document.querySelectorAll("form[data-submitted]").forEach(function (form) {
+      delete form.dataset.submitted;
+      form.querySelectorAll("[data-disable-on-submit]").forEach(function (b) { b.disabled = false; });
+    });
+  });
+
   function typing(target) {
     var tag = target.tagName;
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || target.isContentEditable;
