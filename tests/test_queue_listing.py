@@ -143,3 +143,24 @@ def _forged(*values: object) -> str:
 def test_forged_or_stale_cursors_are_refused_clearly(engine: Engine, cursor: str) -> None:
     with Session(engine) as session, pytest.raises(WorkflowError, match="bad page cursor"):
         list_queue(session, QueueFilter(), cursor=cursor)
+
+
+def test_due_today_ends_at_midnight_in_the_coders_time_zone(
+    engine: Engine, settings: Settings
+) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    (order_id,) = _seed(engine, settings, 1)
+    chicago = ZoneInfo("America/Chicago")
+    now = datetime(2026, 3, 16, 20, 0, tzinfo=UTC)  # 15:00 in Chicago
+    _set(engine, order_id, due_at=datetime(2026, 3, 17, 3, 0, tzinfo=UTC))  # 22:00 in Chicago
+    with Session(engine) as session:
+
+        def due_today(zone: object) -> list[int]:
+            filters = QueueFilter(due=DueFilter.TODAY, zone=zone)  # type: ignore[arg-type]
+            return [r.order_id for r in list_queue(session, filters, now=now).rows]
+
+        assert due_today(chicago) == [order_id]
+        assert due_today(UTC) == []
+        assert queue_counts(session, "x", now, chicago)["today"] == 1

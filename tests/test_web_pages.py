@@ -237,3 +237,14 @@ def test_claiming_several_orders_at_once_skips_the_ones_changed_meanwhile(
         "Claimed 1 order(s). Skipped, changed by someone meanwhile: " + str(second) in result.text
     )
     assert [int(i) for i in re.findall(r'data-href="/orders/(\d+)"', result.text)] == [first]
+
+
+def test_the_time_zone_cookie_is_used_when_valid_and_ignored_when_not(
+    settings: Settings, engine: Engine
+) -> None:
+    held_order(engine, settings)
+    client, _ = _signed_in(settings, engine, "ann")
+    for zone in ("America/Chicago", "Not/AZone", "../../etc/passwd", "x" * 100):
+        client.cookies.set("tz", zone)
+        assert client.get("/queue/counts", params={"due": "today"}).status_code == 200
+        assert client.get("/queue", params={"due": "today"}).status_code == 200

@@ -10,7 +10,7 @@ import base64
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
@@ -52,6 +52,7 @@ class QueueFilter:
     min_age_days: int | None = None
     due: DueFilter | None = None
     search: str = ""  # patient name, MRN, placer order number or message control id
+    zone: tzinfo = UTC  # the coder's time zone, for "due today"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -197,14 +198,16 @@ def _conditions(session: Session, filters: QueueFilter, now: datetime) -> list[C
     if filters.due is DueFilter.OVERDUE:
         conditions.append(col(Order.due_at) < now)
     elif filters.due is DueFilter.TODAY:
-        conditions.append(col(Order.due_at) < end_of_day(now.date()))
+        conditions.append(col(Order.due_at) < end_of_day(now, filters.zone))
     if filters.search.strip():
         conditions.append(col(Order.id).in_(search_ids(session, filters.search, queue_only=True)))
     return conditions
 
 
-def end_of_day(day: date) -> datetime:
-    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
+def end_of_day(now: datetime, zone: tzinfo = UTC) -> datetime:
+    """Midnight after `now` in the coder's time zone ("due today" means before it)."""
+    local = now.astimezone(zone)
+    return datetime.combine(local.date() + timedelta(days=1), time.min, tzinfo=zone)
 
 
 _ROW_COLUMNS = (
@@ -312,7 +315,9 @@ def attempt_counts(session: Session, order_ids: list[int]) -> dict[int, int]:
     return {order_id: count for order_id, count in session.exec(statement)}
 
 
-def queue_counts(session: Session, username: str, now: datetime | None = None) -> dict[str, int]:
+def queue_counts(
+    session: Session, username: str, now: datetime | None = None, zone: tzinfo = UTC
+) -> dict[str, int]:
     """How many orders are in the queue, mine, overdue, due by the end of today (UTC).
 
     One pass over the queue's partial index (it holds `due_at` and `status`), plus an
@@ -323,7 +328,7 @@ def queue_counts(session: Session, username: str, now: datetime | None = None) -
         sa_select(
             func.count(),
             func.coalesce(func.sum(case((due < now, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((due < end_of_day(now.date()), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((due < end_of_day(now, zone), 1), else_=0)), 0),
         )
         .select_from(Order)
         .where(IN_QUEUE)

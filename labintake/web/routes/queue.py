@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import UTC, tzinfo
 from typing import Annotated, Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -50,7 +52,20 @@ DONE_MESSAGES = {
 OPTIONAL_COLUMNS = ("sender", "office", "assignee", "attempts", "age")
 
 
-def parse_filters(params: Mapping[str, str], username: str) -> tuple[QueueFilter, QueueSort]:
+def coder_zone(request: Request) -> tzinfo:
+    """The browser's time zone (cookie `tz`, set by app.js), UTC when unknown."""
+    name = request.cookies.get("tz", "")
+    if not name or len(name) > 64:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def parse_filters(
+    params: Mapping[str, str], username: str, zone: tzinfo = UTC
+) -> tuple[QueueFilter, QueueSort]:
     age = params.get("age", "").strip()
     if age and (not age.isdigit() or len(age) > 4):
         raise WorkflowError("age must be a whole number of days (at most 9999)")
@@ -67,6 +82,7 @@ def parse_filters(params: Mapping[str, str], username: str) -> tuple[QueueFilter
             min_age_days=int(age) if age else None,
             due=DueFilter(due) if due else None,
             search=params.get("q", "").strip()[:200],
+            zone=zone,
         )
         return filters, QueueSort(sort)
     except ValueError as exc:
@@ -92,7 +108,7 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         session.commit()
     elif not any(k in params for k in FILTER_KEYS):
         params.update(saved.get("filters", {}))
-    filters, sort = parse_filters(params, user.username)
+    filters, sort = parse_filters(params, user.username, coder_zone(request))
     size = params.get("limit", "") or "50"
     if size not in PAGE_SIZES and not (size.isdigit() and 1 <= int(size) <= 200):
         raise WorkflowError(f"rows per page: one of {', '.join(PAGE_SIZES)}")
@@ -167,7 +183,7 @@ def queue_counts_fragment(request: Request, user: CoderUser, session: SessionDep
         request,
         "partials/queue_counts.html",
         {
-            "counts": queue_counts(session, user.username),
+            "counts": queue_counts(session, user.username, zone=coder_zone(request)),
             "assignee": request.query_params.get("assignee", ""),
             "due": request.query_params.get("due", ""),
         },

@@ -3,6 +3,12 @@
 (function () {
   "use strict";
 
+  // The server counts "due today" in the coder's own time zone.
+  try {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone) document.cookie = "tz=" + encodeURIComponent(zone) + "; path=/; samesite=strict";
+  } catch (ignored) { /* UTC then */ }
+
   document.addEventListener("htmx:configRequest", function (event) {
     var token = document.body.dataset.csrf;
     if (token) {
