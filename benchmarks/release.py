@@ -183,7 +183,17 @@ def fill(engine: Engine, count: int) -> int:
             )
         conn.execute(insert(OrderTest), tests)
         conn.execute(insert(OrderDiagnosis), diagnoses)
+    if engine.dialect.name == "postgresql":
+        analyze(engine)
     return int(before)
+
+
+def analyze(engine: Engine) -> None:
+    """Planner statistics, as autovacuum keeps them in a running PostgreSQL database: on a
+    just-filled database without them the outbox claim is planned as nested scans (seconds
+    per claim, delivery about 100 orders/s)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
 
 
 def start_stub() -> tuple[subprocess.Popen[str], int]:
@@ -289,6 +299,8 @@ def run_stages(engine: Engine, port: int, orders: int, batch: int, after_id: int
             break
         released += moved
     release_seconds = time.perf_counter() - started
+    if engine.dialect.name == "postgresql":
+        analyze(engine)  # untimed: the outbox went from empty to N rows
 
     sender = delivery_sender(engine, port, batch)
     started = time.perf_counter()
