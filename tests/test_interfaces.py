@@ -39,3 +39,17 @@ def test_missing_key_and_bad_ack_mode_are_reported_with_the_file(tmp_path: Path)
 
 def test_absent_folder_means_no_senders(tmp_path: Path) -> None:
     assert len(load_interfaces(tmp_path / "none")) == 0
+
+
+def test_every_sample_declares_a_character_set_in_msh18_that_decodes_it() -> None:
+    from labintake.hl7.charset import decode_message
+    from labintake.hl7.header import parse_header
+
+    samples = sorted(Path(__file__).parent.parent.glob("interfaces/*/samples/*.hl7"))
+    assert samples
+    for sample in samples:
+        raw = sample.read_bytes()
+        header = parse_header(raw)
+        assert header.charset, f"{sample.name}: MSH-18 empty"
+        decoded = decode_message(raw, header.charset)
+        assert not decoded.fallback, f"{sample.name}: {decoded.note}"
