@@ -15,9 +15,18 @@ from labintake.models.orders import Order
 def reverify(session: Session, settings: Settings, order_id: int, actor: str) -> Any:
     """Run the verification rules over the stored order again, in the caller's transaction."""
     from labintake.codes.tables import get_code_tables
+    from labintake.interfaces import load_interfaces
+    from labintake.verification.rule_settings import rules_for
     from labintake.verification.service import verify_order
 
-    return verify_order(session, order_id, actor, get_code_tables(settings))
+    return verify_order(
+        session,
+        order_id,
+        actor,
+        get_code_tables(settings),
+        registry=load_interfaces(settings.interfaces_dir),
+        rules=rules_for(settings),
+    )
 
 
 def release(session: Session, order: Order, actor: str, modifiers: Iterable[str]) -> Any:
