@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, tuple_, update
+from sqlalchemy import insert, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -301,17 +301,12 @@ def _release_chunk(
     )
     rows = [by_id[i] for i in sorted(claimed)]
     changed = [
-        {"test_id": test_id, "modifiers": modifiers}
+        {"id": test_id, "modifiers": modifiers}
         for p in rows
         for test_id, modifiers in p.modifier_updates
     ]
-    if changed:
-        session.execute(
-            update(OrderTest)
-            .where(col(OrderTest.id) == bindparam("test_id"))
-            .values(modifiers=bindparam("modifiers")),
-            changed,
-        )
+    if changed:  # bulk update by primary key
+        session.execute(update(OrderTest), changed)
     session.execute(
         insert(OutboxEntry),
         [
