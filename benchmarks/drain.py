@@ -28,6 +28,7 @@ class Drain:
     seconds: float = 0.0
     statuses_after: dict[str, int] = field(default_factory=dict)
     service_peak_rss_bytes: int = 0
+    service_sampled_peak_rss_bytes: int = 0
     note: str = ""
 
     @property
@@ -42,6 +43,9 @@ class Drain:
             "msg_per_s": round(self.rate, 1),
             "statuses_after": self.statuses_after,
             "service_peak_rss_mb": round(self.service_peak_rss_bytes / 1024 / 1024, 1),
+            "service_sampled_peak_rss_mb": round(
+                self.service_sampled_peak_rss_bytes / 1024 / 1024, 1
+            ),
             "note": self.note,
         }
 
@@ -125,6 +129,10 @@ def watch(database_url: str, workdir: Path, max_seconds: float) -> Drain:
         while True:
             now, remaining = time.perf_counter(), _received(database_url)
             samples.append((now, remaining))
+            if service.process is not None:
+                drain.service_sampled_peak_rss_bytes = max(
+                    drain.service_sampled_peak_rss_bytes, servers.rss_bytes(service.pid)
+                )
             if remaining < drain.backlog and deadline is None:
                 deadline = now + max_seconds
             if remaining == 0 or (deadline is not None and now >= deadline):

@@ -187,7 +187,8 @@ class Bench:
         self.database_url = f"sqlite:///{self.database_path}"
         self.cells: dict[tuple[str, int], Cell] = {}
         self.prefixes: Iterator[int] = count()
-        self.rss_peak_bytes = 0
+        self.rss_peak_bytes = 0  # sum of each service process's own peak (VmHWM)
+        self.rss_sampled_peak_bytes = 0  # peak of the service's total RSS, sampled
         self.after_load: dict[str, int] = {}
         self.flush: dict[str, float] = {}
         self.drain = drain.Drain()
@@ -233,6 +234,8 @@ class Bench:
         wanted = self.profile.servers
         started: list[servers.ServerProcess] = []
         targets: dict[str, servers.ServerProcess] = {}
+        sampling = contextlib.ExitStack()
+        memory: servers.MemorySampler | None = None
         try:
             if LABINTAKE in wanted:
                 migrate(self.database_url)
@@ -247,8 +250,12 @@ class Bench:
                 )
             if HL7APY in wanted:
                 targets[HL7APY] = servers.peer("hl7apy_server", self.workdir / "hl7apy.log")
+            memory = servers.MemorySampler(targets[LABINTAKE]) if LABINTAKE in targets else None
+            if memory is not None:
+                sampling.enter_context(memory)  # from labintake's start-up on
             for server in targets.values():
-                started.append(server.start())
+                started.append(server)
+                server.start()
                 server.pause()
             for round_number in range(1, self.profile.rounds + 1):
                 self.echo(f"round {round_number}/{self.profile.rounds}")
@@ -265,6 +272,9 @@ class Bench:
                 self.rss_peak_bytes = targets[LABINTAKE].peak_rss_bytes()
                 self.after_load = drain.statuses(self.database_url)
         finally:
+            sampling.close()
+            if memory is not None:
+                self.rss_sampled_peak_bytes = max(self.rss_sampled_peak_bytes, memory.peak_bytes)
             for server in started:
                 # The databases are thrown away: no need to wait for background batches.
                 code = server.stop(timeout=5.0)
@@ -287,6 +297,9 @@ class Bench:
         self.echo("starting labintake serve on it and timing its reader")
         self.drain = drain.watch(url, self.workdir / "drain", self.profile.drain_seconds)
         self.rss_peak_bytes = max(self.rss_peak_bytes, self.drain.service_peak_rss_bytes)
+        self.rss_sampled_peak_bytes = max(
+            self.rss_sampled_peak_bytes, self.drain.service_sampled_peak_rss_bytes
+        )
 
     # -- reporting ------------------------------------------------------------------------
     def targets(self) -> list[tuple[str, bool | None, str]]:
@@ -330,12 +343,14 @@ class Bench:
                     self.drain.note or "nothing drained",
                 )
             )
-        rss_mb = self.rss_peak_bytes / 1024 / 1024
+        sampled_mb = self.rss_sampled_peak_bytes / 1024 / 1024
+        summed_mb = self.rss_peak_bytes / 1024 / 1024
         out.append(
             (
                 f"service peak RSS <= {TARGET_RSS_MB:g} MB",
-                rss_mb <= TARGET_RSS_MB,
-                f"{rss_mb:.0f} MB",
+                sampled_mb <= TARGET_RSS_MB,
+                f"{sampled_mb:.0f} MB at the sampled peak of the total (sum of each process's "
+                f"own peak: {summed_mb:.0f} MB)",
             )
         )
         return out
@@ -378,7 +393,11 @@ class Bench:
                 lines.append(
                     f"received -> orders read (backlog drain): {d.note or 'nothing drained'}"
                 )
-            lines.append(f"labintake peak RSS: {self.rss_peak_bytes / 1024 / 1024:.0f} MB")
+            lines.append(
+                f"labintake peak RSS (all its processes): "
+                f"{self.rss_sampled_peak_bytes / 1024 / 1024:.0f} MB sampled every 0.2 s; "
+                f"sum of each process's own peak (VmHWM) {self.rss_peak_bytes / 1024 / 1024:.0f} MB"
+            )
             if self.flush:
                 lines.append(
                     f"disk flush (4 KiB + fsync) where the database lives: p50 "
@@ -419,7 +438,8 @@ class Bench:
             ],
             "drain": self.drain.summary(),
             "intake_database_after_load": self.after_load,
-            "labintake_peak_rss_mb": round(self.rss_peak_bytes / 1024 / 1024, 1),
+            "labintake_peak_rss_mb": round(self.rss_sampled_peak_bytes / 1024 / 1024, 1),
+            "labintake_sum_of_process_peaks_rss_mb": round(self.rss_peak_bytes / 1024 / 1024, 1),
             "targets": [{"target": t, "passed": p, "value": v} for t, p, v in self.targets()],
         }
 

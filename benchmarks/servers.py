@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -87,6 +88,40 @@ def cpu_seconds(pid: int) -> float:
 def rss_bytes(pid: int) -> int:
     """Current resident memory of `pid` and its live children."""
     return sum(_status_kib(p, "VmRSS") for p in process_tree(pid)) * 1024
+
+
+class MemorySampler:
+    """Samples the resident memory of a process tree in a thread; keeps the largest total.
+
+    The sum of each process's own peak (`peak_rss_bytes`) overstates the peak of the whole
+    when its processes peak at different moments; this is the peak of the sum, as sampled.
+    """
+
+    def __init__(self, server: ServerProcess, interval: float = 0.2) -> None:
+        self.server = server
+        self.interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+
+    def sample(self) -> None:
+        process = self.server.process
+        if process is not None and process.poll() is None:
+            self.peak_bytes = max(self.peak_bytes, rss_bytes(process.pid))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
 
 
 class ServerProcess:
