@@ -98,7 +98,7 @@ def test_outbox_message_is_what_the_hl7apy_tree_builder_writes_for_the_order(
         order = session.get(Order, entry.order_id)
         assert order is not None
         tests = session.exec(select(OrderTest).where(OrderTest.order_id == order.id)).all()
-        diagnoses = outbox._load_parts(session, entry.order_id)[1]
+        diagnoses = outbox._parts_by_order(session, [entry.order_id])[1][entry.order_id]
         outbound = outbox.outbound_order(order, tests, diagnoses)
     header = entry.message.split(b"\r")[0].decode().split("|")
     sent_at = datetime.strptime(header[6], "%Y%m%d%H%M%S+0000").replace(tzinfo=UTC)

@@ -29,23 +29,36 @@ from functools import lru_cache
 from hl7apy import get_default_encoding_chars
 
 from labintake.errors import ConfigurationError
+from labintake.release.escaping import ESCAPES, components, esc, escapes_for, version_tuple
 from labintake.release.layout import MessageLayout, message_layout
+
+__all__ = [
+    "CHARSET",
+    "CODE_CHOICES",
+    "MESSAGE_TYPES",
+    "SYSTEM_NAMES",
+    "LisProfile",
+    "MessagePlan",
+    "OutboundDiagnosis",
+    "OutboundOrder",
+    "OutboundTest",
+    "build_order_message",
+    "components",
+    "diagnosis_value",
+    "esc",
+    "escapes_for",
+    "message_plan",
+    "modifier_value",
+    "provider",
+    "service_identifier",
+    "ts",
+    "version_tuple",
+]
 
 MESSAGE_TYPES = ("ORM^O01", "OML^O21")
 CODE_CHOICES = ("local", "loinc", "cpt")
 SYSTEM_NAMES = {"local": "L", "loinc": "LN", "cpt": "C4"}
 CHARSET = "UNICODE UTF-8"
-
-# HL7 escapes for the default encoding characters (|^~\&): the five delimiters as \F\ \S\
-# \R\ \E\ \T\, control characters as \Xhh\. Everything else goes as it is: MSH-18 declares
-# UTF-8. (hl7apy re-escapes \X..\ and \.br\ sequences it is given, and python-hl7 writes
-# non-ASCII as single hex bytes, so neither library's escaper fits a UTF-8 message.)
-_ESCAPES: dict[int, str] = {c: f"\\X{c:02X}\\" for c in [*range(0x20), 0x7F]}
-_ESCAPES.update({ord("\\"): "\\E\\", ord("|"): "\\F\\", ord("^"): "\\S\\"})
-_ESCAPES.update({ord("&"): "\\T\\", ord("~"): "\\R\\"})
-# From v2.7 MSH-2 also declares the truncation character "#", escaped \P\ (hl7apy writes
-# \L\, which HL7 does not define).
-_ESCAPES_27 = {**_ESCAPES, ord("#"): "\\P\\"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,29 +135,6 @@ class OutboundOrder:
         return f"LI{self.order_id}"
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError as exc:
-        raise ConfigurationError(f"not an HL7 version: {version!r}") from exc
-
-
-def escapes_for(version: str) -> dict[int, str]:
-    """The escape table of `version`'s default encoding characters."""
-    return _ESCAPES_27 if version_tuple(version) >= (2, 7) else _ESCAPES
-
-
-def esc(value: str, table: dict[int, str] = _ESCAPES) -> str:
-    """One leaf value with the HL7 escape sequences for the default encoding characters;
-    a value of nothing but white space is empty (as hl7apy has it)."""
-    return value.translate(table) if value and not value.isspace() else ""
-
-
-def components(*values: str, table: dict[int, str] = _ESCAPES) -> str:
-    """Escaped components joined by ^, trailing empty ones dropped."""
-    return "^".join([esc(v, table) for v in values]).rstrip("^")
-
-
 def ts(value: datetime | date | None) -> str:
     if value is None:
         return ""
@@ -169,7 +159,7 @@ def service_identifier(test: OutboundTest, profile: LisProfile) -> str:
     return components(*first, *second, table=escapes_for(profile.version))
 
 
-def provider(order: OutboundOrder, table: dict[int, str] = _ESCAPES) -> str:
+def provider(order: OutboundOrder, table: dict[int, str] = ESCAPES) -> str:
     """ORC-12 / OBR-16 / FT1-21: NPI, family and given name, assigning authority NPI."""
     if not (order.provider_npi or order.provider_family_name):
         return ""
@@ -187,11 +177,11 @@ def provider(order: OutboundOrder, table: dict[int, str] = _ESCAPES) -> str:
     )
 
 
-def diagnosis_value(diagnosis: OutboundDiagnosis, table: dict[int, str] = _ESCAPES) -> str:
+def diagnosis_value(diagnosis: OutboundDiagnosis, table: dict[int, str] = ESCAPES) -> str:
     return components(diagnosis.code, diagnosis.text, "I10", table=table)
 
 
-def modifier_value(modifier: str, table: dict[int, str] = _ESCAPES) -> str:
+def modifier_value(modifier: str, table: dict[int, str] = ESCAPES) -> str:
     return components(modifier, "", "CPT4", table=table)
 
 

@@ -141,14 +141,6 @@ def outbound_order(
     )
 
 
-def _load_parts(session: Session, order_id: int) -> tuple[list[OrderTest], list[OrderDiagnosis]]:
-    tests = list(session.exec(select(OrderTest).where(OrderTest.order_id == order_id)))
-    diagnoses = list(
-        session.exec(select(OrderDiagnosis).where(OrderDiagnosis.order_id == order_id))
-    )
-    return tests, diagnoses
-
-
 def _record(
     session: Session,
     order: Order,
@@ -237,8 +229,9 @@ def enqueue_release(
     assert order.id is not None
     profile = profile or _profile
     now = utcnow()
-    tests, diagnoses = _load_parts(session, order.id)
-    outbound = outbound_order(order, tests, diagnoses, modifiers)
+    tests_of, diagnoses_of = _parts_by_order(session, [order.id])
+    tests = tests_of[order.id]
+    outbound = outbound_order(order, tests, diagnoses_of[order.id], modifiers)
     control_id = new_control_id()
     message = build_order_message(outbound, profile, control_id, now)
     return _record(session, order, outbound, tests, control_id, message, profile, actor, now)

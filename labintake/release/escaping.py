@@ -1,0 +1,42 @@
+"""HL7 escaping of outbound values for the default encoding characters (|^~\\&, and # from
+v2.7).
+
+The five delimiters become \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ (and # becomes \\P\\ from v2.7), control
+characters \\Xhh\\; everything else goes as it is, since MSH-18 declares UTF-8. hl7apy
+re-escapes \\X..\\ and \\.br\\ sequences it is given and writes # as \\L\\, and python-hl7
+writes non-ASCII as single hex bytes, so neither library's escaper fits a UTF-8 message.
+"""
+
+from __future__ import annotations
+
+from labintake.errors import ConfigurationError
+
+ESCAPES: dict[int, str] = {c: f"\\X{c:02X}\\" for c in [*range(0x20), 0x7F]}
+ESCAPES.update({ord("\\"): "\\E\\", ord("|"): "\\F\\", ord("^"): "\\S\\"})
+ESCAPES.update({ord("&"): "\\T\\", ord("~"): "\\R\\"})
+# From v2.7 MSH-2 also declares the truncation character "#", escaped \P\ (hl7apy writes
+# \L\, which HL7 does not define).
+ESCAPES_27 = {**ESCAPES, ord("#"): "\\P\\"}
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError as exc:
+        raise ConfigurationError(f"not an HL7 version: {version!r}") from exc
+
+
+def escapes_for(version: str) -> dict[int, str]:
+    """The escape table of `version`'s default encoding characters."""
+    return ESCAPES_27 if version_tuple(version) >= (2, 7) else ESCAPES
+
+
+def esc(value: str, table: dict[int, str] = ESCAPES) -> str:
+    """One leaf value with the HL7 escape sequences for the default encoding characters;
+    a value of nothing but white space is empty (as hl7apy has it)."""
+    return value.translate(table) if value and not value.isspace() else ""
+
+
+def components(*values: str, table: dict[int, str] = ESCAPES) -> str:
+    """Escaped components joined by ^, trailing empty ones dropped."""
+    return "^".join([esc(v, table) for v in values]).rstrip("^")
