@@ -243,7 +243,8 @@ def test_one_patients_orders_keep_their_order_and_others_are_not_blocked(engine:
         others = [add_order(session).id for _ in range(4)]
     release_verified(engine)
     with StubLis(responder=answer) as lis:
-        sender = make_sender(engine, lis, policy=RetryPolicy(50, 0.3, 0.3), ack_timeout=0.2)
+        # A backoff far longer than the rounds below take, even on a loaded machine.
+        sender = make_sender(engine, lis, policy=RetryPolicy(50, 2.0, 2.0), ack_timeout=0.2)
         for _ in range(6):
             sender.deliver_due()
         with Session(engine) as session:
@@ -251,7 +252,7 @@ def test_one_patients_orders_keep_their_order_and_others_are_not_blocked(engine:
         # The patient's first order waits out its backoff; unrelated orders went through.
         assert all(by_id[i] == "delivered" for i in others)
         assert all(by_id[i] == "released" for i in same)
-        time.sleep(0.35)
+        time.sleep(2.1)
         deliver_until_idle(sender)
         sender.close()
     assert statuses(engine) == {"delivered": 7}
@@ -270,7 +271,8 @@ def test_sender_dying_mid_delivery_is_taken_over_without_losing_or_doubling(
     make_orders(engine, 20)
     release_verified(engine)
     with StubLis() as lis:
-        first = make_sender(engine, lis, lease_seconds=0.5, commit_every=8)
+        # A lease long enough that a slow machine never cuts the first round short.
+        first = make_sender(engine, lis, lease_seconds=4.0, commit_every=8)
 
         def crash(index: int) -> None:
             if index == 11:  # 8 outcomes committed, 4 more sent and acknowledged, then death
@@ -281,7 +283,7 @@ def test_sender_dying_mid_delivery_is_taken_over_without_losing_or_doubling(
             first.deliver_due()
         first.close()
         assert statuses(engine) == {"delivered": 8, "released": 12}
-        time.sleep(0.6)  # the dead sender's claims expire
+        time.sleep(4.1)  # the dead sender's claims expire
         other_engine = make_engine(database_url)  # a restarted service: new engine
         try:
             second = make_sender(other_engine, lis)
