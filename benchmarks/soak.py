@@ -50,6 +50,9 @@ class Totals:
     verified: int = 0
     released: int = 0
     delivered: int = 0
+    # Orders the rules held for a coder (or that were rejected / could not be read): they
+    # rightly stop before release.
+    held: int = 0
     rss_mb: float = 0.0
 
 
@@ -116,6 +119,7 @@ def count(engine: Engine) -> Totals:
         verified=int(verified),
         released=int(sum(outbox.values())),
         delivered=int(outbox.get("delivered", 0)),
+        held=int(sum(statuses.get(s, 0) for s in ("held", "awaiting_office", "rejected", "error"))),
     )
 
 
@@ -156,7 +160,7 @@ class Monitor:
     def start(self) -> None:
         print(
             f"{'t (s)':>7} {'acked/s':>8} {'read/s':>7} {'verif/s':>8} {'rel/s':>6} "
-            f"{'deliv/s':>8} {'RSS MB':>7}   backlog (stored-verified, verified-delivered)",
+            f"{'deliv/s':>8} {'RSS MB':>7}   backlog (stored-verified, verified-held-delivered)",
             flush=True,
         )
         self._thread.start()
@@ -185,7 +189,7 @@ class Monitor:
             f"{row.seconds:7.0f} {row.acked / seconds:8.0f} {row.read / seconds:7.0f} "
             f"{row.verified / seconds:8.0f} {row.released / seconds:6.0f} "
             f"{row.delivered / seconds:8.0f} {row.rss_mb:7.1f}   "
-            f"{now.stored - now.verified}, {now.verified - now.delivered}",
+            f"{now.stored - now.verified}, {now.verified - now.held - now.delivered}",
             flush=True,
         )
         return now
@@ -245,7 +249,7 @@ def run(args: argparse.Namespace) -> SoakReport:
         deadline = drain_started + args.drain_timeout
         while time.monotonic() < deadline:
             totals = count(engine)
-            if totals.delivered >= totals.stored and totals.verified >= totals.stored:
+            if totals.verified >= totals.stored and totals.delivered + totals.held >= totals.stored:
                 break
             time.sleep(min(args.interval, 5.0))
         report.drain_seconds = round(time.monotonic() - drain_started, 1)
@@ -273,10 +277,10 @@ def run(args: argparse.Namespace) -> SoakReport:
         report.problems.append(f"{final.stored - final.read} stored messages not read")
     if final.verified < final.read:
         report.problems.append(f"{final.read - final.verified} orders not verified")
-    if final.delivered < final.released or final.released < final.verified:
+    if final.delivered < final.released or final.released + final.held < final.verified:
         report.problems.append(
-            f"release backlog at the end: {final.verified - final.released} verified not "
-            f"released, {final.released - final.delivered} released not delivered"
+            f"release backlog at the end: {final.verified - final.held - final.released} "
+            f"verified not released, {final.released - final.delivered} released not delivered"
         )
     if report.lis_received != final.delivered:
         report.problems.append(f"LIS took {report.lis_received}, outbox says {final.delivered}")
@@ -293,7 +297,8 @@ def summarize(report: SoakReport) -> None:
     print(
         f"  sent/acked {sum(report.ack_codes.values())} {report.ack_codes}; stored {final.stored}; "
         f"read {final.read}; verified {final.verified}; released {final.released}; "
-        f"delivered {final.delivered}; LIS took {report.lis_received} "
+        f"delivered {final.delivered}; held for a coder {final.held}; "
+        f"LIS took {report.lis_received} "
         f"({report.lis_repeats} repeats)"
     )
     print(
