@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -285,6 +286,8 @@ def run(args: argparse.Namespace) -> SoakReport:
     if report.lis_received != final.delivered:
         report.problems.append(f"LIS took {report.lis_received}, outbox says {final.delivered}")
     engine.dispose()
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
     return report
 
 
@@ -320,6 +323,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work folder (database file, service log)"
+    )
     args = parser.parse_args()
     report = run(args)
     summarize(report)
