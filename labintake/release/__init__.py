@@ -1,10 +1,10 @@
 """Release of verified orders to the LIS, replies to placers, and the stub LIS.
 
-    enqueue_release(session, order, actor, modifiers=())   the one way to release an order
-    release_verified(engine, limit=500) -> int              batch: verified orders to the outbox
-    Sender(engine, endpoint, policy).deliver_due() -> int   one delivery round over MLLP
-    resend_dead_letter(session, entry_id, actor)            a dead letter back in line
-    StubLis(port=0).start()                                 an LIS stand-in (demo, tests)
+enqueue_release(session, order, actor, modifiers=())   the one way to release an order
+release_verified(engine, limit=500) -> int              batch: verified orders to the outbox
+Sender(engine, endpoint, policy).deliver_due() -> int   one delivery round over MLLP
+resend_dead_letter(session, entry_id, actor)            a dead letter back in line
+StubLis(port=0).start()                                 an LIS stand-in (demo, tests)
 """
 
 from labintake.release.connection import Endpoint
