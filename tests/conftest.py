@@ -9,18 +9,18 @@ A test database is created per test session (and per xdist worker) and dropped a
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import labintake.models  # noqa: F401
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
+from tests.databases import fresh_postgresql_database
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = [
@@ -28,9 +28,6 @@ BACKENDS = [
     for b in os.environ.get("LABINTAKE_TEST_BACKENDS", "sqlite,postgresql").split(",")
     if b.strip()
 ]
-PG_ADMIN_URL = os.environ.get(
-    "LABINTAKE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def _worker() -> str:
@@ -47,25 +44,8 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
-    name = f"labintake_test_{_worker()}_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(url)
+    with fresh_postgresql_database(f"labintake_test_{_worker()}") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def _empty_all_tables(engine: Engine) -> None:

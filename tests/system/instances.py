@@ -7,52 +7,27 @@ the loopback ports the instances got, so the shipped configuration is what is ex
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-
 from benchmarks import servers
-from labintake.db import make_engine, migrate
+from tests import databases
 from tests.system.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = os.environ.get(
-    "LABINTAKE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 _WEB_PORT = re.compile(r"web screen and API on http://[^:]+:(\d+)/")
 
 
 @contextlib.contextmanager
 def fresh_postgresql_database(prefix: str = "labintake_system") -> Iterator[str]:
     """A new, migrated database on the shared PostgreSQL server, dropped afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(url)
+    with databases.fresh_postgresql_database(prefix) as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def web_port(server: servers.ServerProcess) -> int:
