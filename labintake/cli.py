@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
 
 from labintake.codes.commands import codes_app
 from labintake.config import Settings
@@ -107,6 +110,32 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 
 
+def _read_password() -> str:
+    """The password from a prompt (typed twice) or, when piped, the first line of stdin."""
+    import sys
+
+    if sys.stdin.isatty():
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@contextmanager
+def _accounts_session() -> Iterator[Session]:
+    """A session on the configured database; a refused account change exits 1 with its reason."""
+    from labintake.db import make_engine, session_scope
+    from labintake.errors import NotFoundError, WorkflowError
+
+    engine = make_engine(load_settings().database_url)
+    try:
+        with session_scope(engine) as session:
+            yield session
+    except (WorkflowError, NotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+
+
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="login name")],
@@ -114,63 +143,33 @@ def users_add(
     display_name: Annotated[str, typer.Option(help="name shown on screens")] = "",
 ) -> None:
     """Add a user; the password is read from stdin (piped) or prompted for twice."""
-    import sys
-
     from labintake.auth.accounts import create_user
     from labintake.auth.roles import Role
-    from labintake.db import make_engine, session_scope
-    from labintake.errors import WorkflowError
 
     try:
         chosen = Role(role)
     except ValueError:
         typer.secho(f"role must be one of: {', '.join(r.value for r in Role)}", fg="red", err=True)
         raise typer.Exit(2) from None
-    if sys.stdin.isatty():
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    settings = load_settings()
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(engine) as session:
-            create_user(session, name, chosen, password, display_name=display_name)
-    except WorkflowError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from exc
-    finally:
-        engine.dispose()
+    password = _read_password()
+    with _accounts_session() as session:
+        create_user(session, name, chosen, password, display_name=display_name)
     typer.echo(f"user {name} added with role {chosen.value}")
 
 
 @users_app.command("passwd")
 def users_passwd(name: Annotated[str, typer.Argument(help="login name")]) -> None:
     """Set a user's password (stdin or prompt); also lifts a lockout."""
-    import sys
-
     from labintake.auth.accounts import find_user, set_password
     from labintake.auth.policy import DEFAULT_POLICY
-    from labintake.db import make_engine, session_scope
-    from labintake.errors import WorkflowError
 
-    if sys.stdin.isatty():
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    settings = load_settings()
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(engine) as session:
-            user = find_user(session, name)
-            if user is None:
-                typer.secho(f"error: no user {name!r}", fg="red", err=True)
-                raise typer.Exit(1)
-            set_password(session, user, password, DEFAULT_POLICY)
-    except WorkflowError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from exc
-    finally:
-        engine.dispose()
+    password = _read_password()
+    with _accounts_session() as session:
+        user = find_user(session, name)
+        if user is None:
+            typer.secho(f"error: no user {name!r}", fg="red", err=True)
+            raise typer.Exit(1)
+        set_password(session, user, password, DEFAULT_POLICY)
     typer.echo(f"password of {name} set")
 
 
@@ -178,19 +177,9 @@ def users_passwd(name: Annotated[str, typer.Argument(help="login name")]) -> Non
 def tokens_create(name: Annotated[str, typer.Argument(help="the user the token acts as")]) -> None:
     """Print a new API bearer token for user NAME (shown once; only its hash is stored)."""
     from labintake.auth.tokens import create_token
-    from labintake.db import make_engine, session_scope
-    from labintake.errors import NotFoundError
 
-    settings = load_settings()
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(engine) as session:
-            token = create_token(session, name)
-    except NotFoundError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from exc
-    finally:
-        engine.dispose()
+    with _accounts_session() as session:
+        token = create_token(session, name)
     typer.echo(token)
 
 
@@ -200,15 +189,9 @@ def tokens_revoke(
 ) -> None:
     """Revoke an API token by its first 12 characters."""
     from labintake.auth.tokens import revoke_token
-    from labintake.db import make_engine, session_scope
 
-    settings = load_settings()
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(engine) as session:
-            revoked = revoke_token(session, prefix[:12])
-    finally:
-        engine.dispose()
+    with _accounts_session() as session:
+        revoked = revoke_token(session, prefix[:12])
     if not revoked:
         typer.secho(f"error: no token starting {prefix[:12]!r}", fg="red", err=True)
         raise typer.Exit(1)
