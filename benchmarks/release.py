@@ -52,9 +52,9 @@ from labintake.release.builder import (
     OutboundTest,
     build_order_message,
 )
+from labintake.release.bulk import release_verified
 from labintake.release.connection import Endpoint
 from labintake.release.delivery import RetryPolicy
-from labintake.release.outbox import release_verified
 from labintake.release.sender import Sender, SenderOptions, deliver_until_idle
 from labintake.release.tree_builder import build_order_message_with_tree
 

@@ -18,7 +18,7 @@ from labintake.config import Settings
 from labintake.db import session_scope, utcnow
 from labintake.models.orders import Finding, Order, Verification
 from labintake.models.release import OutboxEntry
-from labintake.release.outbox import release_verified
+from labintake.release.bulk import release_verified
 from labintake.web.app import create_app
 from tests.factories import make_token, make_user
 

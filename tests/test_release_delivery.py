@@ -22,9 +22,10 @@ from sqlmodel import Session, col, func, select
 from labintake.db import make_engine, session_scope
 from labintake.models.orders import Finding, Order, OrderEvent
 from labintake.models.release import Notification, OutboxEntry
+from labintake.release.bulk import release_verified
 from labintake.release.connection import Endpoint
 from labintake.release.delivery import RetryPolicy, resend_dead_letter
-from labintake.release.outbox import enqueue_release, release_verified
+from labintake.release.outbox import enqueue_release
 from labintake.release.sender import Sender, SenderOptions, deliver_until_idle
 from labintake.release.stub_lis import ReceivedMessage, StubLis
 

@@ -10,12 +10,13 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+import labintake.release.bulk as bulk
 import labintake.release.outbox as outbox
 from labintake.db import session_scope
 from labintake.models.orders import Order, OrderEvent, OrderTest
 from labintake.models.release import OutboxEntry
 from labintake.release.builder import LisProfile, OutboundOrder
-from labintake.release.outbox import release_verified
+from labintake.release.bulk import release_verified
 from labintake.release.tree_builder import build_order_message_with_tree
 
 
@@ -47,7 +48,7 @@ def test_an_order_changed_after_it_was_read_is_skipped_and_stays_as_the_change_l
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = make_orders(engine, 2)
-    real_build = outbox.build_order_message  # type: ignore[attr-defined]
+    real_build = bulk.build_order_message
 
     def build_while_a_coder_edits(
         order: OutboundOrder, profile: LisProfile, control_id: str, now: datetime
@@ -61,7 +62,7 @@ def test_an_order_changed_after_it_was_read_is_skipped_and_stays_as_the_change_l
                 )
         return real_build(order, profile, control_id, now)
 
-    monkeypatch.setattr(outbox, "build_order_message", build_while_a_coder_edits)
+    monkeypatch.setattr(bulk, "build_order_message", build_while_a_coder_edits)
     assert release_verified(engine) == 1
     with Session(engine) as session:
         assert session.get(Order, first).status == "held"  # type: ignore[union-attr]
@@ -98,7 +99,7 @@ def test_outbox_message_is_what_the_hl7apy_tree_builder_writes_for_the_order(
         order = session.get(Order, entry.order_id)
         assert order is not None
         tests = session.exec(select(OrderTest).where(OrderTest.order_id == order.id)).all()
-        diagnoses = outbox._parts_by_order(session, [entry.order_id])[1][entry.order_id]
+        diagnoses = outbox.parts_by_order(session, [entry.order_id])[1][entry.order_id]
         outbound = outbox.outbound_order(order, tests, diagnoses)
     header = entry.message.split(b"\r")[0].decode().split("|")
     sent_at = datetime.strptime(header[6], "%Y%m%d%H%M%S+0000").replace(tzinfo=UTC)

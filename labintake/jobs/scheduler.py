@@ -26,8 +26,9 @@ from sqlalchemy.engine import Engine
 from labintake.config import Settings
 from labintake.jobs import tasks
 from labintake.jobs.lease import run_exclusive
+from labintake.release.bulk import release_verified
 from labintake.release.connection import Endpoint
-from labintake.release.outbox import configure_release, release_verified
+from labintake.release.outbox import configure_release
 from labintake.release.replies import enqueue_placer_replies, parse_address
 from labintake.release.sender import (
     Sender,

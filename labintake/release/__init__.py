@@ -7,9 +7,10 @@ resend_dead_letter(session, entry_id, actor)            a dead letter back in li
 StubLis(port=0).start()                                 an LIS stand-in (demo, tests)
 """
 
+from labintake.release.bulk import release_verified
 from labintake.release.connection import Endpoint
 from labintake.release.delivery import RetryPolicy, resend_dead_letter
-from labintake.release.outbox import enqueue_release, release_verified
+from labintake.release.outbox import enqueue_release
 from labintake.release.sender import Sender, SenderOptions, deliver_until_idle
 from labintake.release.stub_lis import StubLis
 

@@ -1,24 +1,22 @@
 """The transactional outbox: releasing an order writes its outbound message in the same commit.
 
-`enqueue_release` is the one way an order becomes `released`: the coder's release action
-calls it inside its own transaction, and `release_verified` (a batch, run by the scheduler)
-calls the same steps for orders the rules verified. The sender (`labintake.release.sender`)
-delivers what the outbox holds; nothing here touches a socket.
+`enqueue_release` is the one way a single order becomes `released`: the coder's release
+action calls it inside its own transaction. Orders the rules verified are released in bulk by
+`labintake.release.bulk.release_verified`, which writes the same rows set-based. The sender
+(`labintake.release.sender`) delivers what the outbox holds; nothing here touches a socket.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, tuple_, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from labintake.config import Settings
-from labintake.db import session_scope, utcnow
+from labintake.db import utcnow
 from labintake.errors import WorkflowError
 from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
@@ -229,7 +227,7 @@ def enqueue_release(
     assert order.id is not None
     profile = profile or _profile
     now = utcnow()
-    tests_of, diagnoses_of = _parts_by_order(session, [order.id])
+    tests_of, diagnoses_of = parts_by_order(session, [order.id])
     tests = tests_of[order.id]
     outbound = outbound_order(order, tests, diagnoses_of[order.id], modifiers)
     control_id = new_control_id()
@@ -237,7 +235,7 @@ def enqueue_release(
     return _record(session, order, outbound, tests, control_id, message, profile, actor, now)
 
 
-def _parts_by_order(
+def parts_by_order(
     session: Session, order_ids: Sequence[int]
 ) -> tuple[dict[int, list[OrderTest]], dict[int, list[OrderDiagnosis]]]:
     """Tests and diagnoses of many orders, two queries in all."""
@@ -250,159 +248,3 @@ def _parts_by_order(
     ):
         diagnoses[diagnosis.order_id].append(diagnosis)
     return tests, diagnoses
-
-
-def _release_chunk(
-    session: Session, prepared: Sequence[_Prepared], profile: LisProfile, now: datetime
-) -> int:
-    """One transaction's worth of releases, set-based: claim the orders still verified at
-    the row_version read (others changed meanwhile or were taken by another instance and
-    are skipped), supersede their older outbound messages, write outbox rows and history."""
-    by_id = {p.order_id: p for p in prepared}
-    claimed = {
-        row[0]
-        for row in session.execute(
-            update(Order)
-            .where(
-                tuple_(col(Order.id), col(Order.row_version)).in_(
-                    [(p.order_id, p.row_version) for p in prepared]
-                ),
-                col(Order.status) == OrderStatus.VERIFIED.value,
-            )
-            .values(
-                status=OrderStatus.RELEASED.value,
-                released_at=now,
-                delivered_at=None,
-                updated_at=now,
-                row_version=Order.row_version + 1,
-            )
-            .returning(col(Order.id))
-        )
-    }
-    if not claimed:
-        return 0
-    session.execute(
-        update(OutboxEntry)
-        .where(
-            col(OutboxEntry.order_id).in_(claimed),
-            col(OutboxEntry.kind) == OutboxKind.RELEASE.value,
-            col(OutboxEntry.status).in_(
-                [OutboxStatus.PENDING.value, OutboxStatus.DEAD.value, OutboxStatus.REFUSED.value]
-            ),
-        )
-        .values(status=OutboxStatus.SUPERSEDED.value, claimed_by=None, updated_at=now)
-    )
-    rows = [by_id[i] for i in sorted(claimed)]
-    changed = [
-        {"id": test_id, "modifiers": modifiers}
-        for p in rows
-        for test_id, modifiers in p.modifier_updates
-    ]
-    if changed:  # bulk update by primary key
-        session.execute(update(OrderTest), changed)
-    session.execute(
-        insert(OutboxEntry),
-        [
-            {
-                "order_id": p.order_id,
-                "kind": OutboxKind.RELEASE.value,
-                "destination": LIS_DESTINATION,
-                "sequence_key": p.sequence_key,
-                "control_id": p.control_id,
-                "message_type": profile.message_type,
-                "message": p.message,
-                "status": OutboxStatus.PENDING.value,
-                "attempts": 0,
-                "ack_code": "",
-                "created_by": "system",
-                "created_at": now,
-                "updated_at": now,
-                "next_attempt_at": now,
-            }
-            for p in rows
-        ],
-    )
-    session.execute(
-        insert(OrderEvent),
-        [
-            {
-                "order_id": p.order_id,
-                "at": now,
-                "actor": "system",
-                "action": "released",
-                "detail": {
-                    "before": {"status": OrderStatus.VERIFIED.value},
-                    "after": {"status": OrderStatus.RELEASED.value},
-                    "control_id": p.control_id,
-                    "message_type": profile.message_type,
-                    "modifiers": p.modifiers,
-                },
-            }
-            for p in rows
-        ],
-    )
-    return len(rows)
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A verified order read, with its outbound message built, ready to be written."""
-
-    order_id: int
-    row_version: int
-    sequence_key: str
-    control_id: str
-    message: bytes
-    modifiers: list[str]
-    modifier_updates: tuple[tuple[int, str], ...]
-
-
-def release_verified(
-    engine: Engine, limit: int = 500, *, profile: LisProfile | None = None, chunk: int = 500
-) -> int:
-    """Move up to `limit` verified orders to released + outbox; returns how many moved.
-
-    The orders and their tests and diagnoses are read in three queries, the messages built
-    outside any write transaction, then each `chunk` is written set-based in one short
-    transaction that re-checks every order's row_version, so an order changed meanwhile
-    (or taken by another instance) is skipped.
-    """
-    profile = profile or _profile
-    prepared: list[_Prepared] = []
-    with Session(engine) as session:
-        orders = list(
-            session.exec(
-                select(Order)
-                .where(Order.status == OrderStatus.VERIFIED.value)
-                .order_by(col(Order.id))
-                .limit(limit)
-            )
-        )
-        ids = [o.id for o in orders if o.id is not None]
-        tests, diagnoses = _parts_by_order(session, ids)
-        now = utcnow()
-        for order in orders:
-            assert order.id is not None
-            outbound = outbound_order(order, tests[order.id], diagnoses[order.id])
-            control_id = new_control_id()
-            sent = {t.seq: ",".join(t.modifiers) for t in outbound.tests}
-            prepared.append(
-                _Prepared(
-                    order_id=order.id,
-                    row_version=order.row_version,
-                    sequence_key=sequence_key(order),
-                    control_id=control_id,
-                    message=build_order_message(outbound, profile, control_id, now),
-                    modifiers=sorted({m for t in outbound.tests for m in t.modifiers}),
-                    modifier_updates=tuple(
-                        (t.id, sent[t.seq])
-                        for t in tests[order.id]
-                        if t.id is not None and t.seq in sent and sent[t.seq] != t.modifiers
-                    ),
-                )
-            )
-    moved = 0
-    for start in range(0, len(prepared), chunk):
-        with session_scope(engine) as session:
-            moved += _release_chunk(session, prepared[start : start + chunk], profile, utcnow())
-    return moved

@@ -1,0 +1,186 @@
+"""Releasing the orders the rules verified, in bulk (run by the scheduler's release worker).
+
+The same rows as `labintake.release.outbox.enqueue_release` writes for one order, written
+set-based: orders, tests and diagnoses read in three queries, messages built outside any
+write transaction, then each chunk claimed and written in one short transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, tuple_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from labintake.db import session_scope, utcnow
+from labintake.models.orders import Order, OrderEvent, OrderTest
+from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
+from labintake.release.builder import LisProfile, build_order_message
+from labintake.release.outbox import (
+    LIS_DESTINATION,
+    active_profile,
+    new_control_id,
+    outbound_order,
+    parts_by_order,
+    sequence_key,
+)
+from labintake.statuses import OrderStatus
+
+
+def _release_chunk(
+    session: Session, prepared: Sequence[_Prepared], profile: LisProfile, now: datetime
+) -> int:
+    """One transaction's worth of releases, set-based: claim the orders still verified at
+    the row_version read (others changed meanwhile or were taken by another instance and
+    are skipped), supersede their older outbound messages, write outbox rows and history."""
+    by_id = {p.order_id: p for p in prepared}
+    claimed = {
+        row[0]
+        for row in session.execute(
+            update(Order)
+            .where(
+                tuple_(col(Order.id), col(Order.row_version)).in_(
+                    [(p.order_id, p.row_version) for p in prepared]
+                ),
+                col(Order.status) == OrderStatus.VERIFIED.value,
+            )
+            .values(
+                status=OrderStatus.RELEASED.value,
+                released_at=now,
+                delivered_at=None,
+                updated_at=now,
+                row_version=Order.row_version + 1,
+            )
+            .returning(col(Order.id))
+        )
+    }
+    if not claimed:
+        return 0
+    session.execute(
+        update(OutboxEntry)
+        .where(
+            col(OutboxEntry.order_id).in_(claimed),
+            col(OutboxEntry.kind) == OutboxKind.RELEASE.value,
+            col(OutboxEntry.status).in_(
+                [OutboxStatus.PENDING.value, OutboxStatus.DEAD.value, OutboxStatus.REFUSED.value]
+            ),
+        )
+        .values(status=OutboxStatus.SUPERSEDED.value, claimed_by=None, updated_at=now)
+    )
+    rows = [by_id[i] for i in sorted(claimed)]
+    changed = [
+        {"id": test_id, "modifiers": modifiers}
+        for p in rows
+        for test_id, modifiers in p.modifier_updates
+    ]
+    if changed:  # bulk update by primary key
+        session.execute(update(OrderTest), changed)
+    session.execute(
+        insert(OutboxEntry),
+        [
+            {
+                "order_id": p.order_id,
+                "kind": OutboxKind.RELEASE.value,
+                "destination": LIS_DESTINATION,
+                "sequence_key": p.sequence_key,
+                "control_id": p.control_id,
+                "message_type": profile.message_type,
+                "message": p.message,
+                "status": OutboxStatus.PENDING.value,
+                "attempts": 0,
+                "ack_code": "",
+                "created_by": "system",
+                "created_at": now,
+                "updated_at": now,
+                "next_attempt_at": now,
+            }
+            for p in rows
+        ],
+    )
+    session.execute(
+        insert(OrderEvent),
+        [
+            {
+                "order_id": p.order_id,
+                "at": now,
+                "actor": "system",
+                "action": "released",
+                "detail": {
+                    "before": {"status": OrderStatus.VERIFIED.value},
+                    "after": {"status": OrderStatus.RELEASED.value},
+                    "control_id": p.control_id,
+                    "message_type": profile.message_type,
+                    "modifiers": p.modifiers,
+                },
+            }
+            for p in rows
+        ],
+    )
+    return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A verified order read, with its outbound message built, ready to be written."""
+
+    order_id: int
+    row_version: int
+    sequence_key: str
+    control_id: str
+    message: bytes
+    modifiers: list[str]
+    modifier_updates: tuple[tuple[int, str], ...]
+
+
+def release_verified(
+    engine: Engine, limit: int = 500, *, profile: LisProfile | None = None, chunk: int = 500
+) -> int:
+    """Move up to `limit` verified orders to released + outbox; returns how many moved.
+
+    The orders and their tests and diagnoses are read in three queries, the messages built
+    outside any write transaction, then each `chunk` is written set-based in one short
+    transaction that re-checks every order's row_version, so an order changed meanwhile
+    (or taken by another instance) is skipped.
+    """
+    profile = profile or active_profile()
+    prepared: list[_Prepared] = []
+    with Session(engine) as session:
+        orders = list(
+            session.exec(
+                select(Order)
+                .where(Order.status == OrderStatus.VERIFIED.value)
+                .order_by(col(Order.id))
+                .limit(limit)
+            )
+        )
+        ids = [o.id for o in orders if o.id is not None]
+        tests, diagnoses = parts_by_order(session, ids)
+        now = utcnow()
+        for order in orders:
+            assert order.id is not None
+            outbound = outbound_order(order, tests[order.id], diagnoses[order.id])
+            control_id = new_control_id()
+            sent = {t.seq: ",".join(t.modifiers) for t in outbound.tests}
+            prepared.append(
+                _Prepared(
+                    order_id=order.id,
+                    row_version=order.row_version,
+                    sequence_key=sequence_key(order),
+                    control_id=control_id,
+                    message=build_order_message(outbound, profile, control_id, now),
+                    modifiers=sorted({m for t in outbound.tests for m in t.modifiers}),
+                    modifier_updates=tuple(
+                        (t.id, sent[t.seq])
+                        for t in tests[order.id]
+                        if t.id is not None and t.seq in sent and sent[t.seq] != t.modifiers
+                    ),
+                )
+            )
+    moved = 0
+    for start in range(0, len(prepared), chunk):
+        with session_scope(engine) as session:
+            moved += _release_chunk(session, prepared[start : start + chunk], profile, utcnow())
+    return moved
