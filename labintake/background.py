@@ -1,15 +1,26 @@
 """Background work: batch functions run in threads, in a process of their own.
 
 Reading, verification, release and delivery are batch functions (``Callable[[], int]``: do
-one batch, say how many items it handled). :class:`BackgroundWorkers` runs each in a thread
-that asks again at once while there is work and sleeps briefly when there is none.
+one batch, say how many items it handled). :class:`BackgroundWorkers` runs them in threads
+that ask again at once while there is work and sleep briefly when there is none.
 
 `labintake serve` runs them in a child process (:class:`WorkerProcess`), not next to the
 MLLP listener: they are CPU-heavy Python (hl7apy builds outbound messages, reading and
 verification parse), and sharing the listener's interpreter lock would put their time on
-the ACK path. The child registers its workers in :func:`register_workers`, reports their
-names when they run, stops when the parent asks or goes away, and learns from a shared clock
-when intake last committed so reading keeps its SQLite write transactions short meanwhile.
+the ACK path. Intake comes first in three ways:
+
+- reading, verification and release run one after the other in one thread (the pipeline).
+  Threads of one process share one interpreter lock, so parallel stages gained no CPU; they
+  only made each stage's write transaction wait for the lock while the others computed, and
+  on SQLite the intake writer waited behind those stretched transactions. One at a time,
+  each write transaction is as short as its statements;
+- the child lowers its own CPU priority (:data:`WORKER_NICENESS`), so the listener gets the
+  processor when both want it, and the workers take the rest;
+- a shared clock tells the child when intake last committed; meanwhile batches are small,
+  so the SQLite write lock is never held long.
+
+Delivery waits on the network, not the CPU, and keeps a thread of its own. The child reports
+its workers' names when they run, and stops when the parent asks or goes away.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -41,6 +52,8 @@ BatchFunction = Callable[[], int]
 BATCH_WHILE_INTAKE = 25
 BATCH_IDLE = 500
 INTAKE_BUSY_SECONDS = 0.5
+# The worker process's nice value: below the listener, which keeps the default priority.
+WORKER_NICENESS = 10
 STARTUP_TIMEOUT_SECONDS = 120.0
 
 
@@ -51,21 +64,29 @@ class Clock(Protocol):
 
 
 @dataclass(slots=True)
-class _Worker:
+class _Stage:
     name: str
     function: BatchFunction
-    thread: threading.Thread | None = None
     processed: int = 0
     failures: int = 0
+    retry_at: float = 0.0  # time.monotonic() before which a failed stage is not asked again
+
+
+@dataclass(slots=True)
+class _Worker:
+    name: str
+    stages: list[_Stage]
+    thread: threading.Thread | None = None
 
 
 @dataclass(slots=True)
 class BackgroundWorkers:
-    """Runs registered batch functions, each in its own thread, until stopped.
+    """Runs registered batch functions in threads until stopped.
 
-    A batch function processes one batch and returns how many items it handled; when it
-    handles none, its thread sleeps `idle_sleep` seconds before asking again. An exception is
-    logged and the function is retried after `error_sleep` seconds.
+    A batch function processes one batch and returns how many items it handled. A worker is
+    one thread running one function, or a chain of them in turn (:meth:`register_chain`);
+    when a round handles nothing, the thread sleeps `idle_sleep` seconds before asking again.
+    An exception is logged, and that function alone is skipped for `error_sleep` seconds.
     """
 
     idle_sleep: float = 0.5
@@ -74,16 +95,35 @@ class BackgroundWorkers:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def register(self, name: str, function: BatchFunction) -> None:
-        if any(worker.name == name for worker in self._workers):
-            raise ConfigurationError(f"background worker {name!r} registered twice")
-        self._workers.append(_Worker(name, function))
+        self.register_chain(name, [(name, function)])
+
+    def register_chain(self, name: str, stages: Sequence[tuple[str, BatchFunction]]) -> None:
+        """One thread running `stages` one batch each, in order, round after round."""
+        taken = {worker.name for worker in self._workers} | set(self.names)
+        for stage_name in {name, *(stage for stage, _ in stages)}:
+            if stage_name in taken:
+                raise ConfigurationError(f"background worker {stage_name!r} registered twice")
+        self._workers.append(_Worker(name, [_Stage(n, f) for n, f in stages]))
 
     @property
     def names(self) -> list[str]:
-        return [worker.name for worker in self._workers]
+        """Every batch function's name, in order."""
+        return [stage.name for worker in self._workers for stage in worker.stages]
+
+    def describe(self) -> str:
+        """The threads and what each runs: ``pipeline (reader -> verifier), deliver``."""
+        return ", ".join(
+            worker.name
+            if [s.name for s in worker.stages] == [worker.name]
+            else f"{worker.name} ({' -> '.join(s.name for s in worker.stages)})"
+            for worker in self._workers
+        )
 
     def processed(self, name: str) -> int:
-        return next(w.processed for w in self._workers if w.name == name)
+        return next(s.processed for w in self._workers for s in w.stages if s.name == name)
+
+    def failures(self, name: str) -> int:
+        return next(s.failures for w in self._workers for s in w.stages if s.name == name)
 
     def start(self) -> None:
         self._stop.clear()
@@ -106,15 +146,24 @@ class BackgroundWorkers:
 
     def _run(self, worker: _Worker) -> None:
         while not self._stop.is_set():
-            try:
-                count = worker.function()
-            except Exception:
-                worker.failures += 1
-                log.exception("background worker failed; retrying", extra={"worker": worker.name})
-                self._stop.wait(self.error_sleep)
-                continue
-            worker.processed += count
-            if count == 0:
+            handled = 0
+            for stage in worker.stages:
+                if self._stop.is_set():
+                    return
+                if stage.retry_at > time.monotonic():
+                    continue
+                try:
+                    count = stage.function()
+                except Exception:
+                    stage.failures += 1
+                    stage.retry_at = time.monotonic() + self.error_sleep
+                    log.exception(
+                        "background worker failed; retrying", extra={"worker": stage.name}
+                    )
+                    continue
+                stage.processed += count
+                handled += count
+            if handled == 0:
                 self._stop.wait(self.idle_sleep)
 
 
@@ -143,20 +192,22 @@ def register_workers(
     def intake_busy() -> bool:
         return time.monotonic() - intake_clock.value < INTAKE_BUSY_SECONDS
 
-    def read_batch() -> int:
-        limit = BATCH_WHILE_INTAKE if intake_busy() else BATCH_IDLE
-        return read_pending(engine, interfaces, limit)
+    def batch_size() -> int:
+        return BATCH_WHILE_INTAKE if intake_busy() else BATCH_IDLE
 
     verify_small = pending_verifier(settings, engine, interfaces, limit=BATCH_WHILE_INTAKE)
     verify_large = pending_verifier(settings, engine, interfaces, limit=BATCH_IDLE)
-
-    def verify_batch() -> int:
-        return verify_small() if intake_busy() else verify_large()
-
-    workers.register("reader", read_batch)
-    workers.register("verifier", verify_batch)
     release = ReleaseRuntime(settings, engine, demo=demo)
-    release.register(workers)
+    workers.register_chain(
+        "pipeline",
+        [
+            ("reader", lambda: read_pending(engine, interfaces, batch_size())),
+            ("verifier", lambda: verify_small() if intake_busy() else verify_large()),
+            ("release", lambda: release.release_batch(batch_size())),
+        ],
+    )
+    # Delivery waits on the LIS's network replies, not on this process's CPU: its own thread.
+    workers.register("deliver", release.deliver)
     return [release]
 
 
@@ -172,6 +223,8 @@ def _child_main(
     # Ctrl+C reaches the whole process group: the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(OSError):  # a platform without nice: same priority as intake
+        os.nice(WORKER_NICENESS)
     engine = make_engine(settings.database_url)
     workers = BackgroundWorkers()
     extras: list[Stoppable] = []
@@ -184,7 +237,7 @@ def _child_main(
         log.exception("background workers could not start")
         pipe.send(("error", f"{type(exc).__name__}: {exc}"))
         return
-    pipe.send(("ready", workers.names))
+    pipe.send(("ready", (workers.names, workers.describe())))
     try:
         while not stop.is_set():
             if pipe.poll(1.0):
@@ -213,6 +266,7 @@ class WorkerProcess:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._pipe: Connection | None = None
         self.names: list[str] = []
+        self.description = ""  # the child's threads and what each runs
 
     @property
     def pid(self) -> int | None:
@@ -240,7 +294,8 @@ class WorkerProcess:
         if kind != "ready":
             self.stop()
             raise ConfigurationError(f"background workers could not start: {detail}")
-        self.names = list(detail)
+        names, self.description = detail
+        self.names = list(names)
 
     def stop(self, timeout: float = 60.0) -> None:
         """Ask the child to finish its current batches and exit; wait for it (blocking)."""

@@ -159,8 +159,7 @@ class Service:
             f"idle ones closed after {settings.idle_timeout_seconds:g} s"
         )
         log.info(
-            f"background workers: {', '.join(self.workers.names) or 'none'} "
-            f"(process {self.workers.pid})"
+            f"background workers: {self.workers.description or 'none'} (process {self.workers.pid})"
         )
 
 

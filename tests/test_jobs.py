@@ -15,8 +15,9 @@ from sqlmodel import Session, select
 from labintake.config import Settings
 from labintake.db import make_engine, session_scope, utcnow
 from labintake.jobs import tasks
-from labintake.jobs.lease import acquire, run_exclusive
+from labintake.jobs.lease import HeldLease, acquire, run_exclusive
 from labintake.jobs.scheduler import SCHEDULE, JobContext, JobService, run_job
+from labintake.jobs.service import ReleaseRuntime
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order
 from labintake.models.release import JobRun, Notification, OutboxEntry
@@ -29,6 +30,64 @@ def test_a_lease_is_held_by_one_instance_until_it_expires(engine: Engine) -> Non
     assert acquire(engine, "job:x", "instance-a", ttl_seconds=0.3)  # renewal by the holder
     time.sleep(0.35)
     assert acquire(engine, "job:x", "instance-b", ttl_seconds=0.3)  # the holder went quiet
+
+
+def _lease_row(engine: Engine, name: str) -> tuple[str, object]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT owner, expires_at FROM job_lease WHERE name = :n"), {"n": name}
+        ).one()
+    return str(row[0]), row[1]
+
+
+def test_a_held_lease_is_written_once_for_many_runs_and_given_back_when_idle(
+    engine: Engine,
+) -> None:
+    lease = HeldLease(engine, "job:held", "instance-a", ttl_seconds=60)
+    assert lease.hold()
+    first = _lease_row(engine, "job:held")
+    for _ in range(5):
+        assert lease.hold()
+    assert _lease_row(engine, "job:held") == first  # not rewritten for every batch
+    other = HeldLease(engine, "job:held", "instance-b", ttl_seconds=60)
+    assert not other.hold()
+    lease.give_back()
+    assert not lease.held
+    assert other.hold()  # given back: the other instance takes it at once
+    assert not lease.hold()
+
+
+def test_a_held_lease_is_renewed_once_half_its_time_has_passed(engine: Engine) -> None:
+    lease = HeldLease(engine, "job:renewed", "instance-a", ttl_seconds=0.4)
+    assert lease.hold()
+    first = _lease_row(engine, "job:renewed")
+    time.sleep(0.25)
+    assert lease.hold()
+    assert _lease_row(engine, "job:renewed") != first
+    time.sleep(0.25)  # past the first expiry, inside the renewed one
+    assert not HeldLease(engine, "job:renewed", "instance-b", ttl_seconds=0.4).hold()
+
+
+def test_release_batches_hold_the_release_lease_while_there_is_work(
+    engine: Engine, settings: Settings
+) -> None:
+    make_orders(engine, 5)
+    runtime = ReleaseRuntime(settings, engine)
+    try:
+        assert runtime.release_batch(limit=2) == 2
+        assert _lease_row(engine, "job:release_verified")[0] == runtime.jobs.context.owner
+        # Another instance's scheduled run finds the lease taken and releases nothing.
+        other = JobContext(engine, settings, owner="other-instance")
+        assert run_job("release_verified", other) is None
+        assert runtime.release_batch(limit=2) == 2
+        assert runtime.release_batch(limit=2) == 1
+        assert runtime.release_batch(limit=2) == 0  # nothing left: the lease is given back
+        make_orders(engine, 1)
+        assert run_job("release_verified", other) == 1
+    finally:
+        runtime.stop()
+    with Session(engine) as session:
+        assert len(session.exec(select(OutboxEntry)).all()) == 6
 
 
 def test_two_instances_running_the_same_job_at_once_run_it_once(database_url: str) -> None:

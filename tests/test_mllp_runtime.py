@@ -76,6 +76,40 @@ def test_background_workers_run_batches_until_stopped() -> None:
     assert calls.is_set()
 
 
+def test_a_chain_runs_its_stages_in_turn_and_a_failing_stage_does_not_stop_the_others() -> None:
+    order: list[str] = []
+    first_backlog = [3, 2]
+    second_backlog = [1]
+
+    def first() -> int:
+        order.append("first")
+        return first_backlog.pop(0) if first_backlog else 0
+
+    def broken() -> int:
+        order.append("broken")
+        raise RuntimeError("database away")
+
+    def second() -> int:
+        order.append("second")
+        return second_backlog.pop(0) if second_backlog else 0
+
+    workers = BackgroundWorkers(idle_sleep=0.01, error_sleep=60)
+    workers.register_chain("pipeline", [("first", first), ("broken", broken), ("second", second)])
+    with pytest.raises(ConfigurationError):
+        workers.register("second", second)
+    assert workers.names == ["first", "broken", "second"]
+    assert workers.describe() == "pipeline (first -> broken -> second)"
+    workers.start()
+    deadline = time.monotonic() + 5
+    while order.count("second") < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers.stop()
+    assert order[:3] == ["first", "broken", "second"]  # one batch each, in order
+    assert order.count("broken") == 1  # skipped for error_sleep after failing
+    assert workers.failures("broken") == 1
+    assert (workers.processed("first"), workers.processed("second")) == (5, 1)
+
+
 def test_sigterm_finishes_in_flight_work_and_exits_cleanly(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
     migrate(url)
@@ -132,7 +166,8 @@ def test_worker_process_reports_its_workers_and_stops(settings: Settings) -> Non
     pid = workers.pid
     assert pid is not None
     try:
-        assert {"reader", "verifier", "release", "deliver"} <= set(workers.names)
+        assert workers.names == ["reader", "verifier", "release", "deliver"]
+        assert workers.description == "pipeline (reader -> verifier -> release), deliver"
         assert _alive(pid)
     finally:
         workers.stop()

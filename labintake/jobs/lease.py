@@ -8,6 +8,7 @@ makes it idempotent), so a run cut short leaves nothing half done.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -66,3 +67,40 @@ def run_exclusive(
         return True, work()
     finally:
         release(engine, name, owner)
+
+
+class HeldLease:
+    """A lease kept across the consecutive runs of a continuous worker.
+
+    Taking and giving back a lease is a write each; a worker that runs many short batches in
+    a row holds it instead: taken on the first run, renewed once half its time has passed,
+    given back when the worker finds nothing to do. An instance that dies stops renewing and
+    the lease expires after `ttl_seconds`, as with :func:`run_exclusive`.
+    """
+
+    def __init__(self, engine: Engine, name: str, owner: str, ttl_seconds: float) -> None:
+        self.engine = engine
+        self.name = name
+        self.owner = owner
+        self.ttl_seconds = ttl_seconds
+        self._renew_at = 0.0  # time.monotonic(); 0 when not held
+
+    @property
+    def held(self) -> bool:
+        return self._renew_at > 0.0
+
+    def hold(self) -> bool:
+        """True when this owner holds the lease (taking or renewing it when due)."""
+        now = time.monotonic()
+        if self.held and now < self._renew_at:
+            return True
+        if acquire(self.engine, self.name, self.owner, self.ttl_seconds):
+            self._renew_at = now + self.ttl_seconds / 2
+            return True
+        self._renew_at = 0.0
+        return False
+
+    def give_back(self) -> None:
+        if self.held:
+            self._renew_at = 0.0
+            release(self.engine, self.name, self.owner)

@@ -14,7 +14,9 @@ from typing import Protocol
 from sqlalchemy.engine import Engine
 
 from labintake.config import Settings
-from labintake.jobs.scheduler import JobService, deliver, run_job
+from labintake.jobs.lease import HeldLease
+from labintake.jobs.scheduler import RELEASE_BATCH, SCHEDULE, JobService, deliver
+from labintake.release.bulk import has_verified, release_verified
 from labintake.release.stub_lis import StubLis
 
 log = logging.getLogger(__name__)
@@ -48,16 +50,36 @@ class ReleaseRuntime:
             log.warning("LABINTAKE_LIS_HOST is not set: released orders wait in the outbox")
         self.settings = settings
         self.jobs = JobService(settings, engine, batch_jobs=False)
+        context = self.jobs.context
+        self._release_lease = HeldLease(
+            engine, "job:release_verified", context.owner, SCHEDULE["release_verified"][2] or 60.0
+        )
+
+    def release_batch(self, limit: int = RELEASE_BATCH) -> int:
+        """Release up to `limit` verified orders, under the release lease, held across batches
+        while there is work (one instance releases at a time, so each patient's orders reach
+        the outbox in order); returns how many were released."""
+        engine = self.jobs.context.engine
+        if not has_verified(engine):
+            self._release_lease.give_back()
+            return 0
+        if not self._release_lease.hold():
+            return 0
+        return release_verified(engine, limit=limit, chunk=limit)
+
+    def deliver(self) -> int:
+        """Deliver what is due to the LIS and the placers; returns how many were handled."""
+        return deliver(self.jobs.context)
 
     def register(self, workers: WorkerRegistry) -> None:
-        context = self.jobs.context
-        workers.register("release", lambda: run_job("release_verified", context) or 0)
-        workers.register("deliver", lambda: deliver(context))
+        workers.register("release", self.release_batch)
+        workers.register("deliver", self.deliver)
 
     def start(self) -> None:
         self.jobs.start()
 
     def stop(self) -> None:
         self.jobs.shutdown()
+        self._release_lease.give_back()
         if self.stub_lis is not None:
             self.stub_lis.stop()

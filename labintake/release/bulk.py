@@ -135,6 +135,15 @@ class _Prepared:
     modifier_updates: tuple[tuple[int, str], ...]
 
 
+def has_verified(engine: Engine) -> bool:
+    """Whether any order waits to be released (a read; no lease needed to ask)."""
+    with Session(engine) as session:
+        found = session.exec(
+            select(Order.id).where(Order.status == OrderStatus.VERIFIED.value).limit(1)
+        ).first()
+    return found is not None
+
+
 def release_verified(
     engine: Engine, limit: int = 500, *, profile: LisProfile | None = None, chunk: int = 500
 ) -> int:
