@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import socket
 import socketserver
 import ssl
@@ -226,13 +227,15 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true", help="do not log each message")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # SIGTERM as well as SIGINT: as a container's first process (the compose file's stub-lis)
+    # it would otherwise ignore the engine's SIGTERM and be killed after the stop timeout.
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stopping.set())
     stub = StubLis(args.host, args.port, log_messages=not args.quiet).start()
     print(f"stub LIS listening on {args.host}:{stub.port}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        stub.stop()
+    stopping.wait()
+    stub.stop()
 
 
 if __name__ == "__main__":
