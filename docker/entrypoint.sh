@@ -9,8 +9,9 @@
 #
 # The migration is retried while the database is still starting:
 # LABINTAKE_MIGRATE_RETRIES attempts (default 30), LABINTAKE_MIGRATE_RETRY_SECONDS apart
-# (default 2). With several instances on one PostgreSQL, run the migration once (the compose
-# file's `migrate` service) and set LABINTAKE_MIGRATE_ON_START=false on the instances.
+# (default 2). Several instances starting together on one PostgreSQL may each migrate: the
+# migration holds an advisory lock, so one migrates and the others find the schema current.
+# (The compose file still runs it once, in its `migrate` service.)
 set -eu
 
 migrate_with_retries() {

@@ -18,15 +18,17 @@ PG_ADMIN_URL = os.environ.get(
 
 
 @contextlib.contextmanager
-def fresh_postgresql_database(prefix: str) -> Iterator[str]:
-    """A new, migrated database named `prefix_<random>`, dropped (connections ended) after."""
+def fresh_postgresql_database(prefix: str, *, migrated: bool = True) -> Iterator[str]:
+    """A new database named `prefix_<random>` (migrated unless told otherwise), dropped
+    (connections ended) after."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url
     finally:
         with admin.connect() as conn:

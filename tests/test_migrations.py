@@ -1,8 +1,51 @@
-from sqlalchemy import inspect
+"""The schema migrations: every table, and several instances migrating one database at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
+
+from labintake.db import make_engine
+from tests.databases import fresh_postgresql_database
 
 
 def test_migrations_create_every_table(engine: Engine) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"inbound_message", "lab_order", "order_test", "finding", "order_event"} <= tables
     assert "alembic_version" in tables
+
+
+@pytest.mark.skipif(
+    "postgresql" not in os.environ.get("LABINTAKE_TEST_BACKENDS", "sqlite,postgresql"),
+    reason="PostgreSQL is not among the test backends",
+)
+def test_instances_migrating_one_postgresql_database_at_once_all_succeed() -> None:
+    """Containers started together each run `labintake migrate`: one migrates, the others
+    wait for it and then find the schema current."""
+    with fresh_postgresql_database("labintake_migrate", migrated=False) as url:
+        env = {**os.environ, "LABINTAKE_DATABASE_URL": url, "LABINTAKE_DEVELOPMENT": "1"}
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "labintake", "migrate"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outputs = [process.communicate(timeout=120)[0] for process in processes]
+        assert [p.returncode for p in processes] == [0, 0, 0, 0], outputs
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            assert len(versions) == 1
+            assert "lab_order" in inspect(engine).get_table_names()
+        finally:
+            engine.dispose()

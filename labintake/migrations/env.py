@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import labintake.models  # noqa: F401  (registers the tables)
@@ -11,6 +12,11 @@ from labintake.db import make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata
+
+# PostgreSQL advisory lock key held while migrating ("labintake" in ASCII, 8 bytes): instances
+# started together each run `labintake migrate`; one migrates, the others wait for its commit
+# and then find the schema current.
+MIGRATION_LOCK_KEY = 0x6C6162696E74616B
 
 
 def _url() -> str:
@@ -33,6 +39,10 @@ def run_migrations_online() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
             context.run_migrations()
     engine.dispose()
 
