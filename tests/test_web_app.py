@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
@@ -34,3 +37,12 @@ def test_vendored_htmx_is_served_with_its_licence_note(settings: Settings, engin
     client = TestClient(create_app(settings, engine))
     assert client.get("/static/htmx.min.js").text.startswith("var htmx=")
     assert "Zero-Clause BSD" in client.get("/static/htmx.LICENSE.txt").text
+
+
+def test_the_service_does_not_load_the_pdf_library_until_a_pdf_is_asked_for() -> None:
+    """About 30 MB of resident memory in every listener for a page few coders print."""
+    probe = "import sys, labintake.runtime, labintake.web.app; print('fpdf' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

@@ -10,7 +10,6 @@ from labintake import audit
 from labintake.errors import NotFoundError
 from labintake.models.orders import Order
 from labintake.models.queue import OfficeQuery
-from labintake.queue.query_pdf import render_query_pdf
 from labintake.web.deps import CoderUser, RowId, SessionDep
 from labintake.web.rendering import render
 
@@ -36,6 +35,10 @@ def query_page(
 
 @router.get("/orders/{order_id}/queries/{query_id}/pdf")
 def query_pdf(order_id: RowId, query_id: RowId, user: CoderUser, session: SessionDep) -> Response:
+    # The PDF library weighs about 30 MB once imported: only a process that serves a PDF
+    # pays for it, not every listener.
+    from labintake.queue.query_pdf import render_query_pdf
+
     order, query = _load(session, order_id, query_id)
     audit.record_view(session, user.username, "view_query_pdf", order_id=order_id, via="web")
     return Response(
