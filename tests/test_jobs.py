@@ -114,6 +114,25 @@ def test_two_instances_running_the_same_job_at_once_run_it_once(database_url: st
     assert len(runs) == 1
 
 
+def test_instances_with_the_same_hostname_and_pid_hold_leases_and_claims_apart(
+    engine: Engine, settings: Settings
+) -> None:
+    # Containers on the host network share the hostname and each has its own PID namespace,
+    # so two instances' processes can have the same hostname and pid: here, one process.
+    with_lis = settings.model_copy(update={"lis_host": "127.0.0.1", "lis_port": 9})
+    first, second = JobContext(engine, with_lis), JobContext(engine, with_lis)
+    assert acquire(engine, "job:alike", first.owner, ttl_seconds=60)
+    assert not acquire(engine, "job:alike", second.owner, ttl_seconds=60)
+    senders = [first.sender("lis"), second.sender("lis")]
+    try:
+        names = {sender.name for sender in senders if sender is not None}
+        assert len(names) == 2  # their claim tokens (name#round) never coincide
+    finally:
+        for sender in senders:
+            if sender is not None:
+                sender.close()
+
+
 def test_daily_summary_is_written_once_per_day_across_instances(
     database_url: str, engine: Engine
 ) -> None:

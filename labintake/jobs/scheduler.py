@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,13 +54,23 @@ SCHEDULE: dict[str, tuple[str, dict[str, int], float | None]] = {
 }
 
 
+def instance_owner() -> str:
+    """This process's name in leases and claims: hostname, pid and a random part.
+
+    Hostname and pid alone repeat across containers: on the host network they share the
+    hostname, and each has its own PID namespace (two instances' workers were both pid 8, and
+    claimed and delivered each other's outbox rows). The hostname is cut so that the sender
+    tokens built on this fit the 100-character owner and claim columns."""
+    return f"{socket.gethostname()[:48]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 @dataclass
 class JobContext:
     """What the jobs of this process work with."""
 
     engine: Engine
     settings: Settings
-    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    owner: str = field(default_factory=instance_owner)
     senders: dict[str, Sender] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
