@@ -85,6 +85,11 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
+def rss_bytes_of(pid: int) -> int:
+    """Current resident memory of `pid` alone."""
+    return _status_kib(pid, "VmRSS") * 1024
+
+
 def rss_bytes(pid: int) -> int:
     """Current resident memory of `pid` and its live children."""
     return sum(_status_kib(p, "VmRSS") for p in process_tree(pid)) * 1024

@@ -66,6 +66,8 @@ class Interval:
     released: int
     delivered: int
     rss_mb: float
+    # Each live process of the service (the listener first, then its children), MB.
+    rss_parts_mb: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -161,7 +163,8 @@ class Monitor:
     def start(self) -> None:
         print(
             f"{'t (s)':>7} {'acked/s':>8} {'read/s':>7} {'verif/s':>8} {'rel/s':>6} "
-            f"{'deliv/s':>8} {'RSS MB':>7}   backlog (stored-verified, verified-held-delivered)",
+            f"{'deliv/s':>8} {'RSS MB':>7}   backlog (stored-verified, verified-held-delivered)"
+            "   (RSS per process: listener + its children)",
             flush=True,
         )
         self._thread.start()
@@ -173,7 +176,8 @@ class Monitor:
     def sample(self) -> Totals:
         now = count(self.engine)
         now.acked = self.acked[0]
-        now.rss_mb = servers.rss_bytes(self.server.pid) / 2**20
+        parts = [servers.rss_bytes_of(pid) / 2**20 for pid in servers.process_tree(self.server.pid)]
+        now.rss_mb = sum(parts)
         last, seconds = self._last, self.interval
         row = Interval(
             seconds=round(time.monotonic() - self.started, 1),
@@ -183,6 +187,7 @@ class Monitor:
             released=now.released - last.released,
             delivered=now.delivered - last.delivered,
             rss_mb=round(now.rss_mb, 1),
+            rss_parts_mb=[round(part, 1) for part in parts],
         )
         self.intervals.append(row)
         self._last = now
@@ -190,7 +195,8 @@ class Monitor:
             f"{row.seconds:7.0f} {row.acked / seconds:8.0f} {row.read / seconds:7.0f} "
             f"{row.verified / seconds:8.0f} {row.released / seconds:6.0f} "
             f"{row.delivered / seconds:8.0f} {row.rss_mb:7.1f}   "
-            f"{now.stored - now.verified}, {now.verified - now.held - now.delivered}",
+            f"{now.stored - now.verified}, {now.verified - now.held - now.delivered}   "
+            f"({' + '.join(f'{part:.0f}' for part in parts)})",
             flush=True,
         )
         return now
@@ -310,6 +316,16 @@ def summarize(report: SoakReport) -> None:
     )
     if rss:
         print(f"  RSS MB: first {rss[0]}, max {max(rss)}, last {rss[-1]}")
+        by_process = [i.rss_parts_mb for i in report.intervals if i.rss_parts_mb]
+        width = max(len(parts) for parts in by_process)
+        for index in range(width):
+            series = [parts[index] for parts in by_process if len(parts) > index]
+            name = "listener" if index == 0 else f"child {index}"
+            half = series[len(series) // 2 :]
+            print(
+                f"    {name}: first {series[0]}, max {max(series)}, last {series[-1]}; "
+                f"second half of the run {min(half)}-{max(half)}"
+            )
     if rates:
         print(f"  acked/s per interval while loading: min {min(rates):.0f}, max {max(rates):.0f}")
     print("  nothing lost" if not report.problems else "  PROBLEMS: " + "; ".join(report.problems))
