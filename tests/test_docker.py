@@ -136,9 +136,10 @@ def test_entrypoint_runs_other_labintake_commands_and_plain_programs(tmp_path: P
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
-def test_entrypoint_passes_shellcheck() -> None:
+@pytest.mark.parametrize("script", [ENTRYPOINT, DOCKER / "build-base-image"], ids=lambda p: p.name)
+def test_shell_scripts_pass_shellcheck(script: Path) -> None:
     result = subprocess.run(
-        ["shellcheck", "--shell=sh", str(ENTRYPOINT)], capture_output=True, text=True, check=False
+        ["shellcheck", "--shell=sh", str(script)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout
 
@@ -264,10 +265,20 @@ def test_balancer_forwards_to_each_instance_on_its_configured_ports() -> None:
     )
 
 
+def test_compose_turns_off_the_image_health_check_for_the_stub_lis() -> None:
+    # The image's health check asks a labintake web port, which the stub LIS does not have.
+    stub = _compose()["services"]["stub-lis"]
+    assert stub["image"] == "labintake:latest"
+    assert stub["healthcheck"] == {"disable": True}
+
+
 def test_dockerfile_is_multi_stage_non_root_with_health_check() -> None:
     text = (DOCKER / "Dockerfile").read_text()
     stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text, flags=re.MULTILINE)
     assert len(stages) >= 2
+    # Every stage starts from the PYTHON_IMAGE build argument, Docker Hub's image by default.
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm$", text, flags=re.MULTILINE)
+    assert set(re.findall(r"^FROM\s+(\S+)", text, flags=re.MULTILINE)) == {"${PYTHON_IMAGE}"}
     user = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
     assert user
     assert user[-1].split(":")[0] not in {"root", "0"}
