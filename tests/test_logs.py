@@ -234,6 +234,59 @@ def test_intake_logs_control_ids_and_senders_but_no_patient_data(
         assert patient_value not in output, patient_value
 
 
+def test_at_info_accepted_messages_are_summed_up_and_the_others_get_a_line_each(
+    log_output: tuple[io.StringIO, list[Settings]], settings: Settings
+) -> None:
+    from labintake.db import make_engine
+    from labintake.intake import Intake
+
+    buffer, _ = log_output
+    configure_logging(settings.model_copy(update={"log_level": "INFO"}), stream=buffer)
+    engine = make_engine(settings.database_url)
+
+    async def send_all() -> None:
+        async with Intake(settings, engine) as intake:
+            for n in range(3):
+                await intake.handle(_order_message(f"CTRL-SUM-{n}"), "127.0.0.1:40000")
+            await intake.handle(_order_message("CTRL-SUM-0"), "127.0.0.1:40000")
+            await intake.handle(
+                _order_message("CTRL-SUM-9").replace(b"ORM^O01", b"ADT^A01"), "127.0.0.1:40000"
+            )
+
+    try:
+        asyncio.run(send_all())
+    finally:
+        engine.dispose()
+    lines = buffer.getvalue().splitlines()
+    assert not [line for line in lines if "CTRL-SUM-1" in line]  # accepted: no line of its own
+    duplicate = [line for line in lines if "duplicate" in line and "CTRL-SUM-0" in line]
+    rejected = [line for line in lines if "CTRL-SUM-9" in line]
+    assert len(duplicate) == 1
+    assert len(rejected) == 1
+    assert "ack_code=AR" in rejected[0]
+    summaries = [line for line in lines if " stored 4 messages in the last " in line]
+    assert len(summaries) == 1, lines  # written as intake closed
+    assert summaries[0].endswith("s: EPIC/NORTHCLINIC 3 AA, 1 AR (1 duplicate)")
+
+
+def test_intake_tally_sums_up_each_sender_once_per_period() -> None:
+    from labintake.intake.service import IntakeTally
+
+    tally = IntakeTally(started=100.0)
+    for _ in range(1200):
+        tally.add("NORTHEPIC/NSH", "AA", duplicate=False)
+    tally.add("NORTHEPIC/NSH", "AR", duplicate=False)
+    tally.add("LAKE/LV", "AA", duplicate=True)
+    tally.add("LAKE/LV", "AA", duplicate=True)
+    assert not tally.due(159.0)
+    assert tally.due(160.0)
+    assert tally.summary(160.0) == (
+        "stored 1,201 messages in the last 60 s: LAKE/LV 2 duplicates; NORTHEPIC/NSH 1,200 AA, 1 AR"
+    )
+    assert tally.summary(220.0) is None  # counting starts afresh; nothing came since
+    assert not tally.due(250.0)
+
+
 def test_uvicorn_coloured_copy_of_the_message_is_dropped(
     log_output: tuple[io.StringIO, list[Settings]],
 ) -> None:

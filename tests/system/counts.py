@@ -40,7 +40,6 @@ class PipelineCounts:
     releases_per_order: Counter[int]  # release outbox rows -> orders (released orders only)
     outbox_statuses: Counter[str]
     outbox_control_ids: frozenset[str]
-    delivered_by: Counter[str]  # instance that delivered -> outbox rows
 
     @property
     def orders(self) -> int:
@@ -118,7 +117,7 @@ def pipeline_counts(database_url: str, sending_application: str) -> PipelineCoun
             )
             outbox_rows = conn.execute(
                 text(
-                    "SELECT x.status, x.control_id, coalesce(x.claimed_by, '') FROM outbox x "
+                    "SELECT x.status, x.control_id FROM outbox x "
                     "JOIN lab_order o ON o.id = x.order_id "
                     "WHERE o.sending_application = :app AND x.kind = 'release'"
                 ),
@@ -133,9 +132,8 @@ def pipeline_counts(database_url: str, sending_application: str) -> PipelineCoun
         order_statuses=statuses,
         verifications_per_order=verifications,
         releases_per_order=releases,
-        outbox_statuses=Counter(str(s) for s, _, _ in outbox_rows),
-        outbox_control_ids=frozenset(str(c) for _, c, _ in outbox_rows),
-        delivered_by=Counter(str(b) for s, _, b in outbox_rows if s == "delivered"),
+        outbox_statuses=Counter(str(s) for s, _ in outbox_rows),
+        outbox_control_ids=frozenset(str(c) for _, c in outbox_rows),
     )
 
 
