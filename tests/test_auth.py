@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
+from labintake.auth.accounts import check_password
 from labintake.auth.policy import LoginPolicy
 from labintake.auth.roles import Role
 from labintake.cli import app as cli_app
@@ -237,3 +239,19 @@ def test_signing_in_deletes_sessions_left_idle(settings: Settings, engine: Engin
         ids = [s.id for s in session.exec(select(WebSession))]
     assert stale_id not in ids
     assert len(ids) == 1
+
+
+def test_a_hash_made_with_other_argon2_parameters_verifies_and_is_redone_at_login(
+    engine: Engine,
+) -> None:
+    old = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=4)  # argon2-cffi's
+    make_user(engine, "olduser")
+    with Session(engine) as session:
+        user = session.exec(select(User).where(User.username == "olduser")).one()
+        user.password_hash = old.hash(PASSWORD)
+        session.add(user)
+        session.commit()
+        assert check_password(session, "olduser", PASSWORD).username == "olduser"
+        session.commit()
+        stored = session.exec(select(User).where(User.username == "olduser")).one()
+    assert stored.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
