@@ -16,8 +16,10 @@ the ACK path. Intake comes first in three ways:
   each write transaction is as short as its statements;
 - the child lowers its own CPU priority (:data:`WORKER_NICENESS`), so the listener gets the
   processor when both want it, and the workers take the rest;
-- a shared clock tells the child when intake last committed; meanwhile batches are small,
-  so the SQLite write lock is never held long.
+- the intake writer tells the child, in shared memory, when it last committed and how long
+  it has been writing (:class:`IntakeSignal`); batches shrink while messages arrive, and
+  shrink further while intake is saturated (:class:`BatchPolicy`), so the SQLite write lock
+  is never held long when an ACK waits for it.
 
 Delivery waits on the network, not the CPU, and keeps a thread of its own. The child reports
 its workers' names when they run, and stops when the parent asks or goes away.
@@ -46,21 +48,81 @@ log = logging.getLogger("labintake.background")
 
 BatchFunction = Callable[[], int]
 
-# Reading and verification batches while messages arrive are kept small: on SQLite a batch
-# holds the one write lock while it is written, and intake must not wait long for it. With no
-# intake going on, large batches drain a backlog fastest.
-BATCH_WHILE_INTAKE = 25
+# Batch sizes (messages or orders per batch and per write transaction). On SQLite a batch holds
+# the one write lock while it is written, and intake must not wait long for it; small batches
+# cost more per message, though. So: large with no intake going on (a backlog drains
+# fastest), medium while messages arrive, small while intake is saturated (its writer busy
+# for SATURATED_LOAD of the time or more: the ACK latency is at stake). See BatchPolicy. On a
+# 2-core machine with SQLite, the writer was busy about 60% of the time at a steady 450 msg/s
+# (its commits wait for the disk and for the workers' transactions) and 85-90% under a
+# closed-loop load of 4 connections.
 BATCH_IDLE = 500
+BATCH_WHILE_INTAKE = 50
+BATCH_SATURATED = 10
 INTAKE_BUSY_SECONDS = 0.5
+SATURATED_LOAD = 0.75
+LOAD_SAMPLE_SECONDS = 0.5
 # The worker process's nice value: below the listener, which keeps the default priority.
 WORKER_NICENESS = 10
 STARTUP_TIMEOUT_SECONDS = 120.0
 
 
-class Clock(Protocol):
-    """A shared ``float`` (``multiprocessing.Value("d")``): when intake last committed."""
+class IntakeSignal:
+    """What the listener's intake writer tells the worker process, in shared memory: when it
+    last committed (``time.monotonic()``, the same clock in both processes) and how many
+    seconds it has spent writing in all."""
 
-    value: float
+    def __init__(self, shared: Any) -> None:
+        self.shared = shared  # multiprocessing Array("d", 2): picklable to a spawned child
+
+    @classmethod
+    def create(cls, context: Any) -> IntakeSignal:
+        return cls(context.Array("d", 2, lock=False))
+
+    def committed(self, at: float, busy_seconds: float) -> None:
+        self.shared[1] = busy_seconds
+        self.shared[0] = at
+
+    @property
+    def last_commit_at(self) -> float:
+        return float(self.shared[0])
+
+    @property
+    def busy_seconds(self) -> float:
+        return float(self.shared[1])
+
+
+@dataclass(slots=True)
+class BatchPolicy:
+    """How large the next batch is, from what intake is doing (see BATCH_IDLE and the rest).
+
+    Intake's load is the share of time its writer spent writing over the last sample
+    (at least LOAD_SAMPLE_SECONDS): under a load that saturates it the writer hardly rests,
+    while a steady load the service keeps up with leaves it mostly idle.
+    """
+
+    signal: IntakeSignal
+    _sampled_at: float = 0.0
+    _busy_then: float = 0.0
+    _size: int = BATCH_IDLE
+
+    def size(self, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        if now - self.signal.last_commit_at >= INTAKE_BUSY_SECONDS:
+            self._size, self._sampled_at = BATCH_IDLE, 0.0
+            return self._size
+        if self._sampled_at == 0.0:  # intake just started: careful until it is measured
+            self._size, self._sampled_at, self._busy_then = (
+                BATCH_SATURATED,
+                now,
+                self.signal.busy_seconds,
+            )
+        elif now - self._sampled_at >= LOAD_SAMPLE_SECONDS:
+            busy = self.signal.busy_seconds
+            load = (busy - self._busy_then) / (now - self._sampled_at)
+            self._size = BATCH_SATURATED if load >= SATURATED_LOAD else BATCH_WHILE_INTAKE
+            self._sampled_at, self._busy_then = now, busy
+        return self._size
 
 
 @dataclass(slots=True)
@@ -177,7 +239,7 @@ def register_workers(
     settings: Settings,
     engine: Engine,
     workers: BackgroundWorkers,
-    intake_clock: Clock,
+    intake: IntakeSignal,
     *,
     demo: bool = False,
 ) -> list[Stoppable]:
@@ -189,21 +251,15 @@ def register_workers(
 
     interfaces = load_interfaces(settings.interfaces_dir)
 
-    def intake_busy() -> bool:
-        return time.monotonic() - intake_clock.value < INTAKE_BUSY_SECONDS
-
-    def batch_size() -> int:
-        return BATCH_WHILE_INTAKE if intake_busy() else BATCH_IDLE
-
-    verify_small = pending_verifier(settings, engine, interfaces, limit=BATCH_WHILE_INTAKE)
-    verify_large = pending_verifier(settings, engine, interfaces, limit=BATCH_IDLE)
+    policy = BatchPolicy(intake)
+    verify = pending_verifier(settings, engine, interfaces)
     release = ReleaseRuntime(settings, engine, demo=demo)
     workers.register_chain(
         "pipeline",
         [
-            ("reader", lambda: read_pending(engine, interfaces, batch_size())),
-            ("verifier", lambda: verify_small() if intake_busy() else verify_large()),
-            ("release", lambda: release.release_batch(batch_size())),
+            ("reader", lambda: read_pending(engine, interfaces, policy.size())),
+            ("verifier", lambda: verify(policy.size())),
+            ("release", lambda: release.release_batch(policy.size())),
         ],
     )
     # Delivery waits on the LIS's network replies, not on this process's CPU: its own thread.
@@ -211,9 +267,7 @@ def register_workers(
     return [release]
 
 
-def _child_main(
-    settings: Settings, demo: bool, intake_clock: Clock, pipe: Connection, parent: int
-) -> None:
+def _child_main(settings: Settings, demo: bool, intake: Any, pipe: Connection, parent: int) -> None:
     """The worker process: run the workers until told to stop or orphaned."""
     from labintake.db import make_engine
     from labintake.logs import configure_logging
@@ -229,7 +283,7 @@ def _child_main(
     workers = BackgroundWorkers()
     extras: list[Stoppable] = []
     try:
-        extras = register_workers(settings, engine, workers, intake_clock, demo=demo)
+        extras = register_workers(settings, engine, workers, IntakeSignal(intake), demo=demo)
         workers.start()
         for extra in extras:
             extra.start()
@@ -261,8 +315,7 @@ class WorkerProcess:
         self.settings = settings
         self.demo = demo
         self._context = multiprocessing.get_context("spawn")
-        # When intake last committed (time.monotonic(), the same clock in both processes).
-        self.intake_clock: Any = self._context.Value("d", 0.0, lock=False)
+        self.intake_signal = IntakeSignal.create(self._context)
         self._process: multiprocessing.process.BaseProcess | None = None
         self._pipe: Connection | None = None
         self.names: list[str] = []
@@ -278,7 +331,7 @@ class WorkerProcess:
         self._pipe = parent_end
         self._process = self._context.Process(
             target=_child_main,
-            args=(self.settings, self.demo, self.intake_clock, child_end, os.getpid()),
+            args=(self.settings, self.demo, self.intake_signal.shared, child_end, os.getpid()),
             name="labintake-workers",
         )
         self._process.start()

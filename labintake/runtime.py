@@ -88,7 +88,7 @@ class Service:
             ssl_context=tls,
         )
         self.workers = WorkerProcess(settings, demo=demo)
-        self.intake.writer.commit_clock = self.workers.intake_clock
+        self.intake.writer.on_commit = self.workers.intake_signal.committed
         self.web: uvicorn.Server | None = None
         self._web_task: asyncio.Task[Any] | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import re
 import signal
@@ -10,13 +11,22 @@ import subprocess
 import sys
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 from mllp_messages import msa, orm, stored_rows
 from sqlalchemy.engine import Engine
 
+from labintake.background import (
+    BATCH_IDLE,
+    BATCH_SATURATED,
+    BATCH_WHILE_INTAKE,
+    BatchPolicy,
+    IntakeSignal,
+)
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
 from labintake.errors import ConfigurationError
@@ -220,3 +230,47 @@ def test_worker_process_stops_when_serve_is_killed(tmp_path: Path) -> None:
         if _alive(child):
             os.kill(child, signal.SIGKILL)
             pytest.fail("the worker process outlived the killed serve process")
+
+
+class _Signal:
+    """Stands in for the shared memory the intake writer updates."""
+
+    def __init__(self) -> None:
+        self.last_commit_at = 0.0
+        self.busy_seconds = 0.0
+
+
+def test_batches_are_large_when_intake_rests_and_small_when_it_is_saturated() -> None:
+    intake = _Signal()
+    policy = BatchPolicy(cast(IntakeSignal, intake))
+    assert policy.size(now=100.0) == BATCH_IDLE  # no commit for a long time
+    intake.last_commit_at = 100.0
+    assert policy.size(now=100.1) == BATCH_SATURATED  # intake just started: careful
+    # Writing 10% of the time over the next second: a steady load, medium batches.
+    intake.busy_seconds, intake.last_commit_at = 0.1, 101.0
+    assert policy.size(now=101.1) == BATCH_WHILE_INTAKE
+    assert policy.size(now=101.2) == BATCH_WHILE_INTAKE  # kept until the next sample
+    # Writing 90% of the time: saturated, small batches.
+    intake.busy_seconds, intake.last_commit_at = 1.0, 102.1
+    assert policy.size(now=102.1) == BATCH_SATURATED
+    # Intake stopped: a backlog drains in large batches.
+    assert policy.size(now=103.0) == BATCH_IDLE
+
+
+def _report_signal(shared: object, pipe: Connection) -> None:
+    intake = IntakeSignal(shared)
+    pipe.send((intake.last_commit_at, intake.busy_seconds))
+
+
+def test_the_intake_signal_reaches_a_spawned_process() -> None:
+    context = multiprocessing.get_context("spawn")
+    intake = IntakeSignal.create(context)
+    intake.committed(12.5, 3.25)
+    here, there = context.Pipe()
+    child = context.Process(target=_report_signal, args=(intake.shared, there))
+    child.start()
+    try:
+        assert here.poll(60)
+        assert here.recv() == (12.5, 3.25)
+    finally:
+        child.join(30)

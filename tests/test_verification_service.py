@@ -199,8 +199,8 @@ def test_worker_function_uses_the_rule_settings_file(
     rules.write_text('[interfaces.prairie-clinic.rules]\nDX_NOT_BILLABLE = "warn"\n')
     order_id = store_order(engine, [("83036", "CPT")], ["E11"])
     run = pending_verifier(settings.model_copy(update={"rules_file": rules}), engine)
-    assert run() == 1
-    assert run() == 0
+    assert run(500) == 1
+    assert run(500) == 0
     assert findings_of(engine, order_id) == [("DX_NOT_BILLABLE", "warn", "DG1[1]-3")]
     assert status_of(engine, order_id) == "verified"
 

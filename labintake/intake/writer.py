@@ -121,8 +121,9 @@ class GroupCommitWriter:
         self.batches = 0
         self.rows = 0
         self.last_commit_at = 0.0  # time.monotonic() of the last batch written
-        # Optional shared value (e.g. multiprocessing.Value("d")) given the same time.
-        self.commit_clock: Any = None
+        self.busy_seconds = 0.0  # time spent writing batches (waits for the lock included)
+        # Told (last_commit_at, busy_seconds) after each batch: the worker process watches it.
+        self.on_commit: Callable[[float, float], None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -253,8 +254,9 @@ class GroupCommitWriter:
         self.batches += 1
         self.rows += len(batch)
         self.last_commit_at = time.monotonic()
-        if self.commit_clock is not None:
-            self.commit_clock.value = self.last_commit_at
+        self.busy_seconds += time.perf_counter() - started
+        if self.on_commit is not None:
+            self.on_commit(self.last_commit_at, self.busy_seconds)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "group commit",

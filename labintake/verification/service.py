@@ -215,11 +215,10 @@ def pending_verifier(
     settings: Settings,
     engine: Engine,
     registry: InterfaceRegistry | None = None,
-    *,
-    limit: int = 500,
-) -> Callable[[], int]:
-    """A batch function for the background workers: one `verify_pending` batch per call, with
-    the process's code tables, the sender definitions and the rule settings of `settings`."""
+) -> Callable[[int], int]:
+    """For the background workers: `run(limit)` verifies one `verify_pending` batch of up to
+    `limit` orders with the process's code tables, the sender definitions and the rule
+    settings of `settings`."""
     from labintake.codes.tables import get_code_tables
     from labintake.interfaces import load_interfaces
     from labintake.verification.rule_settings import rules_for
@@ -227,7 +226,7 @@ def pending_verifier(
     rules = rules_for(settings)
     senders = registry if registry is not None else load_interfaces(settings.interfaces_dir)
 
-    def run() -> int:
+    def run(limit: int) -> int:
         return verify_pending(
             engine, get_code_tables(settings), limit, registry=senders, rules=rules
         )
