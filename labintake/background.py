@@ -61,6 +61,10 @@ BATCH_WHILE_INTAKE = 50
 BATCH_SATURATED = 10
 INTAKE_BUSY_SECONDS = 0.5
 SATURATED_LOAD = 0.75
+# While intake is saturated the pipeline rests this long after each round: its write
+# transactions, however small, are what an ACK waits behind. What it leaves is done as soon
+# as intake eases.
+SATURATED_PAUSE_SECONDS = 0.1
 LOAD_SAMPLE_SECONDS = 0.5
 # The worker process's nice value: below the listener, which keeps the default priority.
 WORKER_NICENESS = 10
@@ -106,6 +110,14 @@ class BatchPolicy:
     _busy_then: float = 0.0
     _size: int = BATCH_IDLE
 
+    @property
+    def saturated(self) -> bool:
+        return self._size == BATCH_SATURATED
+
+    def pause(self) -> float:
+        """Seconds for the pipeline to rest after a round."""
+        return SATURATED_PAUSE_SECONDS if self.saturated else 0.0
+
     def size(self, now: float | None = None) -> int:
         now = time.monotonic() if now is None else now
         if now - self.signal.last_commit_at >= INTAKE_BUSY_SECONDS:
@@ -139,6 +151,7 @@ class _Worker:
     name: str
     stages: list[_Stage]
     thread: threading.Thread | None = None
+    pause: Callable[[], float] | None = None  # seconds to rest after a round that did work
 
 
 @dataclass(slots=True)
@@ -159,13 +172,20 @@ class BackgroundWorkers:
     def register(self, name: str, function: BatchFunction) -> None:
         self.register_chain(name, [(name, function)])
 
-    def register_chain(self, name: str, stages: Sequence[tuple[str, BatchFunction]]) -> None:
-        """One thread running `stages` one batch each, in order, round after round."""
+    def register_chain(
+        self,
+        name: str,
+        stages: Sequence[tuple[str, BatchFunction]],
+        *,
+        pause: Callable[[], float] | None = None,
+    ) -> None:
+        """One thread running `stages` one batch each, in order, round after round; after a
+        round that did work it rests `pause()` seconds when given (0: none)."""
         taken = {worker.name for worker in self._workers} | set(self.names)
         for stage_name in {name, *(stage for stage, _ in stages)}:
             if stage_name in taken:
                 raise ConfigurationError(f"background worker {stage_name!r} registered twice")
-        self._workers.append(_Worker(name, [_Stage(n, f) for n, f in stages]))
+        self._workers.append(_Worker(name, [_Stage(n, f) for n, f in stages], pause=pause))
 
     @property
     def names(self) -> list[str]:
@@ -227,6 +247,8 @@ class BackgroundWorkers:
                 handled += count
             if handled == 0:
                 self._stop.wait(self.idle_sleep)
+            elif worker.pause is not None and (rest := worker.pause()) > 0:
+                self._stop.wait(rest)
 
 
 class Stoppable(Protocol):
@@ -261,6 +283,7 @@ def register_workers(
             ("verifier", lambda: verify(policy.size())),
             ("release", lambda: release.release_batch(policy.size())),
         ],
+        pause=policy.pause,
     )
     # Delivery waits on the LIS's network replies, not on this process's CPU: its own thread.
     workers.register("deliver", release.deliver)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 import os
 import re
@@ -24,6 +25,7 @@ from labintake.background import (
     BATCH_IDLE,
     BATCH_SATURATED,
     BATCH_WHILE_INTAKE,
+    SATURATED_PAUSE_SECONDS,
     BatchPolicy,
     IntakeSignal,
 )
@@ -118,6 +120,26 @@ def test_a_chain_runs_its_stages_in_turn_and_a_failing_stage_does_not_stop_the_o
     assert order.count("broken") == 1  # skipped for error_sleep after failing
     assert workers.failures("broken") == 1
     assert (workers.processed("first"), workers.processed("second")) == (5, 1)
+
+
+def test_a_chain_rests_after_each_round_that_did_work_when_told_to() -> None:
+    rounds: list[float] = []
+    backlog = [1, 1, 1]
+
+    def stage() -> int:
+        rounds.append(time.monotonic())
+        return backlog.pop(0) if backlog else 0
+
+    workers = BackgroundWorkers(idle_sleep=60)
+    workers.register_chain("pipeline", [("stage", stage)], pause=lambda: 0.2)
+    workers.start()
+    deadline = time.monotonic() + 5
+    while len(rounds) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers.stop()
+    gaps = [b - a for a, b in itertools.pairwise(rounds[:3])]
+    assert len(gaps) == 2
+    assert all(gap >= 0.2 for gap in gaps), gaps
 
 
 def test_sigterm_finishes_in_flight_work_and_exits_cleanly(tmp_path: Path) -> None:
@@ -250,9 +272,11 @@ def test_batches_are_large_when_intake_rests_and_small_when_it_is_saturated() ->
     intake.busy_seconds, intake.last_commit_at = 0.1, 101.0
     assert policy.size(now=101.1) == BATCH_WHILE_INTAKE
     assert policy.size(now=101.2) == BATCH_WHILE_INTAKE  # kept until the next sample
-    # Writing 90% of the time: saturated, small batches.
+    assert policy.pause() == 0.0
+    # Writing 90% of the time: saturated, small batches and a rest after each round.
     intake.busy_seconds, intake.last_commit_at = 1.0, 102.1
     assert policy.size(now=102.1) == BATCH_SATURATED
+    assert policy.pause() == SATURATED_PAUSE_SECONDS
     # Intake stopped: a backlog drains in large batches.
     assert policy.size(now=103.0) == BATCH_IDLE
 
