@@ -53,12 +53,18 @@ class FaultRun:
     pipeline: PipelineCounts
 
 
-def _load(port: int, messages: Iterator[SyntheticMessage], seconds: float) -> LoadResult:
+def _load(
+    port: int, messages: Iterator[SyntheticMessage], seconds: float, at_most: int
+) -> LoadResult:
+    """`seconds` of load, or `at_most` messages if that comes first: what is stored must leave
+    room on the small disk for the orders read from it once the fault is gone, however fast
+    intake is."""
     return run_load_blocking(
         LoadSpec(
             port=port,
             connections=CONNECTIONS,
             duration_seconds=seconds,
+            max_messages=at_most,
             keep_acks=True,
             stop_on_error=False,
             ack_timeout_seconds=20.0,
@@ -80,14 +86,14 @@ def run_fault_cycle(
     source = padded_orders(prefix)
     phases: dict[str, LoadResult] = {}
     try:
-        phases["before"] = _load(server.port, source, 1.5)
+        phases["before"] = _load(server.port, source, 1.5, at_most=1500)
         inject()
         try:
-            phases["during"] = _load(server.port, source, 4.0)
+            phases["during"] = _load(server.port, source, 4.0, at_most=3000)
         finally:
             remove()
         time.sleep(1.0)
-        phases["after"] = _load(server.port, source, 4.0)
+        phases["after"] = _load(server.port, source, 4.0, at_most=2000)
         assert server.process is not None
         assert server.process.poll() is None, f"labintake died:\n{server.log_tail()}"
 
