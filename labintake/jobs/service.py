@@ -1,15 +1,14 @@
 """Release, delivery and scheduled jobs inside `labintake serve`.
 
-Delivery and the release of verified orders run as continuous background workers (they
-have work most of the time); the periodic jobs run on the APScheduler job store. Under
+Release (`ReleaseRuntime.release_batch`) and delivery (`ReleaseRuntime.deliver`) run as
+continuous background workers (they have work most of the time; see
+`labintake.background`); the periodic jobs run on the APScheduler job store. Under
 `--demo` with no LIS configured, a stub LIS is started so orders visibly arrive somewhere.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
@@ -20,10 +19,6 @@ from labintake.release.bulk import has_verified, release_verified
 from labintake.release.stub_lis import StubLis
 
 log = logging.getLogger(__name__)
-
-
-class WorkerRegistry(Protocol):
-    def register(self, name: str, function: Callable[[], int]) -> None: ...
 
 
 def start_demo_lis(settings: Settings) -> tuple[StubLis, Settings]:
@@ -70,10 +65,6 @@ class ReleaseRuntime:
     def deliver(self) -> int:
         """Deliver what is due to the LIS and the placers; returns how many were handled."""
         return deliver(self.jobs.context)
-
-    def register(self, workers: WorkerRegistry) -> None:
-        workers.register("release", self.release_batch)
-        workers.register("deliver", self.deliver)
 
     def start(self) -> None:
         self.jobs.start()
