@@ -28,8 +28,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
+from benchmarks.databases import PG_ADMIN_URL, fresh_postgresql_database
 from labintake.auth.accounts import create_user
 from labintake.auth.roles import Role
 from labintake.auth.sessions import open_session
@@ -45,7 +46,6 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET_P95_MS = 150.0
 # The count chips load after the page, in their own request: reported, not in the page p95.
 COUNTS = "counts (separate)"
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REASONS = [
     "DX_MISSING",
     "DX_NOT_BILLABLE",
@@ -66,23 +66,8 @@ def database(backend: str, workdir: Path, pg_admin: str) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{workdir / f'queue-{uuid.uuid4().hex[:6]}.sqlite3'}"
         return
-    name = f"labintake_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(pg_admin, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(pg_admin).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with fresh_postgresql_database("labintake_bench", migrated=False, admin_url=pg_admin) as url:
+        yield url
 
 
 def seed(engine: Engine, orders: int, rng: random.Random, chunk: int = 5000) -> None:
@@ -237,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=450)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--pg-admin", default=PG_ADMIN)
+    parser.add_argument("--pg-admin", default=PG_ADMIN_URL)
     args = parser.parse_args(argv)
     base = Settings(
         development=True,

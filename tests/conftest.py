@@ -18,9 +18,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import labintake.models  # noqa: F401
+from benchmarks.databases import fresh_postgresql_database
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
-from tests.databases import fresh_postgresql_database
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = [

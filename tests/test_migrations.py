@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
+from benchmarks.databases import fresh_postgresql_database
 from labintake.db import make_engine
-from tests.databases import fresh_postgresql_database
 
 
 def test_migrations_create_every_table(engine: Engine) -> None:

@@ -6,28 +6,19 @@ the loopback ports the instances got, so the shipped configuration is what is ex
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import servers
-from tests import databases
 from tests.system.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 _WEB_PORT = re.compile(r"web screen and API on http://[^:]+:(\d+)/")
-
-
-@contextlib.contextmanager
-def fresh_postgresql_database(prefix: str = "labintake_system") -> Iterator[str]:
-    """A new, migrated database on the shared PostgreSQL server, dropped afterwards."""
-    with databases.fresh_postgresql_database(prefix) as url:
-        yield url
 
 
 def web_port(server: servers.ServerProcess) -> int:

@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from benchmarks.databases import fresh_postgresql_database
 from benchmarks.loadgen import LoadResult, LoadSpec, parse_ack, run_load_blocking
 from benchmarks.messages import SENDING_APPLICATION, SyntheticMessage, synthetic_orders
 from labintake.db import make_engine
-from tests.databases import fresh_postgresql_database
 from tests.system.cluster import free_port
 from tests.system.containers import (
     REPO,

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import servers
+from benchmarks.databases import fresh_postgresql_database
 from benchmarks.loadgen import LoadResult, LoadSpec, parse_ack, run_load
 from benchmarks.messages import SENDING_APPLICATION, SyntheticMessage, synthetic_orders
 from labintake.db import migrate
@@ -26,7 +27,6 @@ from labintake.release.stub_lis import StubLis
 from tests.system.counts import pipeline_counts
 from tests.system.instances import (
     error_lines,
-    fresh_postgresql_database,
     start_instances,
     wait_until,
 )
@@ -38,9 +38,17 @@ KILL_AFTER_ACKS = 300
 DRAIN_SECONDS = 300
 
 
-async def _load(ports: list[int], messages: list[SyntheticMessage]) -> list[LoadResult]:
-    """Two connections per instance, each instance taking its share of the messages."""
-    shares: list[list[SyntheticMessage]] = [messages[i :: len(ports)] for i in range(len(ports))]
+async def _load(
+    ports: list[int], messages: list[SyntheticMessage], acked: list[int] | None = None
+) -> list[LoadResult]:
+    """Two connections per instance, each instance taking its share of the messages; with
+    `acked`, `acked[0]` counts the ACKs received so far (for the kill switch)."""
+    shares = [messages[i :: len(ports)] for i in range(len(ports))]
+
+    def on_ack(_control_id: str, _code: str, _total: int) -> None:
+        if acked is not None:
+            acked[0] += 1
+
     return list(
         await asyncio.gather(
             *(
@@ -54,6 +62,7 @@ async def _load(ports: list[int], messages: list[SyntheticMessage]) -> list[Load
                         ack_timeout_seconds=30.0,
                     ),
                     share,
+                    on_ack=on_ack,
                 )
                 for port, share in zip(ports, shares, strict=True)
                 if share
@@ -96,7 +105,7 @@ def test_kill_9_during_load_then_every_message_is_read_verified_and_delivered_on
         watcher.start()
 
         # The watcher kills the victim once enough ACKs have come back.
-        first = asyncio.run(_load_with_progress([i.port or 0 for i in instances], messages, acked))
+        first = asyncio.run(_load([i.port or 0 for i in instances], messages, acked))
         killed.set()
         watcher.join(5)
         codes = {c: parse_ack(a)[0] for r in first for c, a in r.acks.items()}
@@ -147,33 +156,3 @@ def test_kill_9_during_load_then_every_message_is_read_verified_and_delivered_on
     assert set(lis_counts) == counts.outbox_control_ids
     assert len(lis_counts) == TOTAL
     assert errors == {name: [] for name in errors}, errors
-
-
-async def _load_with_progress(
-    ports: list[int], messages: list[SyntheticMessage], acked: list[int]
-) -> list[LoadResult]:
-    """`_load`, updating `acked[0]` with the ACKs received so far (for the kill switch)."""
-    shares = [messages[i :: len(ports)] for i in range(len(ports))]
-
-    def on_ack(_control_id: str, _code: str, _total: int) -> None:
-        acked[0] += 1
-
-    return list(
-        await asyncio.gather(
-            *(
-                run_load(
-                    LoadSpec(
-                        port=port,
-                        connections=2,
-                        max_messages=len(share),
-                        keep_acks=True,
-                        stop_on_error=False,
-                        ack_timeout_seconds=30.0,
-                    ),
-                    share,
-                    on_ack=on_ack,
-                )
-                for port, share in zip(ports, shares, strict=True)
-            )
-        )
-    )

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.databases import fresh_postgresql_database
 from benchmarks.loadgen import LoadResult, LoadSpec, parse_ack, run_load
 from benchmarks.messages import SENDING_APPLICATION, SyntheticMessage, synthetic_orders
 from labintake.release.stub_lis import StubLis
 from tests.system.counts import PipelineCounts, pipeline_counts
 from tests.system.instances import (
     error_lines,
-    fresh_postgresql_database,
     haproxy_available,
     start_balancer,
     start_instances,
@@ -80,7 +80,7 @@ def test_three_instances_on_postgresql_store_read_verify_release_and_deliver_eac
     tmp_path: Path,
 ) -> None:
     messages = list(synthetic_orders("SCALE", TOTAL))
-    with fresh_postgresql_database() as url, StubLis(port=0) as lis:
+    with fresh_postgresql_database("labintake_scale") as url, StubLis(port=0) as lis:
         instances = start_instances(
             INSTANCES,
             url,

@@ -1,4 +1,8 @@
-"""Test databases on the shared PostgreSQL server: created, migrated, and dropped afterwards."""
+"""Scratch databases on a PostgreSQL server, for the test suite and the benchmarks: created,
+migrated (unless asked not to), and dropped afterwards with their connections ended.
+
+The server is reached at `LABINTAKE_TEST_PG` (default: postgres on 127.0.0.1:5432, trust
+auth), with a user allowed to create databases."""
 
 from __future__ import annotations
 
@@ -18,14 +22,16 @@ PG_ADMIN_URL = os.environ.get(
 
 
 @contextlib.contextmanager
-def fresh_postgresql_database(prefix: str, *, migrated: bool = True) -> Iterator[str]:
-    """A new database named `prefix_<random>` (migrated unless told otherwise), dropped
-    (connections ended) after."""
+def fresh_postgresql_database(
+    prefix: str, *, migrated: bool = True, admin_url: str = PG_ADMIN_URL
+) -> Iterator[str]:
+    """A new database named `prefix_<random>` on the server of `admin_url` (migrated unless
+    told otherwise), dropped (connections ended) after."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     try:
         if migrated:
             migrate(url)
