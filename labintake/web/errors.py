@@ -55,6 +55,18 @@ def wants_json(request: Request) -> bool:
 
 
 def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
+    def flash(request: Request, status: int, kind: str, detail: str) -> Response:
+        """The error shown in place on an HTMX request (its status notwithstanding)."""
+        response = templates.TemplateResponse(
+            request,
+            "partials/error.html",
+            {"status": status, "kind": kind, "detail": detail, "stale": status == 409},
+            status_code=status,
+        )
+        response.headers["HX-Retarget"] = "#flash"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+
     async def on_labintake_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LabintakeError)
         status = status_for(exc)
@@ -82,18 +94,14 @@ def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
             if request.headers.get("hx-request"):
                 return Response(status_code=200, headers={"HX-Redirect": url})
             return RedirectResponse(url, status_code=303)
-        template = "partials/error.html" if request.headers.get("hx-request") else "error.html"
-        response = templates.TemplateResponse(
+        if request.headers.get("hx-request"):
+            return flash(request, status, kind, str(exc))
+        return templates.TemplateResponse(
             request,
-            template,
+            "error.html",
             {"status": status, "kind": kind, "detail": str(exc), "stale": status == 409},
             status_code=status,
         )
-        if request.headers.get("hx-request"):
-            # Show the message in place even though the status is an error.
-            response.headers["HX-Retarget"] = "#flash"
-            response.headers["HX-Reswap"] = "innerHTML"
-        return response
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -104,30 +112,14 @@ def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
         if wants_json(request) or not request.headers.get("hx-request"):
             return JSONResponse({"error": "ValidationError", "detail": errors}, status_code=422)
         text = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
-        response = templates.TemplateResponse(
-            request,
-            "partials/error.html",
-            {"status": 422, "kind": "ValidationError", "detail": text, "stale": False},
-            status_code=422,
-        )
-        response.headers["HX-Retarget"] = "#flash"
-        response.headers["HX-Reswap"] = "innerHTML"
-        return response
+        return flash(request, 422, "ValidationError", text)
 
     async def on_data_error(request: Request, exc: Exception) -> Response:
         # PostgreSQL refuses NUL characters (and SQLite does not): same answer on both.
         detail = "a value could not be used: text may not contain NUL or other invalid bytes"
         if wants_json(request) or not request.headers.get("hx-request"):
             return JSONResponse({"error": "InvalidValue", "detail": detail}, status_code=422)
-        response = templates.TemplateResponse(
-            request,
-            "partials/error.html",
-            {"status": 422, "kind": "InvalidValue", "detail": detail, "stale": False},
-            status_code=422,
-        )
-        response.headers["HX-Retarget"] = "#flash"
-        response.headers["HX-Reswap"] = "innerHTML"
-        return response
+        return flash(request, 422, "InvalidValue", detail)
 
     app.add_exception_handler(LabintakeError, on_labintake_error)
     app.add_exception_handler(DataError, on_data_error)
