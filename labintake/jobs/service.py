@@ -55,12 +55,14 @@ class ReleaseRuntime:
         while there is work (one instance releases at a time, so each patient's orders reach
         the outbox in order); returns how many were released."""
         engine = self.jobs.context.engine
-        if not has_verified(engine):
-            self._release_lease.give_back()
-            return 0
+        if not self._release_lease.held and not has_verified(engine):
+            return 0  # nothing to release: no lease taken for it
         if not self._release_lease.hold():
             return 0
-        return release_verified(engine, limit=limit, chunk=limit)
+        released = release_verified(engine, limit=limit, chunk=limit)
+        if released == 0:
+            self._release_lease.give_back()
+        return released
 
     def deliver(self) -> int:
         """Deliver what is due to the LIS and the placers; returns how many were handled."""
