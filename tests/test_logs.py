@@ -264,6 +264,7 @@ def test_at_info_accepted_messages_are_summed_up_and_the_others_get_a_line_each(
     assert len(duplicate) == 1
     assert len(rejected) == 1
     assert "ack_code=AR" in rejected[0]
+    assert " stored as rejected " in rejected[0]
     summaries = [line for line in lines if " stored 4 messages in the last " in line]
     assert len(summaries) == 1, lines  # written as intake closed
     assert summaries[0].endswith("s: EPIC/NORTHCLINIC 3 AA, 1 AR (1 duplicate)")

@@ -155,6 +155,16 @@ class IntakePolicy:
         return Decision(ACCEPT, interface=interface.name if interface else None)
 
 
+def _stored_text(code: str, duplicate: bool) -> str:
+    if duplicate:
+        return "duplicate, original acknowledgement returned"
+    if code in _ACCEPTED_CODES:
+        return "stored"
+    if code in _ERROR_CODES:
+        return "stored as refused with an error"
+    return "stored as rejected"
+
+
 @dataclass(slots=True)
 class IntakeTally:
     """What intake stored since the last summary line, by sender and ACK code."""
@@ -349,7 +359,7 @@ class Intake:
         if log.isEnabledFor(level):
             log.log(
                 level,
-                "duplicate, original acknowledgement returned" if result.duplicate else "stored",
+                _stored_text(code, result.duplicate),
                 extra={
                     "control_id": header.control_id,
                     "sender": sender,
