@@ -52,7 +52,7 @@ def test_versions_for_a_date_name_every_table_used() -> None:
     assert tables.versions_for(date(2026, 5, 1)) == {
         "icd10cm": "icd10cm-2026-04",
         "catalog": "catalog-2026.1",
-        "coverage": "coverage-2025.1",
+        "coverage": "coverage-2026.4",
         "bundling": "bundling-2025.1",
     }
     assert tables.versions_for(date(2025, 6, 1))["icd10cm"] == "icd10cm-2025-04"
@@ -67,13 +67,13 @@ def test_changed_data_file_fails_its_checksum(small_tables: Path) -> None:
 
 
 def test_missing_data_file_is_refused(small_tables: Path) -> None:
-    (small_tables / "coverage" / "coverage-2025.1" / "payers.toml").unlink()
+    (small_tables / "coverage" / "coverage-2026.4" / "payers.toml").unlink()
     with pytest.raises(CodeTableError, match=r"payers\.toml"):
         load_code_tables(small_tables)
 
 
 def test_sealing_after_an_edit_makes_the_version_load_again(small_tables: Path) -> None:
-    folder = small_tables / "coverage" / "coverage-2025.1"
+    folder = small_tables / "coverage" / "coverage-2026.4"
     payers = folder / "payers.toml"
     payers.write_text(
         payers.read_text(encoding="utf-8").replace('"MCR"', '"MCR", "MEDI-CAL"'),
@@ -88,7 +88,7 @@ def test_sealing_after_an_edit_makes_the_version_load_again(small_tables: Path) 
 
 
 def test_bad_policy_data_is_refused_with_its_file(small_tables: Path) -> None:
-    folder = small_tables / "coverage" / "coverage-2025.1"
+    folder = small_tables / "coverage" / "coverage-2026.4"
     lipids = folder / "ncd-190.23.toml"
     lipids.write_text(
         lipids.read_text(encoding="utf-8").replace('"I10",', '"hypertension",'), encoding="utf-8"
