@@ -155,6 +155,20 @@ def test_corpus_is_large_and_covers_every_finding_code() -> None:
     assert {c.get("payer") for c in CASES} >= {"medicare", "commercial"}
 
 
+# The first three files predate per-case sources; every case of any other file names the
+# rule's source (NCD section, CMS manual chapter, ICD-10-CM guideline) in `source`.
+UNSOURCED_FILES = {"lakeview-cerner", "northside-epic", "prairie-clinic"}
+
+
+def test_every_new_case_cites_the_source_of_its_rule() -> None:
+    unsourced = [
+        c.id
+        for c in CASES
+        if c.id.split(":")[0] not in UNSOURCED_FILES and not str(c.get("source", "")).strip()
+    ]
+    assert not unsourced, f"cases without a source: {unsourced}"
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case_produces_exactly_its_expected_findings(
     case: Case, tables: CodeTables, registry: InterfaceRegistry
