@@ -7,8 +7,11 @@ product itself produces. All patients are synthetic.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -119,3 +122,13 @@ def held_order(engine: Engine, settings: Settings, spec: OrderSpec | None = None
         assert order is not None, "the message produced no order"
         assert order.id is not None
         return order.id
+
+
+def screenshot_dir() -> Path:
+    """Where browser tests write their screenshots: `LABINTAKE_SCREENSHOTS_DIR` (set to
+    docs/screenshots/ by `./dev screenshots`), else a scratch folder, so that a test run never
+    rewrites the tracked pictures."""
+    given = os.environ.get("LABINTAKE_SCREENSHOTS_DIR")
+    folder = Path(given) if given else Path(tempfile.gettempdir()) / "labintake-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

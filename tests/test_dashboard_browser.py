@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 from labintake.auth.roles import Role
 from labintake.config import Settings
 from labintake.web.app import create_app
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, make_user, screenshot_dir
 
 pytestmark = pytest.mark.browser
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "dashboard.png"
+SCREENSHOT = screenshot_dir() / "dashboard.png"  # docs/screenshots/ by `./dev screenshots`
 CHROMIUM = "/usr/bin/chromium"
 
 

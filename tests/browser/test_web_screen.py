@@ -1,8 +1,9 @@
 """The coder's screen in a real browser (Debian's chromium, headless): a day's work end to end.
 
 The app runs in-process under uvicorn on a free port, over a migrated SQLite database seeded
-through the real reader and verification. Screenshots of the queue and the order page are
-written to docs/screenshots/ (referenced from the README).
+through the real reader and verification. Screenshots of the queue and the order page go to
+a scratch folder, or to `LABINTAKE_SCREENSHOTS_DIR` when set: `./dev screenshots` sets it to
+docs/screenshots/ (referenced from the README), so a test run never rewrites tracked files.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from labintake.auth.roles import Role
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
 from labintake.web.app import create_app
-from tests.factories import PASSWORD, OrderSpec, held_order, make_user
+from tests.factories import PASSWORD, OrderSpec, held_order, make_user, screenshot_dir
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = screenshot_dir()
 CHROMIUM = "/usr/bin/chromium"
 
 HOSTILE = OrderSpec(
