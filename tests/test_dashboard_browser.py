@@ -1,5 +1,5 @@
 """The dashboard in a real browser (Debian's chromium through Playwright); saves the
-screenshot the README shows."""
+screenshot the docs show."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The app runs in-process under uvicorn on a free port, over a migrated SQLite database seeded
 through the real reader and verification. Screenshots of the queue and the order page go to
 a scratch folder, or to `LABINTAKE_SCREENSHOTS_DIR` when set: `./dev screenshots` sets it to
-docs/screenshots/ (referenced from the README), so a test run never rewrites tracked files.
+docs/screenshots/ (shown by the docs), so a test run never rewrites tracked files.
 """
 
 from __future__ import annotations
