@@ -55,9 +55,12 @@ def serve(
     ] = False,
 ) -> None:
     """Run the MLLP listener, the web app and the scheduled jobs in one process."""
+    from labintake.config import ensure_demo_secret
     from labintake.runtime import run_service
 
     settings = load_settings(development=True if demo else None)
+    if demo:
+        ensure_demo_secret(settings)
     run_service(settings, demo=demo)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me-development-only"  # noqa: S105 - a marker, refused outside demo
 DEFAULT_DATABASE_URL = "sqlite:///./var/labintake.sqlite3"
+# `serve --demo` writes the secret it generated here, beside the default database, so that
+# the other commands (`users`, `tokens`, `codes`, `replay`) work on the same demo database
+# without development mode. Read only while the database is that default SQLite file.
+DEMO_SECRET_FILE = Path("var/demo-secret-key")
 
 
 class Settings(BaseSettings):
@@ -85,6 +91,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
+        if self.secret_key == DEFAULT_SECRET_KEY and self.database_url == DEFAULT_DATABASE_URL:
+            self.secret_key = _read_demo_secret() or DEFAULT_SECRET_KEY
         if not self.development and self.secret_key == DEFAULT_SECRET_KEY:
             raise ValueError(
                 "LABINTAKE_SECRET_KEY is the development default; set a real secret "
@@ -97,6 +105,27 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _read_demo_secret() -> str | None:
+    try:
+        text = DEMO_SECRET_FILE.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if len(text) >= 32 else None
+
+
+def ensure_demo_secret(settings: Settings) -> None:
+    """Under `serve --demo` on the default database: give the demo a random secret of its own,
+    written (owner-only) to `DEMO_SECRET_FILE` where the other commands find it."""
+    if settings.secret_key != DEFAULT_SECRET_KEY or settings.database_url != DEFAULT_DATABASE_URL:
+        return
+    DEMO_SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    descriptor = os.open(DEMO_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+    settings.secret_key = key
 
 
 @lru_cache(maxsize=1)

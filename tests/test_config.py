@@ -1,0 +1,55 @@
+"""Settings: the default secret is refused outside development, except the demo's own.
+
+`labintake serve --demo` on the default database writes a random secret beside it, so the
+other commands work on that demo database without development mode.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from labintake.config import DEFAULT_SECRET_KEY, DEMO_SECRET_FILE, Settings, ensure_demo_secret
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for name in ("LABINTAKE_SECRET_KEY", "LABINTAKE_DEVELOPMENT", "LABINTAKE_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_the_default_secret_is_refused_outside_development(workdir: Path) -> None:
+    with pytest.raises(ValidationError, match="LABINTAKE_SECRET_KEY is the development default"):
+        Settings()
+
+
+def test_the_demo_secret_lets_the_other_commands_use_the_demo_database(workdir: Path) -> None:
+    demo = Settings(development=True)
+    ensure_demo_secret(demo)
+    assert demo.secret_key != DEFAULT_SECRET_KEY
+    written = workdir / DEMO_SECRET_FILE
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    # A later command, without development mode, reads the same secret.
+    assert Settings().secret_key == demo.secret_key
+    # A second demo start keeps it (sessions survive a restart).
+    again = Settings(development=True)
+    ensure_demo_secret(again)
+    assert again.secret_key == demo.secret_key
+
+
+def test_the_demo_secret_is_ignored_for_any_other_database(workdir: Path) -> None:
+    ensure_demo_secret(Settings(development=True))
+    with pytest.raises(ValidationError, match="development default"):
+        Settings(database_url="postgresql+psycopg://lab@db.example/labintake")
+
+
+def test_a_real_secret_is_never_replaced(workdir: Path) -> None:
+    settings = Settings(secret_key="x" * 40, development=True)
+    ensure_demo_secret(settings)
+    assert settings.secret_key == "x" * 40
+    assert not (workdir / DEMO_SECRET_FILE).exists()
