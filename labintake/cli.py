@@ -18,6 +18,7 @@ app = typer.Typer(
     help="Laboratory order intake and code verification.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: readable value names (YYYY-MM-DD, N), no type tags
 )
 
 app.add_typer(codes_app, name="codes")
@@ -91,11 +92,17 @@ def send(
 def replay(
     since: Annotated[
         datetime,
-        typer.Option(formats=["%Y-%m-%d"], help="Orders with a date of service from this day"),
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            metavar="YYYY-MM-DD",
+            help="Orders with a date of service from this day",
+        ),
     ],
     tables: Annotated[
         str | None,
-        typer.Option(help="A table version to use for every order (e.g. icd10cm-2025-04)"),
+        typer.Option(
+            metavar="VERSION", help="A table version to use for every order (e.g. icd10cm-2025-04)"
+        ),
     ] = None,
     apply: Annotated[
         bool, typer.Option("--apply", help="Write the new verifications (default: report only)")
@@ -107,8 +114,10 @@ def replay(
     raise typer.Exit(run_replay_command(load_settings(), since.date(), tables, apply, typer.echo))
 
 
-users_app = typer.Typer(help="Users of the web screen and API.", no_args_is_help=True)
-tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Users of the web screen and API.", no_args_is_help=True, rich_markup_mode=None
+)
+tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 

@@ -119,4 +119,41 @@ def test_codes_lookup_uses_the_release_in_force_on_the_date() -> None:
     assert "E11.A" in in_2026.output
     assert "icd10cm-2026-04" in in_2026.output
     assert in_2025.exit_code == 1
-    assert "nothing in icd10cm-2025-04" in in_2025.output
+    assert "no test and no ICD-10-CM code or title matches" in in_2025.output
+
+
+def test_codes_lookup_answers_cpt_hcpcs_loinc_and_local_test_codes() -> None:
+    base = ["--dir", str(REPO / "code_tables"), "--date", "2026-05-01"]
+    lipid = runner.invoke(app, ["codes", "lookup", "80061", *base])
+    assert lipid.exit_code == 0, lipid.output
+    assert "LIPID" in lipid.output
+    assert "NCD 190.23" in lipid.output
+    assert "components 82465 83718 84478" in lipid.output
+    screening = runner.invoke(app, ["codes", "lookup", "G0103", *base])
+    assert "PSASCR" in screening.output
+    assert "screening billed as G0103" in screening.output
+    by_loinc = runner.invoke(app, ["codes", "lookup", "4548-4", *base])
+    assert "83036" in by_loinc.output
+
+
+def test_codes_lookup_says_when_it_cut_a_list() -> None:
+    args = ["codes", "lookup", "E11", "--dir", str(REPO / "code_tables"), "--date", "2026-05-01"]
+    result = runner.invoke(app, [*args, "--limit", "5"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("  E11")]
+    assert len(rows) == 5
+    assert "5 of 117 shown; --limit 117 to see them all" in result.output
+    everything = runner.invoke(app, [*args, "--limit", "117"])
+    assert "shown;" not in everything.output
+
+
+def test_codes_lookup_refuses_a_date_that_is_not_iso() -> None:
+    result = runner.invoke(app, ["codes", "lookup", "E11", "--date", "05/01/2026"])
+    assert result.exit_code == 2
+    assert "'05/01/2026' is not a date: use YYYY-MM-DD" in result.output
+
+
+def test_codes_lookup_with_no_match_exits_nonzero() -> None:
+    result = runner.invoke(app, ["codes", "lookup", "zzqx", "--dir", str(REPO / "code_tables")])
+    assert result.exit_code == 1
+    assert "no test and no ICD-10-CM code or title matches" in result.output

@@ -14,7 +14,9 @@ from rich.table import Table
 from labintake.errors import CodeTableError, LabintakeError
 
 codes_app = typer.Typer(
-    help="Code tables: list versions, import official files.", no_args_is_help=True
+    help="Code tables: list versions, import official files.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 DirOption = Annotated[
@@ -195,29 +197,37 @@ def build_icd10_command(
 
 @codes_app.command("lookup")
 def lookup_command(
-    code: Annotated[str, typer.Argument(help="ICD-10-CM code or words")],
+    query: Annotated[
+        str,
+        typer.Argument(
+            metavar="CODE_OR_WORDS",
+            help="ICD-10-CM code or words; CPT/HCPCS, LOINC or local test code, or a test's name",
+        ),
+    ],
     on: Annotated[
-        str | None, typer.Option("--date", help="Date of service (default today)")
+        str | None,
+        typer.Option("--date", metavar="YYYY-MM-DD", help="Date of service (default today)"),
     ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Most rows shown of each kind")
+    ] = 25,
     directory: DirOption = None,
 ) -> None:
-    """Look a diagnosis up in the release in force on a date (code, flags, description)."""
+    """Look a code up: the catalog's tests and the ICD-10-CM release in force on a date."""
+    from labintake.codes.lookup import lookup, parse_day, render
     from labintake.codes.tables import load_code_tables
 
+    try:
+        day = parse_day(on) or date.today()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--date") from exc
     try:
         tables = load_code_tables(_directory(directory))
     except CodeTableError as exc:
         raise _fail(exc) from exc
-    day = date.fromisoformat(on) if on else date.today()
-    release = tables.icd10_for(day)
-    if release is None:
-        typer.secho(f"no ICD-10-CM release covers {day}", fg="red", err=True)
+    sections = lookup(tables, query, day, limit)
+    if not sections:
+        typer.echo(f"{query}: no test and no ICD-10-CM code or title matches")
         raise typer.Exit(1)
-    hits = release.search(code)
-    if not hits:
-        typer.echo(f"{code}: nothing in {release.version}")
-        raise typer.Exit(1)
-    for entry in hits:
-        flags = "billable" if entry.billable else "header" if entry.header else ""
-        typer.echo(f"{entry.code:<9} {flags:<9} {entry.description}")
-    typer.echo(f"({release.version})")
+    for line in render(sections, limit):
+        typer.echo(line)
