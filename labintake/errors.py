@@ -82,7 +82,11 @@ class NotFoundError(LabintakeError):
 
 
 class WorkflowError(LabintakeError):
-    pass
+    """A coder action the rules refuse; `field` names the form field at fault, if one is."""
+
+    def __init__(self, text: str, *, field: str = "") -> None:
+        super().__init__(text)
+        self.field = field
 
 
 class ConcurrentChangeError(WorkflowError):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func
 from sqlmodel import select
 
-from labintake.codes.icd10 import looks_like_icd10, normalize_icd10
+from labintake.codes.diagnosis_check import CodeCheck, check_diagnosis_code
+from labintake.codes.icd10 import normalize_icd10
 from labintake.errors import WorkflowError
 from labintake.models.orders import Order, OrderDiagnosis
 from labintake.models.queue import OfficeContact
@@ -40,15 +41,24 @@ class Corrections(GuardedActions):
         replaces: str = "",
         action_key: str = "",
     ) -> ActionResult:
-        """Add (or replace) a diagnosis as the office stated it, then re-verify at once."""
-        code = normalize_icd10(plain_text(new_code, "the code"))
-        if not looks_like_icd10(code):
-            raise WorkflowError(f"{new_code!r} is not an ICD-10-CM code")
+        """Add (or replace) a diagnosis as the office stated it, then re-verify at once.
+
+        Refused unless the code is complete and billable in the ICD-10-CM release used for the
+        order's date of service: a correction never makes an order worse."""
+        typed = plain_text(new_code, "the code")
         contact = self._answer(order_id, contact_id)
         order = self._take(actor, order_id, expected_version, action_key)
         if order is None:
             return self._replayed(order_id)
+        check = self.check_code(order, typed)
+        if not check.ok:
+            self.session.rollback()
+            raise WorkflowError(check.reason, field="new_code")
+        code = check.code
         current = self._diagnoses(order_id)
+        if any(normalize_icd10(d.code) == code for d in current):
+            self.session.rollback()
+            raise WorkflowError(f"{code} is already on the order.", field="new_code")
         before = {"diagnoses": [d.code for d in current]}
         if replaces:
             old = normalize_icd10(replaces)
@@ -67,7 +77,7 @@ class Corrections(GuardedActions):
                 order_id=order_id,
                 seq=int(all_seqs or 0) + 1,
                 code=code,
-                text=self._icd10_text(order, code),
+                text=check.description,
                 system="I10",
                 location=f"contact {contact.id}",
                 source="correction",
@@ -126,17 +136,95 @@ class Corrections(GuardedActions):
         )
         return self._reverify(actor, order)
 
-    def _icd10_text(self, order: Order, code: str) -> str:
+    def remove_diagnosis(
+        self,
+        actor: Actor,
+        order_id: int,
+        expected_version: int,
+        *,
+        contact_id: int,
+        code: str,
+        action_key: str = "",
+    ) -> ActionResult:
+        """Take a diagnosis off the order because the office said it does not apply (kept,
+        struck through, in the history), then re-verify at once."""
+        contact = self._answer(order_id, contact_id)
+        order = self._take(actor, order_id, expected_version, action_key)
+        if order is None:
+            return self._replayed(order_id)
+        current = self._diagnoses(order_id)
+        wanted = normalize_icd10(plain_text(code, "the code"))
+        matches = [d for d in current if normalize_icd10(d.code) == wanted]
+        if not matches:
+            self.session.rollback()
+            raise WorkflowError(f"the order has no active diagnosis {code!r}", field="code")
+        before = {"diagnoses": [d.code for d in current]}
+        for dx in matches:
+            dx.active = False
+            self.session.add(dx)
+        self._claim_if_free(actor, order)
+        self.session.add(order)
+        self.session.flush()
+        after = {"diagnoses": [d.code for d in self._diagnoses(order_id)]}
+        self._log(
+            actor, order, "diagnosis_removed", before, after, action_key, contact_id=contact.id
+        )
+        return self._reverify(actor, order)
+
+    def correct_provider_npi(
+        self,
+        actor: Actor,
+        order_id: int,
+        expected_version: int,
+        *,
+        contact_id: int,
+        npi: str,
+        action_key: str = "",
+    ) -> ActionResult:
+        """Set the ordering provider's NPI as the office gave it (check digit verified), then
+        re-verify at once."""
+        from labintake.verification.providers import npi_problem
+
+        value = "".join(plain_text(npi, "the NPI").split())
+        problem = npi_problem(value)
+        if problem is not None:
+            raise WorkflowError(
+                f"{problem}: check the NPI with the office (10 digits, the last a check digit).",
+                field="npi",
+            )
+        contact = self._answer(order_id, contact_id)
+        order = self._take(actor, order_id, expected_version, action_key)
+        if order is None:
+            return self._replayed(order_id)
+        before = {"provider_npi": order.provider_npi}
+        order.provider_npi = value
+        self._claim_if_free(actor, order)
+        self.session.add(order)
+        self._log(
+            actor,
+            order,
+            "provider_npi_corrected",
+            before,
+            {"provider_npi": value},
+            action_key,
+            contact_id=contact.id,
+        )
+        return self._reverify(actor, order)
+
+    def check_code(self, order: Order, typed: str) -> CodeCheck:
+        """The inline check of a typed diagnosis against the order's date of service."""
         from labintake.codes.tables import get_code_tables
         from labintake.errors import CodeTableError
+        from labintake.verification.engine import icd10_release_for
 
+        dos = order.date_of_service or order.created_at.date()
         try:
             tables = get_code_tables(self.settings)
-        except CodeTableError:
-            return ""
-        release = tables.icd10_for(order.date_of_service or order.created_at.date())
-        entry = release.get(code) if release is not None else None
-        return entry.description if entry is not None else ""
+        except CodeTableError as exc:
+            return CodeCheck(
+                normalize_icd10(typed), False, f"The code tables cannot be read: {exc}"
+            )
+        return check_diagnosis_code(icd10_release_for(tables, dos), typed, dos)
 
     def _reverify(self, actor: Actor, order: Order) -> ActionResult:
         assert order.id is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from labintake.errors import WorkflowError
+from labintake.errors import NotFoundError, WorkflowError
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order
 from labintake.queue.listing import search_ids
@@ -53,3 +53,11 @@ def find_orders(
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (str(rows[-1].id) if more and rows else None)
+
+
+def load_order(session: Session, order_id: int) -> Order:
+    """The order, or NotFoundError."""
+    order = session.get(Order, order_id)
+    if order is None:
+        raise NotFoundError(f"no order {order_id}")
+    return order

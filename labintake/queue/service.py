@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from labintake.auth.roles import Role
 from labintake.db import utcnow
 from labintake.errors import PermissionDeniedError, WorkflowError
-from labintake.models.orders import Finding
+from labintake.models.orders import Finding, Order
 from labintake.models.queue import OfficeContact, OfficeQuery
 from labintake.models.users import User
 from labintake.queue import integration
@@ -30,11 +30,19 @@ from labintake.queue.listing import QUEUE_STATUSES
 from labintake.queue.office_query import compose_query
 from labintake.statuses import OrderStatus, Severity
 
-__all__ = ["ABN_MODIFIERS", "RELEASABLE", "ActionResult", "Actor", "ClarificationQueue"]
+__all__ = [
+    "ABN_MODIFIERS",
+    "ALREADY_RELEASED",
+    "RELEASABLE",
+    "ActionResult",
+    "Actor",
+    "ClarificationQueue",
+]
 
 ABN_MODIFIERS = ("GA", "GZ", "GX", "GY")
 # A coder may release a held order, or a verified one before the release job takes it.
 RELEASABLE = (*QUEUE_STATUSES, OrderStatus.VERIFIED.value)
+ALREADY_RELEASED = "already_released"  # ActionResult.note: released meanwhile, nothing to do
 
 
 class ClarificationQueue(Corrections):
@@ -236,7 +244,17 @@ class ClarificationQueue(Corrections):
         modifier: str = "",
         action_key: str = "",
     ) -> ActionResult:
-        """Release to the LIS: no open hold finding, or each overridden with a written reason."""
+        """Release to the LIS: no open hold finding, or each overridden with a written reason.
+
+        An order released meanwhile (a correction cleared its last hold and the release worker
+        took it, or someone else released it) is what the coder asked for: answered with
+        ALREADY_RELEASED, not as a conflict."""
+        current = self.session.get(Order, order_id)
+        if current is not None and current.status in (
+            OrderStatus.RELEASED.value,
+            OrderStatus.DELIVERED.value,
+        ):
+            return ActionResult(current, replayed=True, note=ALREADY_RELEASED)
         reason = plain_text(override_reason, "the override reason")
         modifier = plain_text(modifier, "the modifier").upper()
         if modifier and modifier not in ABN_MODIFIERS:

@@ -12,6 +12,7 @@ DataError (database)   422: a value the database cannot hold (a NUL character, s
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -54,6 +55,19 @@ def wants_json(request: Request) -> bool:
     )
 
 
+_ELEMENT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+
+def field_target(request: Request, exc: LabintakeError) -> str | None:
+    """Where an error about one form field goes: beside that field, in the form that sent it
+    (HTMX names the form in `HX-Trigger`); None when the error is not about one field."""
+    field = getattr(exc, "field", "")
+    trigger = request.headers.get("hx-trigger", "")
+    if not field or not _ELEMENT_ID.match(trigger) or not _ELEMENT_ID.match(field):
+        return None
+    return f'#{trigger} [data-error-for="{field}"]'
+
+
 def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
     def flash(request: Request, status: int, kind: str, detail: str) -> Response:
         """The error shown in place on an HTMX request (its status notwithstanding)."""
@@ -74,6 +88,8 @@ def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
         if wants_json(request):
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             body: dict[str, object] = {"error": kind, "detail": str(exc)}
+            if getattr(exc, "field", ""):
+                body["field"] = getattr(exc, "field", "")
             if isinstance(exc, ConcurrentChangeError) and exc.order_id is not None:
                 body["order_id"] = exc.order_id
                 body["current_row_version"] = exc.current_row_version
@@ -95,6 +111,14 @@ def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
                 return Response(status_code=200, headers={"HX-Redirect": url})
             return RedirectResponse(url, status_code=303)
         if request.headers.get("hx-request"):
+            beside = field_target(request, exc)
+            if beside is not None:
+                response = templates.TemplateResponse(
+                    request, "partials/field_error.html", {"detail": str(exc)}, status_code=status
+                )
+                response.headers["HX-Retarget"] = beside
+                response.headers["HX-Reswap"] = "innerHTML"
+                return response
             return flash(request, status, kind, str(exc))
         return templates.TemplateResponse(
             request,

@@ -197,3 +197,43 @@ def test_hostile_text_in_a_message_renders_inert(browser: Browser, base_url: str
     assert page.locator("main img").count() == 0
     assert page.locator("main script").count() == 0
     assert dialogs == []
+
+
+def test_a_typed_code_is_checked_beside_the_field_and_a_refused_save_keeps_the_typing(
+    browser: Browser, base_url: str
+) -> None:
+    dialogs: list[str] = []
+    ann = _page(browser, dialogs)
+    _sign_in(ann, base_url, "ann")
+    ann.goto(f"{base_url}/queue?search=PF9001")
+    ann.click("td a >> text=Lindqvist, Marta")
+    order_url = ann.url
+    ben = _page(browser, dialogs)
+    _sign_in(ben, base_url, "ben")
+    ben.goto(order_url)
+
+    # Ann records the office's answer; the correction form opens with E11 (the held code).
+    ann.select_option("#record-contact select[name=outcome]", "answered")
+    ann.fill("#record-contact textarea[name=answer]", "Type 2 diabetes, no complications.")
+    ann.click("text=Save contact")
+    expect(ann.locator(".alert-ok")).to_have_text("Contact recorded.")
+    expect(ann.locator("#correct-diagnosis select[name=replaces]")).to_have_value("E11")
+    ann.fill("#correct-diagnosis input[name=new_code]", "E11.999")
+    check = ann.locator("#correct-diagnosis-check")
+    expect(check).to_contain_text("E11.999 is not a code of the ICD-10-CM release")
+    ann.fill("#correct-diagnosis input[name=new_code]", "E11")
+    expect(check).to_contain_text("is a heading, not a complete code")
+    ann.click("text=Correct diagnosis and re-verify")  # refused, beside the field
+    expect(check.locator("[role=alert]")).to_contain_text("is a heading")
+    expect(ann.locator("#correct-diagnosis input[name=new_code]")).to_have_value("E11")
+
+    # Ben had the order open from before: his save is refused, and what he typed is kept.
+    ben.select_option("#record-contact select[name=outcome]", "answered")
+    ben.fill("#record-contact textarea[name=answer]", "Nurse Kim: A1c for type 2 follow-up.")
+    ben.click("text=Save contact")
+    expect(ben.locator(".alert-stale")).to_contain_text("Someone else changed this order")
+    expect(ben.locator("#record-contact textarea[name=answer]")).to_have_value(
+        "Nurse Kim: A1c for type 2 follow-up."
+    )
+    expect(ben.locator("#record-contact .kept-draft")).to_contain_text("What you typed is kept")
+    assert not any(d.startswith("alert") for d in dialogs)

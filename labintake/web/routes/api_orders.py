@@ -49,12 +49,13 @@ class ContactBody(Versioned):
 
 
 class CorrectionBody(Versioned):
-    kind: Literal["diagnosis", "test"] = "diagnosis"
+    kind: Literal["diagnosis", "test", "remove_diagnosis", "provider_npi"] = "diagnosis"
     contact_id: int = Field(
         ge=1, le=MAX_DB_INT, description="the recorded office answer this correction cites"
     )
-    new_code: str = Field(min_length=1, max_length=40)
-    replaces: str = Field(default="", max_length=40)
+    new_code: str = Field(default="", max_length=40)
+    replaces: str = Field(default="", max_length=40, description="diagnosis replaced or removed")
+    npi: str = Field(default="", max_length=20)
     test_seq: int | None = Field(default=None, ge=1, le=MAX_DB_INT)
     system: str = Field(default="", max_length=40)
 
@@ -195,6 +196,24 @@ def correct(
             test_seq=body.test_seq or 0,
             new_code=body.new_code,
             system=body.system,
+            action_key=idempotency_key,
+        )
+    elif body.kind == "remove_diagnosis":
+        queue.remove_diagnosis(
+            actor,
+            order_id,
+            body.row_version,
+            contact_id=body.contact_id,
+            code=body.replaces,
+            action_key=idempotency_key,
+        )
+    elif body.kind == "provider_npi":
+        queue.correct_provider_npi(
+            actor,
+            order_id,
+            body.row_version,
+            contact_id=body.contact_id,
+            npi=body.npi,
             action_key=idempotency_key,
         )
     else:

@@ -17,11 +17,16 @@ router = APIRouter()
 
 
 def _search(settings: Any, q: str, on: date | None) -> tuple[str, list[Any]]:
-    tables = get_code_tables(settings)
-    release = tables.icd10_for(on or date.today())
+    """The release the rules use for `on` (the order's date of service; default today): the
+    one in force, else the newest loaded, so the look-up shows what the verification checks."""
+    from labintake.verification.engine import icd10_release_for
+
+    day = on or date.today()
+    release = icd10_release_for(get_code_tables(settings), day)
     if release is None:
-        raise CodeTableError(f"no ICD-10-CM release covers {on or date.today()}")
-    return release.version, release.search(q, limit=25) if q.strip() else []
+        raise CodeTableError("no ICD-10-CM release is loaded")
+    version = release.version if release.covers(day) else f"{release.version} (newest loaded)"
+    return version, release.search(q, limit=25) if q.strip() else []
 
 
 @router.get("/icd10")

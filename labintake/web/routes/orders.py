@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from labintake import audit
@@ -23,8 +23,10 @@ from labintake.queue.contacts import (
 )
 from labintake.queue.detail import load_order_detail
 from labintake.queue.listing import next_in_queue
+from labintake.queue.lookup import load_order
+from labintake.queue.outcomes import released_note
 from labintake.queue.raw_message import show_message
-from labintake.queue.service import ABN_MODIFIERS, Actor, ClarificationQueue
+from labintake.queue.service import ABN_MODIFIERS, ALREADY_RELEASED, Actor, ClarificationQueue
 from labintake.web.deps import MAX_DB_INT, CoderUser, RowId, SessionDep, SettingsDep
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
@@ -45,6 +47,7 @@ DONE_MESSAGES = {
     "query": "Query written: print it or download the PDF below.",
     "query_closed": "Query status saved.",
     "corrected": "Correction saved and the order re-verified.",
+    "removed": "Diagnosis removed and the order re-verified.",
     "released": "Order released to the lab. This is the next order in your queue.",
     "rejected": "Order rejected. This is the next order in your queue.",
 }
@@ -63,6 +66,11 @@ def order_page(request: Request, order_id: RowId, user: CoderUser, session: Sess
     is_manager = Role(user.role).allows(Role.MANAGER)
     done = request.query_params.get("done", "")
     stale = request.query_params.get("stale") == "1"
+    released_meanwhile = (
+        released_note(session, request.query_params.get("order", ""))
+        if done == ALREADY_RELEASED
+        else None
+    )
     last_event = detail.events[-1] if detail.events else None
     return render(
         request,
@@ -75,6 +83,7 @@ def order_page(request: Request, order_id: RowId, user: CoderUser, session: Sess
             "next_id": next_in_queue(session, order_id, user.username),
             "done_message": DONE_MESSAGES.get(done, ""),
             "stale": stale,
+            "released_meanwhile": released_meanwhile,
             "last_event": last_event,
             "channels": [c.value for c in ContactChannel],
             "outcomes": OUTCOME_LABELS,
@@ -86,11 +95,12 @@ def order_page(request: Request, order_id: RowId, user: CoderUser, session: Sess
 
 
 def _after(request: Request, session: SessionDep, order_id: int, done: str, user: str) -> Response:
-    if done in ("released", "rejected", "parked"):
+    if done in ("released", "rejected", "parked", ALREADY_RELEASED):
         following = next_in_queue(session, order_id, user)
+        extra = f"&order={order_id}" if done == ALREADY_RELEASED else ""
         if following is not None:
-            return go_to(request, f"/orders/{following}?done={done}")
-        return go_to(request, f"/queue?done={done}")
+            return go_to(request, f"/orders/{following}?done={done}{extra}")
+        return go_to(request, f"/queue?done={done}{extra}")
     return go_to(request, f"/orders/{order_id}?done={done}")
 
 
@@ -173,6 +183,21 @@ def close_query(
     return _after(request, session, order_id, "query_closed", user.username)
 
 
+@router.get("/orders/{order_id}/diagnosis-check")
+def diagnosis_check(
+    request: Request,
+    order_id: RowId,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    new_code: Annotated[str, Query(max_length=40)] = "",
+) -> Response:
+    """The typed code checked against the order's date of service, shown beside the field."""
+    order = load_order(session, order_id)
+    check = ClarificationQueue(session, settings).check_code(order, new_code)
+    return render(request, "partials/code_check.html", {"check": check, "typed": new_code})
+
+
 @router.post("/orders/{order_id}/corrections")
 def correct(
     request: Request,
@@ -182,15 +207,17 @@ def correct(
     settings: SettingsDep,
     row_version: RowVersion,
     contact_id: FormId,
-    new_code: Annotated[str, Form(min_length=1, max_length=40)],
-    kind: Annotated[str, Form(pattern="^(diagnosis|test)$")] = "diagnosis",
+    new_code: Annotated[str, Form(max_length=40)] = "",
+    kind: Annotated[str, Form(pattern="^(diagnosis|test|remove|npi)$")] = "diagnosis",
     replaces: Annotated[str, Form(max_length=40)] = "",
     test_seq: Annotated[int | None, Form(ge=1, le=MAX_DB_INT)] = None,
     system: Annotated[str, Form(max_length=40)] = "",
+    npi: Annotated[str, Form(max_length=20)] = "",
     action_key: ActionKey = "",
 ) -> Response:
     queue = ClarificationQueue(session, settings)
     actor = Actor.of(user, "web")
+    done = "corrected"
     if kind == "test":
         queue.correct_test(
             actor,
@@ -202,6 +229,20 @@ def correct(
             system=system,
             action_key=action_key,
         )
+    elif kind == "remove":
+        queue.remove_diagnosis(
+            actor,
+            order_id,
+            row_version,
+            contact_id=contact_id,
+            code=replaces,
+            action_key=action_key,
+        )
+        done = "removed"
+    elif kind == "npi":
+        queue.correct_provider_npi(
+            actor, order_id, row_version, contact_id=contact_id, npi=npi, action_key=action_key
+        )
     else:
         queue.correct_diagnosis(
             actor,
@@ -212,7 +253,7 @@ def correct(
             replaces=replaces,
             action_key=action_key,
         )
-    return _after(request, session, order_id, "corrected", user.username)
+    return _after(request, session, order_id, done, user.username)
 
 
 @router.post("/orders/{order_id}/release")
@@ -227,7 +268,7 @@ def release(
     override_reason: Text = "",
     modifier: Annotated[str, Form(max_length=4)] = "",
 ) -> Response:
-    ClarificationQueue(session, settings).release(
+    result = ClarificationQueue(session, settings).release(
         Actor.of(user, "web"),
         order_id,
         row_version,
@@ -235,7 +276,8 @@ def release(
         modifier=modifier,
         action_key=action_key,
     )
-    return _after(request, session, order_id, "released", user.username)
+    done = ALREADY_RELEASED if result.note == ALREADY_RELEASED else "released"
+    return _after(request, session, order_id, done, user.username)
 
 
 @router.post("/orders/{order_id}/reject")

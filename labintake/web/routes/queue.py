@@ -22,7 +22,8 @@ from labintake.queue.listing import (
     list_queue,
     queue_counts,
 )
-from labintake.queue.service import Actor, ClarificationQueue
+from labintake.queue.outcomes import released_note
+from labintake.queue.service import ALREADY_RELEASED, Actor, ClarificationQueue
 from labintake.statuses import FindingCode
 from labintake.web.deps import CoderUser, SessionDep, SettingsDep
 from labintake.web.rendering import render
@@ -133,6 +134,9 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         "optional_columns": OPTIONAL_COLUMNS,
         "page_sizes": PAGE_SIZES,
         "done_message": DONE_MESSAGES.get(params.get("done", ""), "") or _claim_message(params),
+        "released_meanwhile": released_note(session, params.get("order", ""))
+        if params.get("done") == ALREADY_RELEASED
+        else None,
         "reasons": [c.value for c in FindingCode],
         "mine_selected": params.get("assignee") == "mine",
         "more_url": more_url,

@@ -25,6 +25,51 @@
     }
   });
 
+  // A save refused because the order changed meanwhile reloads the order with its current
+  // state. What the coder typed in that form (the office's answer, a reason, a code) is kept
+  // and put back after the reload, never thrown away; hidden fields (the row version) are not.
+  var DRAFT = "labintake:draft:" + location.pathname;
+  var KEPT = "textarea, select, input:not([type]), input[type=text], input[type=search], input[type=date], input[type=tel]";
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = event.detail.elt;
+    if (!(form instanceof HTMLFormElement) || !form.id) return;
+    var values = {};
+    form.querySelectorAll(KEPT).forEach(function (el) { if (el.name) values[el.name] = el.value; });
+    try { sessionStorage.setItem(DRAFT, JSON.stringify({ form: form.id, values: values })); } catch (ignored) { /* private mode */ }
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var xhr = event.detail.xhr;
+    var redirect = xhr ? xhr.getResponseHeader("HX-Redirect") || "" : "";
+    if (redirect.indexOf("stale=1") < 0) {
+      try { sessionStorage.removeItem(DRAFT); } catch (ignored) { /* nothing kept */ }
+    }
+  });
+  function restoreDraft() {
+    if (location.search.indexOf("stale=1") < 0) return;
+    var saved = null;
+    try { saved = JSON.parse(sessionStorage.getItem(DRAFT) || "null"); sessionStorage.removeItem(DRAFT); } catch (ignored) { return; }
+    if (!saved || !saved.form) return;
+    var form = document.getElementById(saved.form);
+    if (!form) return;
+    Object.keys(saved.values || {}).forEach(function (name) {
+      var el = form.querySelector('[name="' + CSS.escape(name) + '"]');
+      if (!el || el.type === "hidden") return;
+      var value = saved.values[name];
+      if (el.tagName === "SELECT" && !Array.prototype.some.call(el.options, function (o) { return o.value === value; })) return;
+      el.value = value;
+    });
+    var details = form.closest("details");
+    if (details) details.open = true;
+    var note = document.createElement("p");
+    note.className = "hint kept-draft";
+    note.setAttribute("role", "status");
+    note.textContent = "What you typed is kept here. Check the order's current state, then save again.";
+    form.insertBefore(note, form.firstChild);
+    var first = form.querySelector("textarea, input:not([type=hidden]), select");
+    if (first) first.focus();
+  }
+  document.addEventListener("DOMContentLoaded", restoreDraft);
+
   // Timestamps arrive in UTC; show them in the reader's local time, UTC kept as a tooltip.
   function localTimes(root) {
     var pad = function (n) { return (n < 10 ? "0" : "") + n; };
