@@ -39,6 +39,7 @@ from labintake.db import make_engine, migrate, session_scope
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Finding, Order, Verification
 from labintake.queue.listing import QueueSort, make_cursor
+from labintake.search_keys import fold
 from labintake.web.app import create_app
 from labintake.web.deps import SESSION_COOKIE
 
@@ -97,6 +98,7 @@ def seed(engine: Engine, orders: int, rng: random.Random, chunk: int = 5000) -> 
             orders_rows = []
             for i in ids:
                 created = now - timedelta(minutes=rng.randint(0, 60 * 24 * 20))
+                family, given = f"{rng.choice(FAMILY)}{i % 997}", rng.choice(GIVEN)
                 orders_rows.append(
                     {
                         "id": i,
@@ -108,8 +110,12 @@ def seed(engine: Engine, orders: int, rng: random.Random, chunk: int = 5000) -> 
                         "sending_facility": f"CLINIC{i % 30:02d}",
                         "placer_order_number": f"PO{i:08d}",
                         "patient_mrn": f"MRN{i:08d}",
-                        "patient_family_name": f"{rng.choice(FAMILY)}{i % 997}",
-                        "patient_given_name": rng.choice(GIVEN),
+                        "patient_family_name": family,
+                        "patient_given_name": given,
+                        "family_fold": fold(family),
+                        "given_fold": fold(given),
+                        "priority": "S" if i % 10 == 0 else "R",
+                        "priority_rank": 0 if i % 10 == 0 else 3,
                         "office_name": f"Office {i % 500}",
                         "office_phone": "(515)555-0100",
                         "details": {},
@@ -159,14 +165,15 @@ def cases(engine: Engine, orders: int) -> dict[str, str]:
     with engine.connect() as conn:
         deep = conn.execute(
             text(
-                "SELECT due_at, id FROM lab_order WHERE status IN ('held', 'awaiting_office') "
-                "ORDER BY due_at, id LIMIT 1 OFFSET :n"
+                "SELECT due_at, id, priority_rank FROM lab_order "
+                "WHERE status IN ('held', 'awaiting_office') "
+                "ORDER BY priority_rank, due_at, id LIMIT 1 OFFSET :n"
             ),
             {"n": orders // 2},
         ).one()
     due = deep[0] if isinstance(deep[0], datetime) else datetime.fromisoformat(str(deep[0]))
     due = due.replace(tzinfo=UTC) if due.tzinfo is None else due
-    deep_cursor = make_cursor(QueueSort.URGENT, due, int(deep[1]))
+    deep_cursor = make_cursor(QueueSort.URGENT, [int(deep[2]), due], int(deep[1]))
     middle = orders // 3
     return {
         "default": "/queue?apply=1",

@@ -59,6 +59,7 @@ class OrderSpec:
     office: str = "Smith \\T\\ Jones Family Medicine"
     office_phone: str = "(515)555-0177"
     note: str = ""
+    priority: str = "R"  # ORC-7.6: S (STAT), A (ASAP), R (routine)
 
 
 def orm_message(spec: OrderSpec) -> bytes:
@@ -67,7 +68,7 @@ def orm_message(spec: OrderSpec) -> bytes:
         f"{spec.dos}083000||ORM^O01|{spec.control_id}|P|2.3.1||||||UNICODE UTF-8",
         f"PID|1||{spec.mrn}^^^PRAIRIEFM^MR||{spec.family}^{spec.given}||{spec.birth}|F",
         "IN1|1|MEDICARE|CMS|Medicare Part B",
-        f"ORC|NW|{spec.placer}|||||^^^{spec.dos}^^R||{spec.dos}082500|||"
+        f"ORC|NW|{spec.placer}|||||^^^{spec.dos}^^{spec.priority}||{spec.dos}082500|||"
         "1987654328^Whitfield^Dana^^^^MD^^NPI|||||||||"
         f"{spec.office}|88 Prairie Ave^^Ames^IA^50010|{spec.office_phone}|",
     ]

@@ -15,7 +15,15 @@ from labintake.config import Settings
 from labintake.db import utcnow
 from labintake.errors import WorkflowError
 from labintake.models.orders import Order
-from labintake.queue.listing import DueFilter, QueueFilter, QueueSort, list_queue, queue_counts
+from labintake.queue.listing import (
+    DueFilter,
+    PriorityFilter,
+    QueueFilter,
+    QueueSort,
+    list_queue,
+    next_in_queue,
+    queue_counts,
+)
 from tests.factories import OrderSpec, held_order
 
 
@@ -164,3 +172,120 @@ def test_due_today_ends_at_midnight_in_the_coders_time_zone(
         assert due_today(chicago) == [order_id]
         assert due_today(UTC) == []
         assert queue_counts(session, "x", now, chicago)["today"] == 1
+
+
+def test_stat_orders_come_first_then_by_due_time(engine: Engine, settings: Settings) -> None:
+    routine = held_order(engine, settings, OrderSpec(control_id="PR1", placer="PR1", mrn="R1"))
+    stat = held_order(
+        engine, settings, OrderSpec(control_id="PR2", placer="PR2", mrn="R2", priority="S")
+    )
+    asap = held_order(
+        engine, settings, OrderSpec(control_id="PR3", placer="PR3", mrn="R3", priority="A")
+    )
+    now = utcnow()
+    _set(engine, routine, due_at=now - timedelta(days=3))  # the most overdue, yet routine
+    _set(engine, stat, due_at=now + timedelta(hours=20))
+    _set(engine, asap, due_at=now + timedelta(hours=1))
+    with Session(engine) as session:
+        rows = list_queue(session, QueueFilter(), now=now).rows
+        assert [r.order_id for r in rows] == [stat, asap, routine]
+        assert [r.priority for r in rows] == ["STAT", "ASAP", "routine"]
+        due_first = list_queue(session, QueueFilter(), sort=QueueSort.DUE, now=now).rows
+        assert [r.order_id for r in due_first] == [routine, asap, stat]
+        only_stat = list_queue(session, QueueFilter(priority=PriorityFilter.STAT), now=now)
+        assert [r.order_id for r in only_stat.rows] == [stat]
+        urgent = list_queue(session, QueueFilter(priority=PriorityFilter.URGENT), now=now)
+        assert {r.order_id for r in urgent.rows} == {stat, asap}
+
+
+@pytest.mark.parametrize("sort", list(QueueSort))
+def test_every_sort_pages_through_the_whole_queue_in_its_order(
+    engine: Engine, settings: Settings, sort: QueueSort
+) -> None:
+    ids = _seed(engine, settings, 7)
+    now = utcnow()
+    for n, order_id in enumerate(ids):
+        _set(
+            engine,
+            order_id,
+            due_at=now + timedelta(hours=n % 3),
+            priority_rank=n % 2 * 3,
+            payer_company_name=["Medicare Part B", "Aetna", ""][n % 3],
+            date_of_service=None if n == 4 else now.date() - timedelta(days=n % 4),
+        )
+    with Session(engine) as session:
+        whole = [r.order_id for r in list_queue(session, QueueFilter(), sort=sort, now=now).rows]
+        assert sorted(whole) == sorted(ids)
+        paged: list[int] = []
+        cursor = None
+        while True:
+            page = list_queue(session, QueueFilter(), sort=sort, limit=2, cursor=cursor, now=now)
+            paged += [r.order_id for r in page.rows]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert paged == whole
+        rows = list_queue(session, QueueFilter(), sort=sort, now=now).rows
+        if sort is QueueSort.PAYER:
+            assert [r.payer for r in rows] == sorted(r.payer for r in rows)
+        if sort is QueueSort.DOS_DESC:
+            dated = [r.date_of_service for r in rows if r.date_of_service is not None]
+            assert dated == sorted(dated, reverse=True)
+            assert rows[0].date_of_service is None  # none sorts last ascending, first descending
+
+
+def test_search_ignores_case_and_accents_and_takes_either_name_order(
+    engine: Engine, settings: Settings
+) -> None:
+    nunez = held_order(
+        engine,
+        settings,
+        OrderSpec(control_id="SN1", placer="UXP7003", family="Núñez", given="Inés", mrn="N1"),
+    )
+    thors = held_order(
+        engine,
+        settings,
+        OrderSpec(control_id="SN2", placer="PX2", family="Þórsdóttir", given="Björk", mrn="N2"),
+    )
+    roberts = held_order(
+        engine,
+        settings,
+        OrderSpec(control_id="SN3", placer="PX3", family="Roberts", given="Carlos", mrn="N3"),
+    )
+    with Session(engine) as session:
+
+        def found(query: str) -> set[int]:
+            return {r.order_id for r in list_queue(session, QueueFilter(search=query)).rows}
+
+        assert found("Nunez") == {nunez}
+        assert found("NÚÑEZ, ines") == {nunez}
+        assert found("Þórsdóttir") == {thors}
+        assert found("uxp7003") == {nunez}
+        assert found("Carlos Roberts") == {roberts}
+        assert found("Roberts, Carlos") == {roberts}
+        assert found("Roberts Carl") == {roberts}
+        assert found("Carlos, Roberts") == set()  # a comma says the family name comes first
+
+
+def test_the_office_filter_matches_part_of_the_name_in_any_case(
+    engine: Engine, settings: Settings
+) -> None:
+    order_id = held_order(engine, settings)  # office "Smith & Jones Family Medicine"
+    with Session(engine) as session:
+        assert [r.order_id for r in list_queue(session, QueueFilter(office="jones")).rows] == [
+            order_id
+        ]
+        assert list_queue(session, QueueFilter(office="100%")).rows == []
+
+
+def test_next_follows_the_list_the_coder_is_working(engine: Engine, settings: Settings) -> None:
+    ids = _seed(engine, settings, 4)
+    now = utcnow()
+    for n, order_id in enumerate(ids):
+        _set(engine, order_id, due_at=now + timedelta(hours=n))
+    working = (QueueFilter(), QueueSort.NEWEST)
+    with Session(engine) as session:
+        assert next_in_queue(session, ids[3], "ann", now=now, working=working) == ids[2]
+        # After the end of that list: mine, then unassigned, most urgent first.
+        assert next_in_queue(session, ids[0], "ann", now=now, working=working) == ids[1]
+        assert next_in_queue(session, ids[2], "ann", now=now) == ids[0]  # mine, then unassigned

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Computed, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, SmallInteger, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from labintake.db import UTCDateTime, utcnow
@@ -38,9 +38,19 @@ class Order(SQLModel, table=True):
             postgresql_where=text("status IN ('held', 'awaiting_office')"),
         ),
         Index("ix_order_assigned", "assigned_to", "status"),
-        # The coder's search box: placer number alone, and a case-blind family-name prefix.
+        # STAT first: held orders by priority rank, then when their next action is due.
+        Index(
+            "ix_order_queue_priority",
+            "priority_rank",
+            "due_at",
+            "id",
+            "status",
+            sqlite_where=text("status IN ('held', 'awaiting_office')"),
+            postgresql_where=text("status IN ('held', 'awaiting_office')"),
+        ),
+        # The coder's search box: placer number alone, and an accent-free family-name prefix.
         Index("ix_order_placer_number", "placer_order_number"),
-        Index("ix_order_family_key", "family_name_key"),
+        Index("ix_order_family_fold", "family_fold"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -90,10 +100,12 @@ class Order(SQLModel, table=True):
     # Clarification queue: who works the order, and when its next action is due (a first look
     # within FIRST_ACTION_HOURS of arrival, then each contact's follow-up date).
     assigned_to: str | None = Field(default=None, max_length=100)
-    # Lower-cased family name, computed by the database, for case-blind prefix search.
-    family_name_key: str | None = Field(
-        default=None,
-        sa_column=Column(String(200), Computed("lower(patient_family_name)", persisted=True)),
+    # Search and sort keys (`labintake.search_keys`), written with the order: names without
+    # case or accents, and the HL7 priority as a rank (0 STAT ... 3 routine).
+    family_fold: str | None = Field(default=None, max_length=200)
+    given_fold: str | None = Field(default=None, max_length=200)
+    priority_rank: int = Field(
+        default=3, sa_column=Column(SmallInteger, nullable=False, server_default="3")
     )
     due_at: datetime = Field(
         default_factory=lambda: first_action_due(utcnow()), sa_type=UTCDateTime

@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
@@ -21,8 +22,9 @@ from sqlmodel import Session, col, select
 from labintake.db import utcnow
 from labintake.errors import WorkflowError
 from labintake.models.messages import InboundMessage
-from labintake.models.orders import Finding, Order
+from labintake.models.orders import Finding, Order, OrderTest
 from labintake.models.queue import OfficeContact
+from labintake.search_keys import PRIORITY_LABELS, ROUTINE_RANK, STAT_RANK, fold
 from labintake.statuses import OrderStatus
 
 QUEUE_STATUSES = (OrderStatus.HELD.value, OrderStatus.AWAITING_OFFICE.value)
@@ -32,9 +34,18 @@ MAX_PAGE = 200
 
 
 class QueueSort(StrEnum):
-    URGENT = "urgent"  # next action due first (then oldest)
+    """How the queue is ordered; every order is a keyset (its keys, then the order id)."""
+
+    URGENT = "urgent"  # STAT first, then by when the next action is due (the default)
+    DUE = "due"  # next action due first, whatever the priority
     OLDEST = "oldest"  # arrival order
     NEWEST = "newest"
+    DOS = "dos"  # date of service, earliest first (none last)
+    DOS_DESC = "-dos"
+    PAYER = "payer"  # payer name A-Z
+    PAYER_DESC = "-payer"
+    TESTS = "tests"  # first test code A-Z
+    TESTS_DESC = "-tests"
 
 
 class DueFilter(StrEnum):
@@ -42,16 +53,22 @@ class DueFilter(StrEnum):
     TODAY = "today"  # due by the end of today (UTC), overdue included
 
 
+class PriorityFilter(StrEnum):
+    STAT = "stat"  # STAT only
+    URGENT = "urgent"  # STAT, ASAP and timing critical
+
+
 @dataclass(frozen=True, slots=True)
 class QueueFilter:
     reason: str = ""  # a finding code
-    office: str = ""
+    office: str = ""  # a part of the office's name, any case
     sender: str = ""  # sending facility
     assignee: str = ""  # a username, "unassigned", or "" for anyone
     status: str = ""  # held | awaiting_office | "" for both
     min_age_days: int | None = None
     due: DueFilter | None = None
     search: str = ""  # patient name, MRN, placer order number or message control id
+    priority: PriorityFilter | None = None
     zone: tzinfo = UTC  # the coder's time zone, for "due today"
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,6 +81,7 @@ class QueueFilter:
             "min_age_days": self.min_age_days,
             "due": self.due.value if self.due else "",
             "search": self.search,
+            "priority": self.priority.value if self.priority else "",
         }
 
 
@@ -78,11 +96,24 @@ class QueueRow:
     sender: str
     office: str
     office_phone: str
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...]  # open hold codes first, then warnings
     created_at: datetime
     due_at: datetime
     assigned_to: str | None
     attempts: int
+    priority_rank: int = ROUTINE_RANK
+    date_of_service: date | None = None
+    payer: str = ""
+    tests: tuple[str, ...] = ()  # the tests' codes as sent
+    warnings: frozenset[str] = frozenset()  # which of `reasons` are warnings, not holds
+
+    @property
+    def priority(self) -> str:
+        return PRIORITY_LABELS.get(self.priority_rank, "routine")
+
+    @property
+    def holds(self) -> tuple[str, ...]:
+        return tuple(r for r in self.reasons if r not in self.warnings)
 
     def age(self, now: datetime) -> timedelta:
         return now - self.created_at
@@ -100,22 +131,77 @@ class QueuePage:
     sort: QueueSort
 
 
-def make_cursor(sort: QueueSort, due_at: datetime, order_id: int) -> str:
-    """The cursor of the page that starts after (`due_at`, `order_id`)."""
-    raw = json.dumps([sort.value, due_at.isoformat(), order_id])
+_NO_DATE = date(9999, 12, 31)  # orders without a date of service sort last
+
+
+def _first_test() -> Any:
+    return (
+        sa_select(func.min(OrderTest.sent_code))
+        .where(col(OrderTest.order_id) == col(Order.id))
+        .scalar_subquery()
+    )
+
+
+def sort_keys(sort: QueueSort) -> tuple[list[Any], bool]:
+    """The columns a sort orders by before the order id, and whether it runs descending."""
+    keys: dict[QueueSort, list[Any]] = {
+        QueueSort.URGENT: [col(Order.priority_rank), col(Order.due_at)],
+        QueueSort.DUE: [col(Order.due_at)],
+        QueueSort.OLDEST: [],
+        QueueSort.NEWEST: [],
+        QueueSort.DOS: [func.coalesce(col(Order.date_of_service), _NO_DATE)],
+        QueueSort.PAYER: [col(Order.payer_company_name)],
+        QueueSort.TESTS: [func.coalesce(_first_test(), "")],
+    }
+    ascending = QueueSort(sort.value.removeprefix("-"))
+    return keys[ascending], sort in (
+        QueueSort.NEWEST,
+        QueueSort.DOS_DESC,
+        QueueSort.PAYER_DESC,
+        QueueSort.TESTS_DESC,
+    )
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"t": value.isoformat()}
+    if isinstance(value, date):
+        return {"d": value.isoformat()}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"t"}:
+        when = datetime.fromisoformat(str(value["t"]))
+        if when.tzinfo is None:
+            raise ValueError("cursor time without a zone")
+        return when
+    if isinstance(value, dict) and set(value) == {"d"}:
+        return date.fromisoformat(str(value["d"]))
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError("cursor value of an unknown kind")
+    return value
+
+
+def make_cursor(sort: QueueSort, keys: Sequence[Any], order_id: int) -> str:
+    """The cursor of the page that starts after the row with these sort keys and id."""
+    raw = json.dumps([sort.value, [_encode(k) for k in keys], order_id])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, sort: QueueSort) -> tuple[datetime, int]:
+def _decode_cursor(cursor: str, sort: QueueSort) -> tuple[list[Any], int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        kind, due, order_id = json.loads(base64.urlsafe_b64decode(padded))
+        kind, keys, order_id = json.loads(base64.urlsafe_b64decode(padded))
         if kind != sort.value:
             raise ValueError("cursor from another sort order")
-        when, last_id = datetime.fromisoformat(due), int(order_id)
-        if when.tzinfo is None or not 0 <= last_id < 2**31:
+        expected = len(sort_keys(sort)[0])
+        if not isinstance(keys, list) or len(keys) != expected:
+            raise ValueError("cursor keys do not fit the sort order")
+        last_id = int(order_id)
+        if not 0 <= last_id < 2**63:
             raise ValueError("cursor out of range")
-        return when, last_id
+        return [_decode(k) for k in keys], last_id
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise WorkflowError(f"bad page cursor: {exc}") from exc
 
@@ -128,23 +214,33 @@ def _like_prefix(value: str) -> str:
     return escaped + "%"
 
 
-def _name_condition(query: str) -> ColumnElement[bool] | None:
-    """A case-blind prefix of the family name ("Doe" or "Doe, Ja"), as an index range."""
-    family, _, given = query.replace(",", " ").strip().partition(" ")
-    low = family.lower()
-    if not low:
+def _name_prefix(family: str, given: str) -> ColumnElement[bool] | None:
+    """Family name starting with `family` (an index range), given name with `given`."""
+    if not family:
         return None
-    high = low[:-1] + chr(ord(low[-1]) + 1)
-    lowered = col(Order.family_name_key)
-    condition: ColumnElement[bool] = and_(lowered >= low, lowered < high)
-    if given.strip():
-        condition = and_(
-            condition,
-            func.lower(Order.patient_given_name).like(
-                _like_prefix(given.strip().lower()), escape="\\"
-            ),
-        )
+    high = family[:-1] + chr(ord(family[-1]) + 1)
+    key = col(Order.family_fold)
+    condition: ColumnElement[bool] = and_(key >= family, key < high)
+    if given:
+        condition = and_(condition, col(Order.given_fold).like(_like_prefix(given), escape="\\"))
     return condition
+
+
+def _name_conditions(query: str) -> list[ColumnElement[bool]]:
+    """A name whatever its case and accents: "Doe", "Doe, Ja" (family first), or "Carlos
+    Roberts" (either order: given then family is tried too)."""
+    folded = fold(query)
+    if "," in folded:
+        family, _, given = folded.partition(",")
+        found = _name_prefix(family.strip(), given.strip())
+        return [found] if found is not None else []
+    words = folded.split()
+    if not words:
+        return []
+    conditions = [_name_prefix(words[0], " ".join(words[1:]))]
+    if len(words) > 1:
+        conditions.append(_name_prefix(" ".join(words[1:]), words[0]))
+    return [c for c in conditions if c is not None]
 
 
 def search_ids(session: Session, query: str, *, queue_only: bool) -> list[int]:
@@ -153,15 +249,15 @@ def search_ids(session: Session, query: str, *, queue_only: bool) -> list[int]:
     q = "".join(c for c in query if c.isprintable()).strip()
     if not q:
         return []
-    control_ids = select(InboundMessage.id).where(InboundMessage.control_id == q)
+    # Identifiers as typed, and in upper and lower case ("uxp7003" finds "UXP7003").
+    spellings = sorted({q, q.upper(), q.lower()})
+    control_ids = select(InboundMessage.id).where(col(InboundMessage.control_id).in_(spellings))
     lookups: list[ColumnElement[bool]] = [
-        col(Order.patient_mrn) == q,
-        col(Order.placer_order_number) == q,
+        col(Order.patient_mrn).in_(spellings),
+        col(Order.placer_order_number).in_(spellings),
         col(Order.message_id).in_(control_ids),
+        *_name_conditions(q),
     ]
-    name = _name_condition(q)
-    if name is not None:
-        lookups.append(name)
     found: set[int] = set()
     for condition in lookups:
         statement = select(Order.id).where(condition)
@@ -186,7 +282,12 @@ def _conditions(session: Session, filters: QueueFilter, now: datetime) -> list[C
             )
         )
     if filters.office:
-        conditions.append(col(Order.office_name) == filters.office)
+        part = _like_prefix(filters.office.lower()).removesuffix("%")
+        conditions.append(func.lower(Order.office_name).like(f"%{part}%", escape="\\"))
+    if filters.priority is PriorityFilter.STAT:
+        conditions.append(col(Order.priority_rank) == STAT_RANK)
+    elif filters.priority is PriorityFilter.URGENT:
+        conditions.append(col(Order.priority_rank) <= 1)
     if filters.sender:
         conditions.append(col(Order.sending_facility) == filters.sender)
     if filters.assignee == "unassigned":
@@ -224,6 +325,9 @@ _ROW_COLUMNS = (
     col(Order.created_at),
     col(Order.due_at),
     col(Order.assigned_to),
+    col(Order.priority_rank),
+    col(Order.date_of_service),
+    col(Order.payer_company_name),
 )
 
 
@@ -239,28 +343,23 @@ def list_queue(
     """One page of the queue, most urgent first by default; `next_cursor` continues it."""
     now = now or utcnow()
     limit = max(1, min(limit, MAX_PAGE))
-    statement = sa_select(*_ROW_COLUMNS).where(*_conditions(session, filters, now))
-    if sort is QueueSort.URGENT:
-        if cursor:
-            due, last_id = _decode_cursor(cursor, sort)
-            statement = statement.where(tuple_(col(Order.due_at), col(Order.id)) > (due, last_id))
-        statement = statement.order_by(col(Order.due_at), col(Order.id))
-    else:
-        if cursor:
-            _, last_id = _decode_cursor(cursor, sort)
-            newer = sort is QueueSort.NEWEST
-            statement = statement.where(
-                col(Order.id) < last_id if newer else col(Order.id) > last_id
-            )
-        statement = statement.order_by(
-            col(Order.id).desc() if sort is QueueSort.NEWEST else col(Order.id)
-        )
+    keys, descending = sort_keys(sort)
+    statement = sa_select(*_ROW_COLUMNS, *keys).where(*_conditions(session, filters, now))
+    if cursor:
+        values, last_id = _decode_cursor(cursor, sort)
+        position = tuple_(*keys, col(Order.id))
+        after = (*values, last_id)
+        statement = statement.where(position < after if descending else position > after)
+    order_by = [*keys, col(Order.id)]
+    statement = statement.order_by(*(k.desc() if descending else k for k in order_by))
     raw_rows = list(session.execute(statement.limit(limit + 1)))
     more = len(raw_rows) > limit
     raw_rows = raw_rows[:limit]
     ids = [r[0] for r in raw_rows]
-    reasons = open_reasons(session, ids)
+    reasons, warnings = open_reasons(session, ids), open_warnings(session, ids)
     attempts = attempt_counts(session, ids)
+    tests = test_codes(session, ids)
+    width = len(_ROW_COLUMNS)
     rows = [
         QueueRow(
             order_id=r[0],
@@ -277,10 +376,18 @@ def list_queue(
             due_at=r[11],
             assigned_to=r[12],
             attempts=attempts.get(r[0], 0),
+            priority_rank=r[13],
+            date_of_service=r[14],
+            payer=r[15],
+            tests=tuple(tests.get(r[0], ())),
+            warnings=frozenset(warnings.get(r[0], ())),
         )
         for r in raw_rows
     ]
-    next_cursor = make_cursor(sort, rows[-1].due_at, rows[-1].order_id) if more and rows else None
+    next_cursor = None
+    if more and raw_rows:
+        last = raw_rows[-1]
+        next_cursor = make_cursor(sort, list(last[width:]), last[0])
     return QueuePage(rows=rows, next_cursor=next_cursor, now=now, filters=filters, sort=sort)
 
 
@@ -301,6 +408,38 @@ def open_reasons(session: Session, order_ids: list[int]) -> dict[int, list[str]]
             found[order_id].insert(0, code)
         else:
             found[order_id].append(code)
+    return dict(found)
+
+
+def open_warnings(session: Session, order_ids: list[int]) -> dict[int, set[str]]:
+    """The open finding codes per order that are warnings only (no hold of the same code)."""
+    if not order_ids:
+        return {}
+    statement = select(Finding.order_id, Finding.code, Finding.severity).where(
+        col(Finding.order_id).in_(order_ids), col(Finding.state) == "open"
+    )
+    warns: dict[int, set[str]] = defaultdict(set)
+    holds: dict[int, set[str]] = defaultdict(set)
+    for order_id, code, severity in session.exec(statement):
+        if severity == "warn":
+            warns[order_id].add(code)
+        elif severity == "hold":
+            holds[order_id].add(code)
+    return {i: codes - holds[i] for i, codes in warns.items() if codes - holds[i]}
+
+
+def test_codes(session: Session, order_ids: list[int]) -> dict[int, list[str]]:
+    """The codes of each order's tests as sent, in order."""
+    if not order_ids:
+        return {}
+    statement = (
+        select(OrderTest.order_id, OrderTest.sent_code)
+        .where(col(OrderTest.order_id).in_(order_ids))
+        .order_by(col(OrderTest.order_id), col(OrderTest.seq))
+    )
+    found: dict[int, list[str]] = defaultdict(list)
+    for order_id, code in session.exec(statement):
+        found[order_id].append(code)
     return dict(found)
 
 
@@ -362,10 +501,29 @@ def filter_choices(session: Session) -> dict[str, list[str]]:
 
 
 def next_in_queue(
-    session: Session, after_order_id: int, username: str, now: datetime | None = None
+    session: Session,
+    after_order_id: int,
+    username: str,
+    now: datetime | None = None,
+    working: tuple[QueueFilter, QueueSort] | None = None,
 ) -> int | None:
-    """The order to open after working `after_order_id`: mine first, then unassigned."""
+    """The order to open after working `after_order_id`.
+
+    With the list the coder is working (`working`: their filters and sort), the one after it
+    in that list (the first, when the order has left the list); then mine, then unassigned."""
     now = now or utcnow()
+    if working is not None:
+        filters, sort = working
+        ids = [
+            r.order_id
+            for r in list_queue(session, filters, sort=sort, limit=MAX_PAGE, now=now).rows
+        ]
+        if after_order_id in ids:
+            following = ids[ids.index(after_order_id) + 1 :]
+            if following:
+                return following[0]
+        elif ids:
+            return ids[0]
     for assignee in (username, "unassigned"):
         page = list_queue(session, QueueFilter(assignee=assignee), limit=2, now=now)
         for row in page.rows:

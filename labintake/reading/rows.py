@@ -17,6 +17,7 @@ from labintake.domain import OrderRequest, TestRequest
 from labintake.hl7.reader import MessageHeader
 from labintake.interfaces import Interface
 from labintake.models import Order, OrderDiagnosis, OrderTest
+from labintake.search_keys import fold, priority_rank
 
 LOINC_SYSTEMS = {"LN", "LOINC"}
 CPT_SYSTEMS = {"CPT", "C4", "C5", "CPT4", "CPT-4", "HCPCS", "HCPT"}
@@ -172,6 +173,9 @@ def order_rows(
     }
     cut: list[str] = []
     _fit(row, _ORDER_LIMITS, cut, "order")
+    row["family_fold"] = fold(row["patient_family_name"])[:200]
+    row["given_fold"] = fold(row["patient_given_name"])[:200]
+    row["priority_rank"] = priority_rank(row["priority"])
     rows = OrderRows(order=row)
     for seq, test in enumerate(order.tests, start=1):
         local, loinc, cpt = resolve_codes(test, interface)

@@ -10,6 +10,8 @@ import jinja2
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from labintake.finding_labels import finding_label
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
@@ -95,4 +97,5 @@ def make_templates() -> Jinja2Templates:
     env.filters["day"] = _day
     env.filters["span"] = _span
     env.filters["changes"] = _changes
+    env.filters["reason_label"] = finding_label
     return Jinja2Templates(env=env)

@@ -13,6 +13,7 @@ from labintake.auth.accounts import active_usernames
 from labintake.auth.roles import Role
 from labintake.db import utcnow
 from labintake.models.messages import InboundMessage
+from labintake.models.users import User
 from labintake.queue.contacts import (
     MAX_UNANSWERED_ATTEMPTS,
     OUTCOME_LABELS,
@@ -30,6 +31,7 @@ from labintake.queue.service import ABN_MODIFIERS, ALREADY_RELEASED, Actor, Clar
 from labintake.web.deps import MAX_DB_INT, CoderUser, RowId, SessionDep, SettingsDep
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
+from labintake.web.routes.queue import working_list
 
 router = APIRouter()
 
@@ -80,7 +82,9 @@ def order_page(request: Request, order_id: RowId, user: CoderUser, session: Sess
             "shown": shown,
             "audit_entries": audit.entries_for_order(session, order_id) if is_manager else [],
             "assignees": active_usernames(session) if is_manager else [],
-            "next_id": next_in_queue(session, order_id, user.username),
+            "next_id": next_in_queue(
+                session, order_id, user.username, working=working_list(request, user)
+            ),
             "done_message": DONE_MESSAGES.get(done, ""),
             "stale": stale,
             "released_meanwhile": released_meanwhile,
@@ -94,9 +98,11 @@ def order_page(request: Request, order_id: RowId, user: CoderUser, session: Sess
     )
 
 
-def _after(request: Request, session: SessionDep, order_id: int, done: str, user: str) -> Response:
+def _after(request: Request, session: SessionDep, order_id: int, done: str, user: User) -> Response:
     if done in ("released", "rejected", "parked", ALREADY_RELEASED):
-        following = next_in_queue(session, order_id, user)
+        following = next_in_queue(
+            session, order_id, user.username, working=working_list(request, user)
+        )
         extra = f"&order={order_id}" if done == ALREADY_RELEASED else ""
         if following is not None:
             return go_to(request, f"/orders/{following}?done={done}{extra}")
@@ -121,7 +127,7 @@ def assign(
         Actor.of(user, "web"), order_id, row_version, target, action_key
     )
     done = "claimed" if target == user.username else "assigned"
-    return _after(request, session, order_id, done, user.username)
+    return _after(request, session, order_id, done, user)
 
 
 @router.post("/orders/{order_id}/contacts")
@@ -146,7 +152,7 @@ def record_contact(
     )
     # An unanswered attempt parks the order until its follow-up date: on to the next one.
     done = "contact" if outcome is ContactOutcome.ANSWERED else "parked"
-    return _after(request, session, order_id, done, user.username)
+    return _after(request, session, order_id, done, user)
 
 
 @router.post("/orders/{order_id}/queries")
@@ -162,7 +168,7 @@ def create_query(
     ClarificationQueue(session, settings).create_query(
         Actor.of(user, "web"), order_id, row_version, action_key
     )
-    return _after(request, session, order_id, "query", user.username)
+    return _after(request, session, order_id, "query", user)
 
 
 @router.post("/orders/{order_id}/queries/{query_id}/close")
@@ -180,7 +186,7 @@ def close_query(
     ClarificationQueue(session, settings).close_query(
         Actor.of(user, "web"), order_id, row_version, query_id, status, action_key
     )
-    return _after(request, session, order_id, "query_closed", user.username)
+    return _after(request, session, order_id, "query_closed", user)
 
 
 @router.get("/orders/{order_id}/diagnosis-check")
@@ -253,7 +259,7 @@ def correct(
             replaces=replaces,
             action_key=action_key,
         )
-    return _after(request, session, order_id, done, user.username)
+    return _after(request, session, order_id, done, user)
 
 
 @router.post("/orders/{order_id}/release")
@@ -277,7 +283,7 @@ def release(
         action_key=action_key,
     )
     done = ALREADY_RELEASED if result.note == ALREADY_RELEASED else "released"
-    return _after(request, session, order_id, done, user.username)
+    return _after(request, session, order_id, done, user)
 
 
 @router.post("/orders/{order_id}/reject")
@@ -294,4 +300,4 @@ def reject(
     ClarificationQueue(session, settings).reject(
         Actor.of(user, "web"), order_id, row_version, reason=reason, action_key=action_key
     )
-    return _after(request, session, order_id, "rejected", user.username)
+    return _after(request, session, order_id, "rejected", user)

@@ -16,6 +16,7 @@ from labintake import audit
 from labintake.errors import WorkflowError
 from labintake.queue.listing import (
     DueFilter,
+    PriorityFilter,
     QueueFilter,
     QueueSort,
     filter_choices,
@@ -40,6 +41,7 @@ FILTER_KEYS = (
     "age",
     "due",
     "q",
+    "priority",
     "sort",
     "limit",
 )
@@ -50,7 +52,18 @@ DONE_MESSAGES = {
     "parked": "Contact recorded; the order waits for the office until its follow-up date. "
     "Nothing else is waiting in your queue.",
 }
-OPTIONAL_COLUMNS = ("sender", "office", "assignee", "attempts", "age")
+OPTIONAL_COLUMNS = ("dos", "tests", "payer", "sender", "office", "assignee", "attempts", "age")
+DEFAULT_COLUMNS = ("dos", "tests", "office", "age")
+COLUMN_LABELS = {"dos": "date of service", "attempts": "tries"}
+# Sortable headers: the column and the sort its header asks for (ascending, descending).
+SORTABLE = {
+    "priority": ("urgent", "urgent"),
+    "dos": ("dos", "-dos"),
+    "tests": ("tests", "-tests"),
+    "payer": ("payer", "-payer"),
+    "age": ("oldest", "newest"),
+    "due": ("due", "due"),
+}
 
 
 def coder_zone(request: Request) -> tzinfo:
@@ -64,6 +77,35 @@ def coder_zone(request: Request) -> tzinfo:
         return UTC
 
 
+def working_list(request: Request, user: Any) -> tuple[QueueFilter, QueueSort] | None:
+    """The list the coder is working: their saved queue filters and sort (None: none saved)."""
+    saved = dict(user.preferences.get("queue", {})).get("filters")
+    if not saved:
+        return None
+    try:
+        return parse_filters(saved, user.username, coder_zone(request))
+    except WorkflowError:
+        return None
+
+
+def _sort_links(params: Mapping[str, str], current: QueueSort) -> dict[str, dict[str, str]]:
+    """For each sortable header: its link (same filters, that sort) and aria-sort state."""
+    kept = {k: v for k, v in params.items() if k in FILTER_KEYS and k != "sort" and v}
+    links: dict[str, dict[str, str]] = {}
+    for column, (up, down) in SORTABLE.items():
+        state = "none"
+        target = up
+        if current.value == up:
+            state, target = "ascending", down
+        elif current.value == down:
+            state, target = "descending", up
+        links[column] = {
+            "href": "/queue?" + urlencode({**kept, "apply": "1", "sort": target}),
+            "state": state,
+        }
+    return links
+
+
 def parse_filters(
     params: Mapping[str, str], username: str, zone: tzinfo = UTC
 ) -> tuple[QueueFilter, QueueSort]:
@@ -71,6 +113,7 @@ def parse_filters(
     if age and (not age.isdigit() or len(age) > 4):
         raise WorkflowError("age must be a whole number of days (at most 9999)")
     due = params.get("due", "")
+    priority = params.get("priority", "")
     sort = params.get("sort", "") or QueueSort.URGENT.value
     assignee = params.get("assignee", "").strip()
     try:
@@ -83,6 +126,7 @@ def parse_filters(
             min_age_days=int(age) if age else None,
             due=DueFilter(due) if due else None,
             search=params.get("q", "").strip()[:200],
+            priority=PriorityFilter(priority) if priority else None,
             zone=zone,
         )
         return filters, QueueSort(sort)
@@ -124,7 +168,7 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         via="web",
         filters=filters.as_dict(),
     )
-    columns = saved.get("columns") or list(OPTIONAL_COLUMNS)
+    columns = saved.get("columns") or list(DEFAULT_COLUMNS)
     more = {k: v for k, v in params.items() if k in FILTER_KEYS and v}
     more_url = "/queue?" + urlencode({**more, "cursor": page.next_cursor or ""})
     context = {
@@ -132,6 +176,8 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         "params": params,
         "columns": columns,
         "optional_columns": OPTIONAL_COLUMNS,
+        "column_labels": COLUMN_LABELS,
+        "sort_links": _sort_links(params, page.sort),
         "page_sizes": PAGE_SIZES,
         "done_message": DONE_MESSAGES.get(params.get("done", ""), "") or _claim_message(params),
         "released_meanwhile": released_note(session, params.get("order", ""))

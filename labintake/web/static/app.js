@@ -86,6 +86,14 @@
   document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
   document.addEventListener("htmx:afterSwap", function (event) { localTimes(event.target); });
 
+  // Queue filters apply as soon as one changes (a typed value when it is complete: on change).
+  document.addEventListener("change", function (event) {
+    var el = event.target;
+    if (!(el instanceof Element) || el.closest("details.columns")) return;
+    var form = el.closest("form[data-apply-on-change]");
+    if (form && el.name !== "q") form.requestSubmit();
+  });
+
   // Plain (non-HTMX) forms: one submit only, whatever the clicks and Enters.
   document.addEventListener("submit", function (event) {
     var form = event.target;
