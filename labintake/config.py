@@ -61,6 +61,21 @@ class Settings(BaseSettings):
     escalate_holds_after_hours: float = Field(default=72.0, gt=0)
     daily_summary_hour_utc: int = Field(default=6, ge=0, le=23)
     metrics_token: str | None = None  # bearer token for /metrics scrapers without a user
+    # The reasons a coder picks from to reject an order (details may follow in free text;
+    # "Other" requires them). The placer's reply carries the reason and its details.
+    reject_reasons: list[str] = Field(
+        default_factory=lambda: [
+            "Office did not answer after the attempts allowed",
+            "Duplicate of an earlier order",
+            "Test not offered by this laboratory",
+            "Patient identity could not be confirmed",
+            "Ordering provider could not be confirmed",
+            "Specimen not received or not suitable",
+            "Order cancelled by the office",
+            "Other",
+        ],
+        min_length=1,
+    )
 
     secret_key: str = DEFAULT_SECRET_KEY
     # True only under `labintake serve --demo` and in tests; production refuses default secrets.

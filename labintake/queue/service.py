@@ -42,6 +42,7 @@ __all__ = [
 ABN_MODIFIERS = ("GA", "GZ", "GX", "GY")
 # A coder may release a held order, or a verified one before the release job takes it.
 RELEASABLE = (*QUEUE_STATUSES, OrderStatus.VERIFIED.value)
+OTHER_REASON = "Other"  # the reject reason that needs its details written out
 ALREADY_RELEASED = "already_released"  # ActionResult.note: released meanwhile, nothing to do
 
 
@@ -304,12 +305,32 @@ class ClarificationQueue(Corrections):
         order_id: int,
         expected_version: int,
         *,
-        reason: str,
+        reason: str = "",
+        category: str = "",
         action_key: str = "",
     ) -> ActionResult:
-        reason = plain_text(reason, "the reason")
+        """Reject with a reason the office can act on: one of the lab's reasons
+        (`REJECT_REASONS`), with details in free text (required for "Other"), or free text."""
+        details = plain_text(reason, "the reason")
+        category = plain_text(category, "the reason")
+        if category:
+            allowed = self.settings.reject_reasons
+            if category not in allowed:
+                raise WorkflowError(
+                    f"choose one of the reasons: {', '.join(allowed)}", field="category"
+                )
+            if category == OTHER_REASON and not details:
+                raise WorkflowError(
+                    "say what the office should know: 'Other' needs details", field="reason"
+                )
+            reason = f"{category}: {details}" if details and category != OTHER_REASON else details
+            reason = reason or category
+        else:
+            reason = details
         if not reason:
-            raise WorkflowError("a rejection needs a reason the ordering office can act on")
+            raise WorkflowError(
+                "a rejection needs a reason the ordering office can act on", field="reason"
+            )
         order = self._take(actor, order_id, expected_version, action_key)
         if order is None:
             return self._replayed(order_id)

@@ -178,7 +178,8 @@ def test_a_coder_works_a_held_order_from_queue_to_release_and_a_second_coder_is_
     assert any(d.startswith("confirm: Release order") for d in dialogs)
 
     # The second coder's reject, made on the stale page, is refused with the fresh state.
-    ben.fill("textarea[name=reason]", "Duplicate of an earlier order")
+    ben.select_option("#reject-order select[name=category]", "Duplicate of an earlier order")
+    ben.fill("#reject-order textarea[name=reason]", "Same as PF8990 of the day before")
     ben.click("button.danger")
     expect(ben.locator(".alert-stale")).to_contain_text("Someone else changed this order")
     expect(ben.locator(".status")).to_have_text("released")

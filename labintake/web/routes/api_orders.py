@@ -66,7 +66,8 @@ class ReleaseBody(Versioned):
 
 
 class RejectBody(Versioned):
-    reason: str = Field(min_length=1, max_length=4000)
+    category: str = Field(default="", max_length=200, description="one of REJECT_REASONS")
+    reason: str = Field(default="", max_length=4000, description="details, or the whole reason")
 
 
 def _fresh(session: SessionDep, order_id: int) -> dict[str, Any]:
@@ -265,6 +266,7 @@ def reject(
         order_id,
         body.row_version,
         reason=body.reason,
+        category=body.category,
         action_key=idempotency_key,
     )
     return _fresh(session, order_id)

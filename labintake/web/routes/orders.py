@@ -56,7 +56,9 @@ DONE_MESSAGES = {
 
 
 @router.get("/orders/{order_id}")
-def order_page(request: Request, order_id: RowId, user: CoderUser, session: SessionDep) -> Response:
+def order_page(
+    request: Request, order_id: RowId, user: CoderUser, session: SessionDep, settings: SettingsDep
+) -> Response:
     detail = load_order_detail(session, order_id)
     message = session.get(InboundMessage, detail.order.message_id)
     shown = (
@@ -92,6 +94,7 @@ def order_page(request: Request, order_id: RowId, user: CoderUser, session: Sess
             "channels": [c.value for c in ContactChannel],
             "outcomes": OUTCOME_LABELS,
             "abn_modifiers": ABN_MODIFIERS,
+            "reject_reasons": settings.reject_reasons,
             "max_attempts": MAX_UNANSWERED_ATTEMPTS,
             "default_follow_up": next_working_day(utcnow().date()).isoformat(),
         },
@@ -294,10 +297,16 @@ def reject(
     session: SessionDep,
     settings: SettingsDep,
     row_version: RowVersion,
-    reason: Text,
+    reason: Text = "",
+    category: Annotated[str, Form(max_length=200)] = "",
     action_key: ActionKey = "",
 ) -> Response:
     ClarificationQueue(session, settings).reject(
-        Actor.of(user, "web"), order_id, row_version, reason=reason, action_key=action_key
+        Actor.of(user, "web"),
+        order_id,
+        row_version,
+        reason=reason,
+        category=category,
+        action_key=action_key,
     )
     return _after(request, session, order_id, "rejected", user)
