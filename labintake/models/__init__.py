@@ -12,7 +12,7 @@ from labintake.models.orders import (
     OrderTest,
     Verification,
 )
-from labintake.models.queue import OfficeContact, OfficeQuery
+from labintake.models.queue import OfficeContact, OfficeQuery, OrderNote
 from labintake.models.reading import MessageEvent
 from labintake.models.release import JobLease, JobRun, Notification, OutboxEntry
 from labintake.models.users import ApiToken, AuditEntry, User, WebSession
@@ -31,6 +31,7 @@ __all__ = [
     "Order",
     "OrderDiagnosis",
     "OrderEvent",
+    "OrderNote",
     "OrderTest",
     "OutboxEntry",
     "User",

@@ -43,3 +43,16 @@ class OfficeQuery(SQLModel, table=True):
     choices: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class OrderNote(SQLModel, table=True):
+    """An internal note on an order, for the lab's own people: never sent to the office or
+    the LIS."""
+
+    __tablename__ = "order_note"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="lab_order.id", index=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    author: str = Field(max_length=100)
+    text: str = Field(sa_column=Column(Text, nullable=False))

@@ -13,9 +13,11 @@ from labintake import audit
 from labintake.errors import NotFoundError
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order
+from labintake.models.queue import OrderNote
 from labintake.queue.contacts import ContactChannel, ContactInput, ContactOutcome
 from labintake.queue.detail import load_order_detail, order_detail_json, order_summary_json
 from labintake.queue.lookup import find_orders
+from labintake.queue.notes import add_note, notes_for
 from labintake.queue.service import Actor, ClarificationQueue
 from labintake.web.deps import (
     MAX_DB_INT,
@@ -63,6 +65,14 @@ class CorrectionBody(Versioned):
 class ReleaseBody(Versioned):
     override_reason: str = Field(default="", max_length=4000)
     modifier: str = Field(default="", max_length=4)
+
+
+class NoteBody(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+def note_json(note: OrderNote) -> dict[str, Any]:
+    return {"id": note.id, "at": note.at.isoformat(), "author": note.author, "text": note.text}
 
 
 class RejectBody(Versioned):
@@ -113,8 +123,21 @@ def list_orders(
 @router.get("/{order_id}")
 def get_order(order_id: RowId, user: CoderUser, session: SessionDep) -> dict[str, Any]:
     body = order_detail_json(load_order_detail(session, order_id))
+    body["notes"] = [note_json(n) for n in notes_for(session, order_id)]
     audit.record_view(session, user.username, "view_order", order_id=order_id, via="api")
     return body
+
+
+@router.post("/{order_id}/notes", status_code=201)
+def post_note(
+    order_id: RowId,
+    body: NoteBody,
+    principal: CurrentPrincipal,
+    user: CoderUser,
+    session: SessionDep,
+) -> dict[str, Any]:
+    """An internal note on the order (never sent to the office or the LIS)."""
+    return note_json(add_note(session, order_id, user.username, body.text, principal.via))
 
 
 @router.get("/{order_id}/message")

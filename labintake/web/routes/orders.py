@@ -25,6 +25,7 @@ from labintake.queue.contacts import (
 from labintake.queue.detail import load_order_detail
 from labintake.queue.listing import next_in_queue
 from labintake.queue.lookup import load_order
+from labintake.queue.notes import add_note, notes_for
 from labintake.queue.outcomes import released_note
 from labintake.queue.raw_message import show_message
 from labintake.queue.service import ABN_MODIFIERS, ALREADY_RELEASED, Actor, ClarificationQueue
@@ -50,6 +51,7 @@ DONE_MESSAGES = {
     "query_closed": "Query status saved.",
     "corrected": "Correction saved and the order re-verified.",
     "removed": "Diagnosis removed and the order re-verified.",
+    "noted": "Note added.",
     "released": "Order released to the lab. This is the next order in your queue.",
     "rejected": "Order rejected. This is the next order in your queue.",
 }
@@ -95,6 +97,7 @@ def order_page(
             "outcomes": OUTCOME_LABELS,
             "abn_modifiers": ABN_MODIFIERS,
             "reject_reasons": settings.reject_reasons,
+            "notes": notes_for(session, order_id),
             "max_attempts": MAX_UNANSWERED_ATTEMPTS,
             "default_follow_up": next_working_day(utcnow().date()).isoformat(),
         },
@@ -263,6 +266,19 @@ def correct(
             action_key=action_key,
         )
     return _after(request, session, order_id, done, user)
+
+
+@router.post("/orders/{order_id}/notes")
+def note(
+    request: Request,
+    order_id: RowId,
+    user: CoderUser,
+    session: SessionDep,
+    text: Text = "",
+) -> Response:
+    """An internal note: changes nothing about the order, so no page goes stale."""
+    add_note(session, order_id, user.username, text, "web")
+    return go_to(request, f"/orders/{order_id}?done=noted#notes")
 
 
 @router.post("/orders/{order_id}/release")
