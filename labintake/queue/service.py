@@ -261,12 +261,15 @@ class ClarificationQueue(Corrections):
         if modifier and modifier not in ABN_MODIFIERS:
             raise WorkflowError(f"modifier must be one of {', '.join(ABN_MODIFIERS)}")
         if modifier and not reason:
-            raise WorkflowError(f"say why {modifier} applies (e.g. 'ABN signed on file')")
+            raise WorkflowError(
+                f"say why {modifier} applies (e.g. 'ABN signed on file')", field="override_reason"
+            )
         holds = self.open_holds(order_id)
         if holds and not reason:
             codes = ", ".join(sorted({f.code for f in holds}))
             raise WorkflowError(
-                f"open hold findings ({codes}): resolve them, or override with a written reason"
+                f"open hold findings ({codes}): resolve them, or override with a written reason",
+                field="override_reason",
             )
         order = self._take(actor, order_id, expected_version, action_key, RELEASABLE)
         if order is None:

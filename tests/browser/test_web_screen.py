@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 from sqlalchemy.engine import Engine
 
@@ -238,3 +239,49 @@ def test_a_typed_code_is_checked_beside_the_field_and_a_refused_save_keeps_the_t
     )
     expect(ben.locator("#record-contact .kept-draft")).to_contain_text("What you typed is kept")
     assert not any(d.startswith("alert") for d in dialogs)
+
+
+SCREENS = (
+    "/queue",
+    "/queue?apply=1&col_dos=1&col_tests=1&col_payer=1&col_sender=1&col_assignee=1",
+    "/orders/1",
+    "/notices",
+    "/messages/errors",
+    "/dashboard",
+    "/dashboard/outbox",
+    "/dashboard/orders?status=held",
+)
+
+
+def test_every_screen_has_no_serious_or_critical_accessibility_violation(
+    browser: Browser, base_url: str, seeded: tuple[Settings, Engine]
+) -> None:
+    _, engine = seeded
+    make_user(engine, "maria", Role.MANAGER)  # managers see every screen
+    axe = Axe()
+    page = _page(browser, [])
+    page.goto(f"{base_url}/login")
+    found = {"/login": axe.run(page).response["violations"]}
+    _sign_in(page, base_url, "maria")
+    for path in SCREENS:
+        page.goto(f"{base_url}{path}")
+        page.wait_for_load_state("networkidle")
+        found[path] = axe.run(page).response["violations"]
+    serious = {
+        path: [(v["id"], v["impact"], len(v["nodes"])) for v in violations]
+        for path, violations in found.items()
+        if any(v["impact"] in ("serious", "critical") for v in violations)
+    }
+    assert serious == {}
+
+
+def test_at_1280x720_the_release_and_reject_panel_is_on_screen(
+    browser: Browser, base_url: str
+) -> None:
+    page = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    _sign_in(page, base_url, "ann")
+    page.goto(f"{base_url}/orders/1")
+    for button in ("Release (r)", "Reject"):
+        box = page.get_by_role("button", name=button, exact=True).bounding_box()
+        assert box is not None
+        assert box["y"] + box["height"] <= 720, f"{button} is below the fold at {box}"

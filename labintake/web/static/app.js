@@ -84,7 +84,19 @@
     });
   }
   document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
-  document.addEventListener("htmx:afterSwap", function (event) { localTimes(event.target); });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    localTimes(event.target);
+    // An error shown beside a field inside a closed panel opens the panel, and focus goes to
+    // the field, so the coder sees what to fix.
+    var note = event.target;
+    if (note instanceof Element && note.hasAttribute("data-error-for") && note.textContent.trim()) {
+      var form = note.closest("form");
+      var field = form && form.querySelector('[name="' + CSS.escape(note.getAttribute("data-error-for")) + '"]');
+      var panel = field && field.closest("details");
+      if (panel) panel.open = true;
+      if (field) field.focus();
+    }
+  });
 
   // Queue filters apply as soon as one changes (a typed value when it is complete: on change).
   document.addEventListener("change", function (event) {
