@@ -81,6 +81,25 @@ def list_versions(directory: DirOption = None) -> None:
     console.print("Sources:")
     for m in manifests:
         console.print(f"  {m.version}: {m.source}", highlight=False)
+        for label, text in (
+            ("covers", m.covers_text),
+            ("approximation", m.approximation),
+            ("source files", "; ".join(m.source_files)),
+        ):
+            if text:
+                console.print(f"    {label}: {text}", highlight=False)
+    icd10 = [m for m in manifests if m.kind == "icd10cm"]
+    if icd10 and not any(m.covers(today) for m in icd10):
+        from labintake.codes.release_choice import fiscal_year
+
+        fy = fiscal_year(today)
+        typer.secho(
+            f"No ICD-10-CM release covers today ({today}): orders are checked against the "
+            f"newest one with a CODE_TABLES_OUT_OF_DATE finding. Load the FY{fy} release: "
+            f"labintake codes import icd10cm icd10cm-order-{fy}.txt --effective-from "
+            f"{fy - 1}-10-01",
+            fg="yellow",
+        )
     if bad:
         typer.secho(f"{bad} table version(s) fail their checksum", fg="red", err=True)
         raise typer.Exit(1)
