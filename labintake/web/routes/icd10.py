@@ -17,16 +17,16 @@ router = APIRouter()
 
 
 def _search(settings: Any, q: str, on: date | None) -> tuple[str, list[Any]]:
-    """The release the rules use for `on` (the order's date of service; default today): the
-    one in force, else the newest loaded, so the look-up shows what the verification checks."""
-    from labintake.verification.engine import icd10_release_for
-
+    tables = get_code_tables(settings)
     day = on or date.today()
-    release = icd10_release_for(get_code_tables(settings), day)
+    choice = tables.icd10_choice(day)
+    release = choice.release
     if release is None:
         raise CodeTableError("no ICD-10-CM release is loaded")
-    version = release.version if release.covers(day) else f"{release.version} (newest loaded)"
-    return version, release.search(q, limit=25) if q.strip() else []
+    label = release.version
+    if not choice.covered:  # never silently: the coder sees that it is not the right release
+        label += f" (newest loaded; code tables out of date: none covers {day:%Y-%m-%d})"
+    return label, release.search(q, limit=25) if q.strip() else []
 
 
 @router.get("/icd10")
