@@ -84,10 +84,10 @@ def list_versions(directory: DirOption = None) -> None:
         for label, text in (
             ("covers", m.covers_text),
             ("approximation", m.approximation),
-            ("source files", "; ".join(m.source_files)),
+            *(("source file", f) for f in m.source_files),
         ):
             if text:
-                console.print(f"    {label}: {text}", highlight=False)
+                console.print(f"    {label}: {text}", highlight=False, soft_wrap=True)
     icd10 = [m for m in manifests if m.kind == "icd10cm"]
     if icd10 and not any(m.covers(today) for m in icd10):
         from labintake.codes.release_choice import fiscal_year
