@@ -99,7 +99,7 @@ def parse_record(text: str, where: str) -> OrderRecord:
         raise CodeTableError(f"{where}: {line[6:13]!r} (columns 7-13) is not an ICD-10-CM code")
     if flag not in "01":
         raise CodeTableError(f"{where}: column 15 must be 1 (complete) or 0 (header), not {flag!r}")
-    short, long = line[16:76].strip(), line[LONG_START:].strip()
+    short, long = line[16 : 16 + SHORT_WIDTH].strip(), line[LONG_START:].strip()
     if not short or not long:
         raise CodeTableError(f"{where}: {code} has an empty title")
     return OrderRecord(0, int(number), code, flag == "1", short, long)
