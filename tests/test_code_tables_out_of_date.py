@@ -171,3 +171,22 @@ def test_the_log_says_so_when_no_release_covers_today(
     assert "newest loaded release icd10cm-2026-04 ends 2026-09-30" in line
     assert "--effective-from 2026-10-01" in line
     assert [r.getMessage() for r in caplog.records] == [line]
+
+
+def test_the_coders_look_up_says_when_no_release_covers_the_date(
+    settings: Settings, engine: Engine
+) -> None:
+    make_user(engine, "coder_tables", Role.CODER)
+    client = TestClient(create_app(settings, engine))
+    client.headers["Authorization"] = f"Bearer {make_token(engine, 'coder_tables')}"
+    inside = client.get("/api/icd10", params={"q": "E11.A", "on": "2025-11-03"}).json()
+    assert inside["release"] == "icd10cm-2026-04"
+    assert "out_of_date" not in inside
+    assert inside["results"][0]["code"] == "E11.A"
+    after = client.get("/api/icd10", params={"q": "E11.A", "on": "2026-12-07"}).json()
+    assert after["release"] == "icd10cm-2026-04"
+    assert after["out_of_date"] == (
+        "newest loaded; code tables out of date: no release covers 2026-12-07"
+    )
+    page = client.get("/icd10", params={"q": "E11.A", "on": "2026-12-07"}).text
+    assert "code tables out of date" in page
