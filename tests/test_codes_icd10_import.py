@@ -68,6 +68,7 @@ def test_october_release_imports_lists_and_checks_orders_in_its_window(tables_di
     assert code == 0, output
     assert "wrote icd10cm version icd10cm-2026-10 (29 codes" in output
     assert "dates of service 2026-10-01 to 2027-09-30" in output
+    assert "labintake replay --since 2026-10-01 --apply" in output
     assert "3/1/1" in output  # addenda: added / deleted / revised, all found in the order file
 
     listed = runner.invoke(app, ["codes", "list", "--dir", str(tables_dir)])

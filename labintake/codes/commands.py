@@ -249,7 +249,7 @@ def _import_icd10cm(
     typer.secho(
         f"wrote icd10cm version {m.version} ({m.rows:,} codes, dates of service "
         f"{m.effective_from} to {m.effective_to}) at {m.folder}; restart the service, then "
-        "re-verify affected orders (labintake replay --since ...)",
+        f"re-verify the orders it covers: labintake replay --since {m.effective_from} --apply",
         fg="green",
     )
 
