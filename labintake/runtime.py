@@ -161,6 +161,18 @@ class Service:
         log.info(
             f"background workers: {self.workers.description or 'none'} (process {self.workers.pid})"
         )
+        self._log_code_tables()
+
+    def _log_code_tables(self) -> None:
+        """Load the code tables once here too, so an out-of-date ICD-10-CM release is in the
+        startup log (see `labintake.codes.tables.log_icd10_status`), not only the workers'."""
+        from labintake.codes.tables import get_code_tables
+        from labintake.errors import CodeTableError
+
+        try:
+            get_code_tables(self.settings)
+        except CodeTableError as exc:
+            log.error(f"code tables cannot be loaded: {exc}")
 
 
 async def serve(settings: Settings, *, demo: bool = False) -> None:

@@ -20,9 +20,16 @@ from labintake.models.messages import InboundMessage
 from labintake.models.orders import Finding, Order
 from labintake.models.queue import OfficeQuery
 from labintake.models.release import OutboxEntry, OutboxStatus
-from labintake.statuses import OrderStatus
+from labintake.statuses import FindingCode, OrderStatus
 
 HOLD_STATUSES = (OrderStatus.HELD.value, OrderStatus.AWAITING_OFFICE.value)
+# Orders whose verification can still change: not yet released, nor closed.
+UNFINISHED_STATUSES = (
+    OrderStatus.RECEIVED.value,
+    OrderStatus.VERIFIED.value,
+    OrderStatus.HELD.value,
+    OrderStatus.AWAITING_OFFICE.value,
+)
 STAGES = ("received", "verified", "released", "delivered")
 # Aging buckets of open holds: (name, lower bound in hours, upper bound or None).
 AGING_BUCKETS: tuple[tuple[str, float, float | None], ...] = (
@@ -77,6 +84,8 @@ class Snapshot:
     reconciliation: Reconciliation
     messages_received: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # unfinished orders whose diagnoses no loaded ICD-10-CM release covers
+    code_tables_out_of_date: int = 0
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -107,6 +116,21 @@ def _grouped(session: Session, column: Any) -> list[tuple[str, int]]:
         .order_by(func.count().desc())
     ).all()
     return [(str(name or "(none)"), int(n)) for name, n in rows]
+
+
+def out_of_date_orders(session: Session) -> int:
+    """Unfinished orders (not yet released) with an open CODE_TABLES_OUT_OF_DATE finding: their
+    diagnoses were checked against a release that does not cover their date of service."""
+    found = session.exec(
+        select(func.count(func.distinct(Finding.order_id)))
+        .join(Order, col(Order.id) == col(Finding.order_id))
+        .where(
+            col(Finding.code) == FindingCode.CODE_TABLES_OUT_OF_DATE.value,
+            col(Finding.state) == "open",
+            col(Order.status).in_(UNFINISHED_STATUSES),
+        )
+    ).one()
+    return int(found)
 
 
 def aging_bucket(age_hours: float) -> str:
@@ -225,6 +249,7 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
         failing_deliveries=int(failing),
         reconciliation=reconciliation(session, since),
         messages_received=int(messages),
+        code_tables_out_of_date=out_of_date_orders(session),
     )
 
 
@@ -292,6 +317,7 @@ def order_rows(
     sender: str | None = None,
     age: str | None = None,
     stage: str | None = None,
+    out_of_date: bool = False,
     hour: datetime | None = None,
     since: datetime | None = None,
     limit: int = 500,
@@ -314,6 +340,17 @@ def order_rows(
                 col(Finding.severity) == "hold",
             )
             .exists()
+        )
+    if out_of_date:
+        query = query.where(
+            col(Order.status).in_(UNFINISHED_STATUSES),
+            select(Finding.id)
+            .where(
+                col(Finding.order_id) == col(Order.id),
+                col(Finding.code) == FindingCode.CODE_TABLES_OUT_OF_DATE.value,
+                col(Finding.state) == "open",
+            )
+            .exists(),
         )
     if office is not None:
         query = query.where(Order.office_name == ("" if office == "(none)" else office))

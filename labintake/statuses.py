@@ -49,5 +49,12 @@ class FindingCode(StrEnum):
     PROVIDER_NPI_INVALID = "PROVIDER_NPI_INVALID"
     DUPLICATE_ORDER = "DUPLICATE_ORDER"
     SIGNATURE_MISSING = "SIGNATURE_MISSING"
+    # No loaded ICD-10-CM release covers the date of service: the diagnoses were checked
+    # against the newest one. A lab-internal problem: never a question for the office.
+    CODE_TABLES_OUT_OF_DATE = "CODE_TABLES_OUT_OF_DATE"
     # The LIS answered the released order with AE/AR; its error text is the message.
     LIS_REJECTED = "LIS_REJECTED"
+
+
+# Findings about the lab's own setup, not the order: never put to the ordering office.
+LAB_INTERNAL_FINDINGS = frozenset({FindingCode.CODE_TABLES_OUT_OF_DATE})

@@ -115,19 +115,42 @@ def test_release_sizes_match_the_upstream_change_between_april_2025_and_2026(
     assert 1 <= len(removed) <= 12
 
 
-def test_release_in_force_is_chosen_by_date_of_service(tables: CodeTables) -> None:
-    first = tables.icd10_for(date(2025, 4, 1))
-    last_day = tables.icd10_for(date(2026, 3, 31))
-    second = tables.icd10_for(date(2026, 4, 1))
-    assert first is not None
-    assert last_day is not None
-    assert second is not None
-    assert (first.version, last_day.version, second.version) == (
-        "icd10cm-2025-04",
-        "icd10cm-2025-04",
-        "icd10cm-2026-04",
-    )
-    assert tables.icd10_for(date(2025, 3, 31)) is None
+def test_release_in_force_is_chosen_by_fiscal_year(tables: CodeTables) -> None:
+    """Each April update stands for its fiscal year, October 1 to September 30."""
+
+    def version(day: date) -> str | None:
+        release = tables.icd10_for(day)
+        return release.version if release is not None else None
+
+    assert version(date(2024, 10, 1)) == "icd10cm-2025-04"
+    assert version(date(2025, 4, 1)) == "icd10cm-2025-04"
+    assert version(date(2025, 9, 30)) == "icd10cm-2025-04"
+    assert version(date(2025, 10, 1)) == "icd10cm-2026-04"
+    assert version(date(2026, 3, 31)) == "icd10cm-2026-04"
+    assert version(date(2026, 9, 30)) == "icd10cm-2026-04"
+    # nothing loaded covers FY2027 nor dates before FY2025: the newest, marked out of date
+    assert version(date(2026, 10, 1)) is None
+    assert version(date(2024, 9, 30)) is None
+    for day, why in ((date(2026, 10, 1), "after"), (date(2024, 9, 30), "before")):
+        choice = tables.icd10_choice(day)
+        assert choice.release is not None
+        assert (choice.release.version, choice.covered, choice.why) == (
+            "icd10cm-2026-04",
+            False,
+            why,
+        )
+
+
+def test_fy2026_codes_apply_from_october_2025(tables: CodeTables) -> None:
+    release = tables.icd10_for(date(2025, 11, 3))
+    assert release is not None
+    e11a = release.get("E11.A")
+    assert e11a is not None
+    assert e11a.billable
+    # E78.01 became a header in FY2026 (expanded to E78.010-E78.019)
+    e7801 = release.get("E78.01")
+    assert e7801 is not None
+    assert not e7801.billable
 
 
 def test_excludes1_patterns_are_compiled_from_the_notes(r2026: Icd10Release) -> None:

@@ -133,9 +133,17 @@ def test_newer_version_takes_over_from_its_effective_date(small_tables: Path) ->
 
 def test_pinning_an_icd_release_uses_it_for_every_date() -> None:
     tables = load_code_tables(REPO / "code_tables", only_version="icd10cm-2025-04")
-    release = tables.icd10_for(date(2026, 6, 1))
-    assert release is not None
-    assert release.version == "icd10cm-2025-04"
+    inside = tables.icd10_choice(date(2025, 6, 1))
+    outside = tables.icd10_choice(date(2026, 6, 1))
+    assert inside.release is not None
+    assert outside.release is not None
+    assert (inside.release.version, inside.covered) == ("icd10cm-2025-04", True)
+    # pinned, yet never silently stretched: outside its window it is marked out of date
+    assert (outside.release.version, outside.covered, outside.why) == (
+        "icd10cm-2025-04",
+        False,
+        "pinned",
+    )
     assert len(tables.icd10_releases()) == 1
 
 

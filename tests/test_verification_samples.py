@@ -1,7 +1,9 @@
 """The senders' sample messages under `interfaces/`, through intake, reading and verification:
 each order ends with exactly the findings its sample was written to show, the others clean
-(both backends). The samples are dated 2024, before the first coverage table version: the
-nearest version applies and is recorded."""
+(both backends). The samples are dated March 2024, before the first coverage table version (the
+nearest version applies and is recorded) and before the oldest ICD-10-CM release (FY2025, from
+2024-10-01): their diagnoses are checked against the newest release, and every order that has
+diagnoses says so with a CODE_TABLES_OUT_OF_DATE warning."""
 
 from __future__ import annotations
 
@@ -21,13 +23,14 @@ from labintake.verification.service import verify_pending
 
 REPO = Path(__file__).resolve().parent.parent
 
+OUT_OF_DATE = ("CODE_TABLES_OUT_OF_DATE", "warn", "DG1-3")
 # placer order number -> (status after verification, findings: code, severity, location)
 EXPECTED: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
-    "NS1004": ("held", {("DX_NOT_BILLABLE", "hold", "DG1[1]-3")}),
+    "NS1004": ("held", {("DX_NOT_BILLABLE", "hold", "DG1[1]-3"), OUT_OF_DATE}),
     "NS1005": ("held", {("DX_MISSING", "hold", "DG1-3")}),
-    "LV5003": ("held", {("NECESSITY_NOT_SUPPORTED", "hold", "OBR[1]-4")}),
-    "PF3002": ("held", {("SCREENING_ON_DIAGNOSTIC", "hold", "OBR[1]-4")}),
-    "PF3004": ("held", {("PROVIDER_NPI_INVALID", "hold", "ORC[1]-12")}),
+    "LV5003": ("held", {("NECESSITY_NOT_SUPPORTED", "hold", "OBR[1]-4"), OUT_OF_DATE}),
+    "PF3002": ("held", {("SCREENING_ON_DIAGNOSTIC", "hold", "OBR[1]-4"), OUT_OF_DATE}),
+    "PF3004": ("held", {("PROVIDER_NPI_INVALID", "hold", "ORC[1]-12"), OUT_OF_DATE}),
 }
 
 
@@ -65,4 +68,4 @@ def test_sample_messages_end_with_the_findings_they_were_written_for(
     others = {placer: found for placer, found in got.items() if placer not in EXPECTED}
     assert others.pop("PF3003") == ("cancelled", set())  # cancelled before it was verified
     assert len(others) >= 8
-    assert all(found == ("verified", set()) for found in others.values()), others
+    assert all(found == ("verified", {OUT_OF_DATE}) for found in others.values()), others

@@ -10,12 +10,13 @@ so the newer installed package is never replaced and the ~200 MB tree never stay
 process. The running service never imports `simple_icd_10_cm`; it reads the compiled
 `code_tables/icd10cm/<version>/icd10cm.tsv.gz` (see `labintake.codes.icd10`).
 
-Effective dates: ICD-10-CM releases take effect on October 1 (fiscal year) with April 1
-updates. Only the April releases are available as package versions, so each is recorded as in
-force from its April 1 until the day before the next compiled release (the last one open-ended).
-Dates of service between October 1 and March 31 are therefore validated against the April
-release before them, which lacks that October's new codes; adding an October release here
-closes the gap when one is available.
+Effective dates: ICD-10-CM takes effect each October 1 (the fiscal year's release) with
+April 1 updates. Only the April updates exist as package versions; an April update carries its
+fiscal year's October codes plus the few April changes, so each stands for its whole fiscal
+year (October 1 to September 30), the months before its April 1 as a documented approximation
+(`release_date`, `covers` and `approximation` in the manifest). Dates after the last window are
+not covered by anything compiled here: load the official CMS order file with
+`labintake codes import icd10cm` (see `labintake.codes.icd10_import`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class ReleaseSpec:
     effective_from: date
     effective_to: date | None
     title: str
+    release_date: date
+
+    @property
+    def fiscal_year(self) -> int:
+        return self.effective_to.year if self.effective_to else self.release_date.year
 
 
 RELEASES = (
@@ -55,17 +61,19 @@ RELEASES = (
         "icd10cm-2025-04",
         "1.4.0",
         "April-2025",
-        date(2025, 4, 1),
-        date(2026, 3, 31),
+        date(2024, 10, 1),
+        date(2025, 9, 30),
         "ICD-10-CM April 1, 2025 release (FY2025 update)",
+        date(2025, 4, 1),
     ),
     ReleaseSpec(
         "icd10cm-2026-04",
         "1.5.0",
         "April-2026",
-        date(2026, 4, 1),
-        None,
+        date(2025, 10, 1),
+        date(2026, 9, 30),
         "ICD-10-CM April 1, 2026 release (FY2026 update)",
+        date(2026, 4, 1),
     ),
 )
 
@@ -212,8 +220,31 @@ def build_release(spec: ReleaseSpec, out_dir: Path) -> TableVersion:
             files=(FILE_NAME,),
             created=date.today(),
             notes="Chapters and blocks left out. Flags: B billable, H header, 7 takes a 7th "
-            "character. In force from its April 1 until the next compiled release.",
+            "character.",
+            release_date=spec.release_date,
+            covers_text=window_text(spec),
+            approximation=approximation_text(spec),
         ),
+    )
+
+
+def window_text(spec: ReleaseSpec) -> str:
+    fy, y = spec.fiscal_year, spec.release_date.year
+    return (
+        f"FY{fy}: dates of service {spec.effective_from} to {spec.effective_to} (the April {y} "
+        f"update, which carries the FY{fy} October codes plus the April {y} changes, stands "
+        "for the whole fiscal year)"
+    )
+
+
+def approximation_text(spec: ReleaseSpec) -> str:
+    fy, y, rd = spec.fiscal_year, spec.release_date.year, spec.release_date
+    return (
+        f"From {spec.effective_from} to {y}-03-31 the FY{fy} October release was in force; "
+        f"this April update stands in for it. It differs only by the April {y} changes: codes "
+        f"added on {rd} are accepted a few months early, and codes deleted or expanded on {rd} "
+        f"are refused a few months early. Loading the FY{fy} October order file (labintake "
+        "codes import icd10cm) takes those months back."
     )
 
 

@@ -81,6 +81,25 @@ def list_versions(directory: DirOption = None) -> None:
     console.print("Sources:")
     for m in manifests:
         console.print(f"  {m.version}: {m.source}", highlight=False)
+        for label, text in (
+            ("covers", m.covers_text),
+            ("approximation", m.approximation),
+            *(("source file", f) for f in m.source_files),
+        ):
+            if text:
+                console.print(f"    {label}: {text}", highlight=False, soft_wrap=True)
+    icd10 = [m for m in manifests if m.kind == "icd10cm"]
+    if icd10 and not any(m.covers(today) for m in icd10):
+        from labintake.codes.release_choice import fiscal_year
+
+        fy = fiscal_year(today)
+        typer.secho(
+            f"No ICD-10-CM release covers today ({today}): orders are checked against the "
+            f"newest one with a CODE_TABLES_OUT_OF_DATE finding. Load the FY{fy} release: "
+            f"labintake codes import icd10cm icd10cm-order-{fy}.txt --effective-from "
+            f"{fy - 1}-10-01",
+            fg="yellow",
+        )
     if bad:
         typer.secho(f"{bad} table version(s) fail their checksum", fg="red", err=True)
         raise typer.Exit(1)
@@ -88,7 +107,7 @@ def list_versions(directory: DirOption = None) -> None:
 
 @codes_app.command("import")
 def import_command(
-    kind: Annotated[str, typer.Argument(help="ncci-ptp | mue | ncd | catalog")],
+    kind: Annotated[str, typer.Argument(help="ncci-ptp | mue | ncd | catalog | icd10cm")],
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     effective_from: Annotated[
         str | None, typer.Option(help="First date of service (YYYY-MM-DD; default today)")
@@ -99,13 +118,29 @@ def import_command(
         bool, typer.Option("--all-codes", help="PTP/MUE: keep non-laboratory codes too")
     ] = False,
     strict: Annotated[bool, typer.Option(help="Write nothing if any row is rejected")] = False,
+    addenda: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="icd10cm: order addenda file(s) to check against"
+        ),
+    ] = None,
+    tabular: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="icd10cm: tabular XML (Excludes1, 7th characters)"
+        ),
+    ] = None,
     directory: DirOption = None,
 ) -> None:
-    """Read an official file and write a new table version with its manifest."""
+    """Read an official file and write a new table version with its manifest.
+
+    icd10cm: FILE is the CMS order file (icd10cm-order-YYYY.txt); --effective-from is required
+    (10-01 for the October release, 04-01 for the April update)."""
     from labintake.codes.importing import IMPORT_KINDS, import_file
 
-    if kind not in IMPORT_KINDS:
-        typer.secho(f"error: KIND must be one of {', '.join(IMPORT_KINDS)}", fg="red", err=True)
+    if kind not in (*IMPORT_KINDS, "icd10cm"):
+        kinds = ", ".join((*IMPORT_KINDS, "icd10cm"))
+        typer.secho(f"error: KIND must be one of {kinds}", fg="red", err=True)
         raise typer.Exit(2)
     try:
         start = date.fromisoformat(effective_from) if effective_from else None
@@ -113,6 +148,12 @@ def import_command(
     except ValueError as exc:
         typer.secho(f"error: dates must be YYYY-MM-DD ({exc})", fg="red", err=True)
         raise typer.Exit(2) from exc
+    if kind == "icd10cm":
+        _import_icd10cm(file, start, end, version, addenda or [], tabular, directory)
+        return
+    if addenda or tabular:
+        typer.secho("error: --addenda and --tabular are for icd10cm", fg="red", err=True)
+        raise typer.Exit(2)
     console = Console(stderr=True)
     size = file.stat().st_size
     with Progress(
@@ -166,6 +207,49 @@ def import_command(
     typer.secho(
         f"wrote {m.kind} version {m.version} ({m.rows:,} rows, in force from "
         f"{m.effective_from}{based}) at {m.folder}",
+        fg="green",
+    )
+
+
+def _import_icd10cm(
+    file: Path,
+    start: date | None,
+    end: date | None,
+    version: str | None,
+    addenda: list[Path],
+    tabular: Path | None,
+    directory: Path | None,
+) -> None:
+    from labintake.codes.icd10_import import import_icd10cm
+
+    try:
+        done = import_icd10cm(
+            file,
+            _directory(directory),
+            effective_from=start,
+            effective_to=end,
+            version=version,
+            addenda=addenda,
+            tabular=tabular,
+        )
+    except CodeTableError as exc:
+        raise _fail(exc) from exc
+    summary = Table(title=f"icd10cm import: {file.name}", show_header=False)
+    summary.add_column("what")
+    summary.add_column("count", justify="right")
+    summary.add_row("codes", f"{done.codes:,}")
+    summary.add_row("complete (billable)", f"{done.billable:,}")
+    summary.add_row("taking a 7th character", f"{done.seventh_codes:,}")
+    summary.add_row("with Excludes1 patterns", f"{done.excludes1_codes:,}")
+    if addenda:
+        a = done.addenda
+        summary.add_row("addenda checked (add/delete/revise)", f"{a.added}/{a.deleted}/{a.revised}")
+    Console().print(summary)
+    m = done.written
+    typer.secho(
+        f"wrote icd10cm version {m.version} ({m.rows:,} codes, dates of service "
+        f"{m.effective_from} to {m.effective_to}) at {m.folder}; restart the service, then "
+        f"re-verify the orders it covers: labintake replay --since {m.effective_from} --apply",
         fg="green",
     )
 

@@ -86,10 +86,15 @@ class Icd10Release:
         effective_from: date,
         effective_to: date | None,
         text: str,
+        *,
+        release_date: date | None = None,
     ) -> None:
         self.version = version
         self.effective_from = effective_from
         self.effective_to = effective_to
+        # When CMS made the content effective; before it, the window is an approximation
+        # (an April update standing in for its fiscal year from October 1).
+        self.release_date = release_date or effective_from
         self._text = text
         codes: list[str] = []
         offsets = array("I")
@@ -121,9 +126,13 @@ class Icd10Release:
         effective_from: date,
         effective_to: date | None,
         entries: list[Icd10Entry],
+        *,
+        release_date: date | None = None,
     ) -> Icd10Release:
         """An in-memory release (tests, small fixtures) built from entries in any order."""
-        return cls(version, effective_from, effective_to, format_rows(entries))
+        return cls(
+            version, effective_from, effective_to, format_rows(entries), release_date=release_date
+        )
 
     def covers(self, dos: date) -> bool:
         return self.effective_from <= dos and (

@@ -6,7 +6,9 @@
 - ncd -> a new `coverage` version: the policy files carried over, the imported NCDs' code
   lists in `ncd_codes.csv` (other NCDs keep theirs); an NCD with no policy file yet gets a
   minimal one (title, procedure codes, no frequency limits);
-- catalog -> a new `catalog` version holding the imported rows.
+- catalog -> a new `catalog` version holding the imported rows;
+- icd10cm -> a new `icd10cm` release compiled from the CMS order file (with its addenda and
+  tabular XML), see `labintake.codes.icd10_import`: a whole release, nothing carried over.
 
 The new version is in force from `effective_from` (default today) and supersedes older ones
 for dates of service from then on. Nothing is written when no row is kept, or, with

@@ -67,15 +67,15 @@ def _test_row(entry: CatalogEntry, tables: CodeTables, day: date) -> str:
 
 
 def _release_for(tables: CodeTables, day: date) -> tuple[Icd10Release | None, str]:
-    release = tables.icd10_for(day)
-    if release is not None:
-        return release, ""
-    releases = sorted(tables.icd10_releases(), key=lambda r: r.effective_from)
-    if not releases:
+    """The release verification uses on `day` (see `labintake.codes.release_choice`)."""
+    choice = tables.icd10_choice(day)
+    release = choice.release
+    if release is None:
         return None, "no ICD-10-CM release is loaded"
-    newest = releases[-1]
-    return newest, (
-        f"no loaded ICD-10-CM release covers {day}; shown from the newest, {newest.version} "
+    if choice.covered:
+        return release, ""
+    return release, (
+        f"no loaded ICD-10-CM release covers {day}; shown from the newest, {release.version} "
         "(load the release in force with `labintake codes import icd10cm`)"
     )
 

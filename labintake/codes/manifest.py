@@ -13,6 +13,14 @@
     illustrative = false                 # true: a small subset, not the official full table
     created = 2026-11-28
     notes = "..."
+    # icd10cm only (all optional):
+    release_date = 2026-04-01            # when CMS made this content effective (default:
+                                         # effective_from); before it the window is an
+                                         # approximation, and a release whose content was
+                                         # effective on the date of service wins over it
+    covers = "..."                       # the window in words (which fiscal year it stands for)
+    approximation = "..."                # what is approximate about the window, if anything
+    source_files = ["icd10cm-order-2026.txt sha256:..."]  # the official files it was read from
 
 The checksum is SHA-256 over, for each listed file in order, its name, a NUL byte, its length
 in decimal, a NUL byte and its bytes. Editing a data file by hand means sealing the folder
@@ -49,6 +57,15 @@ class TableVersion:
     created: date | None = None
     notes: str = ""
     folder: Path | None = field(default=None, compare=False)
+    release_date: date | None = None
+    covers_text: str = ""
+    approximation: str = ""
+    source_files: tuple[str, ...] = ()
+
+    @property
+    def content_date(self) -> date:
+        """When the content took effect officially (`release_date`, else `effective_from`)."""
+        return self.release_date or self.effective_from
 
     def covers(self, dos: date) -> bool:
         return self.effective_from <= dos and (
@@ -79,6 +96,7 @@ def read_manifest(folder: Path) -> TableVersion:
         effective_from = data["effective_from"]
         effective_to = data.get("effective_to")
         created = data.get("created")
+        release_date = data.get("release_date")
         files = tuple(str(f) for f in data["files"])
         manifest = TableVersion(
             kind=kind,
@@ -93,12 +111,20 @@ def read_manifest(folder: Path) -> TableVersion:
             created=created,
             notes=str(data.get("notes", "")),
             folder=folder,
+            release_date=release_date,
+            covers_text=str(data.get("covers", "")),
+            approximation=str(data.get("approximation", "")),
+            source_files=tuple(str(f) for f in data.get("source_files", ())),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CodeTableError(f"{path}: missing or malformed key {exc}") from exc
     if kind not in KINDS:
         raise CodeTableError(f"{path}: kind {kind!r} is not one of {', '.join(KINDS)}")
-    for name, value in (("effective_from", effective_from), ("effective_to", effective_to)):
+    for name, value in (
+        ("effective_from", effective_from),
+        ("effective_to", effective_to),
+        ("release_date", release_date),
+    ):
         if value is not None and not isinstance(value, date):
             raise CodeTableError(f"{path}: {name} must be a date like 2026-04-01")
     if effective_to is not None and effective_to < effective_from:
@@ -153,6 +179,14 @@ def write_manifest(folder: Path, manifest: TableVersion) -> TableVersion:
         fields.append(("created", manifest.created))
     if manifest.notes:
         fields.append(("notes", manifest.notes))
+    if manifest.release_date is not None:
+        fields.append(("release_date", manifest.release_date))
+    if manifest.covers_text:
+        fields.append(("covers", manifest.covers_text))
+    if manifest.approximation:
+        fields.append(("approximation", manifest.approximation))
+    if manifest.source_files:
+        fields.append(("source_files", list(manifest.source_files)))
     text = "".join(f"{key} = {_toml_value(value)}\n" for key, value in fields)
     (folder / MANIFEST).write_text(text, encoding="utf-8")
     return read_manifest(folder)

@@ -3,7 +3,8 @@
 `load_code_tables(directory)` reads every table version under `code_tables/` (see
 `labintake.codes.manifest` for the layout), verifies each checksum and builds:
 
-- ICD-10-CM releases (`icd10cm/`): the one in force on the date of service is used;
+- ICD-10-CM releases (`icd10cm/`): the one in force on the date of service, else the newest
+  one marked out of date (see `labintake.codes.release_choice`);
 - the test catalog (`catalog/`): the newest version;
 - coverage policies (`coverage/`) and bundling tables (`bundling/`): the version in force on
   the date of service (the newest effective one when windows overlap).
@@ -14,6 +15,7 @@ It never imports `simple_icd_10_cm`; the releases are compiled ahead of time.
 from __future__ import annotations
 
 import gzip
+import logging
 import threading
 import tomllib
 from collections.abc import Iterable
@@ -27,6 +29,7 @@ from labintake.codes.coverage import load_coverage
 from labintake.codes.icd10 import Icd10Release
 from labintake.codes.manifest import TableVersion, discover, verify_checksum
 from labintake.codes.policies import CoveragePolicies
+from labintake.codes.release_choice import ReleaseChoice, choose_release, ends_before
 from labintake.errors import CodeTableError
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ CATALOG_FILE = "catalog.csv"
 NO_VERSION = "none"
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _newest_covering(items: Iterable[tuple[TableVersion, T]], dos: date) -> T | None:
@@ -81,17 +85,20 @@ class CodeTables:
     def icd10_releases(self) -> list[Icd10Release]:
         return list(self._icd10)
 
+    def icd10_choice(self, dos: date) -> ReleaseChoice[Icd10Release]:
+        """The release that checks an order dated `dos`: the one in force, else the newest
+        loaded one marked out of date (see `labintake.codes.release_choice`)."""
+        return choose_release(self._icd10, dos, pinned=self.pinned)
+
     def icd10_for(self, dos: date) -> Icd10Release | None:
         """The release in force on the date of service (None when no loaded release covers it)."""
-        if self.pinned and len(self._icd10) == 1 and self._icd10[0].version == self.pinned:
-            return self._icd10[0]
-        best: Icd10Release | None = None
-        for release in self._icd10:
-            if release.covers(dos) and (
-                best is None or release.effective_from >= best.effective_from
-            ):
-                best = release
-        return best
+        choice = self.icd10_choice(dos)
+        return choice.release if choice.covered else None
+
+    def icd10_stale(self, today: date) -> Icd10Release | None:
+        """The newest release when every loaded window ended before `today` (else None)."""
+        found = ends_before(self._icd10, today)
+        return next((r for r in self._icd10 if r is found), None)
 
     def icd10_version(self, version: str) -> Icd10Release | None:
         return next((r for r in self._icd10 if r.version == version), None)
@@ -114,7 +121,7 @@ class CodeTables:
 
     def versions_for(self, dos: date) -> dict[str, str]:
         """kind -> version id of every table a verification on this date uses."""
-        icd = self.icd10_for(dos)
+        icd = self.icd10_choice(dos).release
         return {
             "icd10cm": icd.version if icd is not None else NO_VERSION,
             "catalog": self.catalog.version,
@@ -135,6 +142,7 @@ class CodeTables:
                 len(r),
                 "",
                 False,
+                release_date=r.release_date,
             )
             for r in self._icd10
         ]
@@ -178,6 +186,7 @@ def load_icd10(manifest: TableVersion, *, check_rows: bool = True) -> Icd10Relea
             manifest.effective_from,
             manifest.effective_to,
             _read_text(manifest, ICD10_FILE),
+            release_date=manifest.release_date,
         )
     except ValueError as exc:
         raise CodeTableError(str(exc)) from exc
@@ -262,7 +271,30 @@ def get_code_tables(settings: Settings) -> CodeTables:
         if tables is None:
             tables = load_code_tables(directory)
             _cache[directory] = tables
+            log_icd10_status(tables, date.today())
         return tables
+
+
+def log_icd10_status(tables: CodeTables, today: date) -> str | None:
+    """Warn in the log when no loaded ICD-10-CM release covers today; returns the line."""
+    stale = tables.icd10_stale(today)
+    if stale is not None:
+        assert stale.effective_to is not None
+        from labintake.codes.release_choice import fiscal_year
+
+        fy = fiscal_year(today)
+        line = (
+            f"ICD-10-CM code tables out of date: the newest loaded release {stale.version} "
+            f"ends {stale.effective_to:%Y-%m-%d}; orders dated after that are checked against "
+            f"it with a CODE_TABLES_OUT_OF_DATE finding. Load the FY{fy} release: labintake "
+            f"codes import icd10cm icd10cm-order-{fy}.txt --effective-from {fy - 1}-10-01"
+        )
+    elif not tables.icd10_releases():
+        line = "no ICD-10-CM release is loaded: diagnoses cannot be checked"
+    else:
+        return None
+    log.warning(line)
+    return line
 
 
 def clear_code_tables_cache() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from labintake.models.orders import Finding, Order, OrderDiagnosis, OrderTest
+from labintake.statuses import LAB_INTERNAL_FINDINGS
 
 # Words a query must never contain (payment, coverage, leading language).
 FORBIDDEN_WORDS = (
@@ -118,13 +119,18 @@ def compose_query(
     diagnoses: Sequence[OrderDiagnosis],
     tests: Sequence[OrderTest],
 ) -> QueryDraft:
-    """A query from the order's open findings; cites only what the order itself says."""
+    """A query from the order's open findings; cites only what the order itself says.
+
+    Lab-internal findings (`LAB_INTERNAL_FINDINGS`: code tables out of date) are never asked
+    about."""
     indicators: list[str] = [_test_line(t) for t in tests]
     indicators += [_diagnosis_line(d) for d in diagnoses if d.source == "sender"]
     if not any(d.source == "sender" for d in diagnoses):
         indicators.append("No reason for the test is given on the order.")
     questions: list[str] = []
     for finding in findings:
+        if finding.code in LAB_INTERNAL_FINDINGS:
+            continue  # the lab's own problem (out-of-date code tables): not the office's
         question = _QUESTIONS.get(finding.code, _GENERIC)
         if question not in questions:
             questions.append(question)

@@ -48,6 +48,8 @@ class RuleContext:
     screening_use: set[int] = field(default_factory=set)  # seqs supported only as screening
     duplicate_lines: set[int] = field(default_factory=set)  # seqs repeating a line of this order
     findings: list[Finding] = field(default_factory=list)
+    # False when no loaded ICD-10-CM release covers the date and `release` is the newest one
+    release_in_force: bool = True
 
     def add(
         self,

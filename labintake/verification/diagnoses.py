@@ -99,11 +99,17 @@ def _not_effective(ctx: RuleContext, dx: DiagnosisFacts, code: str) -> bool:
         window = f"{other.effective_from:%Y-%m-%d} to " + (
             f"{other.effective_to:%Y-%m-%d}" if other.effective_to else "now"
         )
-        in_force = (
-            f"the release in force ({release.version}, from {release.effective_from:%Y-%m-%d})"
-            if release is not None
-            else "no release in force"
-        )
+        if release is None:
+            in_force = "no release in force"
+        elif ctx.release_in_force:
+            in_force = (
+                f"the release in force ({release.version}, from {release.effective_from:%Y-%m-%d})"
+            )
+        else:
+            in_force = (
+                f"{release.version}, the newest loaded release, used because no loaded release "
+                "covers the date"
+            )
         ctx.add(
             FindingCode.DX_NOT_EFFECTIVE,
             dx.location,

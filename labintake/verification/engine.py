@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
+from labintake.codes.release_choice import ReleaseChoice, out_of_date_text
 from labintake.codes.tables import NO_VERSION
-from labintake.statuses import OrderStatus, Severity
+from labintake.statuses import FindingCode, OrderStatus, Severity
 from labintake.verification.bundling_rules import check_bundling
 from labintake.verification.context import RuleContext
 from labintake.verification.diagnoses import check_diagnoses
@@ -37,15 +38,31 @@ _SEVERITY_ORDER = {Severity.HOLD: 0, Severity.WARN: 1, Severity.INFO: 2}
 
 
 def icd10_release_for(tables: CodeTables, dos: date) -> Icd10Release | None:
-    """The ICD-10-CM release in force on `dos`; outside every window, the nearest one."""
-    release = tables.icd10_for(dos)
-    if release is not None:
-        return release
-    releases = sorted(tables.icd10_releases(), key=lambda r: r.effective_from)
-    if not releases:
-        return None
-    earlier = [r for r in releases if r.effective_from <= dos]
-    return earlier[-1] if earlier else releases[0]
+    """The ICD-10-CM release that checks an order dated `dos`: the one in force; when no loaded
+    release covers the date, the newest one (and `verify` raises CODE_TABLES_OUT_OF_DATE)."""
+    return tables.icd10_choice(dos).release
+
+
+def _out_of_date(ctx: RuleContext, choice: ReleaseChoice[Icd10Release]) -> None:
+    """Say that the diagnoses were checked against a release that does not cover the date."""
+    if choice.covered or not ctx.facts.diagnoses:
+        return  # nothing was checked against a release that does not apply
+    release = choice.release
+    ctx.add(
+        FindingCode.CODE_TABLES_OUT_OF_DATE,
+        "DG1-3",
+        out_of_date_text(choice, ctx.facts.date_of_service),
+        None,  # the lab's own tables: never a question for the office
+        subject=release.version if release is not None else NO_VERSION,
+        reference={
+            "checked_with": release.version if release is not None else None,
+            "window_from": release.effective_from.isoformat() if release else None,
+            "window_to": (
+                release.effective_to.isoformat() if release and release.effective_to else None
+            ),
+            "why": choice.why,
+        },
+    )
 
 
 def _nearest_day(tables: CodeTables, kind: str, dos: date) -> date | None:
@@ -88,7 +105,8 @@ def verify(
     medicare = effective.medicare_policies
     if medicare is None:
         medicare = policies.medicare_applies(payer.company_id, payer.company_name, payer.plan_id)
-    release = icd10_release_for(tables, dos)
+    choice = tables.icd10_choice(dos)
+    release = choice.release
     ctx = RuleContext(
         facts=order,
         history=history,
@@ -99,8 +117,10 @@ def verify(
         bundling=bundling,
         medicare=medicare,
         rules=effective,
+        release_in_force=choice.covered,
     )
     resolve_tests(ctx)
+    _out_of_date(ctx, choice)
     check_diagnoses(ctx)
     check_provider(ctx)
     check_necessity(ctx)

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from labintake.codes.tables import CodeTables
 from labintake.interfaces import InterfaceRegistry
 from labintake.models import Order
-from labintake.statuses import OrderStatus
+from labintake.statuses import FindingCode, OrderStatus
 from labintake.verification.engine import verify
 from labintake.verification.findings import VerificationResult
 from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
@@ -77,6 +77,8 @@ class ReplayChange:
 class ReplayReport:
     checked: int = 0
     changes: list[ReplayChange] = field(default_factory=list)
+    # orders whose diagnoses no loaded ICD-10-CM release covers (checked against the newest)
+    out_of_date: int = 0
 
     @property
     def status_changes(self) -> int:
@@ -151,6 +153,8 @@ def replay(
                     for f in item.findings
                 }
                 raised = {f.key: f for f in result.findings}
+                if any(f.code is FindingCode.CODE_TABLES_OUT_OF_DATE for f in result.findings):
+                    report.out_of_date += 1
                 added = [_label(k[0], k[1]) for k in raised if k not in current]
                 removed = [
                     _label(k[0], k[1])
@@ -228,4 +232,11 @@ def run_replay_command(
         f"{pinned}: {len(report.changes)} would change ({report.status_changes} in status); "
         f"{mode}."
     )
+    if report.out_of_date:
+        echo(
+            f"{report.out_of_date} of them have no ICD-10-CM release covering their date of "
+            "service: their diagnoses were checked against the newest loaded release "
+            "(CODE_TABLES_OUT_OF_DATE). Load the release in force with `labintake codes import "
+            "icd10cm`."
+        )
     return 0

@@ -6,6 +6,7 @@ severity. Later sections win: defaults < `[rules]` < `[interfaces.NAME.rules]` <
 
     [rules]                         # every sender and payer
     SIGNATURE_MISSING = "warn"      # hold | warn | info | off
+    CODE_TABLES_OUT_OF_DATE = "hold"  # hold orders until the ICD-10-CM release is loaded
 
     [interfaces.valley-clinic.rules]
     SIGNATURE_MISSING = "off"
@@ -57,6 +58,8 @@ DEFAULT_SEVERITY: Mapping[FindingCode, Severity] = MappingProxyType(
         FindingCode.PROVIDER_NPI_INVALID: Severity.HOLD,
         FindingCode.DUPLICATE_ORDER: Severity.HOLD,
         FindingCode.SIGNATURE_MISSING: Severity.INFO,
+        # A lab may make it a hold: `CODE_TABLES_OUT_OF_DATE = "hold"` under [rules].
+        FindingCode.CODE_TABLES_OUT_OF_DATE: Severity.WARN,
     }
 )
 

@@ -268,7 +268,22 @@ def build_tiles(snapshot: Snapshot) -> list[Tile]:
     rec = snapshot.reconciliation
     dead = snapshot.outbox.get("dead", 0)
     window = f"last {snapshot.window_hours} h"
+    stale = snapshot.code_tables_out_of_date
+    tables_tile = (
+        [
+            Tile(
+                "Code tables out of date",
+                stale,
+                drill(out_of_date=1),
+                "bad",
+                "orders checked against an ICD-10-CM release that does not cover their date",
+            )
+        ]
+        if stale
+        else []
+    )
     return [
+        *tables_tile,
         Tile("Received", rec.received, drill(since=since), note=window),
         Tile(
             "On hold now", held, drill(holds=1), "warn" if held else "", "held or awaiting office"

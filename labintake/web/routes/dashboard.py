@@ -116,6 +116,7 @@ def orders_behind(
     stage: str | None = None,
     hour: str | None = None,
     since: str | None = None,
+    out_of_date: bool = False,
 ) -> Response:
     if age and age not in {name for name, _, _ in AGING_BUCKETS}:
         raise WorkflowError("unknown age bucket")
@@ -130,10 +131,14 @@ def orders_behind(
         sender=sender,
         age=age,
         stage=stage,
+        out_of_date=out_of_date,
         hour=_parse_time(hour, "hour"),
         since=_parse_time(since, "since"),
     )
     described = {
+        "code tables": "out of date (checked against a release that does not cover the date)"
+        if out_of_date
+        else None,
         "status": status,
         "on hold": "held or awaiting office" if holds else None,
         "reason": reason,

@@ -1,4 +1,6 @@
-"""`GET /healthz`: process and database up (no authentication)."""
+"""`GET /healthz`: process and database up (no authentication); says "code tables out of
+date" while an order not yet released was checked against an ICD-10-CM release that does not
+cover its date of service (still 200: the service runs, the lab must load the release)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from labintake.stats import out_of_date_orders
 from labintake.web.deps import SessionDep
 
 router = APIRouter()
@@ -22,4 +25,8 @@ def healthz(session: SessionDep) -> JSONResponse:
     except SQLAlchemyError as exc:
         body = {"status": "error", "database": type(exc).__name__}
         return JSONResponse(body, status_code=503)
+    affected = out_of_date_orders(session)
+    if affected:
+        body["code_tables"] = "out of date"
+        body["orders_out_of_date"] = affected
     return JSONResponse(body)

@@ -16,17 +16,18 @@ from labintake.web.rendering import render
 router = APIRouter()
 
 
-def _search(settings: Any, q: str, on: date | None) -> tuple[str, list[Any]]:
-    """The release the rules use for `on` (the order's date of service; default today): the
-    one in force, else the newest loaded, so the look-up shows what the verification checks."""
-    from labintake.verification.engine import icd10_release_for
-
+def _search(settings: Any, q: str, on: date | None) -> tuple[str, str, list[Any]]:
+    """(release version, out-of-date note or "", entries) for the look-up."""
+    tables = get_code_tables(settings)
     day = on or date.today()
-    release = icd10_release_for(get_code_tables(settings), day)
+    choice = tables.icd10_choice(day)
+    release = choice.release
     if release is None:
         raise CodeTableError("no ICD-10-CM release is loaded")
-    version = release.version if release.covers(day) else f"{release.version} (newest loaded)"
-    return version, release.search(q, limit=25) if q.strip() else []
+    note = ""
+    if not choice.covered:  # never silently: the coder sees that it is not the right release
+        note = f"newest loaded; code tables out of date: no release covers {day:%Y-%m-%d}"
+    return release.version, note, release.search(q, limit=25) if q.strip() else []
 
 
 @router.get("/icd10")
@@ -37,17 +38,19 @@ def icd10_lookup(
     q: str = Query("", max_length=100),
     on: date | None = None,
 ) -> Response:
-    version, entries = _search(settings, q, on)
-    return render(request, "partials/icd10.html", {"version": version, "entries": entries, "q": q})
+    version, note, entries = _search(settings, q, on)
+    label = f"{version} ({note})" if note else version
+    return render(request, "partials/icd10.html", {"version": label, "entries": entries, "q": q})
 
 
 @router.get("/api/icd10")
 def icd10_api(
     user: CoderUser, settings: SettingsDep, q: str = Query(max_length=100), on: date | None = None
 ) -> dict[str, Any]:
-    version, entries = _search(settings, q, on)
+    version, note, entries = _search(settings, q, on)
     return {
         "release": version,
+        **({"out_of_date": note} if note else {}),
         "results": [
             {"code": e.code, "description": e.description, "billable": e.billable} for e in entries
         ],

@@ -75,6 +75,11 @@ def metrics_text(figures: Snapshot) -> bytes:
     gauge("labintake_messages_received_window", "HL7 messages received in the window").set(
         figures.messages_received
     )
+    gauge(
+        "labintake_code_tables_out_of_date_orders",
+        "Orders not yet released whose diagnoses no loaded ICD-10-CM release covers "
+        "(code tables out of date when above 0)",
+    ).set(figures.code_tables_out_of_date)
     gauge("labintake_stats_as_of_seconds", "When these figures were computed").set(
         figures.as_of.timestamp()
     )
