@@ -14,6 +14,7 @@ import pytest
 from labintake.codes.importers import read_mue_csv_cms, read_ncd_csv, read_ptp_text
 from labintake.codes.importing import import_file
 from labintake.codes.tables import load_code_tables
+from labintake.codes.versions import seal
 from labintake.errors import CodeTableError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,6 +64,15 @@ NCD_CSV = (
     "190.23,maybe,E11.9,\n"
     "190.23,hcpcs,E11.9,\n"
 )
+
+
+def _drop_policy_file(folder: Path, name: str) -> None:
+    manifest = folder / "manifest.toml"
+    (folder / name).unlink()
+    manifest.write_text(
+        manifest.read_text(encoding="utf-8").replace(f'"{name}", ', ""), encoding="utf-8"
+    )
+    seal(folder)
 
 
 @pytest.fixture
@@ -171,6 +181,8 @@ def test_importing_mue_replaces_limits_and_keeps_ptp(tables_dir: Path, tmp_path:
 def test_importing_ncd_lists_overrides_those_ncds_and_adds_new_ones(
     tables_dir: Path, tmp_path: Path
 ) -> None:
+    base = tables_dir / "coverage" / "coverage-2026.4"
+    _drop_policy_file(base, "ncd-190.34.toml")  # so that the import must add 190.34
     source = tmp_path / "ncd.csv"
     source.write_text(NCD_CSV, encoding="utf-8")
     outcome = import_file("ncd", source, tables_dir, effective_from=date(2026, 4, 1))
@@ -182,7 +194,9 @@ def test_importing_ncd_lists_overrides_those_ncds_and_adds_new_ones(
     assert fobt is not None
     assert lipids.cpts == ("80061", "83721")
     assert lipids.supports("E11.65")
+    assert lipids.complete  # the official list replaces the partial transcription
     assert not lipids.supports("I25.10")
+    assert not lipids.supports("E03.9")  # was only awaiting confirmation in the policy file
     assert not lipids.supports("Z13.220")
     assert lipids.frequency  # frequency limits kept from the policy file
     assert fobt.title == "Fecal Occult Blood Test"

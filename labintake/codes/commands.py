@@ -81,6 +81,15 @@ def list_versions(directory: DirOption = None) -> None:
     console.print("Sources:")
     for m in manifests:
         console.print(f"  {m.version}: {m.source}", highlight=False)
+        stamp = m.imported
+        if stamp is not None:
+            console.print(
+                f"    imported {stamp.file} ({stamp.sha256[:19]}...) at "
+                f"{stamp.at:%Y-%m-%d %H:%M} UTC, {stamp.by}; rows read {stamp.rows_read:,}, "
+                f"kept {stamp.rows_kept:,}, skipped {stamp.rows_skipped:,}, "
+                f"rejected {stamp.rows_rejected:,}",
+                highlight=False,
+            )
     if bad:
         typer.secho(f"{bad} table version(s) fail their checksum", fg="red", err=True)
         raise typer.Exit(1)
@@ -135,6 +144,7 @@ def import_command(
                 lab_only=not all_codes,
                 strict=strict,
                 progress=lambda n: progress.advance(task, n),
+                invoked_by=_invocation(kind, file, effective_from, effective_to, version),
             )
         except CodeTableError as exc:
             raise _fail(exc) from exc
@@ -143,6 +153,9 @@ def import_command(
     summary = Table(title=f"{kind} import: {file.name}", show_header=False)
     summary.add_column("what")
     summary.add_column("count", justify="right")
+    if result.layout:
+        edition = f", {result.edition} edition" if result.edition else ""
+        summary.add_row(f"layout {result.layout}{edition}", "")
     summary.add_row("rows read", f"{result.rows_read:,}")
     summary.add_row("rows kept", f"{result.kept:,}")
     if result.skipped:
@@ -168,6 +181,25 @@ def import_command(
         f"{m.effective_from}{based}) at {m.folder}",
         fg="green",
     )
+
+
+def _invocation(
+    kind: str, file: Path, start: str | None, end: str | None, version: str | None
+) -> str:
+    """What the manifest records as the importing command and user."""
+    import getpass
+
+    words = ["labintake codes import", kind, file.name]
+    for option, value in (("--effective-from", start), ("--effective-to", end)):
+        if value:
+            words += [option, value]
+    if version:
+        words += ["--version", version]
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown user"
+    return f"{' '.join(words)} (by {user})"
 
 
 @codes_app.command("seal")
