@@ -5,6 +5,7 @@ The sample files are synthetic, written in the official layouts (not copies of C
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from datetime import date
 from pathlib import Path
@@ -260,3 +261,39 @@ def test_windows_1252_files_are_read() -> None:
 
     assert decode_file("Sj\u00f6gren".encode("cp1252")) == "Sj\u00f6gren"
     assert decode_file("\ufeffcode".encode()) == "code"
+
+
+CATALOG_CSV = "code,loinc,cpt,description,specimen\nCHEM14,24323-8,80053,Chemistry 14,serum\n"
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "layout"),
+    [
+        ("ncci-ptp", PTP_TEXT, "cms-ncci-ptp-text"),
+        ("mue", MUE_CSV, "cms-mue-csv"),
+        ("ncd", NCD_CSV, "ncd-csv"),
+        ("catalog", CATALOG_CSV, "labintake-catalog-csv"),
+    ],
+)
+def test_every_import_kind_stamps_its_manifest_the_same_way(
+    tables_dir: Path, tmp_path: Path, kind: str, text: str, layout: str
+) -> None:
+    source = tmp_path / f"{kind}-file.txt"
+    source.write_text(text, encoding="utf-8")
+    outcome = import_file(
+        kind, source, tables_dir, effective_from=date(2026, 4, 1), invoked_by=f"test {kind}"
+    )
+    assert outcome.written is not None
+    stamp = outcome.written.imported
+    assert stamp is not None
+    result = outcome.result
+    assert (stamp.file, stamp.by, stamp.layout) == (source.name, f"test {kind}", layout)
+    assert stamp.sha256 == "sha256:" + hashlib.sha256(source.read_bytes()).hexdigest()
+    assert stamp.at.tzinfo is not None
+    assert (stamp.rows_read, stamp.rows_kept, stamp.rows_skipped, stamp.rows_rejected) == (
+        result.rows_read,
+        result.kept,
+        result.skipped,
+        len(result.rejected),
+    )
+    assert outcome.written.effective_from == date(2026, 4, 1)

@@ -56,6 +56,7 @@ def test_catalog_policy_missing_from_the_tables_makes_necessity_unverified_not_a
     assert "coverage-test" in finding.message
     assert finding.reference["policies"] == ["NCD 190.22"]
     assert result.tests[0].necessity == "unverified"
+    assert result.tests[0].policies == ("NCD 190.22 (not loaded)",)  # shown on the screen
     assert result.status is OrderStatus.VERIFIED  # a warning: the coder sees it, nothing waits
 
 

@@ -43,7 +43,9 @@ _ICD10_RANGE = re.compile(
 _PROCEDURE = re.compile(r"^(\d{4}[0-9A-Z]|[A-V]\d{4})$")
 _EDITION = re.compile(r"\b(January|April|July|October)\s+(20\d\d)\b(?:\s+Changes)?", re.IGNORECASE)
 
-# Sub-headings that switch which list the following code rows belong to.
+# Sub-headings that switch which list the following code rows belong to. (A section's
+# "Description" prose needs none: it follows the 190.xx heading, before any list; and the word
+# alone is also the tables' column heading.)
 _HEADINGS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^HCPCS Codes\b", re.IGNORECASE), "hcpcs"),
     (re.compile(r"^ICD-10-CM Codes Covered by Medicare", re.IGNORECASE), "covered"),
@@ -54,7 +56,7 @@ _HEADINGS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(
             r"^(Indications|Limitations|Coding Guidelines|Additional Coding Guidelines|"
             r"Documentation Requirements|Sources? of Information|Other Comments|"
-            r"Reasons? for Denial|Description|Other Names|Table of Contents|"
+            r"Reasons? for Denial|Table of Contents|"
             r"NCD Manual Changes|Introduction)\b",
             re.IGNORECASE,
         ),

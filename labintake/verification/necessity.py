@@ -60,6 +60,8 @@ def check_necessity(ctx: RuleContext) -> None:
             continue
         missing = _missing_policies(ctx, entry, policies)
         if missing:
+            shown = tuple(f"{name} (not loaded)" for name in missing)
+            ctx.policies_applied[test.seq] = ctx.policies_applied[test.seq] + shown
             _policy_not_loaded(ctx, test, cpt, missing)
             ctx.necessity[test.seq] = NECESSITY_UNVERIFIED
             continue
