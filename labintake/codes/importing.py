@@ -177,7 +177,7 @@ def import_file(
                     ncd, result.ncd_titles.get(ncd, ""), ncd_lists["hcpcs"], source
                 )
         edition = f" ({result.edition} edition)" if result.edition else ""
-        source = f"NCD code lists from {path.name}{edition}; other policies carried over"
+        source = f"NCD code lists from {path.name}{edition}"
     else:
         files["catalog.csv"] = format_catalog_csv(result.entries).encode("utf-8")
         source = f"lab catalog {path.name}"
