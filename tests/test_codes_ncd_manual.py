@@ -244,3 +244,39 @@ def test_import_command_records_the_command_and_codes_list_shows_the_stamp(
     assert listing.exit_code == 0, listing.output
     assert "imported manual.txt (sha256:" in listing.output
     assert "rows read 14, kept 12, skipped 2, rejected 0" in listing.output
+
+
+INVERTED = """\
+190.15 - Blood Counts
+HCPCS Codes (Alphanumeric, CPT AMA)
+Code Description
+85025 Blood count; complete (CBC), automated and automated differential WBC count
+ICD-10-CM Codes Covered by Medicare Program
+Any ICD-10-CM code not listed in either of the ICD-10-CM sections below.
+ICD-10-CM Codes That Do Not Support Medical Necessity
+Code Description
+Z01.810 Encounter for preprocedural cardiovascular examination
+"""
+
+
+def test_any_code_not_listed_under_covered_marks_an_inverted_policy(
+    tables_dir: Path, tmp_path: Path
+) -> None:
+    manual = read_manual_text(INVERTED)
+    assert manual.inverted == {"190.15"}
+    assert manual.lists["190.15"]["covered"] == []
+    base = tables_dir / "coverage" / "coverage-2026.4"
+    (base / "ncd-190.15.toml").unlink()  # so that the import writes the policy file itself
+    manifest = base / "manifest.toml"
+    manifest.write_text(
+        manifest.read_text(encoding="utf-8").replace('"ncd-190.15.toml", ', ""), encoding="utf-8"
+    )
+    seal(base)
+    source = tmp_path / "cbc.txt"
+    source.write_text(INVERTED, encoding="utf-8")
+    assert import_file("ncd", source, tables_dir, effective_from=date(2026, 10, 1)).written
+    counts = load_code_tables(tables_dir).policies_for(date(2026, 10, 1)).ncd("190.15")
+    assert counts is not None
+    assert counts.inverted
+    assert counts.supports("R53.83")
+    assert not counts.supports("Z01.810")

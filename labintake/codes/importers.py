@@ -70,6 +70,7 @@ class ImportResult:
     limits: list[MueLimit] = field(default_factory=list)
     ncd_lists: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     ncd_titles: dict[str, str] = field(default_factory=dict)
+    ncd_inverted: set[str] = field(default_factory=set)  # NCDs covering all but their negatives
     entries: list[CatalogEntry] = field(default_factory=list)
     layout: str = ""  # which published layout the file was read as
     edition: str = ""  # the edition the file names (e.g. "October 2025"), when it does
@@ -303,6 +304,7 @@ def read_ncd_manual(text: str, *, progress: Progress | None = None) -> ImportRes
     result.rejected = [Rejected(p.line, p.reason) for p in manual.problems]
     result.ncd_lists = manual.lists
     result.ncd_titles = manual.titles
+    result.ncd_inverted = manual.inverted
     result.edition = manual.edition
     return result
 

@@ -95,7 +95,9 @@ def _free_version_name(directory: Path, kind: str, wanted: str) -> str:
     return name
 
 
-def _minimal_ncd_toml(ncd: str, title: str, cpts: list[str], source: str) -> bytes:
+def _minimal_ncd_toml(
+    ncd: str, title: str, cpts: list[str], source: str, inverted: bool = False
+) -> bytes:
     lines = [
         f"ncd = {json.dumps(ncd)}",
         f"title = {json.dumps(title or f'NCD {ncd}')}",
@@ -103,7 +105,7 @@ def _minimal_ncd_toml(ncd: str, title: str, cpts: list[str], source: str) -> byt
         "illustrative = false",
         f"source = {json.dumps(source)}",
         f"cpts = [{', '.join(json.dumps(c) for c in cpts)}]",
-        "inverted = false",
+        f"inverted = {'true' if inverted else 'false'}",
         "# covered / not_covered come from ncd_codes.csv",
     ]
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -174,7 +176,11 @@ def import_file(
             name = f"ncd-{ncd}.toml"
             if name not in existing:
                 files[name] = _minimal_ncd_toml(
-                    ncd, result.ncd_titles.get(ncd, ""), ncd_lists["hcpcs"], source
+                    ncd,
+                    result.ncd_titles.get(ncd, ""),
+                    ncd_lists["hcpcs"],
+                    source,
+                    inverted=ncd in result.ncd_inverted,
                 )
         edition = f" ({result.edition} edition)" if result.edition else ""
         source = f"NCD code lists from {path.name}{edition}"

@@ -21,7 +21,9 @@ Each code row starts with the code (a leading `*` marks a row changed in that qu
 description follows on the same line or the next; a row may give a range (`C50.011-C50.929`).
 Running heads and footers (`Medicare National Coverage Determinations (NCD) Coding Policy
 Manual ...`, `NCD 190.23 *October 2019 Changes ...`, `Fu Associates, Ltd. ...`) and the table
-of contents are skipped. The "Non-covered ICD-10-CM Codes for All Lab NCDs" section is the
+of contents are skipped. Under a covered heading, "Any ICD-10-CM code not listed in either of
+the ICD-10-CM sections below" marks an inverted policy (190.15 blood counts: everything is
+covered but its negative lists). The "Non-covered ICD-10-CM Codes for All Lab NCDs" section is the
 global never-covered list: its codes are counted as skipped (it belongs to
 `never_covered.toml`, not to one NCD). The ICD-9-CM editions of the manual are refused.
 """
@@ -70,6 +72,8 @@ _RUNNING = re.compile(
     re.IGNORECASE,
 )
 
+_ANY_NOT_LISTED = re.compile(r"^Any ICD-10-CM code not listed", re.IGNORECASE)
+
 LISTS = ("covered", "not_covered", "hcpcs")
 _INTO = {"covered": "covered", "does_not_support": "not_covered", "not_covered": "not_covered"}
 
@@ -86,6 +90,7 @@ class ManualLists:
 
     lists: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
+    inverted: set[str] = field(default_factory=set)  # NCDs covering all but their negative lists
     edition: str = ""  # e.g. "October 2025", from the running heads
     rows_read: int = 0
     global_codes: int = 0  # rows of the all-NCD never-covered list (not imported here)
@@ -141,6 +146,9 @@ def read_manual_text(text: str) -> ManualLists:
             section = switched
             continue
         if not section or _RUNNING.match(line):
+            continue
+        if section == "covered" and ncd is not None and _ANY_NOT_LISTED.match(line):
+            out.inverted.add(ncd)
             continue
         row = _code_row(line.split()[0])
         if row is None:

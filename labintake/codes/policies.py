@@ -183,10 +183,6 @@ class NcdPolicy:
     notes: str = ""
     complete: bool = True
 
-    def rejects(self, code: str) -> bool:
-        """True when the policy's negative lists name this diagnosis."""
-        return self.not_covered.matches(code)
-
     def supports(self, code: str) -> bool:
         """True when the policy's lists say this diagnosis supports the tests."""
         if self.not_covered.matches(code):
