@@ -98,9 +98,22 @@ def list_versions(directory: DirOption = None) -> None:
 @codes_app.command("import")
 def import_command(
     kind: Annotated[str, typer.Argument(help="ncci-ptp | mue | ncd | catalog")],
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="ncd: the CMS NCD Coding Policy Manual as text, or a CSV ncd,list,code[,title]; "
+            "ncci-ptp: the CMS PTP text file; mue: the CMS MUE CSV; catalog: the lab's CSV",
+        ),
+    ],
     effective_from: Annotated[
-        str | None, typer.Option(help="First date of service (YYYY-MM-DD; default today)")
+        str | None,
+        typer.Option(
+            help="First date of service (YYYY-MM-DD; default: the quarter of the edition "
+            "the file names, else today)"
+        ),
     ] = None,
     effective_to: Annotated[str | None, typer.Option(help="Last date of service")] = None,
     version: Annotated[str | None, typer.Option(help="Version id (default KIND-DATE)")] = None,
