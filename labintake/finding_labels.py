@@ -10,7 +10,7 @@ LABELS = {
     "DX_EXCLUDES1": "Diagnoses exclude each other",
     "NECESSITY_NOT_SUPPORTED": "Diagnosis does not support the test",
     "NECESSITY_FREQUENCY": "Over the frequency limit",
-    "NECESSITY_UNVERIFIED": "Coverage policy not loaded",
+    "NECESSITY_UNVERIFIED": "Coverage not checked",
     "SCREENING_ON_DIAGNOSTIC": "Screening diagnosis on a diagnostic test",
     "TEST_UNKNOWN": "Unknown test code",
     "TEST_CODE_MISMATCH": "Test codes disagree",

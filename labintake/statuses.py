@@ -40,6 +40,9 @@ class FindingCode(StrEnum):
     DX_EXCLUDES1 = "DX_EXCLUDES1"
     NECESSITY_NOT_SUPPORTED = "NECESSITY_NOT_SUPPORTED"
     NECESSITY_FREQUENCY = "NECESSITY_FREQUENCY"
+    # The test's coverage policy could not be checked: the catalog names a policy the coverage
+    # tables do not hold, or the policy's lists are incomplete and say nothing of the diagnoses.
+    NECESSITY_UNVERIFIED = "NECESSITY_UNVERIFIED"
     SCREENING_ON_DIAGNOSTIC = "SCREENING_ON_DIAGNOSTIC"
     TEST_UNKNOWN = "TEST_UNKNOWN"
     TEST_CODE_MISMATCH = "TEST_CODE_MISMATCH"

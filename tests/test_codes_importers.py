@@ -5,6 +5,7 @@ The sample files are synthetic, written in the official layouts (not copies of C
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from datetime import date
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from labintake.codes.importers import read_mue_csv_cms, read_ncd_csv, read_ptp_text
 from labintake.codes.importing import import_file
 from labintake.codes.tables import load_code_tables
+from labintake.codes.versions import seal
 from labintake.errors import CodeTableError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,6 +65,15 @@ NCD_CSV = (
     "190.23,maybe,E11.9,\n"
     "190.23,hcpcs,E11.9,\n"
 )
+
+
+def _drop_policy_file(folder: Path, name: str) -> None:
+    manifest = folder / "manifest.toml"
+    (folder / name).unlink()
+    manifest.write_text(
+        manifest.read_text(encoding="utf-8").replace(f'"{name}", ', ""), encoding="utf-8"
+    )
+    seal(folder)
 
 
 @pytest.fixture
@@ -171,6 +182,8 @@ def test_importing_mue_replaces_limits_and_keeps_ptp(tables_dir: Path, tmp_path:
 def test_importing_ncd_lists_overrides_those_ncds_and_adds_new_ones(
     tables_dir: Path, tmp_path: Path
 ) -> None:
+    base = tables_dir / "coverage" / "coverage-2026.4"
+    _drop_policy_file(base, "ncd-190.34.toml")  # so that the import must add 190.34
     source = tmp_path / "ncd.csv"
     source.write_text(NCD_CSV, encoding="utf-8")
     outcome = import_file("ncd", source, tables_dir, effective_from=date(2026, 4, 1))
@@ -182,7 +195,9 @@ def test_importing_ncd_lists_overrides_those_ncds_and_adds_new_ones(
     assert fobt is not None
     assert lipids.cpts == ("80061", "83721")
     assert lipids.supports("E11.65")
+    assert lipids.complete  # the official list replaces the partial transcription
     assert not lipids.supports("I25.10")
+    assert not lipids.supports("E03.9")  # was only awaiting confirmation in the policy file
     assert not lipids.supports("Z13.220")
     assert lipids.frequency  # frequency limits kept from the policy file
     assert fobt.title == "Fecal Occult Blood Test"
@@ -246,3 +261,39 @@ def test_windows_1252_files_are_read() -> None:
 
     assert decode_file("Sj\u00f6gren".encode("cp1252")) == "Sj\u00f6gren"
     assert decode_file("\ufeffcode".encode()) == "code"
+
+
+CATALOG_CSV = "code,loinc,cpt,description,specimen\nCHEM14,24323-8,80053,Chemistry 14,serum\n"
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "layout"),
+    [
+        ("ncci-ptp", PTP_TEXT, "cms-ncci-ptp-text"),
+        ("mue", MUE_CSV, "cms-mue-csv"),
+        ("ncd", NCD_CSV, "ncd-csv"),
+        ("catalog", CATALOG_CSV, "labintake-catalog-csv"),
+    ],
+)
+def test_every_import_kind_stamps_its_manifest_the_same_way(
+    tables_dir: Path, tmp_path: Path, kind: str, text: str, layout: str
+) -> None:
+    source = tmp_path / f"{kind}-file.txt"
+    source.write_text(text, encoding="utf-8")
+    outcome = import_file(
+        kind, source, tables_dir, effective_from=date(2026, 4, 1), invoked_by=f"test {kind}"
+    )
+    assert outcome.written is not None
+    stamp = outcome.written.imported
+    assert stamp is not None
+    result = outcome.result
+    assert (stamp.file, stamp.by, stamp.layout) == (source.name, f"test {kind}", layout)
+    assert stamp.sha256 == "sha256:" + hashlib.sha256(source.read_bytes()).hexdigest()
+    assert stamp.at.tzinfo is not None
+    assert (stamp.rows_read, stamp.rows_kept, stamp.rows_skipped, stamp.rows_rejected) == (
+        result.rows_read,
+        result.kept,
+        result.skipped,
+        len(result.rejected),
+    )
+    assert outcome.written.effective_from == date(2026, 4, 1)

@@ -88,6 +88,15 @@ def list_versions(directory: DirOption = None) -> None:
         ):
             if text:
                 console.print(f"    {label}: {text}", highlight=False, soft_wrap=True)
+        stamp = m.imported
+        if stamp is not None:
+            console.print(
+                f"    imported {stamp.file} ({stamp.sha256[:19]}...) at "
+                f"{stamp.at:%Y-%m-%d %H:%M} UTC, {stamp.by}; rows read {stamp.rows_read:,}, "
+                f"kept {stamp.rows_kept:,}, skipped {stamp.rows_skipped:,}, "
+                f"rejected {stamp.rows_rejected:,}",
+                highlight=False,
+            )
     icd10 = [m for m in manifests if m.kind == "icd10cm"]
     if icd10 and not any(m.covers(today) for m in icd10):
         from labintake.codes.release_choice import fiscal_year
@@ -108,9 +117,23 @@ def list_versions(directory: DirOption = None) -> None:
 @codes_app.command("import")
 def import_command(
     kind: Annotated[str, typer.Argument(help="ncci-ptp | mue | ncd | catalog | icd10cm")],
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="ncd: the CMS NCD Coding Policy Manual as text, or a CSV ncd,list,code[,title]; "
+            "ncci-ptp: the CMS PTP text file; mue: the CMS MUE CSV; catalog: the lab's CSV; "
+            "icd10cm: the CMS order file (icd10cm_order_YYYY.txt)",
+        ),
+    ],
     effective_from: Annotated[
-        str | None, typer.Option(help="First date of service (YYYY-MM-DD; default today)")
+        str | None,
+        typer.Option(
+            help="First date of service (YYYY-MM-DD; default: the quarter of the edition "
+            "the file names, else today)"
+        ),
     ] = None,
     effective_to: Annotated[str | None, typer.Option(help="Last date of service")] = None,
     version: Annotated[str | None, typer.Option(help="Version id (default KIND-DATE)")] = None,
@@ -149,7 +172,8 @@ def import_command(
         typer.secho(f"error: dates must be YYYY-MM-DD ({exc})", fg="red", err=True)
         raise typer.Exit(2) from exc
     if kind == "icd10cm":
-        _import_icd10cm(file, start, end, version, addenda or [], tabular, directory)
+        invoked = _invocation(kind, file, effective_from, effective_to, version)
+        _import_icd10cm(file, start, end, version, addenda or [], tabular, directory, invoked)
         return
     if addenda or tabular:
         typer.secho("error: --addenda and --tabular are for icd10cm", fg="red", err=True)
@@ -176,6 +200,7 @@ def import_command(
                 lab_only=not all_codes,
                 strict=strict,
                 progress=lambda n: progress.advance(task, n),
+                invoked_by=_invocation(kind, file, effective_from, effective_to, version),
             )
         except CodeTableError as exc:
             raise _fail(exc) from exc
@@ -184,6 +209,9 @@ def import_command(
     summary = Table(title=f"{kind} import: {file.name}", show_header=False)
     summary.add_column("what")
     summary.add_column("count", justify="right")
+    if result.layout:
+        edition = f", {result.edition} edition" if result.edition else ""
+        summary.add_row(f"layout {result.layout}{edition}", "")
     summary.add_row("rows read", f"{result.rows_read:,}")
     summary.add_row("rows kept", f"{result.kept:,}")
     if result.skipped:
@@ -219,6 +247,7 @@ def _import_icd10cm(
     addenda: list[Path],
     tabular: Path | None,
     directory: Path | None,
+    invoked_by: str,
 ) -> None:
     from labintake.codes.icd10_import import import_icd10cm
 
@@ -231,6 +260,7 @@ def _import_icd10cm(
             version=version,
             addenda=addenda,
             tabular=tabular,
+            invoked_by=invoked_by,
         )
     except CodeTableError as exc:
         raise _fail(exc) from exc
@@ -252,6 +282,25 @@ def _import_icd10cm(
         f"re-verify the orders it covers: labintake replay --since {m.effective_from} --apply",
         fg="green",
     )
+
+
+def _invocation(
+    kind: str, file: Path, start: str | None, end: str | None, version: str | None
+) -> str:
+    """What the manifest records as the importing command and user."""
+    import getpass
+
+    words = ["labintake codes import", kind, file.name]
+    for option, value in (("--effective-from", start), ("--effective-to", end)):
+        if value:
+            words += [option, value]
+    if version:
+        words += ["--version", version]
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown user"
+    return f"{' '.join(words)} (by {user})"
 
 
 @codes_app.command("seal")

@@ -3,8 +3,9 @@
 Files (all TOML, meant to be edited by people; seal the folder after editing):
 
 - `ncd-<number>.toml` / `lcd-<name>.toml`: one policy each (`ncd`, `title`, `kind`, `cpts`,
-  `inverted`, `covered`, `not_covered`, `[[frequency]]` limits, `source`, `effective`,
-  `illustrative`, `notes`).
+  `inverted`, `covered`, `covered_verify` (covered, not yet confirmed against the CMS list),
+  `not_covered`, `complete` (false: the lists are known to be partial), `[[frequency]]`
+  limits, `source`, `effective`, `illustrative`, `notes`).
 - `screening.toml`: `[[rule]]` entries (`dx`, `diagnostic_cpts`, `screening_cpt`,
   `description`, optional `[rule.frequency]`).
 - `never_covered.toml`: `codes` (confirmed) and `codes_verify` (to confirm against CMS).
@@ -75,7 +76,9 @@ def policy_from_toml(data: Mapping[str, Any], where: str) -> NcdPolicy:
             ncd=str(data["ncd"]),
             title=str(data["title"]),
             cpts=_strings(data["cpts"], f"{where} cpts"),
-            covered=_codes(data.get("covered"), f"{where} covered"),
+            covered=_codes(data.get("covered"), f"{where} covered").union(
+                _codes(data.get("covered_verify"), f"{where} covered_verify")
+            ),
             not_covered=_codes(data.get("not_covered"), f"{where} not_covered"),
             inverted=bool(data.get("inverted", False)),
             frequency=tuple(
@@ -87,6 +90,7 @@ def policy_from_toml(data: Mapping[str, Any], where: str) -> NcdPolicy:
             effective=str(data.get("effective", "")),
             kind=str(data.get("kind", "NCD")).upper(),
             notes=str(data.get("notes", "")),
+            complete=bool(data.get("complete", True)),
         )
     except KeyError as exc:
         raise CodeTableError(f"{where}: missing key {exc}") from exc
@@ -136,7 +140,13 @@ def load_coverage(folder: Path, version: str, files: tuple[str, ...]) -> Coverag
         data = _load_toml(folder / name)
         lists = imported.get(str(data.get("ncd", "")))
         if lists is not None:
-            data = {**data, "covered": lists["covered"], "not_covered": lists["not_covered"]}
+            data = {
+                **data,
+                "covered": lists["covered"],
+                "covered_verify": [],
+                "not_covered": lists["not_covered"],
+                "complete": True,  # an official list replaces the transcribed one
+            }
             if lists["hcpcs"]:
                 data["cpts"] = lists["hcpcs"]
         policy = policy_from_toml(data, str(folder / name))

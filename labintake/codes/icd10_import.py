@@ -38,7 +38,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from itertools import count
 from pathlib import Path
 from xml.etree.ElementTree import Element, ParseError
@@ -48,7 +48,7 @@ from defusedxml.ElementTree import iterparse
 from labintake.codes.build_icd10 import excludes_patterns
 from labintake.codes.icd10 import Icd10Entry, format_rows
 from labintake.codes.importers import decode_file
-from labintake.codes.manifest import TableVersion, discover
+from labintake.codes.manifest import ImportStamp, TableVersion, discover
 from labintake.codes.release_choice import default_effective_to, fiscal_year
 from labintake.codes.tables import ICD10_FILE
 from labintake.codes.versions import create_version
@@ -342,8 +342,10 @@ def import_icd10cm(
     version: str | None = None,
     addenda: Iterable[Path] = (),
     tabular: Path | None = None,
+    invoked_by: str = "",
 ) -> Icd10Import:
-    """Read the official files, compile the release and write `icd10cm/<version>/`."""
+    """Read the official files, compile the release and write `icd10cm/<version>/`, stamped
+    like every import (file, SHA-256, when, by which command, rows)."""
     if effective_from is None:
         raise CodeTableError(
             "icd10cm needs --effective-from: 10-01 for the October release, 04-01 for the "
@@ -403,6 +405,16 @@ def import_icd10cm(
         release_date=effective_from,
         covers_text=f"FY{fy}: dates of service {effective_from} to {end}",
         source_files=tuple(stamps),
+        imported=ImportStamp(
+            file=order_path.name,
+            sha256=stamps[0].split(" ", 1)[1],
+            at=datetime.now(UTC).replace(microsecond=0),
+            by=invoked_by or "labintake codes import icd10cm",
+            layout="cms-icd10cm-order-file",
+            edition=f"FY{fy} {kind}",
+            rows_read=len(records),
+            rows_kept=len(entries),
+        ),
     )
     written = create_version(
         directory, manifest, {ICD10_FILE: gzip.compress(text.encode("utf-8"), 9, mtime=0)}

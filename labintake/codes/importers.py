@@ -15,10 +15,12 @@ Layouts:
   HCPCS or CPT and whose other cells mention MUE. Columns found by heading: code,
   "MUE Values", "MUE Adjudication Indicator" (e.g. "3 Date of Service Edit: Clinical"),
   "MUE Rationale".
-- ncd: a CSV with heading `ncd,list,code[,title]`: `list` is `covered`, `not_covered`,
-  `does_not_support` (kept with not_covered) or `hcpcs` (the policy's procedure codes);
-  `code` is an ICD-10-CM code, a range `E78.00-E78.5` or a prefix `E11.*` (or, for hcpcs
-  rows, a CPT/HCPCS code). This is how the CMS lab NCD code lists are transcribed for import.
+- ncd: either the CMS NCD Coding Policy Manual and Change Report (ICD-10-CM) as text, in its
+  published layout (see `labintake.codes.ncd_manual`), or a CSV with heading
+  `ncd,list,code[,title]`: `list` is `covered`, `not_covered`, `does_not_support` (kept with
+  not_covered) or `hcpcs` (the policy's procedure codes); `code` is an ICD-10-CM code, a range
+  `E78.00-E78.5` or a prefix `E11.*` (or, for hcpcs rows, a CPT/HCPCS code). The layout is
+  told apart by the file's first line (`read_ncd`).
 - catalog: the lab's own catalog CSV (columns in `labintake.codes.catalog`).
 """
 
@@ -33,6 +35,7 @@ from datetime import date, datetime
 
 from labintake.codes.bundling import MODIFIER_INDICATORS, MueLimit, PtpEdit
 from labintake.codes.catalog import CatalogEntry, read_catalog_csv
+from labintake.codes.ncd_manual import looks_like_manual, read_manual_text
 from labintake.codes.policies import CodeSet
 
 Progress = Callable[[int], None]
@@ -67,7 +70,10 @@ class ImportResult:
     limits: list[MueLimit] = field(default_factory=list)
     ncd_lists: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     ncd_titles: dict[str, str] = field(default_factory=dict)
+    ncd_inverted: set[str] = field(default_factory=set)  # NCDs covering all but their negatives
     entries: list[CatalogEntry] = field(default_factory=list)
+    layout: str = ""  # which published layout the file was read as
+    edition: str = ""  # the edition the file names (e.g. "October 2025"), when it does
 
     @property
     def kept(self) -> int:
@@ -109,7 +115,7 @@ def read_ptp_text(
     extra_codes: Iterable[str] = LAB_HCPCS,
     progress: Progress | None = None,
 ) -> ImportResult:
-    result = ImportResult("ncci-ptp")
+    result = ImportResult("ncci-ptp", layout="cms-ncci-ptp-text")
     extra = set(extra_codes)
     started = False
     for number, line in enumerate(text.splitlines(), start=1):
@@ -182,7 +188,7 @@ def read_mue_csv_cms(
     extra_codes: Iterable[str] = LAB_HCPCS,
     progress: Progress | None = None,
 ) -> ImportResult:
-    result = ImportResult("mue")
+    result = ImportResult("mue", layout="cms-mue-csv")
     extra = set(extra_codes)
     rows = csv.reader(io.StringIO(text))
     heading: list[str] | None = None
@@ -264,8 +270,47 @@ NCD_LISTS = {
 _NCD_NUMBER = re.compile(r"^\d{3}\.\d{1,2}$")
 
 
-def read_ncd_csv(text: str, *, progress: Progress | None = None) -> ImportResult:
+NCD_CSV_LAYOUT = "ncd-csv"
+NCD_MANUAL_LAYOUT = "cms-ncd-coding-policy-manual"
+
+
+def read_ncd(text: str, *, progress: Progress | None = None) -> ImportResult:
+    """An NCD code-list file in either layout: the simple CSV (first line a heading naming
+    `ncd`, `list` and `code`) or the CMS coding policy manual text."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    heading = {cell.strip().lower() for cell in first.split(",")}
+    if {"ncd", "list", "code"} <= heading:
+        return read_ncd_csv(text, progress=progress)
+    if looks_like_manual(text):
+        return read_ncd_manual(text, progress=progress)
     result = ImportResult("ncd")
+    result.rejected.append(
+        Rejected(
+            1,
+            "unknown NCD file layout: neither a CSV with heading ncd,list,code nor the text of "
+            "the CMS NCD Coding Policy Manual (190.xx sections with code tables)",
+        )
+    )
+    return result
+
+
+def read_ncd_manual(text: str, *, progress: Progress | None = None) -> ImportResult:
+    result = ImportResult("ncd", layout=NCD_MANUAL_LAYOUT)
+    manual = read_manual_text(text)
+    if progress is not None:
+        progress(len(text))
+    result.rows_read = manual.rows_read
+    result.skipped = manual.global_codes
+    result.rejected = [Rejected(p.line, p.reason) for p in manual.problems]
+    result.ncd_lists = manual.lists
+    result.ncd_titles = manual.titles
+    result.ncd_inverted = manual.inverted
+    result.edition = manual.edition
+    return result
+
+
+def read_ncd_csv(text: str, *, progress: Progress | None = None) -> ImportResult:
+    result = ImportResult("ncd", layout=NCD_CSV_LAYOUT)
     reader = csv.DictReader(io.StringIO(text))
     heading = [h.strip().lower() for h in reader.fieldnames or []]
     missing = [c for c in ("ncd", "list", "code") if c not in heading]
@@ -313,7 +358,7 @@ def read_ncd_csv(text: str, *, progress: Progress | None = None) -> ImportResult
 
 
 def read_catalog(text: str, *, progress: Progress | None = None) -> ImportResult:
-    result = ImportResult("catalog")
+    result = ImportResult("catalog", layout="labintake-catalog-csv")
     parsed = read_catalog_csv(text)
     if progress is not None:
         progress(len(text))

@@ -10,16 +10,22 @@
 - icd10cm -> a new `icd10cm` release compiled from the CMS order file (with its addenda and
   tabular XML), see `labintake.codes.icd10_import`: a whole release, nothing carried over.
 
-The new version is in force from `effective_from` (default today) and supersedes older ones
-for dates of service from then on. Nothing is written when no row is kept, or, with
-`strict`, when any row was rejected.
+The new version is in force from `effective_from` (default: the first day of the quarter the
+file names as its edition, e.g. the NCD manual's "October 2025 Changes", else today) and
+supersedes older ones for dates of service from then on. Nothing is written when no row is
+kept, or, with `strict`, when any row was rejected.
+
+Every import kind stamps the new version's manifest the same way (`ImportStamp`): the file's
+name and SHA-256, when, by which command and user, the layout it was read as, the edition it
+names, and the rows read, kept, skipped and rejected.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from labintake.codes.bundling import format_mue_csv, format_ptp_tsv
@@ -31,14 +37,41 @@ from labintake.codes.importers import (
     decode_file,
     read_catalog,
     read_mue_csv_cms,
-    read_ncd_csv,
+    read_ncd,
     read_ptp_text,
 )
-from labintake.codes.manifest import TableVersion, discover
+from labintake.codes.manifest import ImportStamp, TableVersion, discover
 from labintake.codes.versions import create_version
 from labintake.errors import CodeTableError
 
 IMPORT_KINDS = {"ncci-ptp": "bundling", "mue": "bundling", "ncd": "coverage", "catalog": "catalog"}
+_MONTHS = {"January": 1, "April": 4, "July": 7, "October": 10}
+
+
+def edition_start(edition: str) -> date | None:
+    """ "October 2025" -> 2025-10-01 (the quarter a CMS quarterly file takes effect)."""
+    month, _, year = edition.partition(" ")
+    if month in _MONTHS and year.isdigit():
+        return date(int(year), _MONTHS[month], 1)
+    return None
+
+
+def import_stamp(
+    path: Path, data: bytes, result: ImportResult, invoked_by: str, at: datetime | None = None
+) -> ImportStamp:
+    """The provenance written into the manifest of a version made from `path`."""
+    return ImportStamp(
+        file=path.name,
+        sha256="sha256:" + hashlib.sha256(data).hexdigest(),
+        at=(at or datetime.now(UTC)).replace(microsecond=0),
+        by=invoked_by or f"labintake codes import {result.kind} {path.name}",
+        layout=result.layout,
+        edition=result.edition,
+        rows_read=result.rows_read,
+        rows_kept=result.kept,
+        rows_skipped=result.skipped,
+        rows_rejected=len(result.rejected),
+    )
 
 
 @dataclass
@@ -64,7 +97,9 @@ def _free_version_name(directory: Path, kind: str, wanted: str) -> str:
     return name
 
 
-def _minimal_ncd_toml(ncd: str, title: str, cpts: list[str], source: str) -> bytes:
+def _minimal_ncd_toml(
+    ncd: str, title: str, cpts: list[str], source: str, inverted: bool = False
+) -> bytes:
     lines = [
         f"ncd = {json.dumps(ncd)}",
         f"title = {json.dumps(title or f'NCD {ncd}')}",
@@ -72,7 +107,7 @@ def _minimal_ncd_toml(ncd: str, title: str, cpts: list[str], source: str) -> byt
         "illustrative = false",
         f"source = {json.dumps(source)}",
         f"cpts = [{', '.join(json.dumps(c) for c in cpts)}]",
-        "inverted = false",
+        f"inverted = {'true' if inverted else 'false'}",
         "# covered / not_covered come from ncd_codes.csv",
     ]
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -89,24 +124,26 @@ def import_file(
     lab_only: bool = True,
     strict: bool = False,
     progress: Progress | None = None,
+    invoked_by: str = "",
 ) -> ImportOutcome:
     if kind not in IMPORT_KINDS:
         raise CodeTableError(f"unknown import kind {kind!r}; one of {', '.join(IMPORT_KINDS)}")
     table_kind = IMPORT_KINDS[kind]
     try:
-        text = decode_file(path.read_bytes())
+        data = path.read_bytes()
     except OSError as exc:
         raise CodeTableError(f"{path}: cannot read: {exc}") from exc
-    on = effective_from or date.today()
-    base = _base_version(directory, table_kind, on)
+    text = decode_file(data)
     if kind == "ncci-ptp":
         result = read_ptp_text(text, lab_only=lab_only, progress=progress)
     elif kind == "mue":
         result = read_mue_csv_cms(text, lab_only=lab_only, progress=progress)
     elif kind == "ncd":
-        result = read_ncd_csv(text, progress=progress)
+        result = read_ncd(text, progress=progress)
     else:
         result = read_catalog(text, progress=progress)
+    on = effective_from or edition_start(result.edition) or date.today()
+    base = _base_version(directory, table_kind, on)
     if result.kept == 0:
         return ImportOutcome(result, None, base, "no row was kept")
     if strict and result.rejected:
@@ -141,9 +178,14 @@ def import_file(
             name = f"ncd-{ncd}.toml"
             if name not in existing:
                 files[name] = _minimal_ncd_toml(
-                    ncd, result.ncd_titles.get(ncd, ""), ncd_lists["hcpcs"], source
+                    ncd,
+                    result.ncd_titles.get(ncd, ""),
+                    ncd_lists["hcpcs"],
+                    source,
+                    inverted=ncd in result.ncd_inverted,
                 )
-        source = f"NCD code lists from {path.name}; other policies carried over from {base.version}"
+        edition = f" ({result.edition} edition)" if result.edition else ""
+        source = f"NCD code lists from {path.name}{edition}"
     else:
         files["catalog.csv"] = format_catalog_csv(result.entries).encode("utf-8")
         source = f"lab catalog {path.name}"
@@ -163,6 +205,7 @@ def import_file(
         created=date.today(),
         notes=f"{result.rows_read} rows read, {result.kept} kept, {result.skipped} skipped, "
         f"{len(result.rejected)} rejected",
+        imported=import_stamp(path, data, result, invoked_by),
     )
     written = create_version(
         directory, manifest, files, copy_from=base if kind != "catalog" else None

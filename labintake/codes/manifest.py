@@ -21,6 +21,14 @@
     covers = "..."                       # the window in words (which fiscal year it stands for)
     approximation = "..."                # what is approximate about the window, if anything
     source_files = ["icd10cm-order-2026.txt sha256:..."]  # the official files it was read from
+    # written by `labintake codes import KIND FILE` (the provenance of an imported version):
+    imported_file = "ncd-manual-2026q4.txt"          # the file read (name only)
+    imported_sha256 = "sha256:..."                   # SHA-256 of its bytes
+    imported_at = 2026-12-07T01:02:03Z               # when (UTC)
+    imported_by = "labintake codes import ncd ... (user)"   # what command, which user
+    imported_layout = "cms-ncd-coding-policy-manual" # the published layout it was read as
+    imported_edition = "October 2025"                # the edition the file names, if any
+    imported_rows = [10, 8, 0, 2]                    # read, kept, skipped, rejected
 
 The checksum is SHA-256 over, for each listed file in order, its name, a NUL byte, its length
 in decimal, a NUL byte and its bytes. Editing a data file by hand means sealing the folder
@@ -34,13 +42,67 @@ import json
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from labintake.errors import CodeTableError
 
 MANIFEST = "manifest.toml"
 KINDS = ("icd10cm", "catalog", "coverage", "bundling")
+
+
+@dataclass(frozen=True)
+class ImportStamp:
+    """Where an imported table version came from (see the `imported_*` manifest keys)."""
+
+    file: str
+    sha256: str
+    at: datetime
+    by: str
+    layout: str = ""
+    edition: str = ""
+    rows_read: int = 0
+    rows_kept: int = 0
+    rows_skipped: int = 0
+    rows_rejected: int = 0
+
+    def fields(self) -> list[tuple[str, object]]:
+        items: list[tuple[str, object]] = [
+            ("imported_file", self.file),
+            ("imported_sha256", self.sha256),
+            ("imported_at", self.at),
+            ("imported_by", self.by),
+        ]
+        if self.layout:
+            items.append(("imported_layout", self.layout))
+        if self.edition:
+            items.append(("imported_edition", self.edition))
+        rows = [self.rows_read, self.rows_kept, self.rows_skipped, self.rows_rejected]
+        return [*items, ("imported_rows", rows)]
+
+    @classmethod
+    def from_manifest(cls, data: dict[str, Any]) -> ImportStamp | None:
+        if "imported_file" not in data:
+            return None
+        at = data["imported_at"]
+        if not isinstance(at, datetime):
+            raise TypeError("imported_at must be a date-time like 2026-12-07T01:02:03Z")
+        rows = [int(n) for n in data.get("imported_rows", [0, 0, 0, 0])]
+        if len(rows) != 4:
+            raise ValueError("imported_rows must be [read, kept, skipped, rejected]")
+        return cls(
+            file=str(data["imported_file"]),
+            sha256=str(data["imported_sha256"]),
+            at=at,
+            by=str(data["imported_by"]),
+            layout=str(data.get("imported_layout", "")),
+            edition=str(data.get("imported_edition", "")),
+            rows_read=rows[0],
+            rows_kept=rows[1],
+            rows_skipped=rows[2],
+            rows_rejected=rows[3],
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +128,8 @@ class TableVersion:
     def content_date(self) -> date:
         """When the content took effect officially (`release_date`, else `effective_from`)."""
         return self.release_date or self.effective_from
+
+    imported: ImportStamp | None = None
 
     def covers(self, dos: date) -> bool:
         return self.effective_from <= dos and (
@@ -115,6 +179,7 @@ def read_manifest(folder: Path) -> TableVersion:
             covers_text=str(data.get("covers", "")),
             approximation=str(data.get("approximation", "")),
             source_files=tuple(str(f) for f in data.get("source_files", ())),
+            imported=ImportStamp.from_manifest(data),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CodeTableError(f"{path}: missing or malformed key {exc}") from exc
@@ -151,6 +216,8 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, list | tuple):
@@ -187,6 +254,8 @@ def write_manifest(folder: Path, manifest: TableVersion) -> TableVersion:
         fields.append(("approximation", manifest.approximation))
     if manifest.source_files:
         fields.append(("source_files", list(manifest.source_files)))
+    if manifest.imported is not None:
+        fields += manifest.imported.fields()
     text = "".join(f"{key} = {_toml_value(value)}\n" for key, value in fields)
     (folder / MANIFEST).write_text(text, encoding="utf-8")
     return read_manifest(folder)

@@ -165,7 +165,8 @@ class NcdPolicy:
 
     `covered`: diagnoses that support the tests. `not_covered`: the negative lists (not covered
     and does-not-support). `inverted` policies (190.15 blood counts) cover everything except
-    `not_covered`.
+    `not_covered`. `complete` False: the lists are known to be partial, so a diagnosis on
+    neither list is unknown to the policy (necessity "unverified"), not unsupported.
     """
 
     ncd: str
@@ -180,6 +181,7 @@ class NcdPolicy:
     effective: str = ""
     kind: str = "NCD"  # NCD | LCD
     notes: str = ""
+    complete: bool = True
 
     def supports(self, code: str) -> bool:
         """True when the policy's lists say this diagnosis supports the tests."""

@@ -65,6 +65,8 @@ _QUESTIONS = {
     "below, as documented in the patient's record.",
     "NECESSITY_FREQUENCY": "The test was also ordered recently for this patient. Please "
     "state the clinical reason for repeating it, as documented in the patient's record.",
+    "NECESSITY_UNVERIFIED": "Please state the clinical reason for the test(s) listed below, "
+    "as documented in the patient's record.",
     "SCREENING_ON_DIAGNOSTIC": "The order gives a screening reason for a test ordered as "
     "diagnostic. Please clarify whether the test is for screening or for a documented "
     "sign, symptom or condition.",

@@ -5,6 +5,11 @@ insurance is Medicare (or a payer setting turns them on). A test under a policy 
 when at least one diagnosis sent is covered by the policy (for an inverted policy such as
 190.15: not on its negative lists) and is not on the never-covered list.
 
+A test whose catalog entry names a policy the coverage tables do not hold cannot be checked:
+its necessity is "unverified" (NECESSITY_UNVERIFIED, warn by default), never a pass. So is a
+test under a policy whose lists are marked incomplete when no diagnosis sent is on them: the
+policy neither supports nor rejects it.
+
 When the documentation supports no covered reason, the path is an ABN (CMS-R-131) signed by
 the patient before the test (modifier GA) or none (GZ): a test already carrying GA, GZ, GX or
 GY has had that decision made, so its finding is only information.
@@ -12,6 +17,7 @@ GY has had that decision made, so its finding is only information.
 
 from __future__ import annotations
 
+from labintake.codes.catalog import CatalogEntry
 from labintake.codes.policies import NcdPolicy
 from labintake.statuses import FindingCode, Severity
 from labintake.verification.context import RuleContext
@@ -52,6 +58,13 @@ def check_necessity(ctx: RuleContext) -> None:
         if not codes:
             ctx.necessity[test.seq] = NECESSITY_UNVERIFIED
             continue
+        missing = _missing_policies(ctx, entry, policies)
+        if missing:
+            shown = tuple(f"{name} (not loaded)" for name in missing)
+            ctx.policies_applied[test.seq] = ctx.policies_applied[test.seq] + shown
+            _policy_not_loaded(ctx, test, cpt, missing)
+            ctx.necessity[test.seq] = NECESSITY_UNVERIFIED
+            continue
         screening_support: list[str] = []
         diverted = False
         for rule in ctx.policies.screening_rules:
@@ -89,10 +102,92 @@ def check_necessity(ctx: RuleContext) -> None:
             if screening_support:
                 ctx.screening_use.add(test.seq)  # covered as a screening, not under the policy
                 continue
+            unknown = [] if policy.complete else [c for c in codes if _unknown(ctx, policy, c)]
+            if unknown:
+                _incomplete_list(ctx, test, cpt, policy, unknown)
+                if outcome == NECESSITY_PASS:
+                    outcome = NECESSITY_UNVERIFIED
+                continue
             outcome = NECESSITY_FAIL
             never_sent = [c for c in codes if code_in(never, c)]
             _not_supported(ctx, test, cpt, policy, never_sent)
         ctx.necessity[test.seq] = outcome
+
+
+def _missing_policies(
+    ctx: RuleContext, entry: CatalogEntry, policies: list[NcdPolicy]
+) -> list[str]:
+    """The policies the catalog entry names (NCD, LCD) that no loaded policy answers to."""
+    named = [(number, kind) for number, kind in ((entry.ncd, "NCD"), (entry.lcd, "LCD")) if number]
+    return [
+        f"{kind} {number}"
+        for number, kind in named
+        if not any(p.ncd == number for p in policies) and _loaded(ctx, number, kind) is None
+    ]
+
+
+def _loaded(ctx: RuleContext, number: str, kind: str) -> NcdPolicy | None:
+    if kind == "NCD":
+        return ctx.policies.ncd(number)
+    return next((p for p in ctx.policies.lcds if p.ncd == number), None)
+
+
+def _unknown(ctx: RuleContext, policy: NcdPolicy, code: str) -> bool:
+    """On neither of the policy's lists nor the never-covered list: an incomplete policy
+    cannot say whether this diagnosis supports the test."""
+    return not (
+        code_in(ctx.policies.never_covered, code)
+        or code_in(policy.not_covered, code)
+        or code_in(policy.covered, code)
+    )
+
+
+def _policy_not_loaded(ctx: RuleContext, test: TestFacts, cpt: str, missing: list[str]) -> None:
+    name = ctx.test_name(test)
+    named = " and ".join(missing)
+    ctx.add(
+        FindingCode.NECESSITY_UNVERIFIED,
+        test.location,
+        f"{name} ({cpt}) falls under {named} in the test catalog, but the coverage tables "
+        f"in force ({ctx.policies.version}) hold no such policy: medical necessity was not "
+        "checked. Load the policy (labintake codes import ncd) or check the diagnoses "
+        f"({ctx.diagnosis_list()}) against it by hand.",
+        "Please state the clinical reason for the test, as documented in the patient's record.",
+        test_seq=test.seq,
+        subject=f"{cpt}:{','.join(missing)}",
+        reference={"policies": missing, "coverage_version": ctx.policies.version},
+        severity=Severity.INFO if abn_decided(test) else None,
+    )
+
+
+def _incomplete_list(
+    ctx: RuleContext, test: TestFacts, cpt: str, policy: NcdPolicy, unknown: list[str]
+) -> None:
+    name = ctx.test_name(test)
+    ctx.add(
+        FindingCode.NECESSITY_UNVERIFIED,
+        test.location,
+        f"The diagnosis lists of {policy.kind} {policy.ncd} ({policy.title}) in these tables "
+        f"are incomplete and {_none_of(unknown)} on them, so whether "
+        f"{'it supports' if len(unknown) == 1 else 'they support'} {name} ({cpt}) was not "
+        "checked. Check against the current CMS list, or import the official list "
+        "(labintake codes import ncd).",
+        "Please state the clinical reason for the test, as documented in the patient's record.",
+        test_seq=test.seq,
+        subject=f"{cpt}:{policy.ncd}",
+        reference={
+            "policy": policy.ncd,
+            "kind": policy.kind,
+            "title": policy.title,
+            "incomplete": True,
+            "diagnoses": unknown,
+        },
+        severity=Severity.INFO if abn_decided(test) else None,
+    )
+
+
+def _none_of(codes: list[str]) -> str:
+    return f"{codes[0]} is not" if len(codes) == 1 else f"none of {', '.join(codes)} is"
 
 
 def _supports(ctx: RuleContext, policy: NcdPolicy, code: str) -> bool:

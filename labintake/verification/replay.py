@@ -1,6 +1,11 @@
 """Replay: verify stored orders again against the tables in force (or a named version) and
 report what would change - the impact of a quarterly code-table update.
 
+Each change names the table versions the stored verification used beside those of the replay
+where they differ (`coverage coverage-2026.4->coverage-2026.10`): pinning the version an
+import just wrote (`labintake replay --since DATE --tables VERSION`) shows what that import
+changes, whichever its kind (ncd, ncci-ptp, mue, catalog, icd10cm).
+
 Read-only unless `apply=True`; then each order whose findings or status would change gets a
 new Verification, its findings reconciled and an OrderEvent (actor "replay"), in the same way
 as a coder's re-verification. Released and delivered orders are reported, never changed;
@@ -14,13 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from labintake.codes.tables import CodeTables
 from labintake.interfaces import InterfaceRegistry
-from labintake.models import Order
+from labintake.models import Order, Verification
 from labintake.statuses import FindingCode, OrderStatus
 from labintake.verification.engine import verify
 from labintake.verification.findings import VerificationResult
@@ -52,6 +57,7 @@ class ReplayChange:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     table_versions: dict[str, str] = field(default_factory=dict)
+    versions_before: dict[str, str] = field(default_factory=dict)  # of the stored verification
     applied: bool = False
     note: str = ""
 
@@ -66,6 +72,11 @@ class ReplayChange:
             parts.append(f"dos {self.date_of_service:%Y-%m-%d}")
         parts.append(status)
         parts += [f"+{label}" for label in self.added] + [f"-{label}" for label in self.removed]
+        parts += [
+            f"{kind} {before}->{self.table_versions[kind]}"
+            for kind, before in sorted(self.versions_before.items())
+            if self.table_versions.get(kind, before) != before
+        ]
         if self.note:
             parts.append(f"({self.note})")
         if self.applied:
@@ -122,6 +133,21 @@ def _batches(engine: Engine, since: date) -> Iterator[list[int]]:
         last = max(i for i in ids if i is not None)
 
 
+def _stored_versions(session: Session, ids: list[int]) -> dict[int, dict[str, str]]:
+    """order id -> the table versions of its latest stored verification."""
+    latest = (
+        select(func.max(Verification.id))
+        .where(col(Verification.order_id).in_(ids))
+        .group_by(col(Verification.order_id))
+    )
+    rows = session.exec(
+        select(Verification.order_id, Verification.table_versions).where(
+            col(Verification.id).in_(latest)
+        )
+    )
+    return {order_id: {str(k): str(v) for k, v in versions.items()} for order_id, versions in rows}
+
+
 def replay(
     engine: Engine,
     tables: CodeTables,
@@ -141,6 +167,7 @@ def replay(
             orders = list(session.exec(select(Order).where(col(Order.id).in_(ids))))
             stored = load_orders(session, orders)
             histories = load_histories(session, stored, tables)
+            before = _stored_versions(session, ids)
             for item in stored:
                 report.checked += 1
                 order = item.order
@@ -178,6 +205,7 @@ def replay(
                     added=added,
                     removed=removed,
                     table_versions=dict(result.table_versions),
+                    versions_before=before.get(item.id, {}),
                 )
                 if not changeable:
                     would = new_status(OrderStatus.HELD.value, pairs)

@@ -49,6 +49,7 @@ DEFAULT_SEVERITY: Mapping[FindingCode, Severity] = MappingProxyType(
         FindingCode.DX_EXCLUDES1: Severity.WARN,
         FindingCode.NECESSITY_NOT_SUPPORTED: Severity.HOLD,
         FindingCode.NECESSITY_FREQUENCY: Severity.HOLD,
+        FindingCode.NECESSITY_UNVERIFIED: Severity.WARN,
         FindingCode.SCREENING_ON_DIAGNOSTIC: Severity.HOLD,
         FindingCode.TEST_UNKNOWN: Severity.HOLD,
         FindingCode.TEST_CODE_MISMATCH: Severity.HOLD,
