@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
     idle_timeout_seconds: float = Field(default=300.0, gt=0)
     max_connections: int = Field(default=200, ge=1)
+    # One address may hold at most this many MLLP connections (a sender uses a few at most).
+    max_connections_per_peer: int = Field(default=20, ge=1)
+    # A message must end within this many seconds of its start block, or its connection closes.
+    frame_timeout_seconds: float = Field(default=60.0, gt=0)
 
     interfaces_dir: Path = Path("interfaces")
     code_tables_dir: Path = Path("code_tables")

@@ -85,6 +85,8 @@ class Service:
             max_message_bytes=settings.max_message_bytes,
             idle_timeout=settings.idle_timeout_seconds,
             max_connections=settings.max_connections,
+            max_connections_per_peer=settings.max_connections_per_peer,
+            frame_timeout=settings.frame_timeout_seconds,
             ssl_context=tls,
         )
         self.workers = WorkerProcess(settings, demo=demo)

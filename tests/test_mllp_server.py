@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from labintake.config import Settings
 from labintake.mllp.client import MLLPClient
 from labintake.mllp.framing import FrameDecoder, OversizedMessage, frame
-from labintake.mllp.server import MLLPServer
+from labintake.mllp.server import MLLPServer, PeerIdentity
 
 
 async def read_acks(reader: asyncio.StreamReader, count: int, timeout: float = 10.0) -> list[bytes]:
@@ -198,7 +198,7 @@ def test_stop_answers_the_message_in_flight_then_closes(settings: Settings, engi
 class ExplodingHandler:
     """A handler that fails on purpose: the listener must survive it."""
 
-    async def handle(self, frame: bytes, peer: str) -> bytes:
+    async def handle(self, frame: bytes, peer: str, identity: PeerIdentity | None = None) -> bytes:
         if b"BOOM" in frame:
             raise RuntimeError("handler failure")
         return b"MSH|^~\\&|OK\rMSA|AA|1\r"

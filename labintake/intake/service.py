@@ -62,6 +62,7 @@ from labintake.hl7.header import Header, parse_header, validate_header
 from labintake.intake.writer import GroupCommitWriter, PendingRow, StoreResult
 from labintake.interfaces import InterfaceRegistry, load_interfaces
 from labintake.mllp.framing import OversizedMessage, normalise_segments
+from labintake.mllp.server import PeerIdentity
 from labintake.statuses import MessageStatus
 
 log = logging.getLogger("labintake.intake")
@@ -260,7 +261,7 @@ class Intake:
     async def __aexit__(self, *_exc: object) -> None:
         self.close()
 
-    async def handle(self, frame: bytes, peer: str) -> bytes:
+    async def handle(self, frame: bytes, peer: str, identity: PeerIdentity | None = None) -> bytes:
         """The acknowledgement for one complete message (``b""`` when none was asked for)."""
         reading = normalise_segments(frame)
         try:
