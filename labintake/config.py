@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +101,14 @@ class Settings(BaseSettings):
     rules_file: Path | None = None
     # When on, messages from senders not defined under `interfaces/` are rejected with AR.
     enforce_sender_allowlist: bool = False
+    # When on, every message must come over a connection that proves its MSH-3/MSH-4: the
+    # interface's [connection] addresses and/or TLS client-certificate subject (an interface
+    # may also turn this on or off for itself). Mismatches are answered AR and kept as rejected.
+    enforce_sender_binding: bool = False
+    # A message reusing a stored control id with different content is kept as a conflict and
+    # answered with this: "AE" (CE in enhanced mode), "AR" (CR), or "original" (the first
+    # message's acknowledgement, the behaviour before conflicts were told from duplicates).
+    duplicate_conflict_ack: Literal["AE", "AR", "original"] = "AE"
     # Message types other than orders are rejected with AR unless listed here.
     accepted_message_types: list[str] = Field(default_factory=lambda: ["ORM^O01", "OML^O21"])
 

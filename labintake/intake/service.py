@@ -14,10 +14,22 @@ MSH-9 message type empty                              AE     ``rejected``
 message type not accepted (table 0357: 200 / 201)     AR     ``rejected``
 HL7 version not supported (203)                       AR     ``rejected``
 allow-list on and sender not under ``interfaces/``    AR     ``rejected``
+binding enforced and the connection does not prove    AR     ``rejected`` (103)
+the sender's MSH-3/MSH-4 (see below)
 otherwise                                             AA     ``received``
 the database refused the write                        AE     nothing: resend (207)
-same (MSH-3, MSH-4, MSH-10) as a stored message       the original acknowledgement
+same key as a stored message, same content            the original acknowledgement
+same key, different content (a conflict)              AE     ``rejected`` (205), or as
+                                                             ``DUPLICATE_CONFLICT_ACK``
 ====================================================  =====  ===========================
+
+The key is (proven sender identity, MSH-3, MSH-4, MSH-10). The identity is what the
+connection proved: ``interface:<name>`` when the interface's ``[connection]`` binding (source
+addresses, TLS client-certificate subject) matched and is enforced; ``unproven:<address>``
+when an enforced binding did not match (the message is refused); ``""`` when no binding is in
+force for the sender. So a message forged from elsewhere never shares the real sender's key
+and cannot take its acknowledgement. "Same content" compares a digest of the message with
+MSH-7 emptied (:mod:`labintake.intake.digest`). See docs/security-model.md.
 
 In enhanced mode (MSH-15/16 valued) the codes are CA / CE / CR and the reply is sent as
 MSH-15 asks; an empty reply (``b""``) means the sender asked for none. A storage failure is
@@ -37,6 +49,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -59,8 +73,9 @@ from labintake.hl7.ack import (
     reply_wanted,
 )
 from labintake.hl7.header import Header, parse_header, validate_header
+from labintake.intake.digest import content_digest
 from labintake.intake.writer import GroupCommitWriter, PendingRow, StoreResult
-from labintake.interfaces import InterfaceRegistry, load_interfaces
+from labintake.interfaces import Interface, InterfaceRegistry, load_interfaces
 from labintake.mllp.framing import OversizedMessage, normalise_segments
 from labintake.mllp.server import PeerIdentity
 from labintake.statuses import MessageStatus
@@ -70,6 +85,7 @@ log = logging.getLogger("labintake.intake")
 _FALLBACK_HEADER = Header()
 _ERROR_CODES = {"AE", "CE"}
 _ACCEPTED_CODES = {"AA", "CA"}
+_REJECT_CODES = {"AR", "CR"}
 SUMMARY_SECONDS = 60.0
 _LIMITS = {
     "sending_application": 227,
@@ -98,6 +114,10 @@ class Decision:
     outcome: str  # ACCEPT, ERROR or REJECT
     error: HL7Error | None = None
     interface: str | None = None
+    sender_identity: str = ""  # what the connection proved; see the module docstring
+    # Why the connection does not prove the sender (refused, or only logged when the
+    # interface's binding is not enforced).
+    binding_mismatch: str | None = None
 
 
 class IntakePolicy:
@@ -109,15 +129,64 @@ class IntakePolicy:
         interfaces: InterfaceRegistry,
         *,
         enforce_sender_allowlist: bool = False,
+        enforce_sender_binding: bool = False,
         supported_versions: frozenset[str] = SUPPORTED_VERSIONS,
     ) -> None:
         self.accepted = frozenset(t.strip().upper() for t in accepted_message_types)
         self.accepted_types = frozenset(t.split("^", 1)[0] for t in self.accepted)
         self.interfaces = interfaces
         self.enforce_sender_allowlist = enforce_sender_allowlist
+        self.enforce_sender_binding = enforce_sender_binding
         self.supported_versions = supported_versions
 
-    def decide(self, header: Header) -> Decision:
+    def enforced(self, interface: Interface | None) -> bool:
+        """Whether a message naming this interface (None: no interface) must prove itself."""
+        if interface is None or interface.connection.enforce is None:
+            return self.enforce_sender_binding
+        return interface.connection.enforce
+
+    def binding(
+        self, header: Header, identity: PeerIdentity | None
+    ) -> tuple[Interface | None, str, str | None, bool]:
+        """(interface, sender identity, mismatch reason, refuse) for the header's sender."""
+        interface = self.interfaces.find(header.sending_application, header.sending_facility)
+        enforced = self.enforced(interface)
+        address = identity.address if identity is not None else ""
+        reason: str | None
+        if interface is None:
+            if not enforced:
+                return None, "", None, False
+            reason = "the sender is not a known interface and sender binding is on"
+        elif not interface.connection.declared:
+            if not enforced:
+                return interface, "", None, False
+            reason = f"interface {interface.name} declares no [connection] binding"
+        elif identity is None:
+            reason = "the connection is unknown"
+        else:
+            reason = interface.connection.mismatch(address, identity.certificate_subject)
+            if reason is None:
+                return interface, (f"interface:{interface.name}" if enforced else ""), None, False
+        if not enforced:
+            return interface, "", reason, False
+        return interface, f"unproven:{address}"[:120], reason, True
+
+    def decide(self, header: Header, identity: PeerIdentity | None = None) -> Decision:
+        interface, sender_identity, mismatch, refuse = self.binding(header, identity)
+        decision = self._decide(header, interface)
+        if refuse:
+            sender = f"{header.sending_application}/{header.sending_facility}"
+            error = UnsupportedMessageError(
+                f"sender {sender} is not accepted on this connection ({mismatch})",
+                location="MSH^1^3",
+                error_code="103",
+            )
+            return Decision(REJECT, error, decision.interface, sender_identity, mismatch)
+        return Decision(
+            decision.outcome, decision.error, decision.interface, sender_identity, mismatch
+        )
+
+    def _decide(self, header: Header, interface: Interface | None) -> Decision:
         try:
             validate_header(header)
         except HeaderError as exc:
@@ -142,7 +211,6 @@ class IntakePolicy:
                     error_code="203",
                 ),
             )
-        interface = self.interfaces.find(header.sending_application, header.sending_facility)
         if interface is None and self.enforce_sender_allowlist:
             return Decision(
                 REJECT,
@@ -232,7 +300,9 @@ class Intake:
             settings.accepted_message_types,
             self.interfaces,
             enforce_sender_allowlist=settings.enforce_sender_allowlist,
+            enforce_sender_binding=settings.enforce_sender_binding,
         )
+        self._warn_unbound_interfaces()
         self.writer = writer if writer is not None else GroupCommitWriter(engine)
         self.tally = IntakeTally()
 
@@ -270,22 +340,29 @@ class Intake:
             exc.ack_code = "AR"
             self._log_unstored(exc, peer, len(frame))
             return build_ack(_FALLBACK_HEADER, "AR", exc)
-        decision = self.policy.decide(header)
+        decision = self.policy.decide(header, identity)
         code = ack_code(header, decision.outcome)
         ack = build_ack(header, code, decision.error)
+        if decision.binding_mismatch is not None:
+            self._log_binding(header, peer, decision)
         if not header.control_id:
             assert decision.error is not None
             self._log_unstored(decision.error, peer, len(frame))
             return ack if reply_wanted(header, decision.outcome) else b""
-        row = PendingRow(self._values(frame, header, peer, decision, code, ack), ack)
+        values = self._values(frame, header, peer, decision, code, ack)
+        values["content_digest"] = content_digest(reading)
+        row = PendingRow(values, ack, partial(self._conflict, header, values))
         try:
             result = await self.writer.store(row)
         except StorageError as exc:
             return self._storage_failure(header, peer, exc)
         self._log_stored(header, peer, code, result)
         outcome = decision.outcome
-        if result.duplicate:
-            outcome = ERROR if _stored_code(result.ack) in _ERROR_CODES else outcome
+        if result.duplicate or result.conflict_of is not None:
+            stored = _stored_code(result.ack)
+            outcome = (
+                ERROR if stored in _ERROR_CODES else REJECT if stored in _REJECT_CODES else ACCEPT
+            )
         return result.ack if reply_wanted(header, outcome) else b""
 
     def handle_oversized(self, message: OversizedMessage, peer: str) -> bytes:
@@ -312,6 +389,62 @@ class Intake:
         return build_ack(header, ack_code(header, REJECT), error)
 
     # -- helpers --------------------------------------------------------------------------
+    def _conflict(
+        self, header: Header, values: dict[str, Any], original_id: int, original_ack: bytes
+    ) -> tuple[dict[str, Any], bytes]:
+        """The row and acknowledgement for a message that reused a stored control id with
+        other content (called by the writer thread; pure)."""
+        text = (
+            f"control id {header.control_id} was already used by message {original_id} with "
+            "different content; this message is kept as a conflict and not read"
+        )
+        choice = self.settings.duplicate_conflict_ack
+        if choice == "original":
+            ack = original_ack
+            code = _stored_code(original_ack)
+        else:
+            code = ack_code(header, ERROR if choice == "AE" else REJECT)
+            ack = build_ack(header, code, HL7Error(text, location="MSH^1^10", error_code="205"))
+        conflict = {
+            **values,
+            "conflict_digest": values["content_digest"],
+            "ack": ack,
+            "ack_code": code,
+            "status": MessageStatus.REJECTED.value,
+            "error": text,
+        }
+        return conflict, ack
+
+    def _warn_unbound_interfaces(self) -> None:
+        for interface in self.interfaces:
+            enforced = self.policy.enforced(interface)
+            if enforced and not interface.connection.declared:
+                log.warning(
+                    "sender binding is on but the interface declares no [connection]: its "
+                    "messages are refused",
+                    extra={"interface": interface.name},
+                )
+            elif not enforced and interface.connection.declared:
+                log.info(
+                    "interface binding declared but not enforced: mismatches are only logged",
+                    extra={"interface": interface.name},
+                )
+
+    def _log_binding(self, header: Header, peer: str, decision: Decision) -> None:
+        refused = decision.outcome == REJECT and decision.sender_identity.startswith("unproven:")
+        log.warning(
+            "sender binding refused the message"
+            if refused
+            else "sender binding mismatch (not enforced; message taken)",
+            extra={
+                "control_id": header.control_id,
+                "sender": f"{header.sending_application}/{header.sending_facility}",
+                "interface": decision.interface,
+                "peer": peer,
+                "reason": decision.binding_mismatch,
+            },
+        )
+
     def _values(
         self, frame: bytes, header: Header, peer: str, decision: Decision, code: str, ack: bytes
     ) -> dict[str, object]:
@@ -327,6 +460,7 @@ class Intake:
             "version": _fit(header.version, "version"),
             "charset": _fit(header.charset, "charset"),
             "peer": _fit(peer, "peer"),
+            "sender_identity": decision.sender_identity,
             "interface": decision.interface,
             "raw": frame,
             "ack_code": code,
@@ -355,6 +489,20 @@ class Intake:
 
     def _log_stored(self, header: Header, peer: str, code: str, result: StoreResult) -> None:
         sender = f"{header.sending_application}/{header.sending_facility}"
+        if result.conflict_of is not None:
+            self.tally.add(sender, _stored_code(result.ack), result.duplicate)
+            log.warning(
+                "control id reused with different content; kept as a conflict",
+                extra={
+                    "control_id": header.control_id,
+                    "sender": sender,
+                    "message_id": result.message_id,
+                    "original_id": result.conflict_of,
+                    "ack_code": _stored_code(result.ack),
+                    "peer": peer,
+                },
+            )
+            return
         self.tally.add(sender, code, result.duplicate)
         level = logging.DEBUG if code in _ACCEPTED_CODES and not result.duplicate else logging.INFO
         if log.isEnabledFor(level):

@@ -6,9 +6,14 @@ writer thread takes everything that is waiting, inserts it in one transaction
 resolves each waiter. While it commits, new rows queue up for the next transaction, so the
 batch grows with the load and the asyncio loop never waits on the database.
 
-A duplicate (same sending application, facility and control id as a stored row, or as an
-earlier row of the same batch) inserts nothing: its waiter gets the stored acknowledgement.
-This holds across restarts and across several instances sharing a PostgreSQL database.
+A duplicate (same proven sender identity, sending application, facility and control id as
+a stored row, or as an earlier row of the same batch, with the same content digest) inserts
+nothing: its waiter gets the stored acknowledgement. A message under the same key with a
+different content digest is a conflict: the row's ``conflict`` builder gives the row to keep
+(its digest in ``conflict_digest``, so it does not collide with the original) and the
+acknowledgement for it; the same conflicting content sent again is a duplicate of that row.
+This holds across restarts and across several instances sharing a PostgreSQL database: the
+unique constraint on the five key columns decides, whichever instance inserts first.
 
 When a batch fails, each of its rows is retried in its own transaction so one bad row
 cannot take the others down; a row that still fails resolves with :class:`StorageError`.
@@ -23,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,31 +46,61 @@ LOCK_WAIT_SECONDS = 10.0
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 
 TABLE = InboundMessage.__table__  # type: ignore[attr-defined]
-KEY_COLUMNS = ("sending_application", "sending_facility", "control_id")
+KEY_COLUMNS = (
+    "sender_identity",
+    "sending_application",
+    "sending_facility",
+    "control_id",
+    "conflict_digest",
+)
 
-Key = tuple[str, str, str]
+Key = tuple[str, str, str, str, str]
+# Given the original's id and acknowledgement: the conflict row's values and acknowledgement.
+ConflictBuilder = Callable[[int, bytes], tuple[dict[str, Any], bytes]]
 
 
 @dataclass(slots=True)
 class PendingRow:
-    """One message on its way to the inbound store, with the acknowledgement stored with it."""
+    """One message on its way to the inbound store, with the acknowledgement stored with it.
+
+    Without a `conflict` builder, a later message under the same key is a duplicate whatever
+    its content (the behaviour before content digests).
+    """
 
     values: dict[str, Any]
     ack: bytes
+    conflict: ConflictBuilder | None = None
 
     @property
     def key(self) -> Key:
         v = self.values
-        return (v["sending_application"], v["sending_facility"], v["control_id"])
+        return (
+            v.get("sender_identity", ""),
+            v["sending_application"],
+            v["sending_facility"],
+            v["control_id"],
+            v.get("conflict_digest", ""),
+        )
+
+    @property
+    def digest(self) -> str | None:
+        value: str | None = self.values.get("content_digest")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
 class StoreResult:
-    """What the store holds for a message: our acknowledgement, or the original one."""
+    """What the store holds for a message: our acknowledgement, or the original one.
+
+    `conflict_of` is the original's id when the message reused its control id with other
+    content (then `ack` is the conflict's acknowledgement and `duplicate` is False, or True
+    when that same conflicting content had been stored already).
+    """
 
     ack: bytes
     duplicate: bool
     message_id: int | None = None
+    conflict_of: int | None = None
 
 
 @dataclass(slots=True)
@@ -90,6 +125,30 @@ def _insert_statement(engine: Engine) -> ReturningInsert[Any]:
     return insert.returning(*(TABLE.c[name] for name in KEY_COLUMNS), TABLE.c.id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """The row that holds a key: its acknowledgement, id and content digest."""
+
+    ack: bytes
+    message_id: int
+    digest: str | None
+    conflict_of: int | None
+    fresh: bool = False  # inserted by this batch
+
+    def result(self, ack: bytes) -> StoreResult:
+        if self.fresh:
+            return StoreResult(ack, False, self.message_id, self.conflict_of)
+        return StoreResult(self.ack, True, self.message_id, self.conflict_of)
+
+
+def _differs(row: PendingRow, stored: _Stored) -> bool:
+    """Whether `row` says something else than the stored message under its key (unknown
+    digests, from before digests were kept, count as the same)."""
+    if row.conflict is None or row.digest is None or stored.digest is None:
+        return False
+    return row.digest != stored.digest
+
+
 def _resolve(waiters: list[_Waiter]) -> None:
     """Runs in the waiters' event loop."""
     for waiter in waiters:
@@ -110,7 +169,13 @@ class GroupCommitWriter:
         self.engine = engine
         self.max_batch = max_batch
         self._insert = _insert_statement(engine)
-        self._select = select(*(TABLE.c[name] for name in KEY_COLUMNS), TABLE.c.ack, TABLE.c.id)
+        self._select = select(
+            *(TABLE.c[name] for name in KEY_COLUMNS),
+            TABLE.c.ack,
+            TABLE.c.id,
+            TABLE.c.content_digest,
+            TABLE.c.conflict_of_id,
+        )
         self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._connection: Connection | None = None
@@ -278,40 +343,95 @@ class GroupCommitWriter:
 
     def _write_batch(self, batch: list[_Waiter]) -> None:
         firsts: dict[Key, _Waiter] = {}
-        repeats: list[tuple[_Waiter, _Waiter]] = []
+        repeats: list[tuple[_Waiter, Key]] = []
         for waiter in batch:
             key = waiter.row.key
             if key in firsts:
-                repeats.append((waiter, firsts[key]))
+                repeats.append((waiter, key))
             else:
                 firsts[key] = waiter
         connection = self._connect()
         with connection.begin():
-            inserted = {
-                (r[0], r[1], r[2]): int(r[3])
-                for r in connection.execute(self._insert, [w.row.values for w in firsts.values()])
-            }
-            conflicts = [key for key in firsts if key not in inserted]
-            stored: dict[Key, tuple[bytes, int]] = {}
+            originals = self._insert_rows(connection, firsts)
+            # Messages that reused a stored (or same-batch) control id with other content.
+            conflicts: dict[Key, tuple[_Waiter, PendingRow]] = {}
+            conflict_repeats: list[tuple[_Waiter, Key]] = []
+            for key, waiter in firsts.items():
+                found = originals[key]
+                if found.fresh or not _differs(waiter.row, found):
+                    waiter.outcome = found.result(waiter.row.ack)
+                else:
+                    self._queue_conflict(waiter, found, conflicts, conflict_repeats)
+            for waiter, key in repeats:
+                found = originals[key]
+                if found.fresh:  # the first of this batch was stored: compare with it
+                    found = _Stored(found.ack, found.message_id, found.digest, found.conflict_of)
+                if _differs(waiter.row, found):
+                    self._queue_conflict(waiter, found, conflicts, conflict_repeats)
+                else:
+                    waiter.outcome = StoreResult(found.ack, True, found.message_id)
             if conflicts:
-                rows = connection.execute(
-                    self._select.where(
-                        tuple_(*(TABLE.c[name] for name in KEY_COLUMNS)).in_(conflicts)
+                stored = self._insert_rows(connection, {k: w for k, (w, _) in conflicts.items()})
+                for key, (waiter, _row) in conflicts.items():
+                    waiter.outcome = stored[key].result(waiter.row.ack)
+                for waiter, key in conflict_repeats:
+                    first_outcome = conflicts[key][0].outcome
+                    assert isinstance(first_outcome, StoreResult)
+                    waiter.outcome = StoreResult(
+                        first_outcome.ack,
+                        True,
+                        first_outcome.message_id,
+                        first_outcome.conflict_of,
                     )
-                )
-                stored = {(r[0], r[1], r[2]): (bytes(r[3]), int(r[4])) for r in rows}
-        for key, waiter in firsts.items():
-            if key in inserted:
-                waiter.outcome = StoreResult(waiter.row.ack, False, inserted[key])
-                continue
-            if key not in stored:
+
+    def _queue_conflict(
+        self,
+        waiter: _Waiter,
+        original: _Stored,
+        conflicts: dict[Key, tuple[_Waiter, PendingRow]],
+        conflict_repeats: list[tuple[_Waiter, Key]],
+    ) -> None:
+        """Swap the waiter's row for its conflict row (keyed by its own digest)."""
+        builder = waiter.row.conflict
+        assert builder is not None  # _differs is False without one
+        original_id = original.conflict_of or original.message_id
+        values, ack = builder(original_id, original.ack)
+        row = PendingRow({**values, "conflict_of_id": original_id}, ack)
+        waiter.row = row
+        if row.key in conflicts:
+            conflict_repeats.append((waiter, row.key))
+        else:
+            conflicts[row.key] = (waiter, row)
+
+    def _insert_rows(self, connection: Connection, rows: dict[Key, _Waiter]) -> dict[Key, _Stored]:
+        """Insert the rows (distinct keys); for each key, what the store now holds."""
+        inserted = {
+            tuple(r[: len(KEY_COLUMNS)]): int(r[len(KEY_COLUMNS)])
+            for r in connection.execute(self._insert, [w.row.values for w in rows.values()])
+        }
+        found: dict[Key, _Stored] = {
+            key: _Stored(
+                waiter.row.ack,
+                inserted[key],
+                waiter.row.digest,
+                waiter.row.values.get("conflict_of_id"),
+                fresh=True,
+            )
+            for key, waiter in rows.items()
+            if key in inserted
+        }
+        missing = [key for key in rows if key not in inserted]
+        if missing:
+            matched = connection.execute(
+                self._select.where(tuple_(*(TABLE.c[name] for name in KEY_COLUMNS)).in_(missing))
+            )
+            for r in matched:
+                key = cast(Key, tuple(r[: len(KEY_COLUMNS)]))
+                found[key] = _Stored(bytes(r[5]), int(r[6]), r[7], r[8])
+        for key in missing:
+            if key not in found:
                 raise StorageError(f"row {key!r} neither inserted nor found")
-            ack, message_id = stored[key]
-            waiter.outcome = StoreResult(ack, duplicate=True, message_id=message_id)
-        for waiter, first in repeats:
-            outcome = first.outcome
-            assert isinstance(outcome, StoreResult)
-            waiter.outcome = StoreResult(outcome.ack, duplicate=True, message_id=outcome.message_id)
+        return found
 
     def _dispatch(self, batch: list[_Waiter]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Waiter]] = {}

@@ -16,8 +16,16 @@ class InboundMessage(SQLModel, table=True):
 
     __tablename__ = "inbound_message"
     __table_args__ = (
+        # The duplicate key: who the connection proved the sender to be, what MSH-3/MSH-4/
+        # MSH-10 say, and (for a later message reusing the control id with other content)
+        # that content's digest; "" for the first message under a control id.
         UniqueConstraint(
-            "sending_application", "sending_facility", "control_id", name="uq_inbound_sender_ctrl"
+            "sender_identity",
+            "sending_application",
+            "sending_facility",
+            "control_id",
+            "conflict_digest",
+            name="uq_inbound_identity_sender_ctrl",
         ),
         Index("ix_inbound_status_id", "status", "id"),
         Index("ix_inbound_control_id", "control_id"),  # look-up by control id alone
@@ -34,6 +42,17 @@ class InboundMessage(SQLModel, table=True):
     version: str = Field(default="", max_length=20)
     charset: str = Field(default="", max_length=40)  # MSH-18 as declared
     peer: str = Field(default="", max_length=200)
+    # What the connection proved: "interface:<name>" when it matched that interface's
+    # [connection] binding, "unproven:<address>" when binding refused it, "" when no binding
+    # was in force (see docs/security-model.md).
+    sender_identity: str = Field(default="", max_length=120)
+    # SHA-256 of the message with MSH-7 blanked and segment ends normalised (None: stored
+    # before digests were kept).
+    content_digest: str | None = Field(default=None, max_length=64)
+    # "" for the first message under its key; the digest of a later message that reused the
+    # control id with different content (a conflict, kept as rejected).
+    conflict_digest: str = Field(default="", max_length=64)
+    conflict_of_id: int | None = Field(default=None)
     interface: str | None = Field(default=None, max_length=100)
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     ack_code: str = Field(default="", max_length=2)
