@@ -20,11 +20,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class CancelRequest:
-    """An ORC-1 CA group: cancel the earlier order(s) with this placer number from this sender."""
+    """An ORC-1 CA group: cancel the earlier order(s) with this placer number from this sender,
+    for this patient."""
 
     sending_facility: str
     placer_order_number: str
     location: str  # "ORC[1]-1"
+    sending_application: str = ""
+    patient_mrn: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,8 @@ def plan_message(
                     sending_facility=header.sending_facility,
                     placer_order_number=order.placer_order_number,
                     location=_orc_location(order.extras),
+                    sending_application=header.sending_application,
+                    patient_mrn=order.patient.mrn,
                 )
             )
         else:
