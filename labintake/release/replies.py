@@ -3,7 +3,7 @@
 When an interface is listed in `Settings.placer_replies`, an order the lab rejects (ORC-1
 ``UA``, unable to accept) or the placer cancels (ORC-1 ``CR``, cancelled as requested)
 gets a response through the outbox, delivered by a sender to that interface's address.
-The building is pure (hl7apy); `enqueue_placer_replies` finds the orders that need one.
+The building is pure; `enqueue_placer_replies` finds the orders that need one.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.core import Message
+from hl7apy import get_default_encoding_chars
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -21,12 +20,14 @@ from labintake.errors import ConfigurationError
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order, OrderEvent
 from labintake.models.release import OutboxEntry, OutboxKind
-from labintake.release.builder import esc
+from labintake.release.escaping import esc, escapes_for
 from labintake.release.outbox import new_control_id
 from labintake.statuses import OrderStatus
 
 REPLY_CONTROL = {OrderStatus.REJECTED.value: "UA", OrderStatus.CANCELLED.value: "CR"}
 LOOKBACK = timedelta(days=7)
+# MSH-2: the version's default encoding characters (from v2.7 with the truncation "#").
+_MSH2_ORDER = ("COMPONENT", "REPETITION", "ESCAPE", "SUBCOMPONENT", "TRUNCATION")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,41 +52,54 @@ def parse_address(value: str) -> tuple[str, int]:
 
 
 def build_reply(facts: ReplyFacts, control_id: str, now: datetime, our_app: str) -> bytes:
-    """ORR^O02 (to an ORM sender) or ORL^O22 (to an OML sender), as ER7 bytes."""
+    """ORR^O02 (to an ORM sender) or ORL^O22 (to an OML sender), as ER7 bytes.
+
+    Written straight to ER7, each value escaped once (:mod:`labintake.release.escaping`):
+    hl7apy escapes the backslashes of ``\\Xhh\\`` sequences again on output, so a reason
+    with a line break reached the placer as ``\\E\\X0D\\E\\``. The segments are those
+    hl7apy writes for both structures: MSH, MSA, NTE (the reason), PID, ORC.
+    """
     if facts.original_type.startswith("OML"):
         message_type, structure = "ORL^O22", "ORL_O22"
     else:
         message_type, structure = "ORR^O02", "ORR_O02"
     version = facts.version or "2.5.1"
-    message = Message(structure, version=version, validation_level=VALIDATION_LEVEL.TOLERANT)
-    msh = message.msh
-    msh.msh_3 = esc(our_app)
-    msh.msh_5 = esc(facts.placer_application)
-    msh.msh_6 = esc(facts.placer_facility)
-    msh.msh_7 = now.strftime("%Y%m%d%H%M%S+0000")
-    msh.msh_9 = f"{message_type}^{structure}"
-    msh.msh_10 = esc(control_id)
-    msh.msh_11 = "P"
-    msh.msh_12 = version
-    msa = message.add_segment("MSA")
-    msa.msa_1 = "AA"
-    msa.msa_2 = esc(facts.original_control_id)
+    table = escapes_for(version)
+    defaults = get_default_encoding_chars(version)
+    encoding = "".join(defaults.get(key, "") for key in _MSH2_ORDER)
+    segments = [
+        [
+            "MSH",
+            encoding,
+            esc(our_app, table),
+            "",
+            esc(facts.placer_application, table),
+            esc(facts.placer_facility, table),
+            now.strftime("%Y%m%d%H%M%S+0000"),
+            "",
+            f"{message_type}^{structure}",
+            esc(control_id, table),
+            "P",
+            version,
+        ],
+        ["MSA", "AA", esc(facts.original_control_id, table)],
+    ]
     if facts.reason:
-        message.add_segment("NTE").nte_3 = esc(facts.reason)
-    response = message.add_group(f"{structure}_RESPONSE")
-    patient = response.add_group(f"{structure}_PATIENT")
-    pid = patient.add_segment("PID")
-    pid.pid_1 = "1"
-    if facts.patient_mrn:
-        pid.pid_3 = esc(facts.patient_mrn)
-    order_parent = patient if structure == "ORL_O22" else response
-    order = order_parent.add_group(f"{structure}_ORDER")
-    orc = order.add_segment("ORC")
-    orc.orc_1 = facts.order_control
-    placer = [esc(facts.placer_order_number), esc(facts.placer_facility.split("^", 1)[0])]
-    orc.orc_2 = "^".join(placer).rstrip("^")
-    orc.orc_3 = esc(facts.filler_order_number)
-    text: str = message.to_er7()
+        segments.append(["NTE", "", "", esc(facts.reason, table)])
+    segments.append(["PID", "1", "", esc(facts.patient_mrn, table)])
+    placer = [
+        esc(facts.placer_order_number, table),
+        esc(facts.placer_facility.split("^", 1)[0], table),
+    ]
+    segments.append(
+        [
+            "ORC",
+            facts.order_control,
+            "^".join(placer).rstrip("^"),
+            esc(facts.filler_order_number, table),
+        ]
+    )
+    text = "\r".join("|".join(fields).rstrip("|") for fields in segments)
     return (text + "\r").encode("utf-8")
 
 
