@@ -44,7 +44,9 @@ def unescape(
     """Decode the escape sequences of one leaf value.
 
     \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\P\\ give back the encoding characters; \\Xhh..\\ is
-    hex-encoded bytes decoded with `codec` (Latin-1 when they are not valid there);
+    hex-encoded bytes decoded with `codec` (Latin-1 when they are not valid there), less
+    any NUL character (PostgreSQL text cannot hold one, and no field means it: dropped on
+    every database alike, and said so in `remarks`);
     \\.br\\, \\.sp\\ and \\.ce\\ become a line break; \\H\\, \\N\\ and the other layout
     commands are dropped. Character-set switches (\\C..\\, \\M..\\) and locally defined
     sequences (\\Z..\\) cannot be honoured: they are dropped and said so in `remarks`.
@@ -107,9 +109,14 @@ def _hex(digits: str, codec: str, remarks: list[str] | None) -> str:
             remarks.append(f"escape sequence X{digits} is not hexadecimal: kept as text")
         return "X" + digits
     try:
-        return data.decode(codec)
+        text = data.decode(codec)
     except (UnicodeDecodeError, LookupError):
-        return data.decode("latin-1")
+        text = data.decode("latin-1")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+        if remarks is not None:
+            remarks.append(f"escape sequence \\X{digits}\\ gives a NUL character: dropped")
+    return text
 
 
 def _count(text: str) -> int:

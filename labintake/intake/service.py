@@ -72,6 +72,7 @@ from labintake.hl7.ack import (
     build_ack,
     reply_wanted,
 )
+from labintake.hl7.charset import decode_message, wide_charset_mismatch
 from labintake.hl7.header import Header, parse_header, validate_header
 from labintake.intake.digest import content_digest
 from labintake.intake.writer import GroupCommitWriter, PendingRow, StoreResult
@@ -340,6 +341,8 @@ class Intake:
             exc.ack_code = "AR"
             self._log_unstored(exc, peer, len(frame))
             return build_ack(_FALLBACK_HEADER, "AR", exc)
+        if header.charset:
+            self._check_charset(reading, header, peer)
         decision = self.policy.decide(header, identity)
         code = ack_code(header, decision.outcome)
         ack = build_ack(header, code, decision.error)
@@ -414,6 +417,21 @@ class Intake:
             "error": text,
         }
         return conflict, ack
+
+    @staticmethod
+    def _check_charset(message: bytes, header: Header, peer: str) -> None:
+        """Log an MSH-18 that cannot be right for the bytes (read by the fallback later)."""
+        mismatch = wide_charset_mismatch(message, header.charset)
+        if mismatch is not None:
+            log.warning(
+                f"MSH-18 {header.charset!r} {mismatch}; the message will be read as "
+                f"{decode_message(message, header.charset).encoding}",
+                extra={
+                    "control_id": header.control_id,
+                    "sender": f"{header.sending_application}/{header.sending_facility}",
+                    "peer": peer,
+                },
+            )
 
     def _warn_unbound_interfaces(self) -> None:
         for interface in self.interfaces:
