@@ -131,3 +131,39 @@ def test_two_instances_store_one_original_and_one_conflict_per_content(
     for i in range(20):
         pair = sorted(r["status"] for r in rows if r["control_id"] == f"TW{i}")
         assert pair == ["received", "rejected"]
+
+
+def test_managers_see_conflicts_and_binding_refusals_on_the_error_screen(
+    settings: Settings, engine: Engine
+) -> None:
+    from fastapi.testclient import TestClient
+    from test_sender_binding import BOUND, ELSEWHERE, EPIC_HOST
+
+    from labintake.auth.roles import Role
+    from labintake.web.app import create_app
+    from tests.factories import make_user
+    from tests.web_client import login
+
+    bound = settings.model_copy(update={"enforce_sender_binding": True})
+
+    async def go() -> None:
+        async with Intake(bound, engine, interfaces=BOUND) as intake:
+            await intake.handle(orm("SCR1").encode(), PEER, EPIC_HOST)
+            await intake.handle(orm("SCR1", patient_name="B^B").encode(), PEER, EPIC_HOST)
+            await intake.handle(orm("SCR2").encode(), "192.0.2.66:5000", ELSEWHERE)
+            await intake.handle(orm("SCR3", version="2.9").encode(), PEER, EPIC_HOST)
+
+    asyncio.run(go())
+    make_user(engine, "meg", Role.MANAGER)
+    client = TestClient(create_app(settings, engine))
+    login(client, "meg")
+    page = client.get("/messages/errors").text
+    assert "control ids reused with other content, senders their connection did not prove (2)" in (
+        page
+    )
+    assert "SCR1" in page
+    assert "already used by message" in page
+    assert "SCR2" in page
+    assert "192.0.2.66:5000" in page
+    assert "not among the interface&#39;s addresses" in page
+    assert "SCR3" not in page  # rejected for its version: not a security refusal

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from labintake import audit
+from labintake.intake.refusals import intake_refusals
 from labintake.queue import integration
 from labintake.web.deps import MAX_DB_INT, ManagerUser, RowId, SessionDep, SettingsDep, get_engine
 from labintake.web.rendering import render
@@ -20,11 +21,19 @@ router = APIRouter()
 def error_queue_page(
     request: Request, user: ManagerUser, after: int = Query(0, ge=0, le=MAX_DB_INT)
 ) -> Response:
-    rows = integration.error_queue(get_engine(request), limit=100, after_id=after)
+    engine = get_engine(request)
+    rows = integration.error_queue(engine, limit=100, after_id=after)
+    refused_count, refusals = intake_refusals(engine)
     return render(
         request,
         "errors.html",
-        {"rows": rows, "done": request.query_params.get("done", ""), "after": after},
+        {
+            "rows": rows,
+            "done": request.query_params.get("done", ""),
+            "after": after,
+            "refused_count": refused_count,
+            "refusals": refusals,
+        },
     )
 
 
