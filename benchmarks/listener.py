@@ -30,6 +30,8 @@ async def serve(settings: Settings) -> None:
         max_message_bytes=settings.max_message_bytes,
         idle_timeout=settings.idle_timeout_seconds,
         max_connections=settings.max_connections,
+        max_connections_per_peer=settings.max_connections_per_peer,
+        frame_timeout=settings.frame_timeout_seconds,
     )
     await server.start()
     print(f"listening for HL7 (MLLP) on {settings.mllp_host}:{server.bound_port}", flush=True)

@@ -281,6 +281,8 @@ def labintake_env(database_url: str, mllp_port: int = 0, web_port: int = 0) -> d
         LABINTAKE_WEB_PORT=str(web_port),
         LABINTAKE_INTERFACES_DIR=str(REPO / "interfaces"),
         LABINTAKE_CODE_TABLES_DIR=str(REPO / "code_tables"),
+        # The load generator is one address standing for many senders (up to 64 connections).
+        LABINTAKE_MAX_CONNECTIONS_PER_PEER="200",
     )
     return env
 
