@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import ssl
 import sys
 from pathlib import Path
@@ -68,12 +69,26 @@ def _handle(
 
 
 def test_forged_sender_cannot_take_the_real_senders_acknowledgement(
-    settings: Settings, engine: Engine
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = settings.model_copy(update={"enforce_sender_binding": True})
     forged = orm("EPIC1001", patient_name="FORGED^PAT").encode()
     real = orm("EPIC1001").encode()
-    forged_ack, real_ack = _handle(settings, engine, BOUND, (forged, ELSEWHERE), (real, EPIC_HOST))
+    with caplog.at_level(logging.WARNING, logger="labintake.intake"):
+        forged_ack, real_ack = _handle(
+            settings, engine, BOUND, (forged, ELSEWHERE), (real, EPIC_HOST)
+        )
+    messages = [r.getMessage() for r in caplog.records]
+    # prairie-clinic in BOUND has no [connection]: said once at start.
+    assert messages[0] == (
+        "sender binding is on but the interface declares no [connection]: its messages are refused"
+    )
+    [refusal] = [
+        r for r in caplog.records if r.getMessage() == "sender binding refused the message"
+    ]
+    assert refusal.__dict__["reason"] == (
+        "source address 192.0.2.66 is not among the interface's addresses"
+    )
     assert msa(forged_ack)[1:3] == ["AR", "EPIC1001"]
     assert err(forged_ack)[2] == "MSH^1^3"
     assert "not accepted on this connection" in forged_ack.decode()
