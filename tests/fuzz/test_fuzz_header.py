@@ -8,7 +8,7 @@ from hypothesis import given
 from labintake.errors import HeaderError, HL7Error
 from labintake.hl7.ack import ACCEPT, ERROR, REJECT, ack_code, build_ack, reply_wanted
 from labintake.hl7.header import Header, parse_header
-from labintake.intake.service import IntakePolicy
+from labintake.intake.policy import IntakePolicy
 from labintake.interfaces import InterfaceRegistry
 from labintake.mllp.framing import normalise_segments
 from tests.fuzz.mutations import fuzz_settings, hostile_messages
