@@ -1,7 +1,7 @@
 """inbound duplicate key: the proven sender identity, and conflicts kept beside originals
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-07 01:10:00
 
 The unique key of ``inbound_message`` was (MSH-3, MSH-4, MSH-10). It becomes (sender
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
