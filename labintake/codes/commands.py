@@ -364,3 +364,46 @@ def lookup_command(
         raise typer.Exit(1)
     for line in render(sections, limit):
         typer.echo(line)
+
+
+@codes_app.command("compress")
+def compress_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    on: Annotated[
+        str | None,
+        typer.Option(
+            "--date", metavar="YYYY-MM-DD", help="Release in force on this date (default today)"
+        ),
+    ] = None,
+    directory: DirOption = None,
+) -> None:
+    """Write a transcribed code list (codes separated by spaces, commas or lines) as the fewest
+    codes, families and ranges claiming exactly it over the release's billable codes."""
+    from labintake.codes.lookup import parse_day
+    from labintake.codes.ranges import billable_codes, compress
+    from labintake.codes.tables import load_code_tables
+
+    try:
+        day = parse_day(on) or date.today()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--date") from exc
+    try:
+        tables = load_code_tables(_directory(directory))
+    except CodeTableError as exc:
+        raise _fail(exc) from exc
+    release = tables.icd10_for(day)
+    if release is None:
+        typer.secho(f"no ICD-10-CM release covers {day}", fg="red", err=True)
+        raise typer.Exit(1)
+    codes = file.read_text(encoding="utf-8").replace(",", " ").split()
+    try:
+        patterns = compress(codes, billable_codes(release))
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"# {len(set(codes))} codes as {len(patterns)} patterns over {release.version}")
+    for pattern in patterns:
+        note = (
+            "" if "-" in pattern or "*" in pattern or pattern in release else "  # not in release"
+        )
+        typer.echo(f'  "{pattern}",{note}')

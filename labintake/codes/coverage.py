@@ -4,8 +4,10 @@ Files (all TOML, meant to be edited by people; seal the folder after editing):
 
 - `ncd-<number>.toml` / `lcd-<name>.toml`: one policy each (`ncd`, `title`, `kind`, `cpts`,
   `inverted`, `covered`, `covered_verify` (covered, not yet confirmed against the CMS list),
-  `not_covered`, `complete` (false: the lists are known to be partial), `[[frequency]]`
-  limits, `source`, `effective`, `illustrative`, `notes`).
+  `not_covered`, `complete` (false: the lists are known to be partial; `missing` or `notes`
+  says what is missing), `[[frequency]]` limits, `source`, `sources`, `read_on`,
+  `effective`, `illustrative`, `notes`, and the NCD's frequency statements as data
+  (`frequency_statement`: a text, or `[[frequency_statement]]` tables; see docs/coverage.md).
 - `screening.toml`: `[[rule]]` entries (`dx`, `diagnostic_cpts`, `screening_cpt`,
   `description`, optional `[rule.frequency]`).
 - `never_covered.toml`: `codes` (confirmed) and `codes_verify` (to confirm against CMS).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +31,7 @@ from labintake.codes.policies import (
     CodeSet,
     CoveragePolicies,
     FrequencyLimit,
+    FrequencyStatement,
     NcdPolicy,
     PayerRules,
     ScreeningRule,
@@ -35,7 +39,19 @@ from labintake.codes.policies import (
 from labintake.errors import CodeTableError
 
 NCD_CODES_CSV = "ncd_codes.csv"
+# CPT (five digits, or four and a category II/III or PLA letter) or HCPCS level II (a letter
+# and four digits).
+_PROCEDURE_CODE = re.compile(r"^([0-9]{4}[0-9FTU]|[A-Z][0-9]{4})$")
 NCD_CODE_LISTS = ("covered", "not_covered", "hcpcs")
+
+
+def _strings_kept(value: Any, where: str) -> tuple[str, ...]:
+    """A list of free-text strings, kept as written (titles, addresses)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise CodeTableError(f"{where}: expected a list of strings")
+    return tuple(v.strip() for v in value if v.strip())
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -44,6 +60,53 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise CodeTableError(f"{where}: expected a list of strings")
     return tuple(v.strip().upper() for v in value if v.strip())
+
+
+def _procedure_codes(value: Any, where: str) -> tuple[str, ...]:
+    codes = _strings(value, where)
+    bad = [c for c in codes if not _PROCEDURE_CODE.match(c)]
+    if bad:
+        raise CodeTableError(f"{where}: not CPT/HCPCS procedure codes: {', '.join(bad)}")
+    return codes
+
+
+def _flag(data: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise CodeTableError(f"{where}: {key} must be true or false, not {value!r}")
+    return value
+
+
+def _statement(data: Any, where: str) -> FrequencyStatement:
+    if not isinstance(data, Mapping):
+        raise CodeTableError(f"{where}: expected a table")
+    try:
+        text, source = str(data["text"]).strip(), str(data["source"]).strip()
+    except KeyError as exc:
+        raise CodeTableError(f"{where}: frequency statement missing {exc}") from exc
+    if not text or not source:
+        raise CodeTableError(f"{where}: a frequency statement needs its text and its source")
+    return FrequencyStatement(
+        text=text,
+        source=source,
+        cpts=_procedure_codes(data.get("cpts"), where),
+        enforced_by=str(data.get("enforced_by", "")),
+        verify=_flag(data, "verify", False, where),
+    )
+
+
+def _statements(data: Mapping[str, Any], where: str) -> tuple[FrequencyStatement, ...]:
+    """`frequency_statement`: one text (its source is `frequency_source`, else the policy's), or
+    `[[frequency_statement]]` tables each with its own text and source."""
+    value = data.get("frequency_statement")
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        source = str(data.get("frequency_source") or data.get("source", "")).strip()
+        return (_statement({"text": value, "source": source}, f"{where} frequency_statement"),)
+    if not isinstance(value, list):
+        raise CodeTableError(f"{where}: frequency_statement must be a text or a list of tables")
+    return tuple(_statement(f, f"{where} frequency_statement[{i}]") for i, f in enumerate(value))
 
 
 def _codes(value: Any, where: str) -> CodeSet:
@@ -57,7 +120,7 @@ def _frequency(data: Mapping[str, Any], where: str) -> FrequencyLimit:
     try:
         when = data.get("when_dx")
         return FrequencyLimit(
-            cpts=_strings(data["cpts"], where),
+            cpts=_procedure_codes(data["cpts"], where),
             max_count=int(data["max_count"]),
             period_days=int(data["period_days"]),
             when_dx=_codes(when, where) if when is not None else None,
@@ -72,10 +135,16 @@ def _frequency(data: Mapping[str, Any], where: str) -> FrequencyLimit:
 
 def policy_from_toml(data: Mapping[str, Any], where: str) -> NcdPolicy:
     try:
+        complete = _flag(data, "complete", True, where)
+        missing = str(data.get("missing", "")).strip()
+        if not complete and not missing and not str(data.get("notes", "")).strip():
+            raise CodeTableError(
+                f"{where}: complete = false needs `missing` (or `notes`) saying what is missing"
+            )
         return NcdPolicy(
             ncd=str(data["ncd"]),
             title=str(data["title"]),
-            cpts=_strings(data["cpts"], f"{where} cpts"),
+            cpts=_procedure_codes(data["cpts"], f"{where} cpts"),
             covered=_codes(data.get("covered"), f"{where} covered").union(
                 _codes(data.get("covered_verify"), f"{where} covered_verify")
             ),
@@ -90,7 +159,11 @@ def policy_from_toml(data: Mapping[str, Any], where: str) -> NcdPolicy:
             effective=str(data.get("effective", "")),
             kind=str(data.get("kind", "NCD")).upper(),
             notes=str(data.get("notes", "")),
-            complete=bool(data.get("complete", True)),
+            complete=complete,
+            missing=missing,
+            read_on=str(data.get("read_on", "")),
+            sources=_strings_kept(data.get("sources"), f"{where} sources"),
+            frequency_statements=_statements(data, where),
         )
     except KeyError as exc:
         raise CodeTableError(f"{where}: missing key {exc}") from exc
@@ -140,12 +213,14 @@ def load_coverage(folder: Path, version: str, files: tuple[str, ...]) -> Coverag
         data = _load_toml(folder / name)
         lists = imported.get(str(data.get("ncd", "")))
         if lists is not None:
+            # The imported CMS file is the whole published list for this NCD.
             data = {
                 **data,
                 "covered": lists["covered"],
                 "covered_verify": [],
                 "not_covered": lists["not_covered"],
-                "complete": True,  # an official list replaces the transcribed one
+                "complete": True,
+                "missing": "",
             }
             if lists["hcpcs"]:
                 data["cpts"] = lists["hcpcs"]
@@ -166,7 +241,7 @@ def load_coverage(folder: Path, version: str, files: tuple[str, ...]) -> Coverag
                 screening.append(
                     ScreeningRule(
                         dx=_codes(rule["dx"], where),
-                        diagnostic_cpts=_strings(rule["diagnostic_cpts"], where),
+                        diagnostic_cpts=_procedure_codes(rule["diagnostic_cpts"], where),
                         screening_cpt=(str(rule["screening_cpt"]).upper() or None)
                         if rule.get("screening_cpt")
                         else None,
@@ -180,6 +255,10 @@ def load_coverage(folder: Path, version: str, files: tuple[str, ...]) -> Coverag
     if "never_covered.toml" in files:
         data = _load_toml(folder / "never_covered.toml")
         where = str(folder / "never_covered.toml")
+        if not _flag(data, "complete", True, where) and not str(data.get("missing", "")).strip():
+            raise CodeTableError(
+                f"{where}: complete = false needs `missing` (or `notes`) saying what is missing"
+            )
         never = _codes(data.get("codes"), where).union(_codes(data.get("codes_verify"), where))
     payers = PayerRules()
     if "payers.toml" in files:

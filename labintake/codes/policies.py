@@ -25,6 +25,12 @@ class CodeSet:
     - dotted-prefix wildcards: `E11.*`, `E11*`, `E11.-` (the code and everything below it)
     - ranges: `E78.00-E78.5`, `E08-E13` (inclusive; the upper bound includes codes below it,
       so `E08-E13` covers E13.9 and `E78.00-E78.5` covers E78.51)
+
+    Ranges compare codes without their dot, character by character in ASCII order (digits
+    before letters), which is the order of the shipped ICD-10-CM table: `E08.00-E13.9` covers
+    E11.65, E13.10 and E11.A. Four categories sit elsewhere in the printed tabular list than in
+    that order (C4A, D3A, M1A, Z3A sort after C49, D39, M19, Z39): a range meant to take them in
+    must name them, e.g. `D37.01-D3A.8`, or list them as prefixes.
     """
 
     __slots__ = ("_exact", "_patterns", "_prefixes", "_ranges")
@@ -53,8 +59,8 @@ class CodeSet:
             if not pattern:
                 continue
             written.append(pattern)
-            if pattern.endswith(("*", ".-", "-")) and "-" not in pattern.rstrip("-"):
-                stem = pattern.rstrip("*-").rstrip(".")
+            stem = _prefix_stem(pattern)
+            if stem is not None:
                 _check(stem, raw)
                 prefixes.append(stem)
             elif "-" in pattern:
@@ -119,7 +125,21 @@ class CodeSet:
 
 EMPTY = CodeSet()
 
+# ICD-10-CM shape: a letter, a digit, a digit or letter (the category), then up to four more
+# characters after the dot. The dot may be left out (E119), but not put anywhere else.
 _PATTERN_CODE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+
+
+def _prefix_stem(pattern: str) -> str | None:
+    """The code a wildcard pattern stands on (`E11.*`, `E11*`, `E11.-`, `E11-` -> `E11`), or
+    None when the pattern is not a wildcard. One marker only: `E11**` or `E11..*` stay
+    malformed and are refused by the shape check."""
+    for marker in (".*", "*", ".-"):
+        if pattern.endswith(marker):
+            return pattern.removesuffix(marker)
+    if pattern.endswith("-") and pattern.count("-") == 1:
+        return pattern.removesuffix("-")
+    return None
 
 
 def _check(code: str, raw: str) -> None:
@@ -147,6 +167,22 @@ class FrequencyLimit:
 
 
 @dataclass(frozen=True)
+class FrequencyStatement:
+    """A frequency statement of an NCD as its text gives it, with where it was read.
+
+    Recorded as data next to the `FrequencyLimit`s the engine enforces: a statement may be
+    enforced by one of those limits (`enforced_by` names the limit's description), or not yet
+    (diagnosis-aware statements such as "more often when the regimen changed").
+    """
+
+    text: str
+    source: str
+    cpts: tuple[str, ...] = ()
+    enforced_by: str = ""
+    verify: bool = False
+
+
+@dataclass(frozen=True)
 class ScreeningRule:
     """A screening diagnosis: on `diagnostic_cpts` it is a hold; the screening code to bill
     instead is `screening_cpt` (None when the diagnostic code itself is billed for screening
@@ -166,7 +202,10 @@ class NcdPolicy:
     `covered`: diagnoses that support the tests. `not_covered`: the negative lists (not covered
     and does-not-support). `inverted` policies (190.15 blood counts) cover everything except
     `not_covered`. `complete` False: the lists are known to be partial, so a diagnosis on
-    neither list is unknown to the policy (necessity "unverified"), not unsupported.
+    neither list is unknown to the policy (necessity "unverified"), not unsupported; `missing`
+    (or `notes`) says what is not transcribed. An incomplete policy with empty lists (190.12,
+    190.13, 190.14, 190.19: no list could be read) thus holds only diagnoses on the all-NCD
+    never-covered list and leaves every other one unverified.
     """
 
     ncd: str
@@ -182,6 +221,10 @@ class NcdPolicy:
     kind: str = "NCD"  # NCD | LCD
     notes: str = ""
     complete: bool = True
+    missing: str = ""
+    read_on: str = ""
+    sources: tuple[str, ...] = ()
+    frequency_statements: tuple[FrequencyStatement, ...] = ()
 
     def supports(self, code: str) -> bool:
         """True when the policy's lists say this diagnosis supports the tests."""

@@ -198,6 +198,13 @@ def _supports(ctx: RuleContext, policy: NcdPolicy, code: str) -> bool:
     return policy.inverted or code_in(policy.covered, code)
 
 
+def _list_note(policy: NcdPolicy) -> str:
+    """What the shipped lists of the policy are, for the finding's message."""
+    if not policy.complete:
+        return " (partial list shipped with labintake)"
+    return " (illustrative list shipped with labintake)" if policy.illustrative else ""
+
+
 def _not_supported(
     ctx: RuleContext,
     test: TestFacts,
@@ -207,7 +214,7 @@ def _not_supported(
 ) -> None:
     name = ctx.test_name(test)
     ncd, title, kind, illustrative = policy.ncd, policy.title, policy.kind, policy.illustrative
-    sample = " (illustrative list shipped with labintake)" if illustrative else ""
+    sample = _list_note(policy)
     message = (
         f"None of the diagnoses sent ({ctx.diagnosis_list()}) supports {name} ({cpt}) under "
         f"{kind} {ncd} ({title}){sample}."
@@ -234,6 +241,7 @@ def _not_supported(
             "kind": kind,
             "title": title,
             "illustrative": illustrative,
+            "complete": policy.complete,
             "diagnoses": [d.code for d in ctx.diagnoses],
             "never_covered": never_covered,
         },
