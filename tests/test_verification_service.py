@@ -260,7 +260,8 @@ def test_reverify_after_a_test_correction_uses_the_corrected_code(
     with session_scope(engine) as session:
         result = verify_order(session, order_id, "coder1", tables)
     assert result.tests[0].cpt == "83036"
-    assert [f.code.value for f in result.findings] == ["NECESSITY_NOT_SUPPORTED"]
+    # E03.9 is on none of the (partial) 190.21 lists: the corrected test is checked, unverified
+    assert [f.code.value for f in result.findings] == ["NECESSITY_UNVERIFIED"]
     with Session(engine) as session:
         test = session.exec(select(OrderTest).where(OrderTest.order_id == order_id)).one()
         assert (test.local_code, test.cpt) == ("HBA1C", "83036")
