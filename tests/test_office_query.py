@@ -110,3 +110,8 @@ def test_pdf_renders_names_outside_latin1() -> None:
         id=3, order_id=1, actor="ann", question="Q?", indicators=["i"], choices=[OTHER]
     )
     assert render_query_pdf(ORDER, query).startswith(b"%PDF")
+
+
+def test_a_coders_own_task_is_not_asked_of_the_office() -> None:
+    draft = compose_query(ORDER, [_finding("TEST_MEDICARE_PARTS", test_seq=1)], DX, TESTS)
+    assert draft.question == "Please clarify the order as documented in the patient's record."

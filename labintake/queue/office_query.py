@@ -104,6 +104,8 @@ _QUESTIONS = {
     "more specifically. Please clarify the condition(s) the record documents.",
 }
 _GENERIC = "Please clarify the order as documented in the patient's record."
+# Findings that are the coder's own task: never turned into a question for the office.
+CODER_ONLY = frozenset({"TEST_MEDICARE_PARTS"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +199,8 @@ def compose_query(
         indicators.append("No reason for the test is given on the order.")
     questions: list[str] = []
     for finding in findings:
-        if finding.code in LAB_INTERNAL_FINDINGS:
-            continue  # the lab's own problem (out-of-date code tables): not the office's
+        if finding.code in LAB_INTERNAL_FINDINGS or finding.code in CODER_ONLY:
+            continue  # the lab's own matter (tables out of date, coder tasks): not the office's
         question = _about(finding, tests, sender_dx) + _QUESTIONS.get(finding.code, _GENERIC)
         if question not in questions:
             questions.append(question)

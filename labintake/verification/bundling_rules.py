@@ -42,8 +42,13 @@ def _ordered(ctx: RuleContext) -> list[tuple[TestFacts, CatalogEntry]]:
 
 
 def check_bundling(ctx: RuleContext) -> None:
-    """One order group against the patient's other orders of the same day (other messages)."""
+    """One order group against the patient's other orders of the same day (other messages),
+    and codes Medicare does not recognise that are reported as their parts."""
     ordered = _ordered(ctx)
+    if ctx.medicare:
+        for test, entry in ordered:
+            if entry.medicare_parts:
+                _medicare_parts(ctx, test, entry)
     if ordered and any(not p.same_message for p in ctx.history.tests):
         _same_day(ctx, ordered)
 
@@ -59,6 +64,24 @@ def check_message_bundling(contexts: Sequence[RuleContext]) -> None:
             _pairs(lines)
             _unbundled_panels(lines)
         _units(lines)
+
+
+def _medicare_parts(ctx: RuleContext, test: TestFacts, entry: CatalogEntry) -> None:
+    """E.g. the general health panel 80050 is not on the Medicare Clinical Laboratory Fee
+    Schedule: for a Medicare claim its parts are reported instead (a coder's task; nothing to
+    ask the office)."""
+    parts = " + ".join(entry.medicare_parts)
+    ctx.add(
+        FindingCode.TEST_MEDICARE_PARTS,
+        test.location,
+        f"{entry.description} ({entry.cpt}) is not recognised by Medicare (not on the Clinical "
+        f"Laboratory Fee Schedule): report its parts instead, {parts}, each line with its own "
+        "diagnosis. The parts are then checked like any other test.",
+        None,
+        test_seq=test.seq,
+        subject=entry.cpt,
+        reference={"parts": list(entry.medicare_parts)},
+    )
 
 
 def _where(line: Line, other: Line) -> str:
@@ -123,8 +146,17 @@ def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -
             )
 
 
+def _parts(ctx: RuleContext, cpt: str) -> tuple[str, ...]:
+    entry = ctx.catalog.by_cpt(cpt)
+    return (entry.components if entry else ()) or ctx.bundling.panel_components(cpt)
+
+
 def _components(ctx: RuleContext, entry: CatalogEntry) -> tuple[str, ...]:
-    return entry.components or ctx.bundling.panel_components(entry.cpt)
+    """A panel's components; a component that is itself a panel (80053 in 80050) brings its
+    own components too, so a test inside the inner panel is seen as part of the outer one."""
+    parts = entry.components or ctx.bundling.panel_components(entry.cpt)
+    nested = [sub for part in parts for sub in _parts(ctx, part) if sub != entry.cpt]
+    return tuple(dict.fromkeys((*parts, *nested))) if nested else parts
 
 
 def _pairs(lines: list[Line]) -> None:

@@ -61,6 +61,7 @@ DEFAULT_SEVERITY: Mapping[FindingCode, Severity] = MappingProxyType(
         FindingCode.TEST_UNKNOWN: Severity.HOLD,
         FindingCode.TEST_CODE_MISMATCH: Severity.HOLD,
         FindingCode.BUNDLED_COMPONENT: Severity.HOLD,
+        FindingCode.TEST_MEDICARE_PARTS: Severity.WARN,
         FindingCode.UNITS_OVER_LIMIT: Severity.HOLD,
         FindingCode.PROVIDER_MISSING: Severity.HOLD,
         FindingCode.PROVIDER_NPI_INVALID: Severity.HOLD,
