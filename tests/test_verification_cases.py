@@ -54,6 +54,11 @@ CONTRACT_CODES = {
     "TEST_CODE_MISMATCH", "BUNDLED_COMPONENT", "UNITS_OVER_LIMIT", "PROVIDER_MISSING",
     "PROVIDER_NPI_INVALID", "DUPLICATE_ORDER", "SIGNATURE_MISSING",
 }  # fmt: skip
+# Diagnosis edits and the Medicare parts warning, added after the contract's first list.
+EDIT_CODES = {
+    "DX_SEX_CONFLICT", "DX_AGE_CONFLICT", "DX_EXTERNAL_CAUSE_ONLY", "DX_MANIFESTATION_ALONE",
+    "DX_UNSPECIFIED_WITH_SPECIFIC", "TEST_MEDICARE_PARTS",
+}  # fmt: skip
 ICD10_SHAPE = re.compile(r"\b[A-TV-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b")
 PAYMENT_WORDS = re.compile(r"pay|reimburs|denied|denial|covered|coverage|\$", re.IGNORECASE)
 
@@ -149,7 +154,7 @@ def test_corpus_is_large_and_covers_every_finding_code() -> None:
     orders = [o for c in CASES for o in _orders(c)]
     assert len(orders) >= 80
     codes = {line.split()[0] for o in orders for line in o.get("findings", [])}
-    assert codes >= CONTRACT_CODES
+    assert codes >= CONTRACT_CODES | EDIT_CODES
     assert any(len(_orders(c)) > 1 for c in CASES)
     assert len({c.get("sender") for c in CASES}) >= 3
     assert {c.get("payer") for c in CASES} >= {"medicare", "commercial"}
