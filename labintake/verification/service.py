@@ -59,7 +59,7 @@ REVERIFIABLE = frozenset(
 _WRITE_CHUNK = 100
 
 
-def _verify_all(
+def verify_stored(
     session: Session,
     stored: Sequence[StoredOrder],
     tables: CodeTables,
@@ -154,7 +154,7 @@ def verify_pending(
                 return 0
             orders += session.exec(_pending_siblings(orders).with_for_update(skip_locked=True))
             stored = load_orders(session, orders)
-            results = _verify_all(session, stored, tables, rules, extra, catch=True)
+            results = verify_stored(session, stored, tables, rules, extra, catch=True)
             return _write_all(session, stored, results, actor)
     with Session(engine, expire_on_commit=False) as session:
         orders = list(session.exec(_pending(limit)))
@@ -162,7 +162,7 @@ def verify_pending(
             return 0
         orders += session.exec(_pending_siblings(orders))
         stored = load_orders(session, orders)
-        results = _verify_all(session, stored, tables, rules, extra, catch=True)
+        results = verify_stored(session, stored, tables, rules, extra, catch=True)
         session.commit()  # end the read (objects stay loaded) before writing
         done = 0
         for start in range(0, len(stored), _WRITE_CHUNK):
@@ -248,7 +248,7 @@ def verify_order(
         raise WorkflowError(f"order {order_id} is {order.status}: it cannot be verified again")
     session.flush()
     stored = load_orders(session, [order])[0]
-    result = _verify_all(session, [stored], tables, rules, _interface_codes(registry))[0]
+    result = verify_stored(session, [stored], tables, rules, _interface_codes(registry))[0]
     assert not isinstance(result, str)
     if not write_results(session, [(stored, result, order.status)], actor, action):
         raise ConcurrentChangeError(f"order {order_id} changed while it was being verified")
