@@ -88,7 +88,10 @@ def _where(line: Line, other: Line) -> str:
     """Where `other` sits as seen from `line`: the same order, or another group."""
     if line[0] is other[0]:
         return "on the same order"
-    return f"in another order group of the same message ({other[0].group_ref}, {other[1].location})"
+    ctx, test = other[0], other[1]
+    placer = ctx.facts.placer_order_number
+    at = f"placer {placer}, {test.location}" if placer else test.location
+    return f"in order group {ctx.group_index} of the same message ({at})"
 
 
 def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -> None:

@@ -43,6 +43,7 @@ class RuleContext:
     rules: EffectiveRules
     dx_edits: DiagnosisEdits
     group_ref: str = ""  # how findings on other groups of the message name this one
+    group_index: int = 1  # position among the message's order groups
     # filled by the rules as they run
     resolved: list[CatalogEntry | None] = field(default_factory=list)
     diagnoses: list[ValidDiagnosis] = field(default_factory=list)

@@ -196,6 +196,7 @@ def _context(
         release_in_force=choice.covered,
         dx_edits=tables.dx_edits_for(dos),
         group_ref=_group_ref(order, index),
+        group_index=index,
     )
 
 
