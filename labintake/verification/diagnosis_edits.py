@@ -49,7 +49,9 @@ def _sex_and_age(ctx: RuleContext) -> None:
                 f"{_label(dx)} is a diagnosis for {SEXES[conflict.sex]} patients "
                 f"({conflict.name}), but PID-8 gives the patient's sex as {SEXES[sex]}. Check "
                 "the registration and the diagnosis; the sex recorded at registration can "
-                f"differ from the one relevant to care. Source: {conflict.source}.",
+                "differ from the one relevant to care. When the record supports both, Medicare "
+                "claims carry condition code 45 (institutional) or modifier KX so the sex edits "
+                f"pass (MLN Matters MM6638). Source: {conflict.source}.",
                 f"The order gives {dx.code} ({dx.entry.description}) as the reason for "
                 f"testing, and the patient's sex on the order is {SEXES[sex]}. Please confirm "
                 "the patient's information and the reason for the test as documented in the "
