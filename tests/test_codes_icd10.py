@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from labintake.codes.icd10 import Icd10Entry, Icd10Release, looks_like_icd10, normalize_icd10
+from labintake.codes.icd10 import (
+    Icd10Entry,
+    Icd10Release,
+    format_rows,
+    looks_like_icd10,
+    normalize_icd10,
+)
 from labintake.codes.tables import CodeTables, load_code_tables
 
 REPO = Path(__file__).resolve().parent.parent
@@ -233,3 +240,28 @@ def test_excludes1_notes_are_reduced_to_code_patterns() -> None:
         "E16.0",
         "E16.*",
     )
+
+
+def test_manifestation_flag_round_trips_and_titles_count_without_it() -> None:
+    flagged = Icd10Entry("D63.1", "Anemia in chronic kidney disease", True, False, False, (), "D63")
+    text = "D63.1\tBM\tD63\t\tAnemia in chronic kidney disease\n" + (
+        "G63\tB\t\t\tPolyneuropathy in diseases classified elsewhere\n"
+    )
+    release = Icd10Release("icd10cm-test", date(2026, 4, 1), None, text)
+    d631 = release.get("D63.1")
+    assert d631 is not None
+    assert d631.manifestation  # flag M
+    g63 = release.get("G63")
+    assert g63 is not None
+    assert g63.manifestation  # a table without the flag: the title says so
+    assert format_rows([replace(flagged, manifestation=True)]).split("\t")[1] == "BM"
+    assert format_rows([flagged]).split("\t")[1] == "B"
+
+
+def test_shipped_releases_mark_manifestation_codes_by_title(r2026: Icd10Release) -> None:
+    g63 = r2026.get("G63")
+    assert g63 is not None
+    assert g63.manifestation
+    e11 = r2026.get("E11.42")
+    assert e11 is not None
+    assert not e11.manifestation

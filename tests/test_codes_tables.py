@@ -37,14 +37,14 @@ def small_tables(tmp_path: Path) -> Path:
 
 def test_every_shipped_manifest_verifies_and_counts_its_rows() -> None:
     manifests = discover(REPO / "code_tables")
-    assert {m.kind for m in manifests} == {"icd10cm", "catalog", "coverage", "bundling"}
+    assert {m.kind for m in manifests} == {"icd10cm", "catalog", "coverage", "bundling", "dxedits"}
     for manifest in manifests:
         assert manifest.folder is not None
         assert compute_checksum(manifest.folder, manifest.files) == manifest.checksum
         assert manifest.rows > 0
         assert manifest.source
     illustrative = {m.kind for m in manifests if m.illustrative}
-    assert {"coverage", "bundling"} <= illustrative
+    assert {"coverage", "bundling", "dxedits"} <= illustrative
 
 
 def test_versions_for_a_date_name_every_table_used() -> None:
@@ -54,6 +54,7 @@ def test_versions_for_a_date_name_every_table_used() -> None:
         "catalog": "catalog-2026.1",
         "coverage": "coverage-2026.4",
         "bundling": "bundling-2025.1",
+        "dxedits": "dxedits-2026.1",
     }
     assert tables.versions_for(date(2025, 6, 1))["icd10cm"] == "icd10cm-2025-04"
     assert tables.versions_for(date(2024, 6, 1))["coverage"] == "none"
@@ -179,6 +180,7 @@ def test_in_memory_tables_for_unit_tests_synthesise_their_manifests() -> None:
         "catalog": "cat-t",
         "coverage": "cov-t",
         "bundling": "bun-t",
+        "dxedits": "none",
     }
     assert {m.version for m in tables.manifests()} == {"cat-t", "cov-t", "bun-t"}
     bundling = tables.bundling_for(day)

@@ -13,9 +13,18 @@ from labintake.queue.office_query import (
 from labintake.queue.query_pdf import render_query_pdf
 
 
-def _finding(code: str, clarify: str = "") -> Finding:
+def _finding(
+    code: str, clarify: str = "", *, test_seq: int | None = None, subject: str = ""
+) -> Finding:
     return Finding(
-        order_id=1, verification_id=1, code=code, severity="hold", message="m", clarify=clarify
+        order_id=1,
+        verification_id=1,
+        code=code,
+        severity="hold",
+        message="m",
+        clarify=clarify,
+        test_seq=test_seq,
+        reference={"subject": subject} if subject else {},
     )
 
 
@@ -52,10 +61,48 @@ def test_compliance_check_catches_payment_words_and_codes_not_on_the_order() -> 
     ]
 
 
-def test_sender_text_with_payment_words_is_left_out_of_the_indicators() -> None:
-    dx = [OrderDiagnosis(order_id=1, seq=1, code="R99", text="covered by Medicare")]
+def test_sender_text_with_payment_words_loses_the_words_not_the_line() -> None:
+    dx = [OrderDiagnosis(order_id=1, seq=1, code="R07.9", text="Chest pain, Medicare covered")]
     draft = compose_query(ORDER, [_finding("NECESSITY_NOT_SUPPORTED")], dx, TESTS)
-    assert all("Medicare" not in line for line in draft.indicators)
+    assert "Reason given on the order: R07.9 Chest pain," in draft.indicators
+    assert "Test ordered: PSA (as sent: 84153)" in draft.indicators
+    assert all("Medicare" not in line and "covered" not in line for line in draft.indicators)
+
+
+def test_a_hcpcs_test_code_is_never_taken_for_a_diagnosis_code() -> None:
+    tests = [OrderTest(order_id=1, seq=1, sent_code="G0103", sent_text="PSA screening")]
+    draft = compose_query(ORDER, [_finding("NECESSITY_NOT_SUPPORTED", test_seq=1)], DX, tests)
+    assert "Test ordered: PSA screening (as sent: G0103)" in draft.indicators
+    assert "(as sent: G0103)" in draft.question
+    text = "\n".join([draft.question, *draft.indicators])
+    assert compliance_problems(text, ["Z12.5", "G0103"]) == []
+
+
+def test_a_code_not_on_the_order_is_removed_from_the_sender_text_and_the_rest_kept() -> None:
+    tests = [OrderTest(order_id=1, seq=1, sent_code="82947", sent_text="Glucose, E11.9 suspected")]
+    dx = [OrderDiagnosis(order_id=1, seq=1, code="R73.09", text="Abnormal glucose")]
+    draft = compose_query(ORDER, [_finding("DX_NOT_BILLABLE", subject="R73.09")], dx, tests)
+    assert "Test ordered: Glucose, suspected (as sent: 82947)" in draft.indicators
+    assert "E11.9" not in "\n".join([draft.question, *draft.indicators])
+
+
+def test_each_question_names_its_test_and_diagnosis() -> None:
+    findings = [
+        _finding("NECESSITY_NOT_SUPPORTED", test_seq=1),
+        _finding("DX_EXCLUDES1", subject="Z12.5|C61"),
+        _finding("PROVIDER_MISSING"),
+    ]
+    draft = compose_query(ORDER, findings, DX, TESTS)
+    lines = draft.question.split("\n")
+    assert lines[0].startswith(
+        "About the test PSA (as sent: 84153), with the reason given as Z12.5 Screening for "
+        "prostate cancer: Please state the clinical reason"
+    )
+    assert lines[1].startswith(
+        "About the reason given as Z12.5 Screening for prostate cancer: Two conditions"
+    )
+    assert lines[2].startswith("About the order as a whole: The order does not name")
+    assert "C61" not in draft.question  # not sent: never named
 
 
 def test_pdf_renders_names_outside_latin1() -> None:
@@ -63,3 +110,8 @@ def test_pdf_renders_names_outside_latin1() -> None:
         id=3, order_id=1, actor="ann", question="Q?", indicators=["i"], choices=[OTHER]
     )
     assert render_query_pdf(ORDER, query).startswith(b"%PDF")
+
+
+def test_a_coders_own_task_is_not_asked_of_the_office() -> None:
+    draft = compose_query(ORDER, [_finding("TEST_MEDICARE_PARTS", test_seq=1)], DX, TESTS)
+    assert draft.question == "Please clarify the order as documented in the patient's record."

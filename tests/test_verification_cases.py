@@ -2,8 +2,8 @@
 
 Cases live in `tests/verification_cases/*.toml` (see its README) and run against the code
 tables shipped in `code_tables/` and the sender definitions in `interfaces/`. Within a case,
-the orders are the order groups of one message: each later group sees the earlier ones as the
-patient's history (same date of service), as the service does with stored orders.
+the orders are the order groups of one message, verified together as one requisition
+(`verify_message`), as the service does with the stored orders of a message.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from labintake.verification import (
     PayerFacts,
     PriorTest,
     TestFacts,
-    verify,
+    verify_message,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,6 +53,11 @@ CONTRACT_CODES = {
     "NECESSITY_NOT_SUPPORTED", "NECESSITY_FREQUENCY", "SCREENING_ON_DIAGNOSTIC", "TEST_UNKNOWN",
     "TEST_CODE_MISMATCH", "BUNDLED_COMPONENT", "UNITS_OVER_LIMIT", "PROVIDER_MISSING",
     "PROVIDER_NPI_INVALID", "DUPLICATE_ORDER", "SIGNATURE_MISSING",
+}  # fmt: skip
+# Diagnosis edits and the Medicare parts warning, added after the contract's first list.
+EDIT_CODES = {
+    "DX_SEX_CONFLICT", "DX_AGE_CONFLICT", "DX_EXTERNAL_CAUSE_ONLY", "DX_MANIFESTATION_ALONE",
+    "DX_UNSPECIFIED_WITH_SPECIFIC", "TEST_MEDICARE_PARTS",
 }  # fmt: skip
 ICD10_SHAPE = re.compile(r"\b[A-TV-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b")
 PAYMENT_WORDS = re.compile(r"pay|reimburs|denied|denial|covered|coverage|\$", re.IGNORECASE)
@@ -149,7 +154,7 @@ def test_corpus_is_large_and_covers_every_finding_code() -> None:
     orders = [o for c in CASES for o in _orders(c)]
     assert len(orders) >= 80
     codes = {line.split()[0] for o in orders for line in o.get("findings", [])}
-    assert codes >= CONTRACT_CODES
+    assert codes >= CONTRACT_CODES | EDIT_CODES
     assert any(len(_orders(c)) > 1 for c in CASES)
     assert len({c.get("sender") for c in CASES}) >= 3
     assert {c.get("payer") for c in CASES} >= {"medicare", "commercial"}
@@ -182,35 +187,42 @@ def test_case_produces_exactly_its_expected_findings(
     shared_dx = case.get("shared_dx", False)
     obr = dg1 = 1
     releases = tables.icd10_releases()
-    for index, order in enumerate(_orders(case), start=1):
+    orders = _orders(case)
+    facts_list: list[OrderFacts] = []
+    for index, order in enumerate(orders, start=1):
         tests = _tests(order["tests"], obr, system)
         dx_codes = order.get("dx", case.get("dx", []))
         diagnoses = _diagnoses(dx_codes, 1 if shared_dx else dg1)
         npi = order.get("npi", case.get("npi", "1234567893"))
         provider = order.get("provider", case.get("provider", "Chidi Okafor"))
-        facts = OrderFacts(
-            tests=tests,
-            diagnoses=diagnoses,
-            date_of_service=dos,
-            provider_npi=npi,
-            provider_name=provider,
-            provider_location=f"ORC[{index}]-12" if (npi or provider) else "ORC-12",
-            payer=payer,
-            patient_key=f"{interface.sending_facility}|{case.id}",
-            patient_birth_date=case.get("birth_date"),
-            patient_sex=case.get("sex", ""),
-            interface=interface.name,
-            interface_codes=interface.test_codes,
-            signature_on_file=order.get("signature", case.get("signature")),
+        facts_list.append(
+            OrderFacts(
+                tests=tests,
+                diagnoses=diagnoses,
+                date_of_service=order.get("dos", dos),
+                provider_npi=npi,
+                provider_name=provider,
+                provider_location=f"ORC[{index}]-12" if (npi or provider) else "ORC-12",
+                payer=payer,
+                patient_key=f"{interface.sending_facility}|{case.id}",
+                patient_birth_date=case.get("birth_date"),
+                patient_sex=case.get("sex", ""),
+                interface=interface.name,
+                interface_codes=interface.test_codes,
+                signature_on_file=order.get("signature", case.get("signature")),
+            )
         )
-        result = verify(facts, tables, PatientHistory(tuple(history)))
+        obr += len(tests)
+        dg1 += 0 if shared_dx else len(dx_codes)
+    results = verify_message(facts_list, tables, PatientHistory(tuple(history)))
+    for order, facts, result in zip(orders, facts_list, results, strict=True):
         got = Counter((f.code.value, f.severity.value, f.location) for f in result.findings)
         assert got == _expected(order), "\n".join(
             f"{f.code.value} {f.severity.value} {f.location}: {f.message}" for f in result.findings
         )
         status = "held" if any(f.severity is Severity.HOLD for f in result.findings) else "verified"
         assert result.status.value == status == order.get("status", status)
-        sent = {normalize_icd10(c.partition("^")[0]) for c in dx_codes}
+        sent = {normalize_icd10(d.code) for d in facts.diagnoses}
         for finding in result.findings:
             if finding.severity is Severity.HOLD:
                 assert finding.clarify, f"{finding.code} has no question for the office"
@@ -219,8 +231,3 @@ def test_case_produces_exactly_its_expected_findings(
             proposed = {c for c in named - sent if any(c in r for r in releases)}
             assert not proposed, f"{finding.code} query names codes not sent: {proposed}"
             assert not PAYMENT_WORDS.search(question), f"{finding.code} query mentions payment"
-        for resolved in result.tests:
-            if resolved.cpt is not None:
-                history.append(PriorTest(dos, resolved.cpt, resolved.local_code, tuple(sent)))
-        obr += len(tests)
-        dg1 += 0 if shared_dx else len(dx_codes)

@@ -48,6 +48,7 @@ def test_clean_order_is_verified_and_records_table_and_rules_versions() -> None:
         "catalog": "catalog-test",
         "coverage": "coverage-test",
         "bundling": "bundling-test",
+        "dxedits": "none",
     }
     assert [(t.local_code, t.loinc, t.cpt, t.necessity) for t in result.tests] == [
         ("LIPID", "24331-1", "80061", "pass"),

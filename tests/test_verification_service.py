@@ -70,7 +70,13 @@ def test_pending_orders_become_verified_or_held_with_versions_findings_and_event
         assert verification.outcome == "held"
         assert verification.rules_version
         assert verification.table_versions["icd10cm"] == "icd10cm-2026-04"
-        assert set(verification.table_versions) == {"icd10cm", "catalog", "coverage", "bundling"}
+        assert set(verification.table_versions) == {
+            "icd10cm",
+            "catalog",
+            "coverage",
+            "bundling",
+            "dxedits",
+        }
         finding = session.exec(select(Finding).where(Finding.order_id == held)).one()
         assert finding.verification_id == verification.id
         assert finding.clarify

@@ -33,7 +33,7 @@ from datetime import date
 from importlib import metadata
 from pathlib import Path
 
-from labintake.codes.icd10 import Icd10Entry, format_rows
+from labintake.codes.icd10 import Icd10Entry, format_rows, is_manifestation_title
 from labintake.codes.manifest import TableVersion, write_manifest
 
 PACKAGE = "simple-icd-10-cm"
@@ -126,15 +126,17 @@ def compile_loaded_module() -> list[Icd10Entry]:
     entries = []
     for code in codes:
         parent = cm.get_parent(code) if cm.is_subcategory(code) else None
+        description = " ".join(cm.get_description(code).split())
         entries.append(
             Icd10Entry(
                 code=code,
-                description=" ".join(cm.get_description(code).split()),
+                description=description,
                 billable=not is_header[code],
                 header=is_header[code],
                 seventh_char_required=code in seventh,
                 excludes1=excludes_patterns(cm.get_excludes1(code), is_header),
                 parent=parent or None,
+                manifestation=is_manifestation_title(description),
             )
         )
     return entries
@@ -220,7 +222,7 @@ def build_release(spec: ReleaseSpec, out_dir: Path) -> TableVersion:
             files=(FILE_NAME,),
             created=date.today(),
             notes="Chapters and blocks left out. Flags: B billable, H header, 7 takes a 7th "
-            "character.",
+            "character, M manifestation code (guideline I.A.13).",
             release_date=spec.release_date,
             covers_text=window_text(spec),
             approximation=approximation_text(spec),

@@ -28,6 +28,8 @@ class PtpEdit:
     effective: date
     deleted: date | None = None
     rationale: str = ""
+    # False: a hand-entered row not checked against the CMS file (imported rows are official)
+    confirmed: bool = True
 
     def active_on(self, day: date) -> bool:
         return self.effective <= day and (self.deleted is None or day < self.deleted)
@@ -45,6 +47,7 @@ class MueLimit:
     units: int
     mai: int
     rationale: str = ""
+    confirmed: bool = True  # False: a hand-entered value not checked against the CMS file
 
 
 class Bundling:
@@ -92,9 +95,25 @@ class Bundling:
 
 
 # --- stored file formats (our own, simple; the CMS layouts are read by `importers`) ---
+# The last column, `confirmed` (yes/no), says whether the row was checked against the official
+# CMS file; files written before the column existed are read as confirmed (they were imported).
 
-PTP_HEADER = "column1\tcolumn2\tmodifier_indicator\teffective\tdeleted\trationale"
-MUE_HEADER = "cpt,units,mai,rationale"
+PTP_HEADER = "column1\tcolumn2\tmodifier_indicator\teffective\tdeleted\trationale\tconfirmed"
+MUE_HEADER = "cpt,units,mai,rationale,confirmed"
+_PTP_HEADER_V1 = PTP_HEADER.rsplit("\t", 1)[0]
+_MUE_HEADER_V1 = MUE_HEADER.rsplit(",", 1)[0]
+_CONFIRMED = {"yes": True, "no": False}
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _confirmed(text: str, where: str) -> bool:
+    value = _CONFIRMED.get(text.strip().lower())
+    if value is None:
+        raise ValueError(f"{where}: confirmed must be yes or no, not {text!r}")
+    return value
 
 
 def format_ptp_tsv(edits: Iterable[PtpEdit]) -> str:
@@ -103,7 +122,7 @@ def format_ptp_tsv(edits: Iterable[PtpEdit]) -> str:
         deleted = e.deleted.isoformat() if e.deleted else ""
         lines.append(
             f"{e.column1}\t{e.column2}\t{e.modifier_indicator}\t{e.effective.isoformat()}\t"
-            f"{deleted}\t{e.rationale}"
+            f"{deleted}\t{e.rationale}\t{_yes_no(e.confirmed)}"
         )
     return "\n".join(lines) + "\n"
 
@@ -111,15 +130,17 @@ def format_ptp_tsv(edits: Iterable[PtpEdit]) -> str:
 def read_ptp_tsv(text: str, where: str) -> list[PtpEdit]:
     """Our stored PTP table; any malformed row is an error (it was written by the importer)."""
     lines = text.splitlines()
-    if not lines or lines[0].strip() != PTP_HEADER:
+    header = lines[0].strip() if lines else ""
+    if header not in (PTP_HEADER, _PTP_HEADER_V1):
         raise ValueError(f"{where}: first line must be the header {PTP_HEADER!r}")
+    fields = header.count("\t") + 1
     edits: list[PtpEdit] = []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         parts = line.split("\t")
-        if len(parts) != 6 or parts[2] not in MODIFIER_INDICATORS:
-            raise ValueError(f"{where} line {number}: expected 6 tab-separated fields")
+        if len(parts) != fields or parts[2] not in MODIFIER_INDICATORS:
+            raise ValueError(f"{where} line {number}: expected {fields} tab-separated fields")
         edits.append(
             PtpEdit(
                 column1=parts[0],
@@ -128,6 +149,7 @@ def read_ptp_tsv(text: str, where: str) -> list[PtpEdit]:
                 effective=date.fromisoformat(parts[3]),
                 deleted=date.fromisoformat(parts[4]) if parts[4] else None,
                 rationale=parts[5],
+                confirmed=_confirmed(parts[6], f"{where} line {number}") if fields == 7 else True,
             )
         )
     return edits
@@ -141,7 +163,9 @@ def format_mue_csv(limits: Iterable[MueLimit]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(MUE_HEADER.split(","))
     for limit in sorted(limits, key=lambda m: m.cpt):
-        writer.writerow([limit.cpt, limit.units, limit.mai, limit.rationale])
+        writer.writerow(
+            [limit.cpt, limit.units, limit.mai, limit.rationale, _yes_no(limit.confirmed)]
+        )
     return out.getvalue()
 
 
@@ -150,17 +174,19 @@ def read_mue_csv(text: str, where: str) -> list[MueLimit]:
     import io
 
     reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames != MUE_HEADER.split(","):
+    if reader.fieldnames not in (MUE_HEADER.split(","), _MUE_HEADER_V1.split(",")):
         raise ValueError(f"{where}: header must be {MUE_HEADER!r}")
     limits: list[MueLimit] = []
     for row in reader:
         try:
+            confirmed = row.get("confirmed")
             limits.append(
                 MueLimit(
                     cpt=row["cpt"].strip().upper(),
                     units=int(row["units"]),
                     mai=int(row["mai"]),
                     rationale=row.get("rationale") or "",
+                    confirmed=_confirmed(confirmed, where) if confirmed is not None else True,
                 )
             )
         except (TypeError, ValueError) as exc:

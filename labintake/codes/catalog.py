@@ -3,10 +3,13 @@
 A catalog is a CSV file with a header row (the shipped one is `code_tables/catalog/<version>/
 catalog.csv`; a lab's own catalog uses the same columns, see `CATALOG_COLUMNS`):
 
-    code,loinc,cpt,description,specimen,components,ncd,lcd,screening_cpt,diagnostic_only
+    code,loinc,cpt,description,specimen,components,ncd,lcd,screening_cpt,diagnostic_only,
+    medicare_parts
 
 `components` are the CPT codes of a panel's components separated by spaces; `diagnostic_only`
-is `yes`/`no` (empty means no). Descriptions are our own words (never CPT descriptors).
+is `yes`/`no` (empty means no); `medicare_parts` (optional column) are the codes reported to
+Medicare instead of a code it does not recognise (80050 -> 80053 85025 84443). Descriptions
+are our own words (never CPT descriptors).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ CATALOG_COLUMNS = (
     "lcd",
     "screening_cpt",
     "diagnostic_only",
+    "medicare_parts",
 )
 REQUIRED_COLUMNS = ("code", "cpt", "description")
 
@@ -70,6 +74,7 @@ class CatalogEntry:
     lcd: str | None = None
     screening_cpt: str | None = None  # e.g. G0103 for PSA
     diagnostic_only: bool = False
+    medicare_parts: tuple[str, ...] = ()  # reported to Medicare instead of this code
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +208,10 @@ def _entry_from_row(values: Mapping[str, str]) -> CatalogEntry:
     screening = values.get("screening_cpt", "").upper() or None
     if screening is not None and not _CPT.match(screening):
         raise ValueError(f"screening code is not a procedure code: {code} {screening!r}")
+    medicare_parts = tuple(values.get("medicare_parts", "").upper().split())
+    bad = [c for c in medicare_parts if not _CPT.match(c)]
+    if bad:
+        raise ValueError(f"Medicare part is not a procedure code: {code} {' '.join(bad)}")
     flag = values.get("diagnostic_only", "").lower()
     if flag not in _YES | _NO:
         raise ValueError(f"diagnostic_only must be yes or no: {code} {flag!r}")
@@ -217,6 +226,7 @@ def _entry_from_row(values: Mapping[str, str]) -> CatalogEntry:
         lcd=values.get("lcd", "") or None,
         screening_cpt=screening,
         diagnostic_only=flag in _YES,
+        medicare_parts=medicare_parts,
     )
 
 
@@ -238,6 +248,7 @@ def format_catalog_csv(entries: Iterable[CatalogEntry]) -> str:
                 e.lcd or "",
                 e.screening_cpt or "",
                 "yes" if e.diagnostic_only else "",
+                " ".join(e.medicare_parts),
             ]
         )
     return out.getvalue()

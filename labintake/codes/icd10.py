@@ -6,8 +6,10 @@ code, sorted by code:
     code <TAB> flags <TAB> parent <TAB> excludes1 <TAB> description
 
 `flags` holds `B` (billable: a leaf category/subcategory), `H` (header: a category or
-subcategory with children) and `7` (a 7th-character code, or a code lacking only its 7th
-character). `excludes1` is a
+subcategory with children), `7` (a 7th-character code, or a code lacking only its 7th
+character) and `M` (a manifestation code of the etiology/manifestation convention, guideline
+I.A.13: never reported without its underlying condition; tables built before the flag existed
+lack it, so a title containing "in diseases classified elsewhere" counts too). `excludes1` is a
 space-separated list of patterns in `CodeSet` syntax: exact codes (`E10.9`), dotted-prefix
 wildcards (`E10.*`) and category ranges (`E08-E13`). Chapters and blocks are not codes and are
 not in the table.
@@ -58,10 +60,19 @@ class Icd10Entry:
     seventh_char_required: bool
     excludes1: tuple[str, ...]  # CodeSet patterns: "E10.9", "E10.*", "E08-E13"
     parent: str | None
+    manifestation: bool = False  # flag M, or the title says "in ... diseases classified elsewhere"
 
     @property
     def category(self) -> str:
         return self.code[:3]
+
+
+MANIFESTATION_TITLE = re.compile(r"\bin (?:other )?diseases classified elsewhere\b", re.IGNORECASE)
+
+
+def is_manifestation_title(description: str) -> bool:
+    """Guideline I.A.13: most manifestation codes say "in diseases classified elsewhere"."""
+    return bool(MANIFESTATION_TITLE.search(description))
 
 
 def _parse_row(line: str) -> Icd10Entry:
@@ -74,6 +85,7 @@ def _parse_row(line: str) -> Icd10Entry:
         seventh_char_required="7" in flags,
         excludes1=tuple(excludes.split()) if excludes else (),
         parent=parent or None,
+        manifestation="M" in flags or is_manifestation_title(description),
     )
 
 
@@ -272,6 +284,7 @@ def format_rows(entries: list[Icd10Entry]) -> str:
             ("B" if entry.billable else "")
             + ("H" if entry.header else "")
             + ("7" if entry.seventh_char_required else "")
+            + ("M" if entry.manifestation else "")
         )
         description = entry.description.replace("\t", " ").replace("\n", " ")
         lines.append(

@@ -46,7 +46,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml.ElementTree import iterparse
 
 from labintake.codes.build_icd10 import excludes_patterns
-from labintake.codes.icd10 import Icd10Entry, format_rows
+from labintake.codes.icd10 import Icd10Entry, format_rows, is_manifestation_title
 from labintake.codes.importers import decode_file
 from labintake.codes.manifest import ImportStamp, TableVersion, discover
 from labintake.codes.release_choice import default_effective_to, fiscal_year
@@ -289,6 +289,7 @@ def compile_entries(
             seventh_char_required=r.bare in seventh,
             excludes1=excludes.get(r.code, ()),
             parent=dotted(parents[r.bare]) if r.bare in parents else None,
+            manifestation=is_manifestation_title(r.long),  # flag M (guideline I.A.13)
         )
         for r in records
     ]

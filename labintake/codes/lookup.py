@@ -63,6 +63,8 @@ def _test_row(entry: CatalogEntry, tables: CodeTables, day: date) -> str:
         parts.append(f"MUE {limit.units} (MAI {limit.mai})")
     if entry.components:
         parts.append("components " + " ".join(entry.components))
+    if entry.medicare_parts:
+        parts.append("Medicare: report " + " + ".join(entry.medicare_parts))
     return "; ".join(parts)
 
 

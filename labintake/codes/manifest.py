@@ -2,7 +2,7 @@
 
 `manifest.toml`:
 
-    kind = "icd10cm"                     # icd10cm | catalog | coverage | bundling
+    kind = "icd10cm"                     # icd10cm | catalog | coverage | bundling | dxedits
     version = "icd10cm-2026-04"          # unique id, recorded with every verification
     source = "..."                       # where the data came from
     effective_from = 2026-04-01          # first date of service it applies to
@@ -49,7 +49,7 @@ from typing import Any
 from labintake.errors import CodeTableError
 
 MANIFEST = "manifest.toml"
-KINDS = ("icd10cm", "catalog", "coverage", "bundling")
+KINDS = ("icd10cm", "catalog", "coverage", "bundling", "dxedits")
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@
 - ICD-10-CM releases (`icd10cm/`): the one in force on the date of service, else the newest
   one marked out of date (see `labintake.codes.release_choice`);
 - the test catalog (`catalog/`): the newest version;
-- coverage policies (`coverage/`) and bundling tables (`bundling/`): the version in force on
-  the date of service (the newest effective one when windows overlap).
+- coverage policies (`coverage/`), bundling tables (`bundling/`) and diagnosis sex/age edits
+  (`dxedits/`): the version in force on the date of service (the newest effective one when
+  windows overlap).
 
 It never imports `simple_icd_10_cm`; the releases are compiled ahead of time.
 """
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 from labintake.codes.bundling import Bundling, read_mue_csv, read_ptp_tsv
 from labintake.codes.catalog import TestCatalog, read_catalog_csv
 from labintake.codes.coverage import load_coverage
+from labintake.codes.dx_edits import EDITS_FILE, DiagnosisEdits, read_dx_edits_toml
 from labintake.codes.icd10 import Icd10Release
 from labintake.codes.manifest import TableVersion, discover, verify_checksum
 from labintake.codes.policies import CoveragePolicies
@@ -64,6 +66,7 @@ class CodeTables:
         catalog: TestCatalog | None = None,
         policies: Iterable[tuple[TableVersion, CoveragePolicies]] | CoveragePolicies = (),
         bundling: Iterable[tuple[TableVersion, Bundling]] | Bundling = (),
+        dx_edits: Iterable[tuple[TableVersion, DiagnosisEdits]] | DiagnosisEdits = (),
         manifests: Iterable[TableVersion] = (),
         pinned: str | None = None,
     ) -> None:
@@ -78,6 +81,11 @@ class CodeTables:
             [(_open_ended("bundling", bundling.version), bundling)]
             if isinstance(bundling, Bundling)
             else list(bundling)
+        )
+        self._dx_edits = (
+            [(_open_ended("dxedits", dx_edits.version), dx_edits)]
+            if isinstance(dx_edits, DiagnosisEdits)
+            else list(dx_edits)
         )
         self._manifests = list(manifests)
         self.pinned = pinned
@@ -112,6 +120,11 @@ class CodeTables:
         found = self._pick(self._bundling, dos)
         return found if found is not None else Bundling(NO_VERSION)
 
+    def dx_edits_for(self, dos: date) -> DiagnosisEdits:
+        """Sex and age edits in force on the date; none (version "none") when none covers it."""
+        found = self._pick(self._dx_edits, dos)
+        return found if found is not None else DiagnosisEdits(NO_VERSION)
+
     def _pick(self, items: list[tuple[TableVersion, T]], dos: date) -> T | None:
         if self.pinned:
             for manifest, item in items:
@@ -127,6 +140,7 @@ class CodeTables:
             "catalog": self.catalog.version,
             "coverage": self.policies_for(dos).version,
             "bundling": self.bundling_for(dos).version,
+            "dxedits": self.dx_edits_for(dos).version,
         }
 
     def manifests(self) -> list[TableVersion]:
@@ -158,7 +172,12 @@ class CodeTables:
                 False,
             )
         )
-        return synthesised + [m for m, _ in self._policies] + [m for m, _ in self._bundling]
+        return (
+            synthesised
+            + [m for m, _ in self._policies]
+            + [m for m, _ in self._bundling]
+            + [m for m, _ in self._dx_edits]
+        )
 
 
 def _open_ended(kind: str, version: str) -> TableVersion:
@@ -221,6 +240,16 @@ def load_bundling(manifest: TableVersion) -> Bundling:
     return Bundling(manifest.version, edits, limits, panels)
 
 
+def load_dx_edits(manifest: TableVersion) -> DiagnosisEdits:
+    assert manifest.folder is not None
+    try:
+        return read_dx_edits_toml(
+            _read_text(manifest, EDITS_FILE), manifest.version, str(manifest.folder / EDITS_FILE)
+        )
+    except ValueError as exc:
+        raise CodeTableError(str(exc)) from exc
+
+
 def load_code_tables(directory: Path, *, only_version: str | None = None) -> CodeTables:
     """Load and checksum-verify every table version under `directory`.
 
@@ -254,6 +283,7 @@ def load_code_tables(directory: Path, *, only_version: str | None = None) -> Cod
         catalog=catalog,
         policies=policies,
         bundling=[(m, load_bundling(m)) for m in by_kind.get("bundling", [])],
+        dx_edits=[(m, load_dx_edits(m)) for m in by_kind.get("dxedits", [])],
         manifests=manifests,
         pinned=only_version,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from labintake.codes.coverage import load_coverage
 from labintake.codes.manifest import KINDS, MANIFEST, TableVersion, read_manifest, write_manifest
-from labintake.codes.tables import load_bundling, load_catalog, load_icd10
+from labintake.codes.tables import load_bundling, load_catalog, load_dx_edits, load_icd10
 from labintake.errors import CodeTableError
 
 
@@ -24,7 +24,8 @@ def count_rows(manifest: TableVersion) -> int:
     """Load the folder's data (which validates it) and count its rows.
 
     icd10cm: codes; catalog: tests; coverage: code-list patterns of every policy plus
-    screening rules plus never-covered patterns; bundling: PTP edits + MUE limits + panels.
+    screening rules plus never-covered patterns; bundling: PTP edits + MUE limits + panels;
+    dxedits: sex and age edits.
     """
     assert manifest.folder is not None
     if manifest.kind == "icd10cm":
@@ -35,6 +36,8 @@ def count_rows(manifest: TableVersion) -> int:
         policies = load_coverage(manifest.folder, manifest.version, manifest.files)
         patterns = sum(len(p.covered) + len(p.not_covered) for p in policies.ncds + policies.lcds)
         return patterns + len(policies.screening_rules) + len(policies.never_covered)
+    if manifest.kind == "dxedits":
+        return len(load_dx_edits(manifest))
     bundling = load_bundling(manifest)
     return bundling.edit_count + bundling.mue_count() + len(bundling.panels())
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, tuple_, update
+from sqlalchemy import and_, insert, tuple_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from labintake.db import session_scope, utcnow
@@ -135,12 +137,26 @@ class _Prepared:
     modifier_updates: tuple[tuple[int, str], ...]
 
 
+def _releasable() -> Any:
+    """Verified, and no order of the same message still waits to be verified: the orders of
+    one message (one requisition) are verified together, and none leaves before the rest
+    has been looked at."""
+    sibling = aliased(Order)
+    waiting = (
+        select(sibling.id)
+        .where(
+            sibling.message_id == Order.message_id,
+            sibling.status == OrderStatus.RECEIVED.value,
+        )
+        .exists()
+    )
+    return and_(col(Order.status) == OrderStatus.VERIFIED.value, ~waiting)
+
+
 def has_verified(engine: Engine) -> bool:
     """Whether any order waits to be released (a read; no lease needed to ask)."""
     with Session(engine) as session:
-        found = session.exec(
-            select(Order.id).where(Order.status == OrderStatus.VERIFIED.value).limit(1)
-        ).first()
+        found = session.exec(select(Order.id).where(_releasable()).limit(1)).first()
     return found is not None
 
 
@@ -158,12 +174,7 @@ def release_verified(
     prepared: list[_Prepared] = []
     with Session(engine) as session:
         orders = list(
-            session.exec(
-                select(Order)
-                .where(Order.status == OrderStatus.VERIFIED.value)
-                .order_by(col(Order.id))
-                .limit(limit)
-            )
+            session.exec(select(Order).where(_releasable()).order_by(col(Order.id)).limit(limit))
         )
         ids = [o.id for o in orders if o.id is not None]
         tests, diagnoses = parts_by_order(session, ids)

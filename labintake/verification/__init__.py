@@ -2,9 +2,10 @@
 
 from labintake.verification import verify, OrderFacts
 result = verify(facts, tables, history, rules)   # -> VerificationResult
+results = verify_message([facts_1, facts_2], tables, history, rules)   # one per order group
 """
 
-from labintake.verification.engine import RULES_VERSION, verify
+from labintake.verification.engine import RULES_VERSION, verify, verify_message
 from labintake.verification.facts import (
     NO_HISTORY,
     DiagnosisFacts,
@@ -35,4 +36,5 @@ __all__ = [
     "load_rule_settings",
     "rules_for",
     "verify",
+    "verify_message",
 ]

@@ -1,14 +1,21 @@
 """Bundling and units: a panel with its own component, overlapping panels, NCCI PTP pairs,
 components that together make up a panel, and units over the MUE limit.
 
-Panels and their components come from the catalog entry (or the bundling tables). The finding
-sits on the test that should not be reported as well: the component, the smaller of two
-overlapping panels, or the PTP column 2 code.
+A message is one requisition: its order groups are checked together per date of service
+(`check_message_bundling`), so the finding lands on the test that should not be reported as
+well - the component, the smaller of two overlapping panels, or the PTP column 2 code - in
+whichever group it sits. Orders of other messages for the same patient and day come in as
+history (`check_bundling`). Panels and their components come from the catalog entry (or the
+bundling tables). Sources: NCCI Policy Manual for Medicare Services, chapter 10 (pathology and
+laboratory: organ and disease panels, B.; units, MUE); CMS Claims Processing Manual ch. 16
+(laboratory services).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date
 
 from labintake.codes.catalog import CatalogEntry
 from labintake.statuses import FindingCode, Severity
@@ -22,19 +29,69 @@ _ASK_BOTH = (
     "separate test."
 )
 
+# One requested test of the message: the order group's context, the test, its catalog entry.
+Line = tuple[RuleContext, TestFacts, CatalogEntry]
 
-def check_bundling(ctx: RuleContext) -> None:
-    ordered = [
+
+def _ordered(ctx: RuleContext) -> list[tuple[TestFacts, CatalogEntry]]:
+    return [
         (test, entry)
         for test, entry in zip(ctx.facts.tests, ctx.resolved, strict=True)
         if entry is not None
     ]
-    if len(ordered) > 1:
-        _pairs(ctx, ordered)
-        _unbundled_panels(ctx, ordered)
-    if ordered and ctx.history.tests:
+
+
+def check_bundling(ctx: RuleContext) -> None:
+    """One order group against the patient's other orders of the same day (other messages),
+    and codes Medicare does not recognise that are reported as their parts."""
+    ordered = _ordered(ctx)
+    if ctx.medicare:
+        for test, entry in ordered:
+            if entry.medicare_parts:
+                _medicare_parts(ctx, test, entry)
+    if ordered and any(not p.same_message for p in ctx.history.tests):
         _same_day(ctx, ordered)
-    _units(ctx, ordered)
+
+
+def check_message_bundling(contexts: Sequence[RuleContext]) -> None:
+    """Every test of the message with the same date of service, across its order groups."""
+    by_day: dict[date, list[Line]] = defaultdict(list)
+    for ctx in contexts:
+        for test, entry in _ordered(ctx):
+            by_day[ctx.facts.date_of_service].append((ctx, test, entry))
+    for lines in by_day.values():
+        if len(lines) > 1:
+            _pairs(lines)
+            _unbundled_panels(lines)
+        _units(lines)
+
+
+def _medicare_parts(ctx: RuleContext, test: TestFacts, entry: CatalogEntry) -> None:
+    """E.g. the general health panel 80050 is not on the Medicare Clinical Laboratory Fee
+    Schedule: for a Medicare claim its parts are reported instead (a coder's task; nothing to
+    ask the office)."""
+    parts = " + ".join(entry.medicare_parts)
+    ctx.add(
+        FindingCode.TEST_MEDICARE_PARTS,
+        test.location,
+        f"{entry.description} ({entry.cpt}) is not recognised by Medicare (not on the Clinical "
+        f"Laboratory Fee Schedule): report its parts instead, {parts}, each line with its own "
+        "diagnosis. The parts are then checked like any other test.",
+        None,
+        test_seq=test.seq,
+        subject=entry.cpt,
+        reference={"parts": list(entry.medicare_parts)},
+    )
+
+
+def _where(line: Line, other: Line) -> str:
+    """Where `other` sits as seen from `line`: the same order, or another group."""
+    if line[0] is other[0]:
+        return "on the same order"
+    ctx, test = other[0], other[1]
+    placer = ctx.facts.placer_order_number
+    at = f"placer {placer}, {test.location}" if placer else test.location
+    return f"in order group {ctx.group_index} of the same message ({at})"
 
 
 def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -> None:
@@ -44,7 +101,7 @@ def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -
     catalog = ctx.catalog
     earlier: list[tuple[CatalogEntry, str]] = []
     for prior in ctx.history.tests:
-        if prior.date_of_service != dos or not prior.cpt:
+        if prior.same_message or prior.date_of_service != dos or not prior.cpt:
             continue
         entry = (catalog.by_code(prior.local_code) if prior.local_code else None) or (
             catalog.by_cpt(prior.cpt)
@@ -92,61 +149,74 @@ def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -
             )
 
 
+def _parts(ctx: RuleContext, cpt: str) -> tuple[str, ...]:
+    entry = ctx.catalog.by_cpt(cpt)
+    return (entry.components if entry else ()) or ctx.bundling.panel_components(cpt)
+
+
 def _components(ctx: RuleContext, entry: CatalogEntry) -> tuple[str, ...]:
-    return entry.components or ctx.bundling.panel_components(entry.cpt)
+    """A panel's components; a component that is itself a panel (80053 in 80050) brings its
+    own components too, so a test inside the inner panel is seen as part of the outer one."""
+    parts = entry.components or ctx.bundling.panel_components(entry.cpt)
+    nested = [sub for part in parts for sub in _parts(ctx, part) if sub != entry.cpt]
+    return tuple(dict.fromkeys((*parts, *nested))) if nested else parts
 
 
-def _pairs(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -> None:
-    dos = ctx.facts.date_of_service
-    for i, (test_a, a) in enumerate(ordered):
-        parts_a = _components(ctx, a)
-        for test_b, b in ordered[i + 1 :]:
+def _pairs(lines: list[Line]) -> None:
+    for i, a_line in enumerate(lines):
+        ctx_a, _, a = a_line
+        parts_a = _components(ctx_a, a)
+        for b_line in lines[i + 1 :]:
+            b = b_line[2]
             if a.cpt == b.cpt:
                 continue  # the same test twice is a duplicate, not a bundling question
-            parts_b = _components(ctx, b)
+            parts_b = _components(ctx_a, b)
             if b.cpt in parts_a:
-                _component(ctx, test_b, b, a)
+                _component(b_line, a_line)
             elif a.cpt in parts_b:
-                _component(ctx, test_a, a, b)
+                _component(a_line, b_line)
             elif parts_a and parts_b and not set(parts_a).isdisjoint(parts_b):
                 if set(parts_a) <= set(parts_b) or (
                     not set(parts_b) <= set(parts_a) and len(parts_a) < len(parts_b)
                 ):
-                    _overlap(ctx, test_a, a, parts_a, b, parts_b)
+                    _overlap(a_line, parts_a, b_line, parts_b)
                 else:
-                    _overlap(ctx, test_b, b, parts_b, a, parts_a)
+                    _overlap(b_line, parts_b, a_line, parts_a)
             else:
-                edit = ctx.bundling.ptp(a.cpt, b.cpt, dos)
+                edit = ctx_a.bundling.ptp(a.cpt, b.cpt, ctx_a.facts.date_of_service)
                 if edit is None:
                     continue
                 if edit.column2 == b.cpt:
-                    _ptp(ctx, test_b, b, a, edit.modifier_indicator, edit.column1)
+                    _ptp(b_line, a_line, edit.modifier_indicator, edit.column1)
                 else:
-                    _ptp(ctx, test_a, a, b, edit.modifier_indicator, edit.column1)
+                    _ptp(a_line, b_line, edit.modifier_indicator, edit.column1)
 
 
-def _component(ctx: RuleContext, test: TestFacts, part: CatalogEntry, panel: CatalogEntry) -> None:
+def _component(line: Line, panel_line: Line) -> None:
+    ctx, test, part = line
+    panel = panel_line[2]
     ctx.add(
         FindingCode.BUNDLED_COMPONENT,
         test.location,
         f"{part.description} ({part.cpt}) is a component of {panel.description} "
-        f"({panel.cpt}) on the same order: a component is not reported with its panel.",
+        f"({panel.cpt}) {_where(line, panel_line)}: a component is not reported with its "
+        "panel.",
         f"The order includes {panel.description} and also {part.description}, which the "
         f"panel already contains. {_ASK_BOTH}",
         test_seq=test.seq,
         subject=f"{part.cpt}<{panel.cpt}",
-        reference={"panel": panel.cpt, "component": part.cpt},
+        reference={"panel": panel.cpt, "component": part.cpt, "panel_at": panel_line[1].location},
     )
 
 
 def _overlap(
-    ctx: RuleContext,
-    test: TestFacts,
-    smaller: CatalogEntry,
+    line: Line,
     smaller_parts: tuple[str, ...],
-    larger: CatalogEntry,
+    larger_line: Line,
     larger_parts: tuple[str, ...],
 ) -> None:
+    ctx, test, smaller = line
+    larger = larger_line[2]
     shared = sorted(set(smaller_parts) & set(larger_parts))
     extra = sorted(set(smaller_parts) - set(larger_parts))
     if extra:
@@ -160,7 +230,8 @@ def _overlap(
         FindingCode.BUNDLED_COMPONENT,
         test.location,
         f"{smaller.description} ({smaller.cpt}) overlaps {larger.description} "
-        f"({larger.cpt}): {detail}. Overlapping panels are not reported together.",
+        f"({larger.cpt}) {_where(line, larger_line)}: {detail}. Overlapping panels are not "
+        "reported together.",
         f"The order includes both {larger.description} and {smaller.description}, which "
         f"share {len(shared)} tests. {_ASK_BOTH}",
         test_seq=test.seq,
@@ -170,18 +241,14 @@ def _overlap(
             "overlapping": smaller.cpt,
             "shared": shared,
             "not_in_panel": extra,
+            "panel_at": larger_line[1].location,
         },
     )
 
 
-def _ptp(
-    ctx: RuleContext,
-    test: TestFacts,
-    column2: CatalogEntry,
-    other: CatalogEntry,
-    indicator: str,
-    column1: str,
-) -> None:
+def _ptp(line: Line, other_line: Line, indicator: str, column1: str) -> None:
+    ctx, test, column2 = line
+    other = other_line[2]
     modifier = next((m for m in test.modifiers if m in PTP_MODIFIERS), None)
     severity: Severity | None = None
     if indicator == "0":
@@ -193,9 +260,9 @@ def _ptp(
         )
         severity = Severity.INFO if modifier else Severity.WARN
     message = (
-        f"{column2.description} ({column2.cpt}) with {other.description} ({other.cpt}) is an "
-        f"NCCI procedure-to-procedure pair (column 1 {column1}, modifier indicator "
-        f"{indicator}): {rule}."
+        f"{column2.description} ({column2.cpt}) with {other.description} ({other.cpt}) "
+        f"{_where(line, other_line)} is an NCCI procedure-to-procedure pair (column 1 "
+        f"{column1}, modifier indicator {indicator}): {rule}."
     )
     if modifier and indicator != "0":
         message += f" The test carries modifier {modifier}."
@@ -212,13 +279,14 @@ def _ptp(
     )
 
 
-def _unbundled_panels(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -> None:
+def _unbundled_panels(lines: list[Line]) -> None:
     """Every component of a panel ordered one by one: the panel code is what applies."""
-    cpts = {entry.cpt for _, entry in ordered}
-    for panel, parts in ctx.bundling.panels().items():
+    cpts = {entry.cpt for _, _, entry in lines}
+    bundling = lines[0][0].bundling
+    for panel, parts in bundling.panels().items():
         if panel in cpts or len(parts) < 2 or not cpts.issuperset(parts):
             continue
-        first = next(test for test, entry in ordered if entry.cpt in parts)
+        ctx, first, _ = next(line for line in lines if line[2].cpt in parts)
         ctx.add(
             FindingCode.BUNDLED_COMPONENT,
             first.location,
@@ -232,12 +300,13 @@ def _unbundled_panels(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEn
         )
 
 
-def _units(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -> None:
-    """MAI 1 limits apply per line; MAI 2 and 3 to the day's total of the code. A line already
-    reported as a duplicate of another line of this order is not counted again."""
+def _units(lines: list[Line]) -> None:
+    """MAI 1 limits apply per line; MAI 2 and 3 to the day's total of the code across the
+    message. A line already reported as a duplicate of another line is not counted again."""
     units: dict[str, int] = defaultdict(int)
-    last: dict[str, tuple[TestFacts, CatalogEntry]] = {}
-    for test, entry in ordered:
+    last: dict[str, Line] = {}
+    for line in lines:
+        ctx, test, entry = line
         limit = ctx.bundling.mue(entry.cpt)
         if limit is None:
             continue
@@ -248,11 +317,11 @@ def _units(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -> N
         if test.seq in ctx.duplicate_lines:
             continue
         units[entry.cpt] += max(test.units, 1)
-        last[entry.cpt] = (test, entry)
+        last[entry.cpt] = line
     for cpt, total in units.items():
+        ctx, test, entry = last[cpt]
         limit = ctx.bundling.mue(cpt)
         if limit is not None and total > limit.units:
-            test, entry = last[cpt]
             _over(ctx, test, entry, total, limit.units, limit.mai)
 
 

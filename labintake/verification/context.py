@@ -15,6 +15,7 @@ from labintake.verification.rule_settings import DEFAULT_SEVERITY, EffectiveRule
 if TYPE_CHECKING:
     from labintake.codes.bundling import Bundling
     from labintake.codes.catalog import CatalogEntry, TestCatalog
+    from labintake.codes.dx_edits import DiagnosisEdits
     from labintake.codes.icd10 import Icd10Entry, Icd10Release
     from labintake.codes.policies import CoveragePolicies
     from labintake.codes.tables import CodeTables
@@ -40,6 +41,9 @@ class RuleContext:
     bundling: Bundling
     medicare: bool
     rules: EffectiveRules
+    dx_edits: DiagnosisEdits
+    group_ref: str = ""  # how findings on other groups of the message name this one
+    group_index: int = 1  # position among the message's order groups
     # filled by the rules as they run
     resolved: list[CatalogEntry | None] = field(default_factory=list)
     diagnoses: list[ValidDiagnosis] = field(default_factory=list)

@@ -1,4 +1,5 @@
-"""Diagnosis rules: missing, invalid, not billable, not valid on the date of service, Excludes1.
+"""Diagnosis rules: missing, invalid, not billable, not valid on the date of service, Excludes1
+(then the edits of `diagnosis_edits`: sex, age, external cause, manifestation, unspecified).
 
 The rules only report; they never choose, change or add a diagnosis. For a header code the
 valid billable codes below it are attached as reference for the coder, never for the office.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from labintake.codes.icd10 import normalize_icd10
 from labintake.statuses import FindingCode
 from labintake.verification.context import RuleContext, ValidDiagnosis
+from labintake.verification.diagnosis_edits import check_diagnosis_edits
 from labintake.verification.facts import DiagnosisFacts
 from labintake.verification.matching import excludes1_pair
 
@@ -71,6 +73,7 @@ def check_diagnoses(ctx: RuleContext) -> None:
             _not_billable(ctx, dx, code)
     if len(ctx.diagnoses) > 1 and release is not None:
         _excludes1(ctx)
+    check_diagnosis_edits(ctx)
 
 
 def _invalid(ctx: RuleContext, dx: DiagnosisFacts, code: str, reason: str) -> None:

@@ -1,23 +1,26 @@
 """The verification engine: order facts + code tables + history + rule settings -> findings.
 
-Pure: values in, values out. The rules run in a fixed order (diagnoses, tests, provider,
+Pure: values in, values out. The rules run in a fixed order (tests, diagnoses, provider,
 necessity, history, bundling); later rules use what earlier ones found (the valid diagnoses,
-the catalog entry of each test). An order with no hold finding is verified; any hold makes it
-held. Every result records the code-table versions and the rules version that produced it.
+the catalog entry of each test). The order groups of one message are one requisition and are
+verified together (`verify_message`); `verify` is the one-order case. An order with no hold
+finding is verified; any hold makes it held. Every result records the code-table versions and
+the rules version that produced it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
 from labintake.codes.release_choice import ReleaseChoice, out_of_date_text
 from labintake.codes.tables import NO_VERSION
 from labintake.statuses import FindingCode, OrderStatus, Severity
-from labintake.verification.bundling_rules import check_bundling
+from labintake.verification.bundling_rules import check_bundling, check_message_bundling
 from labintake.verification.context import RuleContext
 from labintake.verification.diagnoses import check_diagnoses
-from labintake.verification.facts import NO_HISTORY, OrderFacts, PatientHistory
+from labintake.verification.facts import NO_HISTORY, OrderFacts, PatientHistory, PriorTest
 from labintake.verification.findings import ResolvedTest, VerificationResult
 from labintake.verification.history import check_history
 from labintake.verification.necessity import check_necessity
@@ -98,6 +101,81 @@ def verify(
     history: PatientHistory = NO_HISTORY,
     rules: RuleSettings = DEFAULT_RULES,
 ) -> VerificationResult:
+    """One order (a message with a single order group)."""
+    return verify_message((order,), tables, (history,), rules)[0]
+
+
+def verify_message(
+    orders: Sequence[OrderFacts],
+    tables: CodeTables,
+    histories: Sequence[PatientHistory] | PatientHistory = NO_HISTORY,
+    rules: RuleSettings = DEFAULT_RULES,
+) -> list[VerificationResult]:
+    """The order groups of one message, verified as one requisition: one result per order.
+
+    `histories` is each order's history of *other* messages (or one history for all); the
+    message's own groups are not history. Each group runs the per-order rules with the
+    earlier groups as same-day priors (so of two identical groups the later one is the
+    duplicate); the bundling and units rules then look at every test of the message with
+    the same date of service together, so a panel in one group and its component or an
+    overlapping panel in another put the finding on the test that should not be billed,
+    whichever group it is in.
+    """
+    if isinstance(histories, PatientHistory):
+        histories = [histories] * len(orders)
+    if len(histories) != len(orders):
+        raise ValueError(f"{len(orders)} orders but {len(histories)} histories")
+    contexts: list[RuleContext] = []
+    for index, (order, history) in enumerate(zip(orders, histories, strict=True), start=1):
+        siblings = tuple(p for earlier in contexts for p in _as_priors(earlier))
+        if siblings:
+            history = PatientHistory(history.tests + siblings)
+        choice = tables.icd10_choice(order.date_of_service)
+        ctx = _context(order, tables, history, rules, index, choice)
+        resolve_tests(ctx)
+        _out_of_date(ctx, choice)
+        check_diagnoses(ctx)
+        check_provider(ctx)
+        check_necessity(ctx)
+        check_history(ctx)
+        check_bundling(ctx)
+        contexts.append(ctx)
+    check_message_bundling(contexts)
+    return [_result(ctx) for ctx in contexts]
+
+
+def _group_ref(order: OrderFacts, index: int) -> str:
+    group = f"group {index} of this message"
+    return f"{order.placer_order_number} ({group})" if order.placer_order_number else group
+
+
+def _as_priors(ctx: RuleContext) -> list[PriorTest]:
+    """An order group's resolved tests as same-day priors for the groups after it."""
+    facts = ctx.facts
+    diagnoses = tuple(d.code for d in ctx.diagnoses)
+    ref = ctx.group_ref
+    return [
+        PriorTest(
+            date_of_service=facts.date_of_service,
+            cpt=entry.cpt,
+            local_code=entry.code,
+            diagnoses=diagnoses,
+            order_ref=ref,
+            same_message=True,
+        )
+        for entry in ctx.resolved
+        if entry is not None
+    ]
+
+
+def _context(
+    order: OrderFacts,
+    tables: CodeTables,
+    history: PatientHistory,
+    rules: RuleSettings,
+    index: int,
+    choice: ReleaseChoice[Icd10Release],
+) -> RuleContext:
     dos = order.date_of_service
     policies, bundling = policies_and_bundling(tables, dos)
     payer = order.payer
@@ -105,28 +183,26 @@ def verify(
     medicare = effective.medicare_policies
     if medicare is None:
         medicare = policies.medicare_applies(payer.company_id, payer.company_name, payer.plan_id)
-    choice = tables.icd10_choice(dos)
-    release = choice.release
-    ctx = RuleContext(
+    return RuleContext(
         facts=order,
         history=history,
         tables=tables,
-        release=release,
+        release=choice.release,
         catalog=tables.catalog,
         policies=policies,
         bundling=bundling,
         medicare=medicare,
         rules=effective,
         release_in_force=choice.covered,
+        dx_edits=tables.dx_edits_for(dos),
+        group_ref=_group_ref(order, index),
+        group_index=index,
     )
-    resolve_tests(ctx)
-    _out_of_date(ctx, choice)
-    check_diagnoses(ctx)
-    check_provider(ctx)
-    check_necessity(ctx)
-    check_history(ctx)
-    check_bundling(ctx)
 
+
+def _result(ctx: RuleContext) -> VerificationResult:
+    order = ctx.facts
+    release = ctx.release
     findings = ctx.findings
     if len(findings) > 1:
         findings.sort(key=lambda f: _SEVERITY_ORDER[f.severity])
@@ -148,8 +224,9 @@ def verify(
     versions = {
         "icd10cm": release.version if release is not None else "none",
         "catalog": ctx.catalog.version,
-        "coverage": policies.version,
-        "bundling": bundling.version,
+        "coverage": ctx.policies.version,
+        "bundling": ctx.bundling.version,
+        "dxedits": ctx.dx_edits.version,
     }
     return VerificationResult(
         status=OrderStatus.HELD if held else OrderStatus.VERIFIED,

@@ -77,6 +77,7 @@ class PriorTest:
     local_code: str | None
     diagnoses: tuple[str, ...] = ()  # normalised ICD-10-CM codes of that order
     order_ref: str = ""  # how a coder finds it: order id / placer order number
+    same_message: bool = False  # another order group of the message being verified
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,8 @@ def check_history(ctx: RuleContext) -> None:
             in_order[entry.code] = test
             same = same_day.get(f"L:{entry.code}") or same_day.get(f"C:{entry.cpt}")
             if same is not None:
+                if same.same_message and REPEAT_MODIFIERS.isdisjoint(test.modifiers):
+                    ctx.duplicate_lines.add(test.seq)  # counted once for units
                 _duplicate(ctx, test, entry.cpt, f"order {same.order_ref}", same)
         if ctx.medicare:
             for limit in _limits_for(ctx, test.seq, entry.cpt):

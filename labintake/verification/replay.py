@@ -27,17 +27,10 @@ from labintake.codes.tables import CodeTables
 from labintake.interfaces import InterfaceRegistry
 from labintake.models import Order, Verification
 from labintake.statuses import FindingCode, OrderStatus
-from labintake.verification.engine import verify
 from labintake.verification.findings import VerificationResult
 from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
-from labintake.verification.service import REVERIFIABLE
-from labintake.verification.stored import (
-    NOT_HISTORY,
-    StoredOrder,
-    facts_of,
-    load_histories,
-    load_orders,
-)
+from labintake.verification.service import REVERIFIABLE, verify_stored
+from labintake.verification.stored import NOT_HISTORY, StoredOrder, load_orders
 from labintake.verification.writer import new_status, write_results
 
 if TYPE_CHECKING:
@@ -166,15 +159,13 @@ def replay(
             pending: dict[int, ReplayChange] = {}
             orders = list(session.exec(select(Order).where(col(Order.id).in_(ids))))
             stored = load_orders(session, orders)
-            histories = load_histories(session, stored, tables)
             before = _stored_versions(session, ids)
-            for item in stored:
+            # the orders of one message are verified together, as the service does
+            results = verify_stored(session, stored, tables, rules, extra)
+            for item, result in zip(stored, results, strict=True):
+                assert not isinstance(result, str)
                 report.checked += 1
                 order = item.order
-                interface = str((order.details or {}).get("interface") or "")
-                result = verify(
-                    facts_of(item, extra.get(interface)), tables, histories[item.id], rules
-                )
                 current = {
                     (f.code, f.location, str((f.reference or {}).get("subject", ""))): f
                     for f in item.findings

@@ -47,6 +47,13 @@ DEFAULT_SEVERITY: Mapping[FindingCode, Severity] = MappingProxyType(
         FindingCode.DX_NOT_BILLABLE: Severity.HOLD,
         FindingCode.DX_NOT_EFFECTIVE: Severity.HOLD,
         FindingCode.DX_EXCLUDES1: Severity.WARN,
+        # PID-8 is the sex recorded at registration, which can differ from the one relevant
+        # to care: a conflict is for the coder to look at, not a hold (a lab may raise it).
+        FindingCode.DX_SEX_CONFLICT: Severity.WARN,
+        FindingCode.DX_AGE_CONFLICT: Severity.HOLD,
+        FindingCode.DX_EXTERNAL_CAUSE_ONLY: Severity.HOLD,
+        FindingCode.DX_MANIFESTATION_ALONE: Severity.HOLD,
+        FindingCode.DX_UNSPECIFIED_WITH_SPECIFIC: Severity.WARN,
         FindingCode.NECESSITY_NOT_SUPPORTED: Severity.HOLD,
         FindingCode.NECESSITY_FREQUENCY: Severity.HOLD,
         FindingCode.NECESSITY_UNVERIFIED: Severity.WARN,
@@ -54,6 +61,7 @@ DEFAULT_SEVERITY: Mapping[FindingCode, Severity] = MappingProxyType(
         FindingCode.TEST_UNKNOWN: Severity.HOLD,
         FindingCode.TEST_CODE_MISMATCH: Severity.HOLD,
         FindingCode.BUNDLED_COMPONENT: Severity.HOLD,
+        FindingCode.TEST_MEDICARE_PARTS: Severity.WARN,
         FindingCode.UNITS_OVER_LIMIT: Severity.HOLD,
         FindingCode.PROVIDER_MISSING: Severity.HOLD,
         FindingCode.PROVIDER_NPI_INVALID: Severity.HOLD,

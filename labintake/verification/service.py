@@ -4,7 +4,10 @@
 claimed with `SELECT ... FOR UPDATE SKIP LOCKED`, so several instances can run side by side;
 on SQLite (one writer) the batch is read and verified outside any write transaction, then
 written in short transactions whose status update only succeeds while the order is still
-`received` (an order someone else changed meanwhile is left alone). What is written for each
+`received` (an order someone else changed meanwhile is left alone). The orders of one message
+are one requisition: a batch takes every received order of the messages it touches, and they
+are verified together (`labintake.verification.engine.verify_message`), with the message's
+orders in other states as context. What is written for each
 verification is described in `labintake.verification.writer`. An order the rules fail on
 (a bug) goes to status `error` with the reason, so it is listed and the batch goes on.
 """
@@ -12,6 +15,7 @@ verification is described in `labintake.verification.writer`. An order the rules
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +29,7 @@ from labintake.errors import ConcurrentChangeError, WorkflowError
 from labintake.interfaces import InterfaceRegistry
 from labintake.models import Order, OrderEvent
 from labintake.statuses import OrderStatus
-from labintake.verification.engine import verify
+from labintake.verification.engine import verify_message
 from labintake.verification.findings import VerificationResult
 from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
 from labintake.verification.stored import (
@@ -33,6 +37,7 @@ from labintake.verification.stored import (
     facts_of,
     load_histories,
     load_orders,
+    load_siblings,
 )
 from labintake.verification.writer import write_results
 
@@ -54,7 +59,7 @@ REVERIFIABLE = frozenset(
 _WRITE_CHUNK = 100
 
 
-def _verify_all(
+def verify_stored(
     session: Session,
     stored: Sequence[StoredOrder],
     tables: CodeTables,
@@ -63,21 +68,42 @@ def _verify_all(
     *,
     catch: bool = False,
 ) -> list[VerificationResult | str]:
-    """Each order's result; with `catch`, an order the rules fail on gets the reason instead
-    (so one bad order cannot hold up a batch forever)."""
-    histories = load_histories(session, stored, tables)
-    results: list[VerificationResult | str] = []
-    for item in stored:
-        interface = str((item.order.details or {}).get("interface") or "")
+    """Each order's result, the orders of one message verified together as one requisition
+    (with the message's other live orders as context, verified with them but not returned);
+    with `catch`, the orders of a message the rules fail on get the reason instead (so one bad
+    message cannot hold up a batch forever)."""
+    wanted = {item.id for item in stored}
+    everything = list(stored) + load_siblings(session, stored)
+    histories = load_histories(session, everything, tables)
+    messages: dict[int, list[StoredOrder]] = defaultdict(list)
+    for item in everything:
+        messages[item.order.message_id].append(item)
+    by_id: dict[int, VerificationResult | str] = {}
+    for group in messages.values():
+        group.sort(key=lambda item: (item.order.group_index, item.id))
         try:
-            facts = facts_of(item, dict(extra_codes.get(interface, {})))
-            results.append(verify(facts, tables, histories[item.id], rules))
+            facts = [
+                facts_of(
+                    item,
+                    dict(
+                        extra_codes.get(str((item.order.details or {}).get("interface") or ""), {})
+                    ),
+                )
+                for item in group
+            ]
+            results: list[VerificationResult | str] = list(
+                verify_message(facts, tables, [histories[item.id] for item in group], rules)
+            )
         except Exception as exc:
             if not catch:
                 raise
-            log.exception("verification of order %s failed", item.id)
-            results.append(f"verification failed: {type(exc).__name__}: {exc}")
-    return results
+            ids = ", ".join(str(item.id) for item in group if item.id in wanted)
+            log.exception("verification of order(s) %s failed", ids)
+            results = [f"verification failed: {type(exc).__name__}: {exc}"] * len(group)
+        for item, result in zip(group, results, strict=True):
+            if item.id in wanted:
+                by_id[item.id] = result
+    return [by_id[item.id] for item in stored]
 
 
 def _interface_codes(registry: InterfaceRegistry | None) -> dict[str, Mapping[str, str]]:
@@ -92,6 +118,21 @@ def _pending(limit: int) -> Any:
         .where(col(Order.status) == OrderStatus.RECEIVED.value)
         .order_by(col(Order.id))
         .limit(limit)
+    )
+
+
+def _pending_siblings(orders: Sequence[Order]) -> Any:
+    """The received orders of the same messages that the batch's limit left out: a message is
+    verified whole."""
+    ids = [o.id for o in orders]
+    return (
+        select(Order)
+        .where(
+            col(Order.message_id).in_(sorted({o.message_id for o in orders})),
+            col(Order.status) == OrderStatus.RECEIVED.value,
+            col(Order.id).not_in(ids),
+        )
+        .order_by(col(Order.id))
     )
 
 
@@ -111,15 +152,17 @@ def verify_pending(
             orders = list(session.exec(_pending(limit).with_for_update(skip_locked=True)))
             if not orders:
                 return 0
+            orders += session.exec(_pending_siblings(orders).with_for_update(skip_locked=True))
             stored = load_orders(session, orders)
-            results = _verify_all(session, stored, tables, rules, extra, catch=True)
+            results = verify_stored(session, stored, tables, rules, extra, catch=True)
             return _write_all(session, stored, results, actor)
     with Session(engine, expire_on_commit=False) as session:
         orders = list(session.exec(_pending(limit)))
         if not orders:
             return 0
+        orders += session.exec(_pending_siblings(orders))
         stored = load_orders(session, orders)
-        results = _verify_all(session, stored, tables, rules, extra, catch=True)
+        results = verify_stored(session, stored, tables, rules, extra, catch=True)
         session.commit()  # end the read (objects stay loaded) before writing
         done = 0
         for start in range(0, len(stored), _WRITE_CHUNK):
@@ -192,8 +235,11 @@ def verify_order(
 ) -> VerificationResult:
     """Verify one stored order again in the caller's transaction (after a coder's correction).
 
-    Findings no longer raised become `resolved`; overridden ones keep their override.
-    WorkflowError when the order is not in a state that can be verified.
+    The other live orders of its message are verified with it as context (one requisition);
+    only this order's result is written.
+
+        Findings no longer raised become `resolved`; overridden ones keep their override.
+        WorkflowError when the order is not in a state that can be verified.
     """
     order = session.get(Order, order_id)
     if order is None:
@@ -202,7 +248,7 @@ def verify_order(
         raise WorkflowError(f"order {order_id} is {order.status}: it cannot be verified again")
     session.flush()
     stored = load_orders(session, [order])[0]
-    result = _verify_all(session, [stored], tables, rules, _interface_codes(registry))[0]
+    result = verify_stored(session, [stored], tables, rules, _interface_codes(registry))[0]
     assert not isinstance(result, str)
     if not write_results(session, [(stored, result, order.status)], actor, action):
         raise ConcurrentChangeError(f"order {order_id} changed while it was being verified")

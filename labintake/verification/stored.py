@@ -2,8 +2,10 @@
 
 Queries live here; the rules stay pure. History is the other orders of the same patient (MRN)
 from the same sending facility, inside the longest frequency window of the coverage tables,
-excluding cancelled, rejected and unreadable orders. For the same date of service only orders
-received earlier count, so of two identical orders the later one is the duplicate.
+excluding cancelled, rejected and unreadable orders, and excluding the other orders of the
+same message (those are verified together with it, not read as history). For the same date of
+service only orders received earlier count, so of two identical orders the later one is the
+duplicate.
 """
 
 from __future__ import annotations
@@ -99,6 +101,26 @@ def load_orders(session: Session, orders: Sequence[Order]) -> list[StoredOrder]:
             if isinstance(seq, int):
                 stored[order_id].corrected.add(seq)
     return [stored[i] for i in ids]
+
+
+def load_siblings(session: Session, stored: Sequence[StoredOrder]) -> list[StoredOrder]:
+    """The other live orders (not cancelled, rejected or in error) of the same messages."""
+    if not stored:
+        return []
+    ids = {s.id for s in stored}
+    messages = sorted({s.order.message_id for s in stored})
+    found: list[Order] = []
+    for chunk in _chunks(messages):
+        found.extend(
+            session.exec(
+                select(Order).where(
+                    col(Order.message_id).in_(chunk),
+                    col(Order.status).not_in(NOT_HISTORY),
+                    col(Order.id).not_in(ids),
+                )
+            )
+        )
+    return load_orders(session, found) if found else []
 
 
 def _modifiers(text: str) -> tuple[str, ...]:
@@ -225,6 +247,7 @@ def load_histories(
     mrns = sorted({s.order.patient_mrn for s in wanted})
     # plain rows, not ORM objects: a busy patient can bring many orders
     others: dict[int, tuple[str, str, date, str]] = {}
+    message_of: dict[int, int] = {}
     for i in range(0, len(mrns), _CHUNK):
         rows = session.execute(
             columns(
@@ -233,6 +256,7 @@ def load_histories(
                 col(Order.patient_mrn),
                 col(Order.date_of_service),
                 col(Order.placer_order_number),
+                col(Order.message_id),
             ).where(
                 col(Order.patient_mrn).in_(mrns[i : i + _CHUNK]),
                 col(Order.status).not_in(NOT_HISTORY),
@@ -240,8 +264,9 @@ def load_histories(
                 col(Order.date_of_service) <= max(dates),
             )
         )
-        for order_id, facility, mrn, dos, placer in rows:
+        for order_id, facility, mrn, dos, placer, message_id in rows:
             others[order_id] = (facility, mrn, dos, placer)
+            message_of[order_id] = message_id
     if not others:
         return histories
     ids = sorted(others)
@@ -299,7 +324,7 @@ def load_histories(
         found: list[PriorTest] = []
         for order_id in by_patient.get((s.order.sending_facility, s.order.patient_mrn), ()):
             other_dos = others[order_id][2]
-            if order_id == s.id or other_dos > dos:
+            if order_id == s.id or other_dos > dos or message_of[order_id] == s.order.message_id:
                 continue
             if other_dos == dos and order_id > s.id:
                 continue  # received later: that one is the duplicate, not this
