@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 from benchmarks.databases import fresh_postgresql_database
+from labintake.config import Settings
 from labintake.db import make_engine
 
 # Tables that are not models: APScheduler's job store.
@@ -70,3 +71,35 @@ def test_instances_migrating_one_postgresql_database_at_once_all_succeed() -> No
             assert "lab_order" in inspect(engine).get_table_names()
         finally:
             engine.dispose()
+
+
+def test_a_database_holding_orders_migrates_down_to_the_first_schema_and_back_up(
+    engine: Engine, settings: Settings, database_url: str
+) -> None:
+    """Every migration runs on a database with rows in every table that refers to orders
+    (a batch rebuild of `lab_order` on SQLite drops a table that others point at), keeps
+    them, and fills what it adds for the rows already there."""
+    from alembic import command
+    from alembic.config import Config
+
+    from labintake.db import MIGRATIONS_DIR, migrate
+    from tests.factories import OrderSpec, held_order
+
+    held_order(engine, settings, OrderSpec(family="Núñez", priority="S"))
+    before = _counts(engine)
+    engine.dispose()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    command.downgrade(config, "0001")
+    migrate(database_url)
+    assert _counts(engine) == before
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT family_fold, priority_rank FROM lab_order")).one()
+    assert tuple(row) == ("nunez", 0)
+
+
+def _counts(engine: Engine) -> dict[str, int]:
+    tables = ("inbound_message", "lab_order", "order_test", "order_diagnosis", "finding")
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
