@@ -38,6 +38,7 @@ class Insurance:
     company_id: str = ""  # IN1-3
     company_name: str = ""  # IN1-4
     location: str = ""
+    member_id: str = ""  # IN1-36 policy number, else IN1-49 insured's id (may hold an MBI)
 
 
 @dataclass(frozen=True, slots=True)

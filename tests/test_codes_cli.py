@@ -159,3 +159,39 @@ def test_codes_lookup_with_no_match_exits_nonzero() -> None:
     result = runner.invoke(app, ["codes", "lookup", "zzqx", "--dir", str(REPO / "code_tables")])
     assert result.exit_code == 1
     assert "no test and no ICD-10-CM code or title matches" in result.output
+
+
+def test_codes_import_payers_writes_a_coverage_version_with_the_payer_table(
+    tables_dir: Path, tmp_path: Path
+) -> None:
+    from datetime import date
+
+    from labintake.codes.tables import load_code_tables
+
+    source = tmp_path / "payers.csv"
+    source.write_text(
+        "type,name,company_ids,plan_ids,names,source\n"
+        "medicare,Medicare Part B,CMS;00431,,,senders\n"
+        "medicare-advantage,Acme Medicare Advantage,ACME01,MAPD HMO-MA,,contract H0000\n"
+        "commercial,Acme commercial,ACME01,,,\n"
+        "bogus,Nobody,X1,,,\n"
+        "medicaid,No ids,,,,\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(
+        app,
+        [
+            "codes", "import", "payers", str(source), "--dir", str(tables_dir),
+            "--effective-from", "2026-07-01",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "rows rejected" in result.output
+    assert "unknown payer type" in result.output
+    policies = load_code_tables(tables_dir).policies_for(date(2026, 7, 1))
+    plan = policies.payers.plan_for("ACME01", "Acme", "MAPD")
+    assert plan is not None
+    assert plan.type == "medicare-advantage"
+    assert policies.medicare_applies("ACME01", "Acme", "MAPD")
+    assert not policies.medicare_applies("ACME01", "Acme", "PPO")  # the commercial plan
+    assert policies.screening  # the rest of the coverage version is carried over

@@ -8,14 +8,19 @@ from pathlib import Path
 import pytest
 
 from labintake.codes.policies import CodeSet, CoveragePolicies, NcdPolicy, PayerRules
-from labintake.codes.tables import load_code_tables
+from labintake.codes.tables import CodeTables, load_code_tables
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def policies() -> CoveragePolicies:
-    return load_code_tables(REPO / "code_tables").policies_for(date(2026, 5, 1))
+def tables() -> CodeTables:
+    return load_code_tables(REPO / "code_tables")
+
+
+@pytest.fixture(scope="module")
+def policies(tables: CodeTables) -> CoveragePolicies:
+    return tables.policies_for(date(2026, 5, 1))
 
 
 def test_codeset_matches_exact_codes_only_exactly() -> None:
@@ -174,22 +179,49 @@ def test_frequency_limits_carry_their_verify_marks(policies: CoveragePolicies) -
     assert thyroid.frequency[0].verify
 
 
-def test_screening_rules_route_psa_to_g0103_and_allow_screening_lipids(
+def test_screening_benefits_route_psa_to_g0103_and_allow_screening_lipids(
     policies: CoveragePolicies,
 ) -> None:
     (psa,) = policies.screening_for("Z12.5")
-    assert psa.screening_cpt == "G0103"
-    assert "84153" in psa.diagnostic_cpts
-    assert psa.frequency is not None
-    assert psa.frequency.min_age == 50
-    assert psa.frequency.sex == "M"
+    assert psa.dedicated
+    assert psa.screening_cpts == ("G0103",)
+    assert psa.diagnostic_cpts["84153"] == "G0103"
+    assert {"84152", "84154"} <= set(psa.outside_cpts)  # free/complexed PSA are never G0103
+    assert (psa.eligibility.sex, psa.eligibility.min_age) == ("M", 50)
+    assert psa.eligibility.age_from == "day_after_birthday"
+    assert psa.frequency[0].full_months == 11
     (lipids,) = policies.screening_for("Z13.6")
-    assert lipids.screening_cpt is None
-    assert "80061" in lipids.diagnostic_cpts
-    assert lipids.frequency is not None
-    assert lipids.frequency.period_days >= 5 * 365
+    assert not lipids.dedicated
+    assert "80061" in lipids.screening_cpts
+    assert lipids.frequency[0].full_months == 59
     (diabetes,) = policies.screening_for("Z13.1")
-    assert {"83036", "82947"} <= set(diabetes.diagnostic_cpts)
+    assert {"83036", "82947"} <= set(diabetes.screening_cpts)
+    assert (diabetes.frequency[0].max_count, diabetes.frequency[0].rolling_months) == (2, 12)
+
+
+def test_every_screening_code_has_a_catalog_entry_and_a_source(tables: CodeTables) -> None:
+    policies = tables.policies_for(date(2026, 5, 12))
+    names = {b.name for b in policies.screening}
+    assert names >= {"cardiovascular", "diabetes", "prostate", "colorectal-fobt", "hiv"}
+    for benefit in policies.screening:
+        assert benefit.source, benefit.name
+        assert benefit.frequency, benefit.name
+        if benefit.dedicated:
+            assert any(tables.catalog.by_cpt(c) for c in benefit.screening_cpts), benefit.name
+
+
+def test_ncd_frequency_guidance_is_diagnosis_aware(policies: CoveragePolicies) -> None:
+    hba1c = policies.ncd("190.21")
+    lipids = policies.ncd("190.23")
+    assert hba1c is not None
+    assert lipids is not None
+    (limit,) = hba1c.frequency
+    assert not limit.statutory
+    assert limit.exempt_dx is not None
+    assert limit.exempt_dx.matches("E11.65")
+    assert limit.exempt_dx.matches("O24.410")
+    assert not limit.exempt_dx.matches("E11.9")
+    assert lipids.frequency[0].counted == ("80061",)
 
 
 def test_local_policies_cover_vitamin_d_and_b12(policies: CoveragePolicies) -> None:
@@ -204,9 +236,13 @@ def test_local_policies_cover_vitamin_d_and_b12(policies: CoveragePolicies) -> N
 @pytest.mark.parametrize(
     ("company_id", "company_name", "plan_id", "applies"),
     [
-        ("", "MEDICARE PART B", "", True),
-        ("", "Medicare of Texas", "", True),
+        ("", "MEDICARE PART B", "", False),  # a name alone says nothing
+        ("", "Medicare Supplement Plan G", "", False),
         ("MCR^^^PAYER", "", "", True),
+        ("00431^^^CMS", "Medicare Part B", "MCRB", True),
+        ("MAPLAN", "Humana Medicare Advantage", "HMOMA", True),
+        ("MEDIGAP", "Medicare Supplement Plan G", "G", False),
+        ("60054", "Blue Cross Blue Shield of Illinois", "BCBS-PPO", False),
         ("", "", "MEDICARE-B", True),
         ("AETNA01", "Aetna Health", "PPO", False),
         ("", "", "", False),
@@ -222,3 +258,54 @@ def test_payer_exclusions_win_over_name_matches() -> None:
     rules = PayerRules(name_contains=("MEDICARE",), name_excludes=("SUPPLEMENT",))
     assert not rules.applies("", "Medicare Supplement Plan G", "")
     assert rules.applies("", "Medicare", "")
+
+
+@pytest.mark.parametrize(
+    ("frequency", "problem"),
+    [
+        ({"max_count": 1, "full_months": 11, "rolling_months": 12}, "exactly one of"),
+        ({"max_count": 0, "full_months": 11}, "max_count"),
+        ({"max_count": 1}, "exactly one of"),
+    ],
+)
+def test_screening_frequency_must_name_exactly_one_window(
+    frequency: dict[str, int], problem: str
+) -> None:
+    from labintake.codes.screening import benefit_from_toml
+
+    data = {
+        "name": "x",
+        "title": "x",
+        "dx": ["Z12.5"],
+        "screening_cpts": ["G0103"],
+        "frequency": [frequency],
+    }
+    with pytest.raises(ValueError, match=problem):
+        benefit_from_toml(data, "screening.toml benefit[0]")
+
+
+def test_payer_table_refuses_an_unknown_type_and_a_row_matching_nothing() -> None:
+    from labintake.codes.coverage import read_payers
+    from labintake.errors import CodeTableError
+
+    with pytest.raises(CodeTableError, match="type 'medicare-b'"):
+        read_payers({"payer": [{"type": "medicare-b", "company_ids": ["CMS"]}]}, "payers.toml")
+    with pytest.raises(CodeTableError, match="give company_ids"):
+        read_payers({"payer": [{"type": "medicare"}]}, "payers.toml")
+
+
+def test_a_plan_id_entry_is_more_specific_than_the_company_entry() -> None:
+    from labintake.codes.policies import PayerPlan
+
+    rules = PayerRules(
+        plans=(
+            PayerPlan("commercial", company_ids=frozenset({"ACME01"})),
+            PayerPlan(
+                "medicare-advantage",
+                company_ids=frozenset({"ACME01"}),
+                plan_ids=frozenset({"MAPD"}),
+            ),
+        )
+    )
+    assert rules.applies("ACME01^^^ACME", "Acme", "MAPD^Acme Medicare")
+    assert not rules.applies("ACME01", "Acme Medicare Plan", "PPO")

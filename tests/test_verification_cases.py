@@ -34,13 +34,22 @@ from labintake.verification import (
 
 REPO = Path(__file__).resolve().parent.parent
 CASES_DIR = Path(__file__).parent / "verification_cases"
-PAYERS = {
-    "medicare": PayerFacts("CMS", "Medicare Part B", "MCRB"),
-    "medicare-advantage": PayerFacts("MAPLAN", "Humana Medicare Advantage", "HMOMA"),
-    "commercial": PayerFacts("BCBS01", "Blue Cross Blue Shield of Illinois", "PPO"),
-    "commercial-2": PayerFacts("UHC", "UnitedHealthcare Choice Plus", "CHOICE"),
-    "medicaid": PayerFacts("IAMCD", "Iowa Medicaid", "MCD"),
-    "self-pay": PayerFacts("", "", ""),
+_MEDICARE = PayerFacts("CMS", "Medicare Part B", "MCRB")
+_BCBS = PayerFacts("BCBS01", "Blue Cross Blue Shield of Illinois", "PPO")
+# Each payer key is the order's insurances in IN1 order (primary first).
+PAYERS: dict[str, tuple[PayerFacts, ...]] = {
+    "medicare": (_MEDICARE,),
+    "medicare-advantage": (PayerFacts("MAPLAN", "Humana Medicare Advantage", "HMOMA"),),
+    "commercial": (_BCBS,),
+    "commercial-2": (PayerFacts("UHC", "UnitedHealthcare Choice Plus", "CHOICE"),),
+    "medicaid": (PayerFacts("IAMCD", "Iowa Medicaid", "MCD"),),
+    "self-pay": (PayerFacts("", "", ""),),
+    # an employer plan first, Medicare second (Medicare secondary payer)
+    "commercial-then-medicare": (_BCBS, _MEDICARE),
+    # Medicare first, a supplement second
+    "medicare-then-medigap": (_MEDICARE, PayerFacts("MEDIGAP", "Medicare Supplement Plan G", "G")),
+    # a plan whose name says Medicare but that the payer table does not know as Medicare
+    "medicare-in-name-only": (PayerFacts("ZZ9", "Medicare Supplement Plan F by Acme", "F"),),
 }
 SYSTEMS = {"local": "", "LN": "LN", "CPT": "CPT"}
 TEST_SPEC = re.compile(
@@ -61,6 +70,7 @@ EDIT_CODES = {
 }  # fmt: skip
 ICD10_SHAPE = re.compile(r"\b[A-TV-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b")
 PAYMENT_WORDS = re.compile(r"pay|reimburs|denied|denial|covered|coverage|\$", re.IGNORECASE)
+LIABILITY_WORDS = re.compile(r"\bABN\b|Beneficiary Notice|modifier|\bG[AZXY]\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -129,10 +139,24 @@ def _diagnoses(codes: list[str], first_dg1: int) -> tuple[DiagnosisFacts, ...]:
 
 
 def _history(rows: list[str]) -> list[PriorTest]:
+    """`"2026-01-10 84443 E03.9"`; optional `units=2`, and `held` for an order that has not
+    gone to the lab (it does not count toward frequency limits)."""
     history = []
     for row in rows:
-        day, cpt, *dx = row.split()
-        history.append(PriorTest(date.fromisoformat(day), cpt, None, tuple(dx), "earlier"))
+        day, cpt, *rest = row.split()
+        dx = tuple(t for t in rest if "=" not in t and t != "held")
+        units = next((int(t[6:]) for t in rest if t.startswith("units=")), 1)
+        history.append(
+            PriorTest(
+                date.fromisoformat(day),
+                cpt,
+                None,
+                dx,
+                "earlier",
+                units=units,
+                performed="held" not in rest,
+            )
+        )
     return history
 
 
@@ -181,7 +205,7 @@ def test_case_produces_exactly_its_expected_findings(
     sender = case.get("sender")
     interface = next(i for i in registry if i.name == sender)
     system = SYSTEMS[interface.test_code_system]
-    payer = PAYERS[case.get("payer", "medicare")]
+    payers = PAYERS[case.get("payer", "medicare")]
     dos = case.get("dos")
     history = _history(case.get("history", []))
     shared_dx = case.get("shared_dx", False)
@@ -203,9 +227,10 @@ def test_case_produces_exactly_its_expected_findings(
                 provider_npi=npi,
                 provider_name=provider,
                 provider_location=f"ORC[{index}]-12" if (npi or provider) else "ORC-12",
-                payer=payer,
+                payer=payers[0],
+                payers=payers,
                 patient_key=f"{interface.sending_facility}|{case.id}",
-                patient_birth_date=case.get("birth_date"),
+                patient_birth_date=case.get("birth_date") or None,
                 patient_sex=case.get("sex", ""),
                 interface=interface.name,
                 interface_codes=interface.test_codes,
@@ -226,7 +251,8 @@ def test_case_produces_exactly_its_expected_findings(
         for finding in result.findings:
             if finding.severity is Severity.HOLD:
                 assert finding.clarify, f"{finding.code} has no question for the office"
-            question = (finding.clarify or "").split(" If the record documents no other")[0]
+            question = finding.clarify or ""
+            assert not LIABILITY_WORDS.search(question), f"{finding.code} query names ABN/modifier"
             named = {normalize_icd10(c) for c in ICD10_SHAPE.findall(question)}
             proposed = {c for c in named - sent if any(c in r for r in releases)}
             assert not proposed, f"{finding.code} query names codes not sent: {proposed}"

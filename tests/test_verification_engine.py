@@ -115,8 +115,12 @@ def test_unsupported_diagnosis_holds_medicare_order_with_abn_path_but_not_commer
     finding = only(medicare, F.NECESSITY_NOT_SUPPORTED)
     assert (finding.location, finding.severity) == ("OBR[1]-4", Severity.HOLD)
     assert finding.reference["policy"] == "190.23"
-    assert "GA" in (finding.clarify or "")
-    assert "GZ" in (finding.clarify or "")
+    # the ABN path is the coder's business: in the message, never in the office question
+    assert "GA" in finding.message
+    assert "GZ" in finding.message
+    assert "GY" not in finding.message
+    assert "ABN" not in (finding.clarify or "")
+    assert "modifier" not in (finding.clarify or "")
     assert medicare.tests[0].necessity == "fail"
     commercial = verify(order(["LIPID"], ["D64.9"], payer=COMMERCIAL), TABLES)
     assert commercial.status is OrderStatus.VERIFIED

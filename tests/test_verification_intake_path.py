@@ -101,7 +101,7 @@ SCENARIOS: dict[str, tuple[bytes, set[tuple[str, str, str]]]] = {
     "V15": (orm("V15", ["83036"], ["E11.9"], mrn="MR-HIST", day="20260320"), set()),
     "V16": (
         orm("V16", ["83036", "85027"], ["E11.9", "D64.9"], mrn="MR-HIST"),
-        {("NECESSITY_FREQUENCY", "hold", "OBR[1]-4")},
+        {("NECESSITY_FREQUENCY", "warn", "OBR[1]-4")},  # NCD 190.21 guidance: a warning
     ),
     "V17": (
         orm("V17", ["85027"], ["D64.9"], mrn="MR-HIST"),

@@ -116,7 +116,41 @@ def test_frequency_counts_stored_orders_on_earlier_dates(
     verify_pending(engine, tables)
     again = store_order(engine, [("83036", "CPT")], ["E11.9"])
     verify_pending(engine, tables)
-    assert findings_of(engine, again) == [("NECESSITY_FREQUENCY", "hold", "OBR[1]-4")]
+    # NCD 190.21's every-three-months figure is guidance for controlled diabetes: a warning
+    assert findings_of(engine, again) == [("NECESSITY_FREQUENCY", "warn", "OBR[1]-4")]
+
+
+def test_frequency_counts_only_orders_that_went_to_the_lab(
+    engine: Engine, tables: CodeTables
+) -> None:
+    held = store_order(engine, [("G0103", "CPT")], ["Z12.5"], dos=date(2026, 1, 5), npi="")
+    verify_pending(engine, tables)
+    assert status_of(engine, held) == "held"
+    again = store_order(engine, [("G0103", "CPT")], ["Z12.5"])
+    verify_pending(engine, tables)
+    assert findings_of(engine, again) == []
+    store_order(engine, [("G0103", "CPT")], ["Z12.5"], dos=date(2026, 1, 6), mrn="MRN2")
+    verify_pending(engine, tables)
+    third = store_order(engine, [("G0103", "CPT")], ["Z12.5"], mrn="MRN2")
+    verify_pending(engine, tables)
+    assert findings_of(engine, third) == [("NECESSITY_FREQUENCY", "hold", "OBR[1]-4")]
+
+
+def test_medicare_as_secondary_payer_applies_the_medicare_rules(
+    engine: Engine, tables: CodeTables
+) -> None:
+    insurances = [
+        {"plan_id": "PPO", "company_id": "60054", "company_name": "Blue Cross"},
+        {"plan_id": "MCRB", "company_id": "CMS", "company_name": "Medicare Part B"},
+    ]
+    order_id = store_order(
+        engine, [("84153", "CPT")], ["Z12.5"], payer="Blue Cross", insurances=insurances
+    )
+    verify_pending(engine, tables)
+    assert findings_of(engine, order_id) == [("SCREENING_ON_DIAGNOSTIC", "hold", "OBR[1]-4")]
+    alone = store_order(engine, [("84153", "CPT")], ["Z12.5"], payer="Blue Cross", mrn="M9")
+    verify_pending(engine, tables)
+    assert findings_of(engine, alone) == []
 
 
 def test_reverify_after_correction_resolves_findings_and_keeps_overrides(
@@ -271,3 +305,16 @@ def test_reverify_after_a_test_correction_uses_the_corrected_code(
     with Session(engine) as session:
         test = session.exec(select(OrderTest).where(OrderTest.order_id == order_id)).one()
         assert (test.local_code, test.cpt) == ("HBA1C", "83036")
+
+
+def test_history_reaches_back_to_the_start_of_a_once_in_a_lifetime_benefit(
+    tables: CodeTables,
+) -> None:
+    from datetime import timedelta
+
+    from labintake.verification.stored import history_window
+
+    day = date(2026, 5, 12)
+    window = history_window(tables, [day])
+    assert day - timedelta(days=window) <= date(2014, 6, 2)  # hepatitis C, once in a lifetime
+    assert window >= 61 * 30  # the 5-yearly cardiovascular screening

@@ -79,3 +79,17 @@ def test_bad_settings_are_refused_with_a_clear_error(data: dict[str, object], me
 
 def test_no_settings_file_means_default_severities() -> None:
     assert load_rule_settings(None).for_order("", "", "").choices == {}
+
+
+def test_a_payer_section_matches_a_secondary_insurance_too() -> None:
+    from labintake.statuses import FindingCode, Severity
+    from labintake.verification.rule_settings import RuleSettings
+
+    settings = RuleSettings.from_mapping(
+        {"payers": {"CMS": {"rules": {"NECESSITY_FREQUENCY": "warn"}}}}
+    )
+    both = settings.for_payers("", [("BCBS01", "Blue Cross"), ("CMS", "Medicare Part B")])
+    assert both.apply(FindingCode.NECESSITY_FREQUENCY, Severity.HOLD) is Severity.WARN
+    alone = settings.for_payers("", [("BCBS01", "Blue Cross")])
+    assert alone.apply(FindingCode.NECESSITY_FREQUENCY, Severity.HOLD) is Severity.HOLD
+    assert settings.for_payers("", []).medicare_policies is None

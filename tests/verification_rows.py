@@ -25,6 +25,7 @@ def store_order(
     dos: date = DOS,
     payer: str = "Medicare Part B",
     npi: str = NPI,
+    insurances: list[dict[str, str]] | None = None,
 ) -> int:
     """A stored order as the reader leaves it: tests as sent, diagnoses, status received."""
     n = next(_counter)
@@ -47,7 +48,11 @@ def store_order(
             provider_family_name="Whitfield",
             provider_given_name="Dana",
             date_of_service=dos,
-            details={"interface": "prairie-clinic", "provider": {"location": "ORC[1]-12"}},
+            details={
+                "interface": "prairie-clinic",
+                "provider": {"location": "ORC[1]-12"},
+                **({"insurances": insurances} if insurances is not None else {}),
+            },
         )
         session.add(order)
         session.flush()

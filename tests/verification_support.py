@@ -17,8 +17,8 @@ from labintake.codes.policies import (
     FrequencyLimit,
     NcdPolicy,
     PayerRules,
-    ScreeningRule,
 )
+from labintake.codes.screening import ScreeningBenefit, ScreeningFrequency
 from labintake.codes.tables import CodeTables
 from labintake.verification.facts import DiagnosisFacts, OrderFacts, PayerFacts, TestFacts
 
@@ -209,14 +209,21 @@ _PSA = NcdPolicy(
 POLICIES = CoveragePolicies(
     version="coverage-test",
     never_covered=CodeSet.parse(["Z00.00", "Z00.01"]),
-    screening_rules=(
-        ScreeningRule(CodeSet.parse(["Z12.5"]), ("84153",), "G0103", "screening PSA"),
-        ScreeningRule(
-            CodeSet.parse(["Z13.6"]),
-            ("80061",),
-            None,
-            "screening lipids",
-            FrequencyLimit(("80061",), 1, 1825, CodeSet.parse(["Z13.6"]), "once in 5 years"),
+    screening=(
+        ScreeningBenefit(
+            name="prostate",
+            title="screening PSA",
+            dx=CodeSet.parse(["Z12.5"]),
+            screening_cpts=("G0103",),
+            dedicated=True,
+            diagnostic_cpts={"84153": "G0103"},
+        ),
+        ScreeningBenefit(
+            name="cardiovascular",
+            title="screening lipids",
+            dx=CodeSet.parse(["Z13.6"]),
+            screening_cpts=("80061",),
+            frequency=(ScreeningFrequency(1, "once in 5 years", full_months=59),),
         ),
     ),
     ncds=(_LIPID, _CBC, _GLUCOSE, _A1C, _PSA),

@@ -12,9 +12,10 @@ from labintake.codes.policies import (
     CoveragePolicies,
     FrequencyLimit,
     NcdPolicy,
+    PayerPlan,
     PayerRules,
-    ScreeningRule,
 )
+from labintake.codes.screening import Eligibility, ScreeningBenefit, ScreeningFrequency
 from labintake.codes.tables import CodeTables, get_code_tables, load_code_tables
 
 __all__ = [
@@ -23,14 +24,17 @@ __all__ = [
     "CodeSet",
     "CodeTables",
     "CoveragePolicies",
+    "Eligibility",
     "FrequencyLimit",
     "Icd10Entry",
     "Icd10Release",
     "MueLimit",
     "NcdPolicy",
+    "PayerPlan",
     "PayerRules",
     "PtpEdit",
-    "ScreeningRule",
+    "ScreeningBenefit",
+    "ScreeningFrequency",
     "TableVersion",
     "TestCatalog",
     "get_code_tables",

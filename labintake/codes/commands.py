@@ -116,7 +116,7 @@ def list_versions(directory: DirOption = None) -> None:
 
 @codes_app.command("import")
 def import_command(
-    kind: Annotated[str, typer.Argument(help="ncci-ptp | mue | ncd | catalog | icd10cm")],
+    kind: Annotated[str, typer.Argument(help="ncci-ptp | mue | ncd | catalog | icd10cm | payers")],
     file: Annotated[
         Path,
         typer.Argument(
@@ -125,7 +125,8 @@ def import_command(
             readable=True,
             help="ncd: the CMS NCD Coding Policy Manual as text, or a CSV ncd,list,code[,title]; "
             "ncci-ptp: the CMS PTP text file; mue: the CMS MUE CSV; catalog: the lab's CSV; "
-            "icd10cm: the CMS order file (icd10cm_order_YYYY.txt)",
+            "icd10cm: the CMS order file (icd10cm_order_YYYY.txt); payers: the lab's payer "
+            "table CSV (type,name,company_ids,plan_ids,names,source)",
         ),
     ],
     effective_from: Annotated[

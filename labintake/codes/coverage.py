@@ -8,10 +8,13 @@ Files (all TOML, meant to be edited by people; seal the folder after editing):
   says what is missing), `[[frequency]]` limits, `source`, `sources`, `read_on`,
   `effective`, `illustrative`, `notes`, and the NCD's frequency statements as data
   (`frequency_statement`: a text, or `[[frequency_statement]]` tables; see docs/coverage.md).
-- `screening.toml`: `[[rule]]` entries (`dx`, `diagnostic_cpts`, `screening_cpt`,
-  `description`, optional `[rule.frequency]`).
+- `screening.toml`: `[[benefit]]` entries, the Medicare screening benefits (see
+  `labintake.codes.screening` for the fields).
 - `never_covered.toml`: `codes` (confirmed) and `codes_verify` (to confirm against CMS).
-- `payers.toml`: which insurances the Medicare rules apply to.
+- `payers.toml`: the payer table, `[[payer]]` entries (`type`, `name`, `company_ids`,
+  `plan_ids`, `names`, `source`); Medicare, Medicare Advantage and Railroad Medicare plans get
+  the Medicare rules. An older `[medicare]` section (`company_ids`, `plan_ids`,
+  `name_contains`, `name_excludes`) is still read.
 - `ncd_codes.csv` (optional, written by `labintake codes import ncd`): `ncd,list,code` rows
   where list is `covered`, `not_covered` or `hcpcs`; an NCD present there takes its lists
   (and, when given, its procedure codes) from the CSV instead of its TOML file.
@@ -28,14 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from labintake.codes.policies import (
+    PLAN_TYPES,
     CodeSet,
     CoveragePolicies,
     FrequencyLimit,
     FrequencyStatement,
     NcdPolicy,
+    PayerPlan,
     PayerRules,
-    ScreeningRule,
 )
+from labintake.codes.screening import ScreeningBenefit, benefit_from_toml
 from labintake.errors import CodeTableError
 
 NCD_CODES_CSV = "ncd_codes.csv"
@@ -122,12 +127,16 @@ def _frequency(data: Mapping[str, Any], where: str) -> FrequencyLimit:
         return FrequencyLimit(
             cpts=_procedure_codes(data["cpts"], where),
             max_count=int(data["max_count"]),
-            period_days=int(data["period_days"]),
+            period_days=int(data.get("period_days", 31 * int(data.get("period_months", 0)))),
             when_dx=_codes(when, where) if when is not None else None,
             description=str(data["description"]),
             verify=bool(data.get("verify", False)),
             min_age=int(data["min_age"]) if "min_age" in data else None,
             sex=str(data["sex"]).upper() if "sex" in data else None,
+            period_months=int(data["period_months"]) if "period_months" in data else None,
+            exempt_dx=_codes(data["exempt_dx"], where) if "exempt_dx" in data else None,
+            counts=_strings(data.get("counts"), where),
+            statutory=bool(data.get("statutory", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CodeTableError(f"{where}: frequency limit missing or bad {exc}") from exc
@@ -232,25 +241,16 @@ def load_coverage(folder: Path, version: str, files: tuple[str, ...]) -> Coverag
                 f"{folder}: {NCD_CODES_CSV} lists NCD {ncd} but there is no ncd-{ncd}.toml "
                 "giving its title and codes"
             )
-    screening: list[ScreeningRule] = []
+    screening: list[ScreeningBenefit] = []
     if "screening.toml" in files:
-        for i, rule in enumerate(_load_toml(folder / "screening.toml").get("rule", [])):
-            where = f"{folder / 'screening.toml'} rule[{i}]"
+        for i, raw in enumerate(_load_toml(folder / "screening.toml").get("benefit", [])):
+            where = f"{folder / 'screening.toml'} benefit[{i}]"
             try:
-                frequency = rule.get("frequency")
-                screening.append(
-                    ScreeningRule(
-                        dx=_codes(rule["dx"], where),
-                        diagnostic_cpts=_procedure_codes(rule["diagnostic_cpts"], where),
-                        screening_cpt=(str(rule["screening_cpt"]).upper() or None)
-                        if rule.get("screening_cpt")
-                        else None,
-                        description=str(rule["description"]),
-                        frequency=_frequency(frequency, where) if frequency else None,
-                    )
-                )
+                screening.append(benefit_from_toml(raw, where))
             except KeyError as exc:
                 raise CodeTableError(f"{where}: missing key {exc}") from exc
+            except ValueError as exc:
+                raise CodeTableError(str(exc)) from exc
     never = CodeSet()
     if "never_covered.toml" in files:
         data = _load_toml(folder / "never_covered.toml")
@@ -262,19 +262,45 @@ def load_coverage(folder: Path, version: str, files: tuple[str, ...]) -> Coverag
         never = _codes(data.get("codes"), where).union(_codes(data.get("codes_verify"), where))
     payers = PayerRules()
     if "payers.toml" in files:
-        data = _load_toml(folder / "payers.toml").get("medicare", {})
-        where = str(folder / "payers.toml")
-        payers = PayerRules(
-            company_ids=frozenset(_strings(data.get("company_ids"), where)),
-            plan_ids=frozenset(_strings(data.get("plan_ids"), where)),
-            name_contains=_strings(data.get("name_contains", ["MEDICARE"]), where),
-            name_excludes=_strings(data.get("name_excludes"), where),
-        )
+        payers = read_payers(_load_toml(folder / "payers.toml"), str(folder / "payers.toml"))
     return CoveragePolicies(
         version=version,
         never_covered=never,
-        screening_rules=tuple(screening),
+        screening=tuple(screening),
         ncds=tuple(sorted(ncds, key=lambda p: p.ncd)),
         lcds=tuple(lcds),
         payers=payers,
+    )
+
+
+def read_payers(data: Mapping[str, Any], where: str) -> PayerRules:
+    """The payer table of a `payers.toml` (or of an imported payer file)."""
+    legacy = data.get("medicare", {})
+    plans: list[PayerPlan] = []
+    for i, raw in enumerate(data.get("payer", [])):
+        at = f"{where} payer[{i}]"
+        kind = str(raw.get("type", "")).strip().lower()
+        if kind not in PLAN_TYPES:
+            raise CodeTableError(f"{at}: type {kind!r} is not one of {sorted(PLAN_TYPES)}")
+        ids = frozenset(_strings(raw.get("company_ids"), at))
+        names = frozenset(" ".join(n.split()) for n in _strings(raw.get("names"), at))
+        plan_ids = frozenset(_strings(raw.get("plan_ids"), at))
+        if not ids and not names and not plan_ids:
+            raise CodeTableError(f"{at}: give company_ids, plan_ids or names for the payer")
+        plans.append(
+            PayerPlan(
+                type=kind,
+                name=str(raw.get("name", "")),
+                company_ids=ids,
+                plan_ids=plan_ids,
+                names=names,
+                source=str(raw.get("source", "")),
+            )
+        )
+    return PayerRules(
+        company_ids=frozenset(_strings(legacy.get("company_ids"), where)),
+        plan_ids=frozenset(_strings(legacy.get("plan_ids"), where)),
+        name_contains=_strings(legacy.get("name_contains"), where),
+        name_excludes=_strings(legacy.get("name_excludes"), where),
+        plans=tuple(plans),
     )

@@ -36,7 +36,7 @@ from datetime import date, datetime
 from labintake.codes.bundling import MODIFIER_INDICATORS, MueLimit, PtpEdit
 from labintake.codes.catalog import CatalogEntry, read_catalog_csv
 from labintake.codes.ncd_manual import looks_like_manual, read_manual_text
-from labintake.codes.policies import CodeSet
+from labintake.codes.policies import CodeSet, PayerPlan
 
 Progress = Callable[[int], None]
 
@@ -74,6 +74,7 @@ class ImportResult:
     entries: list[CatalogEntry] = field(default_factory=list)
     layout: str = ""  # which published layout the file was read as
     edition: str = ""  # the edition the file names (e.g. "October 2025"), when it does
+    payers: list[PayerPlan] = field(default_factory=list)
 
     @property
     def kept(self) -> int:
@@ -81,6 +82,7 @@ class ImportResult:
             len(self.edits)
             + len(self.limits)
             + len(self.entries)
+            + len(self.payers)
             + sum(len(v) for lists in self.ncd_lists.values() for v in lists.values())
         )
 

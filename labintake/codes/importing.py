@@ -9,6 +9,8 @@
 - catalog -> a new `catalog` version holding the imported rows;
 - icd10cm -> a new `icd10cm` release compiled from the CMS order file (with its addenda and
   tabular XML), see `labintake.codes.icd10_import`: a whole release, nothing carried over.
+- payers -> a new `coverage` version: the lab's payer table (CSV, see
+  `labintake.codes.payer_table`) as its `payers.toml`, the policies carried over.
 
 The new version is in force from `effective_from` (default: the first day of the quarter the
 file names as its edition, e.g. the NCD manual's "October 2025 Changes", else today) and
@@ -41,10 +43,17 @@ from labintake.codes.importers import (
     read_ptp_text,
 )
 from labintake.codes.manifest import ImportStamp, TableVersion, discover
+from labintake.codes.payer_table import format_payers_toml, read_payers_csv
 from labintake.codes.versions import create_version
 from labintake.errors import CodeTableError
 
-IMPORT_KINDS = {"ncci-ptp": "bundling", "mue": "bundling", "ncd": "coverage", "catalog": "catalog"}
+IMPORT_KINDS = {
+    "ncci-ptp": "bundling",
+    "mue": "bundling",
+    "ncd": "coverage",
+    "catalog": "catalog",
+    "payers": "coverage",
+}
 _MONTHS = {"January": 1, "April": 4, "July": 7, "October": 10}
 
 
@@ -140,6 +149,8 @@ def import_file(
         result = read_mue_csv_cms(text, lab_only=lab_only, progress=progress)
     elif kind == "ncd":
         result = read_ncd(text, progress=progress)
+    elif kind == "payers":
+        result = read_payers_csv(text, progress=progress)
     else:
         result = read_catalog(text, progress=progress)
     on = effective_from or edition_start(result.edition) or date.today()
@@ -186,6 +197,9 @@ def import_file(
                 )
         edition = f" ({result.edition} edition)" if result.edition else ""
         source = f"NCD code lists from {path.name}{edition}"
+    elif kind == "payers":
+        files["payers.toml"] = format_payers_toml(result.payers).encode("utf-8")
+        source = f"payer table {path.name}"
     else:
         files["catalog.csv"] = format_catalog_csv(result.entries).encode("utf-8")
         source = f"lab catalog {path.name}"

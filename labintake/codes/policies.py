@@ -10,8 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from labintake.codes.icd10 import normalize_icd10
+
+if TYPE_CHECKING:
+    from labintake.codes.screening import ScreeningBenefit
 
 
 def _bare(code: str) -> str:
@@ -149,10 +153,15 @@ def _check(code: str, raw: str) -> None:
 
 @dataclass(frozen=True)
 class FrequencyLimit:
-    """At most `max_count` of these tests per patient in any `period_days` window.
+    """At most `max_count` of these tests per patient in a window of `period_days` days (or
+    `period_months` calendar months, when given).
 
-    `when_dx`: the limit applies only when the order carries one of these diagnoses
-    (e.g. screening lipids with Z13.6); None applies it always. `verify` marks a figure not yet
+    `when_dx`: the limit applies only when the order carries one of these diagnoses; None
+    applies it always. `exempt_dx`: diagnoses for which the policy allows more frequent
+    testing (e.g. uncontrolled diabetes or pregnancy for HbA1c): with one of them the limit
+    does not apply. `counts`: the codes whose earlier tests count (default `cpts`), e.g. only
+    the lipid panel for the panel's yearly limit. `statutory`: a hard limit (a hold); NCD
+    frequency text is guidance for stable patients (a warning). `verify` marks a figure not yet
     confirmed against the current NCD text.
     """
 
@@ -164,6 +173,14 @@ class FrequencyLimit:
     verify: bool = False
     min_age: int | None = None
     sex: str | None = None
+    period_months: int | None = None
+    exempt_dx: CodeSet | None = None
+    counts: tuple[str, ...] = ()
+    statutory: bool = False
+
+    @property
+    def counted(self) -> tuple[str, ...]:
+        return self.counts or self.cpts
 
 
 @dataclass(frozen=True)
@@ -180,19 +197,6 @@ class FrequencyStatement:
     cpts: tuple[str, ...] = ()
     enforced_by: str = ""
     verify: bool = False
-
-
-@dataclass(frozen=True)
-class ScreeningRule:
-    """A screening diagnosis: on `diagnostic_cpts` it is a hold; the screening code to bill
-    instead is `screening_cpt` (None when the diagnostic code itself is billed for screening
-    but under its own frequency limit, e.g. Z13.6 + 80061)."""
-
-    dx: CodeSet
-    diagnostic_cpts: tuple[str, ...]
-    screening_cpt: str | None
-    description: str
-    frequency: FrequencyLimit | None = None
 
 
 @dataclass(frozen=True)
@@ -233,18 +237,78 @@ class NcdPolicy:
         return True if self.inverted else self.covered.matches(code)
 
 
+MEDICARE_PLAN_TYPES = frozenset({"medicare", "medicare-advantage", "railroad-medicare"})
+PLAN_TYPES = MEDICARE_PLAN_TYPES | frozenset(
+    {"medicare-supplement", "medicaid", "commercial", "workers-comp", "self-pay", "other"}
+)
+
+
+def _first(value: str) -> str:
+    """The first component of an HL7 value (`60054^^^BCBSIL` -> `60054`), upper case."""
+    return value.split("^", 1)[0].strip().upper()
+
+
+def _name(value: str) -> str:
+    return " ".join(value.upper().split())
+
+
+@dataclass(frozen=True)
+class PayerPlan:
+    """One payer (or one plan of a payer) and its type.
+
+    Matched on the insurance as sent: IN1-3 company id in `company_ids` and, when `plan_ids`
+    is not empty, IN1-2 plan id in `plan_ids` (a plan id alone when there are no company ids);
+    or IN1-4 company name equal to one of `names`
+    (whole name, case and spacing ignored). Medicare Advantage plans must cover what the NCDs
+    cover (42 CFR 422.101(b)), so their type applies the Medicare lab rules like Part B.
+    """
+
+    type: str
+    name: str = ""
+    company_ids: frozenset[str] = frozenset()
+    plan_ids: frozenset[str] = frozenset()
+    names: frozenset[str] = frozenset()
+    source: str = ""
+
+    @property
+    def medicare_rules(self) -> bool:
+        return self.type in MEDICARE_PLAN_TYPES
+
+    def matches_ids(self, company: str, plan: str) -> bool:
+        if not self.company_ids:  # a plan id alone names the plan
+            return bool(plan) and plan in self.plan_ids
+        if not company or company not in self.company_ids:
+            return False
+        return not self.plan_ids or plan in self.plan_ids
+
+
 @dataclass(frozen=True)
 class PayerRules:
-    """Which insurances (IN1-2/3/4) the Medicare lab rules apply to."""
+    """Which insurances (IN1-2/3/4) the Medicare lab rules apply to: the payer table `plans`
+    (most specific match first: company and plan id, company id, whole name), then the older
+    `[medicare]` id lists. `name_contains` is empty unless a lab configures it: the word
+    MEDICARE in a name says little (supplement plans, commercial plans named after it)."""
 
     company_ids: frozenset[str] = frozenset()
     plan_ids: frozenset[str] = frozenset()
-    name_contains: tuple[str, ...] = ("MEDICARE",)
+    name_contains: tuple[str, ...] = ()
     name_excludes: tuple[str, ...] = ()
+    plans: tuple[PayerPlan, ...] = ()
+
+    def plan_for(self, company_id: str, company_name: str, plan_id: str) -> PayerPlan | None:
+        company, plan = _first(company_id), _first(plan_id)
+        for specific in (True, False):
+            for candidate in self.plans:
+                if bool(candidate.plan_ids) is specific and candidate.matches_ids(company, plan):
+                    return candidate
+        name = _name(company_name)
+        return next((p for p in self.plans if name and name in p.names), None)
 
     def applies(self, company_id: str, company_name: str, plan_id: str) -> bool:
-        company = company_id.split("^", 1)[0].strip().upper()
-        plan = plan_id.split("^", 1)[0].strip().upper()
+        found = self.plan_for(company_id, company_name, plan_id)
+        if found is not None:
+            return found.medicare_rules
+        company, plan = _first(company_id), _first(plan_id)
         if company and company in self.company_ids:
             return True
         if plan and plan in self.plan_ids:
@@ -257,11 +321,11 @@ class PayerRules:
 
 @dataclass
 class CoveragePolicies:
-    """Everything coverage: NCDs and LCDs by CPT, screening rules, never-covered diagnoses."""
+    """Everything coverage: NCDs and LCDs by CPT, screening benefits, never-covered diagnoses."""
 
     version: str
     never_covered: CodeSet = field(default_factory=CodeSet)
-    screening_rules: tuple[ScreeningRule, ...] = ()
+    screening: tuple[ScreeningBenefit, ...] = ()
     ncds: tuple[NcdPolicy, ...] = ()
     lcds: tuple[NcdPolicy, ...] = ()
     payers: PayerRules = field(default_factory=PayerRules)
@@ -275,6 +339,13 @@ class CoveragePolicies:
         for policy in self.lcds:
             for cpt in policy.cpts:
                 self._lcd_by_cpt.setdefault(cpt.upper(), []).append(policy)
+        self._screening_by_cpt: dict[str, list[ScreeningBenefit]] = {}
+        self._screening_by_diagnostic: dict[str, list[ScreeningBenefit]] = {}
+        for benefit in self.screening:
+            for cpt in benefit.screening_cpts:
+                self._screening_by_cpt.setdefault(cpt, []).append(benefit)
+            for cpt in benefit.diagnostic_codes:
+                self._screening_by_diagnostic.setdefault(cpt, []).append(benefit)
 
     def for_cpt(self, cpt: str) -> list[NcdPolicy]:
         return list(self._ncd_by_cpt.get(cpt.strip().upper(), ()))
@@ -288,5 +359,13 @@ class CoveragePolicies:
     def medicare_applies(self, company_id: str, company_name: str, plan_id: str = "") -> bool:
         return self.payers.applies(company_id, company_name, plan_id)
 
-    def screening_for(self, dx: str) -> list[ScreeningRule]:
-        return [rule for rule in self.screening_rules if rule.dx.matches(dx)]
+    def screening_for(self, dx: str) -> list[ScreeningBenefit]:
+        return [benefit for benefit in self.screening if benefit.dx.matches(dx)]
+
+    def screening_by_cpt(self, cpt: str) -> list[ScreeningBenefit]:
+        """Benefits whose screening codes include `cpt`."""
+        return self._screening_by_cpt.get(cpt.strip().upper(), [])
+
+    def screening_on_diagnostic(self, cpt: str) -> list[ScreeningBenefit]:
+        """Benefits naming `cpt` as a diagnostic code or a code outside the benefit."""
+        return self._screening_by_diagnostic.get(cpt.strip().upper(), [])

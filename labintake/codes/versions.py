@@ -24,7 +24,7 @@ def count_rows(manifest: TableVersion) -> int:
     """Load the folder's data (which validates it) and count its rows.
 
     icd10cm: codes; catalog: tests; coverage: code-list patterns of every policy plus
-    screening rules plus never-covered patterns; bundling: PTP edits + MUE limits + panels;
+    screening benefits plus never-covered patterns; bundling: PTP edits + MUE limits + panels;
     dxedits: sex and age edits.
     """
     assert manifest.folder is not None
@@ -35,7 +35,7 @@ def count_rows(manifest: TableVersion) -> int:
     if manifest.kind == "coverage":
         policies = load_coverage(manifest.folder, manifest.version, manifest.files)
         patterns = sum(len(p.covered) + len(p.not_covered) for p in policies.ncds + policies.lcds)
-        return patterns + len(policies.screening_rules) + len(policies.never_covered)
+        return patterns + len(policies.screening) + len(policies.never_covered)
     if manifest.kind == "dxedits":
         return len(load_dx_edits(manifest))
     bundling = load_bundling(manifest)

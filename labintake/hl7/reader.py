@@ -5,7 +5,8 @@ are found: one ORC = one order with one or more tests; an OBR without ORC is an 
 own). Where each value comes from, in order of preference:
 
 - patient: PID-3 ids (MRN = first id of type MR, else the first id), PID-5, PID-7, PID-8
-- insurances: every IN1 (IN1-2 plan, IN1-3 company id, IN1-4 company name)
+- insurances: every IN1 (IN1-2 plan, IN1-3 company id, IN1-4 company name, IN1-36 policy
+  number else IN1-49 insured's id as the member id)
 - ordering provider: ORC-12, else OBR-16 (the repetition carrying an NPI wins)
 - office: ORC-21 name, ORC-22 address (else ORC-24), ORC-23 phone/fax, ORC-14 call-back
   phone (else OBR-17)
@@ -106,6 +107,7 @@ def read_orders(text: str) -> ReadResult:
             company_id=in1.text(3),
             company_name=in1.text(4),
             location=in1.ref,
+            member_id=in1.text(36) or in1.text(49, 1),
         )
         for in1 in parts.insurances
     )

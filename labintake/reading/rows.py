@@ -114,6 +114,7 @@ def order_rows(
                 "company_id": i.company_id,
                 "company_name": i.company_name,
                 "location": i.location,
+                "member_id": i.member_id,
             }
             for i in order.insurances
         ],

@@ -21,6 +21,7 @@ from labintake.codes.catalog import CatalogEntry
 from labintake.statuses import FindingCode, Severity
 from labintake.verification.context import RuleContext
 from labintake.verification.facts import TestFacts
+from labintake.verification.history import REPEAT_MODIFIERS
 
 PTP_MODIFIERS = frozenset({"59", "XE", "XS", "XP", "XU", "91"})
 MAI_MEANING = {1: "line edit", 2: "date-of-service policy edit", 3: "date-of-service clinical edit"}
@@ -302,7 +303,10 @@ def _unbundled_panels(lines: list[Line]) -> None:
 
 def _units(lines: list[Line]) -> None:
     """MAI 1 limits apply per line; MAI 2 and 3 to the day's total of the code across the
-    message. A line already reported as a duplicate of another line is not counted again."""
+    message and, for a line that says it is a repeat (91, 76, 77), the patient's other orders of
+    that date of service (the MUE is per beneficiary per day; without a repeat modifier the
+    same code in another order that day is a duplicate order, not counted twice). A line
+    already reported as a duplicate of another line is not counted again."""
     units: dict[str, int] = defaultdict(int)
     last: dict[str, Line] = {}
     for line in lines:
@@ -321,19 +325,36 @@ def _units(lines: list[Line]) -> None:
     for cpt, total in units.items():
         ctx, test, entry = last[cpt]
         limit = ctx.bundling.mue(cpt)
-        if limit is not None and total > limit.units:
-            _over(ctx, test, entry, total, limit.units, limit.mai)
+        if limit is None:
+            continue
+        before = 0
+        if not REPEAT_MODIFIERS.isdisjoint(test.modifiers):
+            dos = ctx.facts.date_of_service
+            before = sum(
+                max(p.units, 1)
+                for p in ctx.history.tests
+                if p.date_of_service == dos and p.cpt == cpt and not p.same_message
+            )
+        if total + before > limit.units:
+            _over(ctx, test, entry, total + before, limit.units, limit.mai, before)
 
 
 def _over(
-    ctx: RuleContext, test: TestFacts, entry: CatalogEntry, total: int, allowed: int, mai: int
+    ctx: RuleContext,
+    test: TestFacts,
+    entry: CatalogEntry,
+    total: int,
+    allowed: int,
+    mai: int,
+    earlier: int = 0,
 ) -> None:
     kind = MAI_MEANING.get(mai, f"MAI {mai}")
+    other = f", {earlier} of them in the patient's other orders that day" if earlier else ""
     ctx.add(
         FindingCode.UNITS_OVER_LIMIT,
         test.location,
-        f"{total} units of {entry.description} ({entry.cpt}) for one date of service; the MUE "
-        f"limit is {allowed} (MAI {mai}, {kind}).",
+        f"{total} units of {entry.description} ({entry.cpt}) for one date of service{other}; "
+        f"the MUE limit is {allowed} (MAI {mai}, {kind}).",
         f"The order asks for {total} of {entry.description} on the same day. Please "
         "confirm the number intended and, for repeats, the documented reason and times.",
         test_seq=test.seq,

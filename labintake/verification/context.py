@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from labintake.codes.dx_edits import DiagnosisEdits
     from labintake.codes.icd10 import Icd10Entry, Icd10Release
     from labintake.codes.policies import CoveragePolicies
+    from labintake.codes.screening import ScreeningBenefit
     from labintake.codes.tables import CodeTables
 
 
@@ -49,7 +50,8 @@ class RuleContext:
     diagnoses: list[ValidDiagnosis] = field(default_factory=list)
     necessity: dict[int, str] = field(default_factory=dict)  # test seq -> outcome
     policies_applied: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    screening_use: set[int] = field(default_factory=set)  # seqs supported only as screening
+    # tests ordered as a screening (seq -> its benefit): their frequency is the benefit's
+    screening_use: dict[int, ScreeningBenefit] = field(default_factory=dict)
     duplicate_lines: set[int] = field(default_factory=set)  # seqs repeating a line of this order
     findings: list[Finding] = field(default_factory=list)
     # False when no loaded ICD-10-CM release covers the date and `release` is the newest one

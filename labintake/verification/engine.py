@@ -178,11 +178,17 @@ def _context(
 ) -> RuleContext:
     dos = order.date_of_service
     policies, bundling = policies_and_bundling(tables, dos)
-    payer = order.payer
-    effective = rules.for_order(order.interface, payer.company_id, payer.company_name)
+    effective = rules.for_payers(
+        order.interface, [(p.company_id, p.company_name) for p in order.all_payers()]
+    )
     medicare = effective.medicare_policies
     if medicare is None:
-        medicare = policies.medicare_applies(payer.company_id, payer.company_name, payer.plan_id)
+        # any insurance, primary or secondary: Medicare as a secondary payer still decides
+        # what it covers, and a Medicare Advantage plan follows the NCDs (42 CFR 422.101)
+        medicare = any(
+            policies.medicare_applies(p.company_id, p.company_name, p.plan_id)
+            for p in order.all_payers()
+        )
     return RuleContext(
         facts=order,
         history=history,

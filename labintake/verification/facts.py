@@ -13,6 +13,7 @@ from datetime import date
 from types import MappingProxyType
 
 from labintake.domain import OrderRequest
+from labintake.verification.beneficiary import patient_key
 
 _NO_CODES: Mapping[str, str] = MappingProxyType({})
 
@@ -58,14 +59,20 @@ class OrderFacts:
     provider_name: str = ""
     provider_identifier: str = ""  # the id as sent, NPI or not
     provider_location: str = "ORC-12"
-    payer: PayerFacts = PayerFacts()
-    patient_key: str = ""  # sending facility + MRN
+    payer: PayerFacts = PayerFacts()  # the primary insurance (first IN1)
+    # every insurance in IN1 order (primary, secondary...); empty: only `payer` is known
+    payers: tuple[PayerFacts, ...] = ()
+    patient_key: str = ""  # "MBI|<id>" when the order carries one, else sending facility|MRN
     patient_birth_date: date | None = None
     patient_sex: str = ""
     interface: str = ""  # sender definition name ("" when the sender is not defined)
     interface_codes: Mapping[str, str] = field(default_factory=lambda: _NO_CODES)
     signature_on_file: bool | None = None  # None: the sender says nothing
     placer_order_number: str = ""
+
+    def all_payers(self) -> tuple[PayerFacts, ...]:
+        """Primary first, then the others; just `payer` when the list was not given."""
+        return self.payers or (self.payer,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,10 @@ class PriorTest:
     diagnoses: tuple[str, ...] = ()  # normalised ICD-10-CM codes of that order
     order_ref: str = ""  # how a coder finds it: order id / placer order number
     same_message: bool = False  # another order group of the message being verified
+    units: int = 1
+    # False while the order is held for a coder or the office (it may still be rejected):
+    # such tests do not count toward frequency limits.
+    performed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +109,10 @@ def facts_from_request(
 ) -> OrderFacts:
     """The facts of a freshly read order group. `date_of_service` is the caller's choice when
     the message gave none (e.g. the day it was received)."""
-    insurance = request.insurances[0] if request.insurances else None
+    payers = tuple(
+        PayerFacts(company_id=i.company_id, company_name=i.company_name, plan_id=i.plan_id)
+        for i in request.insurances
+    )
     provider = request.provider
     name = " ".join(p for p in (provider.given_name, provider.family_name) if p)
     return OrderFacts(
@@ -124,12 +138,14 @@ def facts_from_request(
         provider_name=name,
         provider_identifier=provider.identifier,
         provider_location=provider.location or "ORC-12",
-        payer=PayerFacts(
-            company_id=insurance.company_id if insurance else "",
-            company_name=insurance.company_name if insurance else "",
-            plan_id=insurance.plan_id if insurance else "",
+        payer=payers[0] if payers else PayerFacts(),
+        payers=payers,
+        patient_key=patient_key(
+            request.patient.identifiers,
+            sending_facility,
+            request.patient.mrn,
+            [i.member_id for i in request.insurances if i.member_id],
         ),
-        patient_key=f"{sending_facility}|{request.patient.mrn}",
         patient_birth_date=request.patient.birth_date,
         patient_sex=request.patient.sex,
         interface=interface,

@@ -1,9 +1,11 @@
-"""Medical necessity (Medicare NCD/LCD lists) and screening diagnoses on diagnostic tests.
+"""Medical necessity (Medicare NCD/LCD lists) and the Medicare screening benefits.
 
-These are Medicare rules: they run when the coverage tables' payer list says the order's
-insurance is Medicare (or a payer setting turns them on). A test under a policy is supported
-when at least one diagnosis sent is covered by the policy (for an inverted policy such as
-190.15: not on its negative lists) and is not on the never-covered list.
+These are Medicare rules: they run when the payer table says one of the order's insurances is
+Medicare, Medicare Advantage (42 CFR 422.101) or Medicare as a secondary payer (or a payer
+setting turns them on). A test under a policy is supported when at least one diagnosis sent
+is covered by the policy (for an inverted policy such as 190.15: not on its negative lists)
+and is not on the never-covered list. A test ordered as a screening is checked against its
+screening benefit instead (`labintake.verification.screening`).
 
 A test whose catalog entry names a policy the coverage tables do not hold cannot be checked:
 its necessity is "unverified" (NECESSITY_UNVERIFIED, warn by default), never a pass. So is a
@@ -11,8 +13,9 @@ test under a policy whose lists are marked incomplete when no diagnosis sent is 
 policy neither supports nor rejects it.
 
 When the documentation supports no covered reason, the path is an ABN (CMS-R-131) signed by
-the patient before the test (modifier GA) or none (GZ): a test already carrying GA, GZ, GX or
-GY has had that decision made, so its finding is only information.
+the patient before the test (modifier GA) or none (GZ); a screening outside its benefit is a
+statutory exclusion (GY, GX). That advice is in the coder's message only
+(`labintake.verification.modifiers`); the question for the office asks for documentation.
 """
 
 from __future__ import annotations
@@ -29,16 +32,19 @@ from labintake.verification.findings import (
     NECESSITY_UNVERIFIED,
 )
 from labintake.verification.matching import code_in
-
-ABN_MODIFIERS = frozenset({"GA", "GZ", "GX", "GY"})
-ABN_PATH = (
-    " If the record documents no other reason, ask whether the patient signed an Advance "
-    "Beneficiary Notice (CMS-R-131) for this test: signed, the test goes with modifier GA; "
-    "not signed, with GZ."
+from labintake.verification.modifiers import LIABILITY_MODIFIERS, advice
+from labintake.verification.screening import (
+    check_screening_codes,
+    code_without_reason,
+    eligibility_problem,
+    outside_eligibility,
 )
+
+ABN_MODIFIERS = LIABILITY_MODIFIERS
 
 
 def abn_decided(test: TestFacts) -> str | None:
+    """Any liability modifier the test carries (GA, GZ, GX or GY)."""
     return next((m for m in test.modifiers if m in ABN_MODIFIERS), None)
 
 
@@ -65,53 +71,46 @@ def check_necessity(ctx: RuleContext) -> None:
             _policy_not_loaded(ctx, test, cpt, missing)
             ctx.necessity[test.seq] = NECESSITY_UNVERIFIED
             continue
-        screening_support: list[str] = []
-        diverted = False
-        for rule in ctx.policies.screening_rules:
-            if cpt not in rule.diagnostic_cpts:
-                continue
-            screening_dx = [c for c in codes if code_in(rule.dx, c)]
-            if not screening_dx:
-                continue
-            if rule.screening_cpt is None or rule.screening_cpt == cpt:
-                screening_support.extend(screening_dx)  # a screening use of this very code
-                continue
-            other = [c for c in codes if c not in screening_dx]
-            supported_otherwise = any(_supports(ctx, p, c) for p in policies for c in other)
-            _screening_on_diagnostic(
-                ctx, test, cpt, rule.screening_cpt, screening_dx, supported_otherwise
-            )
-            if not supported_otherwise:
-                diverted = True
-        if diverted:
+        if check_screening_codes(ctx, test, cpt, codes, policies):
             ctx.necessity[test.seq] = NECESSITY_FAIL
             continue
-        if not policies:
-            if screening_support:
-                ctx.screening_use.add(test.seq)
-            ctx.necessity[test.seq] = (
-                NECESSITY_PASS if screening_support else NECESSITY_NOT_APPLICABLE
-            )
+        ctx.necessity[test.seq] = _screening_or_policies(ctx, test, cpt, codes, policies)
+
+
+def _screening_or_policies(
+    ctx: RuleContext, test: TestFacts, cpt: str, codes: list[str], policies: list[NcdPolicy]
+) -> str:
+    benefits = ctx.policies.screening_by_cpt(cpt)
+    dedicated = next((b for b in benefits if b.dedicated), None)
+    screening = next((b for b in benefits if any(b.dx.matches(c) for c in codes)), None)
+    if dedicated is not None and screening is None:
+        code_without_reason(ctx, test, cpt, dedicated)
+        return NECESSITY_FAIL
+    supported = {p.ncd for p in policies if any(_supports(ctx, p, c) for c in codes)}
+    if screening is not None and (screening.dedicated or not supported):
+        why = eligibility_problem(screening.eligibility, ctx.facts, codes)
+        if why is not None:
+            outside_eligibility(ctx, test, cpt, screening, why)
+            return NECESSITY_FAIL
+        ctx.screening_use[test.seq] = screening
+        return NECESSITY_PASS
+    if not policies:
+        return NECESSITY_NOT_APPLICABLE
+    outcome = NECESSITY_PASS
+    never = ctx.policies.never_covered
+    for policy in policies:
+        if policy.ncd in supported:
             continue
-        outcome = NECESSITY_PASS
-        never = ctx.policies.never_covered
-        for policy in policies:
-            supporting = [c for c in codes if _supports(ctx, policy, c)]
-            if supporting:
-                continue
-            if screening_support:
-                ctx.screening_use.add(test.seq)  # covered as a screening, not under the policy
-                continue
-            unknown = [] if policy.complete else [c for c in codes if _unknown(ctx, policy, c)]
-            if unknown:
-                _incomplete_list(ctx, test, cpt, policy, unknown)
-                if outcome == NECESSITY_PASS:
-                    outcome = NECESSITY_UNVERIFIED
-                continue
-            outcome = NECESSITY_FAIL
-            never_sent = [c for c in codes if code_in(never, c)]
-            _not_supported(ctx, test, cpt, policy, never_sent)
-        ctx.necessity[test.seq] = outcome
+        unknown = [] if policy.complete else [c for c in codes if _unknown(ctx, policy, c)]
+        if unknown:
+            _incomplete_list(ctx, test, cpt, policy, unknown)
+            if outcome == NECESSITY_PASS:
+                outcome = NECESSITY_UNVERIFIED
+            continue
+        outcome = NECESSITY_FAIL
+        never_sent = [c for c in codes if code_in(never, c)]
+        _not_supported(ctx, test, cpt, policy, never_sent)
+    return outcome
 
 
 def _missing_policies(
@@ -219,21 +218,20 @@ def _not_supported(
         f"None of the diagnoses sent ({ctx.diagnosis_list()}) supports {name} ({cpt}) under "
         f"{kind} {ncd} ({title}){sample}."
     )
+    exclusion = bool(never_covered) and len(never_covered) == len(ctx.diagnoses)
     if never_covered:
         message += f" {', '.join(never_covered)} never supports a lab test under an NCD."
-    decided = abn_decided(test)
-    severity = None
-    if decided:
-        message += f" The test already carries modifier {decided}: the ABN decision is made."
-        severity = Severity.INFO
-    else:
+        if exclusion:
+            message += " A test for a routine examination alone is excluded by statute."
+    text, made = advice(test, exclusion=exclusion)
+    if not made:
         message += " Query the office for the documented reason; do not pick a code for it."
     ctx.add(
         FindingCode.NECESSITY_NOT_SUPPORTED,
         test.location,
-        message,
+        message + text,
         f"Please ask the office for the reason {name} was ordered, as documented in the "
-        f"patient's record; the order gives {ctx.diagnosis_list()}." + ABN_PATH,
+        f"patient's record; the order gives {ctx.diagnosis_list()}.",
         test_seq=test.seq,
         subject=f"{cpt}:{ncd}",
         reference={
@@ -244,41 +242,7 @@ def _not_supported(
             "complete": policy.complete,
             "diagnoses": [d.code for d in ctx.diagnoses],
             "never_covered": never_covered,
+            "exclusion": "statutory" if exclusion else "",
         },
-        severity=severity,
-    )
-
-
-def _screening_on_diagnostic(
-    ctx: RuleContext,
-    test: TestFacts,
-    cpt: str,
-    screening_cpt: str,
-    screening_dx: list[str],
-    supported_otherwise: bool,
-) -> None:
-    name = ctx.test_name(test)
-    described = ", ".join(
-        f"{d.code} ({d.entry.description})" for d in ctx.diagnoses if d.code in screening_dx
-    )
-    message = (
-        f"{described} is a screening reason, but {name} is ordered as the diagnostic test "
-        f"{cpt}; a screening {name} is reported as {screening_cpt}."
-    )
-    if supported_otherwise:
-        message += (
-            " Another diagnosis sent supports the diagnostic test: check whether the screening "
-            "reason belongs on this order."
-        )
-    ctx.add(
-        FindingCode.SCREENING_ON_DIAGNOSTIC,
-        test.location,
-        message,
-        f"The order for {name} gives {described}, a screening reason. Please clarify "
-        "whether the test is ordered as a screening or because of documented signs, symptoms "
-        "or a condition, and provide the reason as documented in the patient's record.",
-        test_seq=test.seq,
-        subject=f"{cpt}:{','.join(screening_dx)}",
-        reference={"screening_code": screening_cpt, "diagnoses": screening_dx},
-        severity=Severity.WARN if supported_otherwise else None,
+        severity=Severity.INFO if made else None,
     )

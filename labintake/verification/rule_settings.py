@@ -12,6 +12,7 @@ severity. Later sections win: defaults < `[rules]` < `[interfaces.NAME.rules]` <
     SIGNATURE_MISSING = "off"
 
     [payers.AETNA]                  # KEY matches IN1-3 company id, else words in IN1-4 name
+                                    # (of the first IN1, primary or secondary, it matches)
     medicare_policies = true        # also apply the Medicare NCD/LCD lists to this payer
     [payers.AETNA.rules]
     NECESSITY_FREQUENCY = "warn"
@@ -130,6 +131,17 @@ class RuleSettings:
         if len(self._cache) < 4096:
             self._cache[key] = effective
         return effective
+
+    def for_payers(
+        self, interface: str, payers: list[tuple[str, str]] | tuple[tuple[str, str], ...]
+    ) -> EffectiveRules:
+        """The settings for an order with these insurances (company id, name), primary first:
+        those of the first insurance a `[payers.KEY]` section matches, else the primary's."""
+        for company_id, company_name in payers:
+            if any(p.matches(company_id, company_name) for p in self.payers):
+                return self.for_order(interface, company_id, company_name)
+        primary = payers[0] if payers else ("", "")
+        return self.for_order(interface, *primary)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "rules") -> RuleSettings:

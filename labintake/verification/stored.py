@@ -3,7 +3,9 @@
 Queries live here; the rules stay pure. History is the other orders of the same patient (MRN)
 from the same sending facility, inside the longest frequency window of the coverage tables,
 excluding cancelled, rejected and unreadable orders, and excluding the other orders of the
-same message (those are verified together with it, not read as history). For the same date of
+same message (those are verified together with it, not read as history); each prior test
+says whether its order is held back (held, awaiting the office), as those do not count toward
+frequency limits until released, and carries its units. For the same date of
 service only orders received earlier count, so of two identical orders the later one is the
 duplicate.
 """
@@ -25,6 +27,7 @@ from labintake.codes.tables import CodeTables
 from labintake.models import Finding as FindingRow
 from labintake.models import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.statuses import OrderStatus
+from labintake.verification.beneficiary import patient_key
 from labintake.verification.facts import (
     DiagnosisFacts,
     OrderFacts,
@@ -36,8 +39,13 @@ from labintake.verification.facts import (
 
 TEST_CORRECTED = "test_code_corrected"  # the clarification queue's event for a test correction
 NOT_HISTORY = (OrderStatus.CANCELLED.value, OrderStatus.REJECTED.value, OrderStatus.ERROR.value)
+# orders held for a coder or the office may still be rejected: their tests do not count toward
+# frequency limits until released. Received orders count (they are verified in the same batch,
+# before their own status changes), as do verified, released and delivered ones.
+HELD_BACK = frozenset({OrderStatus.HELD.value, OrderStatus.AWAITING_OFFICE.value})
 LIVE_STATES = ("open", "overridden")
 MIN_WINDOW_DAYS = 366
+LIFETIME_DAYS = 366 * 30  # "once in a lifetime" with no start date given
 _CHUNK = 500
 
 
@@ -180,7 +188,17 @@ def facts_of(stored: StoredOrder, extra_codes: dict[str, str] | None = None) -> 
         provider_identifier=str(provider.get("identifier") or ""),
         provider_location=str(provider.get("location") or "ORC-12"),
         payer=PayerFacts(order.payer_company_id, order.payer_company_name, order.payer_plan_id),
-        patient_key=f"{order.sending_facility}|{order.patient_mrn}",
+        payers=_payers(details),
+        patient_key=patient_key(
+            [str(i) for i in details.get("patient_identifiers") or ()],
+            order.sending_facility,
+            order.patient_mrn,
+            [
+                str(i.get("member_id") or "")
+                for i in details.get("insurances") or ()
+                if isinstance(i, dict)
+            ],
+        ),
         patient_birth_date=order.patient_birth_date,
         patient_sex=order.patient_sex,
         interface=str(details.get("interface") or ""),
@@ -188,6 +206,21 @@ def facts_of(stored: StoredOrder, extra_codes: dict[str, str] | None = None) -> 
         signature_on_file=signature if isinstance(signature, bool) else None,
         placer_order_number=order.placer_order_number,
     )
+
+
+def _payers(details: dict[str, Any]) -> tuple[PayerFacts, ...]:
+    """Every insurance the order was received with (primary first), as stored by the reader."""
+    found: list[PayerFacts] = []
+    for item in details.get("insurances") or ():
+        if isinstance(item, dict):
+            found.append(
+                PayerFacts(
+                    company_id=str(item.get("company_id") or ""),
+                    company_name=str(item.get("company_name") or ""),
+                    plan_id=str(item.get("plan_id") or ""),
+                )
+            )
+    return tuple(found)
 
 
 def resolve_stored_test(catalog: TestCatalog, test: OrderTest) -> CatalogEntry | None:
@@ -228,9 +261,18 @@ def history_window(tables: CodeTables, dates: Iterable[date]) -> int:
         for policy in (*policies.ncds, *policies.lcds):
             for limit in policy.frequency:
                 window = max(window, limit.period_days)
-        for rule in policies.screening_rules:
-            if rule.frequency is not None:
-                window = max(window, rule.frequency.period_days)
+                if limit.period_months is not None:
+                    window = max(window, 31 * limit.period_months + 31)
+        for benefit in policies.screening:
+            for screening in benefit.frequency:
+                months = screening.window_months
+                if months is not None:
+                    days = 31 * months + 31
+                elif screening.since is not None:  # once in a lifetime: since the benefit began
+                    days = (day - screening.since).days + 1
+                else:
+                    days = LIFETIME_DAYS
+                window = max(window, days)
     return window
 
 
@@ -246,7 +288,7 @@ def load_histories(
     start = min(dates) - timedelta(days=history_window(tables, dates))
     mrns = sorted({s.order.patient_mrn for s in wanted})
     # plain rows, not ORM objects: a busy patient can bring many orders
-    others: dict[int, tuple[str, str, date, str]] = {}
+    others: dict[int, tuple[str, str, date, str, bool]] = {}
     message_of: dict[int, int] = {}
     for i in range(0, len(mrns), _CHUNK):
         rows = session.execute(
@@ -257,6 +299,7 @@ def load_histories(
                 col(Order.date_of_service),
                 col(Order.placer_order_number),
                 col(Order.message_id),
+                col(Order.status),
             ).where(
                 col(Order.patient_mrn).in_(mrns[i : i + _CHUNK]),
                 col(Order.status).not_in(NOT_HISTORY),
@@ -264,8 +307,8 @@ def load_histories(
                 col(Order.date_of_service) <= max(dates),
             )
         )
-        for order_id, facility, mrn, dos, placer, message_id in rows:
-            others[order_id] = (facility, mrn, dos, placer)
+        for order_id, facility, mrn, dos, placer, message_id, status in rows:
+            others[order_id] = (facility, mrn, dos, placer, status not in HELD_BACK)
             message_of[order_id] = message_id
     if not others:
         return histories
@@ -282,6 +325,7 @@ def load_histories(
                 col(OrderTest.sent_system),
                 col(OrderTest.sent_alt_code),
                 col(OrderTest.sent_alt_system),
+                col(OrderTest.units),
             ).where(col(OrderTest.order_id).in_(chunk))
         ):
             tests[row[0]].append(tuple(row))
@@ -298,11 +342,11 @@ def load_histories(
         found = priors.get(order_id)
         if found is not None:
             return found
-        _, _, dos, placer = others[order_id]
+        _, _, dos, placer, performed = others[order_id]
         ref = f"#{order_id}" + (f" {placer}" if placer else "")
         dx = tuple(diagnoses.get(order_id, ()))
         items = []
-        for _, local, cpt, code, system, alt, alt_system in tests.get(order_id, ()):
+        for _, local, cpt, code, system, alt, alt_system, units in tests.get(order_id, ()):
             entry = resolve_codes(catalog, local, code, system, alt, alt_system)
             items.append(
                 PriorTest(
@@ -311,13 +355,15 @@ def load_histories(
                     local_code=entry.code if entry is not None else local,
                     diagnoses=dx,
                     order_ref=ref,
+                    units=units or 1,
+                    performed=performed,
                 )
             )
         priors[order_id] = items
         return items
 
     by_patient: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for order_id, (facility, mrn, _, _) in others.items():
+    for order_id, (facility, mrn, *_) in others.items():
         by_patient[(facility, mrn)].append(order_id)
     for s in wanted:
         dos = service_date(s.order)
