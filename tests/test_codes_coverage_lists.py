@@ -172,7 +172,7 @@ def test_an_incomplete_never_covered_list_must_say_what_is_missing(tmp_path: Pat
 
 
 def test_the_screening_rules_procedure_codes_are_checked(tmp_path: Path) -> None:
-    rule = '[[rule]]\ndx = ["Z13.1"]\ndiagnostic_cpts = ["8294"]\ndescription = "x"\n'
+    rule = '[[benefit]]\nname = "diabetes"\ndx = ["Z13.1"]\nscreening_cpts = ["8294"]\n'
     with pytest.raises(CodeTableError, match="not CPT/HCPCS"):
         _load(tmp_path, rule, "screening.toml")
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 from labintake.codes.policies import (
     PLAN_TYPES,
+    PROCEDURE_CODE,
     CodeSet,
     CoveragePolicies,
     FrequencyLimit,
@@ -44,9 +44,6 @@ from labintake.codes.screening import ScreeningBenefit, benefit_from_toml
 from labintake.errors import CodeTableError
 
 NCD_CODES_CSV = "ncd_codes.csv"
-# CPT (five digits, or four and a category II/III or PLA letter) or HCPCS level II (a letter
-# and four digits).
-_PROCEDURE_CODE = re.compile(r"^([0-9]{4}[0-9FTU]|[A-Z][0-9]{4})$")
 NCD_CODE_LISTS = ("covered", "not_covered", "hcpcs")
 
 
@@ -69,7 +66,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 
 def _procedure_codes(value: Any, where: str) -> tuple[str, ...]:
     codes = _strings(value, where)
-    bad = [c for c in codes if not _PROCEDURE_CODE.match(c)]
+    bad = [c for c in codes if not PROCEDURE_CODE.match(c)]
     if bad:
         raise CodeTableError(f"{where}: not CPT/HCPCS procedure codes: {', '.join(bad)}")
     return codes

@@ -17,6 +17,10 @@ from labintake.codes.icd10 import normalize_icd10
 if TYPE_CHECKING:
     from labintake.codes.screening import ScreeningBenefit
 
+# CPT (five digits, or four and a category II/III or PLA letter) or HCPCS level II (a letter
+# and four digits).
+PROCEDURE_CODE = re.compile(r"^([0-9]{4}[0-9FTU]|[A-Z][0-9]{4})$")
+
 
 def _bare(code: str) -> str:
     return re.sub(r"[\s.]+", "", code).upper()

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from labintake.codes.policies import EMPTY, CodeSet
+from labintake.codes.policies import EMPTY, PROCEDURE_CODE, CodeSet
 
 AGE_FROM = ("birthday", "day_after_birthday")
 
@@ -116,7 +116,11 @@ def _cpts(value: Any, where: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{where}: expected a list of procedure codes")
-    return tuple(v.strip().upper() for v in value if v.strip())
+    codes = tuple(v.strip().upper() for v in value if v.strip())
+    bad = [c for c in codes if not PROCEDURE_CODE.match(c)]
+    if bad:
+        raise ValueError(f"{where}: not CPT/HCPCS procedure codes: {', '.join(bad)}")
+    return codes
 
 
 def _optional_int(data: Mapping[str, Any], key: str) -> int | None:
