@@ -13,6 +13,17 @@ from dataclasses import dataclass
 # Formatting commands (section 2.7.6) that only change layout: dropped, or a line break.
 _LINE_BREAKS = {".br", ".sp", ".ce"}
 _LAYOUT_ONLY = {".fi", ".nf", ".in", ".ti", ".sk"}
+# One-letter sequences: the encoding character each stands for ("" for highlighting on/off).
+_SIMPLE = {
+    "F": "field",
+    "S": "component",
+    "T": "subcomponent",
+    "R": "repetition",
+    "E": "escape",
+    "P": "truncation",
+    "H": "",
+    "N": "",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,39 +66,24 @@ def unescape(
     esc = chars.escape
     if not esc or esc not in value:
         return value
-    out: list[str] = []
-    i = 0
-    n = len(value)
-    while i < n:
-        c = value[i]
-        if c != esc:
-            out.append(c)
-            i += 1
-            continue
-        end = value.find(esc, i + 1)
-        if end == -1:
-            out.append(value[i:])
-            break
-        out.append(_decode_sequence(value[i + 1 : end], chars, codec, remarks))
-        i = end + 1
+    # Split once on the escape character: text, sequence, text, sequence, ... text. An even
+    # number of parts means the last escape character was never closed: kept as text.
+    parts = value.split(esc)
+    out = [parts[0]]
+    last = len(parts) - 1
+    for i in range(1, last, 2):
+        out.append(_decode_sequence(parts[i], chars, codec, remarks))
+        out.append(parts[i + 1])
+    if last % 2 == 1:
+        out.append(esc + parts[last])
     return "".join(out)
 
 
 def _decode_sequence(
     seq: str, chars: EncodingCharacters, codec: str, remarks: list[str] | None
 ) -> str:
-    simple = {
-        "F": chars.field,
-        "S": chars.component,
-        "T": chars.subcomponent,
-        "R": chars.repetition,
-        "E": chars.escape,
-        "P": chars.truncation,
-        "H": "",
-        "N": "",
-    }
-    if seq in simple:
-        return simple[seq]
+    if len(seq) == 1 and seq in _SIMPLE:
+        return getattr(chars, _SIMPLE[seq]) if _SIMPLE[seq] else ""
     if seq[:1] == "X" and len(seq) > 1:
         return _hex(seq[1:], codec, remarks)
     command = seq[:3]

@@ -21,8 +21,10 @@ _SIGNATURE = re.compile(r"SIGN", re.IGNORECASE)
 
 
 def read_test(
-    test: TestGroup, group: OrderGroup, warnings: list[str], extras: list[tuple[str, str]]
+    test: TestGroup, timing: Segment | None, warnings: list[str], extras: list[tuple[str, str]]
 ) -> TestRequest:
+    """One OBR and what hangs below it; `timing` is the group's quantity TQ1 (see
+    `quantity_timing`)."""
     obr = test.obr
     specimen = ""
     for spm in test.specimens:
@@ -36,16 +38,21 @@ def read_test(
     return TestRequest(
         service=coded_value(obr, 4),
         location=obr.loc(4),
-        units=read_units(test, group, warnings),
+        units=read_units(test, timing, warnings),
         specimen=specimen,
         notes=tuple(n for n in (note_text(nte) for nte in test.notes) if n),
         answers=answers,
     )
 
 
-def read_units(test: TestGroup, group: OrderGroup, warnings: list[str]) -> int:
-    candidates = [(tq1, 2) for tq1 in group.timings] + [(test.obr, 27)]
-    for segment, number in candidates:
+def quantity_timing(group: OrderGroup) -> Segment | None:
+    """The group's first TQ1 with a quantity (TQ1-2): found once per group, not per test."""
+    return next((tq1 for tq1 in group.timings if tq1.text(2, 1)), None)
+
+
+def read_units(test: TestGroup, timing: Segment | None, warnings: list[str]) -> int:
+    candidates = [(timing, 2)] if timing is not None else []
+    for segment, number in [*candidates, (test.obr, 27)]:
         value = segment.text(number, 1)
         if not value:
             continue

@@ -32,11 +32,8 @@ _LINE_SPLIT = re.compile(r"\r\n|\r|\n")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 
 
-def _part(value: str, separator: str, index: int) -> str:
-    """Part `index` (1-based) of `value` split on `separator`; empty when there is none."""
-    if separator not in value:
-        return value if index == 1 else ""
-    parts = value.split(separator)
+def _part(parts: list[str], index: int) -> str:
+    """Part `index` (1-based) of an already split value; empty when there is none."""
     return parts[index - 1] if 0 < index <= len(parts) else ""
 
 
@@ -51,6 +48,12 @@ class Segment:
     chars: EncodingCharacters
     codec: str
     remarks: list[str] = field(default_factory=list)
+    # Each level of a field is split once, when first asked for, and kept: reading every
+    # repetition of a field (PID-3, ORC-12, NTE-3...) costs its length once, not once per
+    # repetition. Keys: field; (field, rep); (field, rep, component).
+    _reps: dict[int, list[str]] = field(default_factory=dict)
+    _components: dict[tuple[int, int], list[str]] = field(default_factory=dict)
+    _subcomponents: dict[tuple[int, int, int], list[str]] = field(default_factory=dict)
     _texts: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
 
     @property
@@ -72,13 +75,36 @@ class Segment:
         text = self._field(number)
         return "" if text == HL7_NULL else text
 
+    def _repetition_list(self, number: int) -> list[str]:
+        reps = self._reps.get(number)
+        if reps is None:
+            reps = self._field(number).split(self.chars.repetition)
+            self._reps[number] = reps
+        return reps
+
+    def _component_list(self, number: int, rep: int) -> list[str]:
+        key = (number, rep)
+        parts = self._components.get(key)
+        if parts is None:
+            parts = _part(self._repetition_list(number), rep).split(self.chars.component)
+            self._components[key] = parts
+        return parts
+
+    def _subcomponent(self, number: int, component: int, rep: int, sub: int, value: str) -> str:
+        key = (number, rep, component)
+        parts = self._subcomponents.get(key)
+        if parts is None:
+            parts = value.split(self.chars.subcomponent)
+            self._subcomponents[key] = parts
+        return _part(parts, sub)
+
     def repetitions(self, number: int) -> int:
         value = self._field(number)
         if not value:
             return 0
         if self.name == "MSH" and number in (1, 2):
             return 1
-        return value.count(self.chars.repetition) + 1
+        return len(self._repetition_list(number))
 
     def text(self, number: int, component: int = 1, rep: int = 1, sub: int = 1) -> str:
         """One leaf value, escapes decoded, `""` read as empty, surrounding blanks removed."""
@@ -86,12 +112,16 @@ class Segment:
         cached = self._texts.get(key)
         if cached is not None:
             return cached
-        value = self.fields[number] if 0 < number < len(self.fields) else ""
-        if not (self.name == "MSH" and number in (1, 2)):
+        if self.name == "MSH" and number in (1, 2):
+            value = self._field(number)
+        else:
             chars = self.chars
-            value = _part(value, chars.repetition, rep)
-            value = _part(value, chars.component, component)
-            value = _part(value, chars.subcomponent, sub)
+            parts = self._components.get((number, rep)) or self._component_list(number, rep)
+            value = parts[component - 1] if 0 < component <= len(parts) else ""
+            if chars.subcomponent in value:
+                value = self._subcomponent(number, component, rep, sub, value)
+            elif sub != 1:
+                value = ""
             if value == HL7_NULL:
                 value = ""
             elif chars.escape in value:
@@ -104,8 +134,8 @@ class Segment:
 
     def components(self, number: int, rep: int = 1) -> list[str]:
         """Every component of one repetition, as text."""
-        count = _part(self._field(number), self.chars.repetition, rep).count(self.chars.component)
-        return [self.text(number, c, rep) for c in range(1, count + 2)]
+        count = len(self._component_list(number, rep))
+        return [self.text(number, c, rep) for c in range(1, count + 1)]
 
     def is_empty(self, number: int) -> bool:
         return not any(
