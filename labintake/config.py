@@ -11,6 +11,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from labintake.hl7.limits import (
+    MAX_DIAGNOSES_PER_ORDER,
+    MAX_FIELD_REPETITIONS,
+    MAX_NOTES_PER_ORDER,
+    MAX_ORDERS_PER_MESSAGE,
+    MAX_TESTS_PER_ORDER,
+)
+
 DEFAULT_SECRET_KEY = "change-me-development-only"  # noqa: S105 - a marker, refused outside demo
 DEFAULT_DATABASE_URL = "sqlite:///./var/labintake.sqlite3"
 # `serve --demo` writes the secret it generated here, beside the default database, so that
@@ -94,6 +102,19 @@ class Settings(BaseSettings):
     max_connections_per_peer: int = Field(default=20, ge=1)
     # A message must end within this many seconds of its start block, or its connection closes.
     frame_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    # Reading (see docs/limits.md): a message past one of these limits goes to the error
+    # queue with the reason, and can be reprocessed after the setting is raised.
+    max_orders_per_message: int = Field(default=MAX_ORDERS_PER_MESSAGE, ge=1)
+    max_tests_per_order: int = Field(default=MAX_TESTS_PER_ORDER, ge=1)
+    max_notes_per_order: int = Field(default=MAX_NOTES_PER_ORDER, ge=0)
+    max_diagnoses_per_order: int = Field(default=MAX_DIAGNOSES_PER_ORDER, ge=1)
+    max_field_repetitions: int = Field(default=MAX_FIELD_REPETITIONS, ge=1)
+    # Messages larger than this, and any whose reading failed once, are read one at a time in
+    # a process of their own, within READ_TIMEOUT_SECONDS, at most READ_ATTEMPTS times.
+    isolated_read_bytes: int = Field(default=64 * 1024, ge=1024)
+    read_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_attempts: int = Field(default=3, ge=1)
 
     interfaces_dir: Path = Path("interfaces")
     code_tables_dir: Path = Path("code_tables")

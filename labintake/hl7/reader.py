@@ -43,6 +43,7 @@ from labintake.domain import (
 )
 from labintake.errors import OrderReadError
 from labintake.hl7.datatypes import coded_value, parse_date, parse_dtm
+from labintake.hl7.limits import ReadingLimits, check_groups, check_repetitions
 from labintake.hl7.order_fields import (
     answer_text,
     find_date_of_service,
@@ -50,6 +51,7 @@ from labintake.hl7.order_fields import (
     group_diagnoses,
     note_text,
     ordering_provider,
+    quantity_timing,
     read_diagnosis,
     read_office,
     read_test,
@@ -85,12 +87,17 @@ class ReadResult:
     warnings: tuple[str, ...] = ()  # message-level remarks (also in every order's warnings)
 
 
-def read_orders(text: str) -> ReadResult:
-    """Read every order group of one HL7 order message; OrderReadError when nothing usable."""
+def read_orders(text: str, *, limits: ReadingLimits | None = None) -> ReadResult:
+    """Read every order group of one HL7 order message; OrderReadError when nothing usable,
+    or when the message goes past one of `limits` (none when not given)."""
     segments = split_segments(text)
     warnings: list[str] = []
     header = _header(segments.msh, warnings)
+    if limits is not None:
+        check_repetitions(segments, limits)
     parts = find_groups(segments)
+    if limits is not None:
+        check_groups(parts, limits)
     warnings.extend(parts.remarks)
     if parts.pid is None:
         raise OrderReadError("no PID segment", location="PID", error_code="100")
@@ -280,7 +287,8 @@ def _order(
         (t.obr.text(3) for t in group.tests if t.obr.text(3)), ""
     )
     extras: list[tuple[str, str]] = [(orc.loc(1), control)] if orc is not None else []
-    tests = tuple(read_test(test, group, warnings, extras) for test in group.tests)
+    timing = quantity_timing(group)
+    tests = tuple(read_test(test, timing, warnings, extras) for test in group.tests)
     diagnoses = group_diagnoses(message_diagnoses, group, warnings)
     date_of_service, source = find_date_of_service(group, parts.msh, warnings)
     ordered_at = None

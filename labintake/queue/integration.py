@@ -39,10 +39,11 @@ def release(session: Session, order: Order, actor: str, modifiers: Iterable[str]
 def reprocess(engine: Engine, settings: Settings, message_id: int, actor: str) -> Any:
     """Read a message in the error queue again (the reader's own transaction)."""
     from labintake.interfaces import load_interfaces
+    from labintake.reading.plan import reading_limits
     from labintake.reading.reprocess import reprocess_message
 
     registry = load_interfaces(settings.interfaces_dir)
-    return reprocess_message(engine, registry, message_id, actor)
+    return reprocess_message(engine, registry, message_id, actor, reading_limits(settings))
 
 
 def error_queue(engine: Engine, limit: int, after_id: int) -> list[Any]:

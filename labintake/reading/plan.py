@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from labintake.config import Settings
 from labintake.errors import OrderReadError
 from labintake.hl7.charset import decode_message
+from labintake.hl7.limits import ReadingLimits
 from labintake.hl7.reader import CANCEL, ReadResult, read_orders
 from labintake.interfaces import InterfaceRegistry
 from labintake.reading.rows import OrderRows, order_rows
@@ -50,6 +52,9 @@ class MessagePlan:
     cancels: list[CancelRequest] = field(default_factory=list)
     targets: list[CancelTarget] = field(default_factory=list)
     error: str | None = None  # the message could not be read
+    # Reading failed in a way a later attempt may not repeat (an internal error, a time
+    # budget overrun): the message stays `received` and is tried again in isolation.
+    failure: str | None = None
     cancel_error: str | None = None  # a cancel found no order (set anew on every attempt)
     deferred: bool = False  # a cancel whose order may still be in an unread message
 
@@ -57,6 +62,16 @@ class MessagePlan:
     def reason(self) -> str | None:
         """Why the message goes to `error`, or None when it is read."""
         return self.error or self.cancel_error
+
+
+def reading_limits(settings: Settings) -> ReadingLimits:
+    return ReadingLimits(
+        orders_per_message=settings.max_orders_per_message,
+        tests_per_order=settings.max_tests_per_order,
+        notes_per_order=settings.max_notes_per_order,
+        diagnoses_per_order=settings.max_diagnoses_per_order,
+        field_repetitions=settings.max_field_repetitions,
+    )
 
 
 def error_reason(exc: OrderReadError) -> str:
@@ -73,8 +88,10 @@ def plan_message(
     sending_application: str,
     sending_facility: str,
     registry: InterfaceRegistry,
+    limits: ReadingLimits | None = None,
 ) -> MessagePlan:
-    """Decode and read one stored message into what must be written for it."""
+    """Decode and read one stored message into what must be written for it (within `limits`,
+    the defaults when not given)."""
     plan = MessagePlan(message_id=message_id)
     if raw is None:
         plan.error = "the raw message was purged: nothing left to read"
@@ -82,13 +99,13 @@ def plan_message(
     decoded = decode_message(raw, charset)
     result: ReadResult
     try:
-        result = read_orders(decoded.text)
+        result = read_orders(decoded.text, limits=limits or ReadingLimits())
     except OrderReadError as exc:
         plan.error = error_reason(exc)
         return plan
-    except Exception as exc:  # a reader bug must not hold up the batch: queue it for reprocess
+    except Exception as exc:  # a reader bug must not hold up the batch: tried again alone
         log.exception("internal error reading message %s", message_id)
-        plan.error = f"internal error while reading: {type(exc).__name__}: {exc}"
+        plan.failure = f"internal error while reading: {type(exc).__name__}: {exc}"[:2000]
         return plan
     header = result.header
     plan.control_id = header.control_id

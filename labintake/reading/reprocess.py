@@ -17,6 +17,7 @@ from sqlmodel import Session, col
 
 from labintake.db import utcnow
 from labintake.errors import NotFoundError, WorkflowError
+from labintake.hl7.limits import ReadingLimits
 from labintake.interfaces import InterfaceRegistry
 from labintake.models import InboundMessage, MessageEvent, Order
 from labintake.reading.plan import plan_message
@@ -87,7 +88,11 @@ def count_errors(engine: Engine) -> int:
 
 
 def reprocess_message(
-    engine: Engine, registry: InterfaceRegistry, message_id: int, actor: str
+    engine: Engine,
+    registry: InterfaceRegistry,
+    message_id: int,
+    actor: str,
+    limits: ReadingLimits | None = None,
 ) -> ReprocessOutcome:
     """Read a message in status `error` again (after a fix to the reader or its interface)."""
     # Read first, write after: the write transaction starts with the claim (SQLite has one
@@ -109,7 +114,10 @@ def reprocess_message(
             message.sending_application,
             message.sending_facility,
             registry,
+            limits,
         )
+        if plan.failure is not None:  # a person asked: no retries, the reason at once
+            plan.error, plan.failure = plan.failure, None
     with Session(engine) as session, session.begin():
         context = {"reprocessed_by": actor, "previous_error": previous}
         done = write_plans(

@@ -29,17 +29,25 @@ from labintake.statuses import MessageStatus, OrderStatus
 PLACER = "placer"
 
 
-def claim(session: Session, message_ids: Sequence[int], status: MessageStatus) -> set[int]:
-    """Take the messages still in `status` for this transaction (counting the attempt)."""
+def claim(
+    session: Session,
+    message_ids: Sequence[int],
+    status: MessageStatus,
+    *,
+    count_attempt: bool = True,
+) -> set[int]:
+    """Take the messages still in `status` for this transaction (counting the attempt unless
+    it was counted before reading)."""
     if not message_ids:
         return set()
+    attempts = InboundMessage.read_attempts + (1 if count_attempt else 0)
     result = session.execute(
         update(InboundMessage)
         .where(
             col(InboundMessage.id).in_(message_ids),
             col(InboundMessage.status) == status.value,
         )
-        .values(read_attempts=InboundMessage.read_attempts + 1)
+        .values(read_attempts=attempts)
         .returning(col(InboundMessage.id))
     )
     return {row[0] for row in result}
@@ -52,10 +60,18 @@ def write_plans(
     claim_status: MessageStatus = MessageStatus.RECEIVED,
     actor: str = "system",
     context: dict[str, Any] | None = None,
+    count_attempt: bool = True,
 ) -> list[MessagePlan]:
-    """Write what the plans say; returns the plans handled (claimed and not deferred)."""
-    claimed = claim(session, [p.message_id for p in plans], claim_status)
+    """Write what the plans say; returns the plans handled (claimed and not deferred).
+
+    A plan whose reading failed (`failure`) leaves its message `received`, the failure in
+    its `error` column and a "read_failed" event: it is tried again alone (see isolation)."""
+    claimed = claim(
+        session, [p.message_id for p in plans], claim_status, count_attempt=count_attempt
+    )
     plans = [p for p in plans if p.message_id in claimed]
+    _record_failures(session, [p for p in plans if p.failure is not None], actor, context)
+    plans = [p for p in plans if p.failure is None]
     resolve_cancels(session, plans, only_earlier=claim_status == MessageStatus.RECEIVED)
     done = [p for p in plans if not p.deferred]
     waiting = [p.message_id for p in plans if p.deferred]
@@ -113,6 +129,33 @@ def write_plans(
     _apply_cancels(session, good, ids, now)
     _finish_messages(session, done, now, actor, context)
     return done
+
+
+def _record_failures(
+    session: Session, plans: list[MessagePlan], actor: str, context: dict[str, Any] | None
+) -> None:
+    if not plans:
+        return
+    table = InboundMessage.__table__  # type: ignore[attr-defined]
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("message_id"))
+        .values(error=bindparam("reason")),
+        [{"message_id": p.message_id, "reason": p.failure} for p in plans],
+    )
+    session.execute(
+        insert(MessageEvent),
+        [
+            {
+                "message_id": p.message_id,
+                "at": utcnow(),
+                "actor": actor,
+                "action": "read_failed",
+                "detail": {"reason": p.failure, **(context or {})},
+            }
+            for p in plans
+        ],
+    )
 
 
 def _apply_cancels(
