@@ -9,10 +9,10 @@ For every shape of `benchmarks.message_shapes` the message is grown to each size
 - `plan`: `plan_message` on the stored bytes (decode, read with limits, build the rows).
 
 Each figure is the least CPU time of `--repeat` runs (the machine is shared: wall-clock
-time would measure the other work on it; the load average is printed), with the time per byte as a multiple of a small nine-segment order's: a
-reader that does the same work per byte whatever the shape stays near 1-3x. The target: every
-message up to 1 MiB read in at most 1 s (`limited` and `plan`). Exit status 1 when a case
-misses it.
+time would measure the other work on it; the load average is printed), with the time per
+byte as a multiple of a small nine-segment order's: a reader that does the same work per
+byte whatever the shape stays near 1-3x. The target: every message up to 1 MiB read in at
+most 1 s (`limited` and `plan`). Exit status 1 when a case misses it.
 """
 
 from __future__ import annotations

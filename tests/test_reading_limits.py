@@ -9,10 +9,10 @@ from sqlmodel import Session, select
 from benchmarks.message_shapes import (
     dg1_segments,
     nte_segments,
+    obrs_in_one_order,
     orc12_repetitions,
     orders,
     pid3_repetitions,
-    obrs_in_one_order,
 )
 from labintake.config import Settings
 from labintake.errors import OrderReadError
@@ -90,7 +90,8 @@ def test_at_the_limits_the_message_is_read() -> None:
 def test_several_limits_are_named_together() -> None:
     text = obrs_in_one_order(6).replace("DG1|", "NTE|1|L|a\rNTE|2|L|b\r" * 3 + "DG1|", 1)
     error = _reason(text)
-    assert "6 tests (OBR)" in error.text and "6 notes (NTE)" in error.text
+    assert "6 tests (OBR)" in error.text
+    assert "6 notes (NTE)" in error.text
 
 
 def test_settings_carry_the_limits() -> None:
