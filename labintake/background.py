@@ -268,10 +268,15 @@ def register_workers(
     """Register every background worker of `labintake serve`; returns what else must run."""
     from labintake.interfaces import load_interfaces
     from labintake.jobs.service import ReleaseRuntime
+    from labintake.reading.isolation import IsolatedReader
+    from labintake.reading.plan import reading_limits
+    from labintake.reading.sandbox import ReadingSandbox
     from labintake.reading.worker import read_pending
     from labintake.verification.service import pending_verifier
 
     interfaces = load_interfaces(settings.interfaces_dir)
+    limits = reading_limits(settings)
+    largest = settings.isolated_read_bytes
 
     policy = BatchPolicy(intake)
     verify = pending_verifier(settings, engine, interfaces)
@@ -279,7 +284,12 @@ def register_workers(
     workers.register_chain(
         "pipeline",
         [
-            ("reader", lambda: read_pending(engine, interfaces, policy.size())),
+            (
+                "reader",
+                lambda: read_pending(
+                    engine, interfaces, policy.size(), limits=limits, largest=largest
+                ),
+            ),
             ("verifier", lambda: verify(policy.size())),
             ("release", lambda: release.release_batch(policy.size())),
         ],
@@ -287,7 +297,17 @@ def register_workers(
     )
     # Delivery waits on the LIS's network replies, not on this process's CPU: its own thread.
     workers.register("deliver", release.deliver)
-    return [release]
+    # Large messages and those whose reading failed: one at a time, in a process of their own
+    # within a time budget, in a thread that waits for it (docs/limits.md).
+    isolated = IsolatedReader(
+        engine,
+        ReadingSandbox(settings.interfaces_dir, limits),
+        largest=largest,
+        budget_seconds=settings.read_timeout_seconds,
+        attempts=settings.read_attempts,
+    )
+    workers.register("isolated-reader", isolated.read_next)
+    return [release, isolated]
 
 
 def _child_main(settings: Settings, demo: bool, intake: Any, pipe: Connection, parent: int) -> None:

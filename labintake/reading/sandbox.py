@@ -1,0 +1,180 @@
+"""A process of its own that reads one stored message at a time, and can be abandoned.
+
+The worker's threads share one interpreter lock, and a thread cannot be stopped from outside:
+a read that runs away (a reader bug on some message nobody foresaw, a message that takes all
+the memory) would hold up reading, verification and release together. Here the read runs in
+a spawned child process; the caller waits for the answer on a pipe (holding no lock meanwhile)
+at most `timeout` seconds, and past that the child is killed and a new one started for the
+next message. A child that dies (killed, out of memory) is noticed the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from labintake.errors import LabintakeError
+from labintake.hl7.limits import ReadingLimits
+
+log = logging.getLogger(__name__)
+
+# Spawning the child and importing the reader, on a loaded 2-core machine: not part of any
+# message's time budget.
+STARTUP_SECONDS = 60.0
+
+
+class SandboxError(LabintakeError):
+    """The read did not come back: `reason` says why (time budget, the process ended)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """What reading one message needs from its row (picklable for the child)."""
+
+    message_id: int
+    raw: bytes | None
+    charset: str
+    sending_application: str
+    sending_facility: str
+
+
+def _child(
+    interfaces_dir: Path, limits: ReadingLimits, pipe: Connection, read: Callable[..., Any] | None
+) -> None:
+    from labintake.interfaces import load_interfaces
+    from labintake.reading.plan import plan_message
+
+    read = read or plan_message
+    registry = load_interfaces(interfaces_dir)
+    pipe.send("ready")
+    while True:
+        try:
+            message: StoredMessage | None = pipe.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        pipe.send(
+            read(
+                message.message_id,
+                message.raw,
+                message.charset,
+                message.sending_application,
+                message.sending_facility,
+                registry,
+                limits,
+            )
+        )
+
+
+class ReadingSandbox:
+    """Reads messages in a child process, each within a time budget."""
+
+    def __init__(
+        self,
+        interfaces_dir: Path,
+        limits: ReadingLimits,
+        read: Callable[..., Any] | None = None,
+    ) -> None:
+        """`read`: `plan_message` unless given (a module-level function, for the child)."""
+        self.interfaces_dir = interfaces_dir
+        self.limits = limits
+        self.read_function = read
+        self._context = multiprocessing.get_context("spawn")
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._pipe: Connection | None = None
+        self._ready = False
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the child (not waiting for it): the first read waits for it to be ready."""
+        if self._process is not None:
+            return
+        parent_end, child_end = self._context.Pipe()
+        self._process = self._context.Process(
+            target=_child,
+            args=(self.interfaces_dir, self.limits, child_end, self.read_function),
+            name="labintake-reader",
+            daemon=True,
+        )
+        self._process.start()
+        child_end.close()
+        self._pipe = parent_end
+        self._ready = False
+
+    def read(self, message: StoredMessage, timeout: float) -> Any:
+        """The message's `MessagePlan`; SandboxError when it is not back within `timeout`."""
+        self.start()
+        assert self._pipe is not None
+        if not self._ready:
+            self._wait_ready()
+        started = time.monotonic()
+        try:
+            self._pipe.send(message)
+            if not self._pipe.poll(timeout):
+                elapsed = time.monotonic() - started
+                self._abandon()
+                raise SandboxError(
+                    f"reading took longer than {timeout:g} s (stopped after {elapsed:.1f} s; "
+                    "LABINTAKE_READ_TIMEOUT_SECONDS)"
+                )
+            return self._pipe.recv()
+        except (EOFError, OSError) as exc:
+            code = self._process.exitcode if self._process is not None else None
+            self._abandon()
+            raise SandboxError(
+                f"the reading process ended while reading (exit code {code})"
+            ) from exc
+
+    def _wait_ready(self) -> None:
+        assert self._pipe is not None
+        try:
+            if self._pipe.poll(STARTUP_SECONDS) and self._pipe.recv() == "ready":
+                self._ready = True
+                return
+        except (EOFError, OSError):
+            pass
+        self._abandon()
+        raise SandboxError("the reading process did not start")
+
+    def _abandon(self) -> None:
+        """Kill the child (its read is given up) and forget it; the next read starts anew."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(5)
+            self.restarts += 1
+        if self._pipe is not None:
+            self._pipe.close()
+        self._process = None
+        self._pipe = None
+        self._ready = False
+
+    def stop(self) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                self._pipe.send(None)
+        if self._process is not None:
+            self._process.join(5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
+        if self._pipe is not None:
+            self._pipe.close()
+        self._process = None
+        self._pipe = None
+        self._ready = False

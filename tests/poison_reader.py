@@ -1,0 +1,22 @@
+"""Stand-ins for the reader in the reading sandbox's child: a message that never finishes
+reading, one that kills the process, and the real reader for everything else."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from labintake.reading.plan import plan_message
+
+HANGS = b"HANGS-FOREVER"
+KILLS = b"KILLS-THE-READER"
+
+
+def poisoned_plan_message(message_id: int, raw: bytes | None, *args: Any) -> Any:
+    if raw is not None and HANGS in raw:
+        while True:  # a reader bug that never returns
+            time.sleep(0.05)
+    if raw is not None and KILLS in raw:
+        os._exit(9)  # the process dies mid-read (as when the kernel kills it for memory)
+    return plan_message(message_id, raw, *args)
