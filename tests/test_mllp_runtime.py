@@ -198,8 +198,10 @@ def test_worker_process_reports_its_workers_and_stops(settings: Settings) -> Non
     pid = workers.pid
     assert pid is not None
     try:
-        assert workers.names == ["reader", "verifier", "release", "deliver"]
-        assert workers.description == "pipeline (reader -> verifier -> release), deliver"
+        assert workers.names == ["reader", "verifier", "release", "deliver", "isolated-reader"]
+        assert workers.description == (
+            "pipeline (reader -> verifier -> release), deliver, isolated-reader"
+        )
         assert _alive(pid)
     finally:
         workers.stop()
