@@ -268,12 +268,14 @@ def register_workers(
     """Register every background worker of `labintake serve`; returns what else must run."""
     from labintake.interfaces import load_interfaces
     from labintake.jobs.service import ReleaseRuntime
+    from labintake.preflight import check_code_tables
     from labintake.reading.isolation import IsolatedReader
     from labintake.reading.plan import reading_limits
     from labintake.reading.sandbox import ReadingSandbox
     from labintake.reading.worker import read_pending
     from labintake.verification.service import pending_verifier
 
+    check_code_tables(settings)  # refuse to start rather than fail every verification
     interfaces = load_interfaces(settings.interfaces_dir)
     limits = reading_limits(settings)
     largest = settings.isolated_read_bytes
@@ -330,6 +332,9 @@ def _child_main(settings: Settings, demo: bool, intake: Any, pipe: Connection, p
         workers.start()
         for extra in extras:
             extra.start()
+    except ConfigurationError as exc:  # one line, logged by the parent
+        pipe.send(("configuration", str(exc)))
+        return
     except Exception as exc:
         log.exception("background workers could not start")
         pipe.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -387,6 +392,9 @@ class WorkerProcess:
         except EOFError as exc:
             self.stop()
             raise ConfigurationError("background worker process ended during startup") from exc
+        if kind == "configuration":
+            self.stop()
+            raise ConfigurationError(detail)
         if kind != "ready":
             self.stop()
             raise ConfigurationError(f"background workers could not start: {detail}")

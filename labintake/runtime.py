@@ -30,6 +30,7 @@ from labintake.intake import Intake
 from labintake.interfaces import load_interfaces
 from labintake.logs import configure_logging, redact_url
 from labintake.mllp.server import MLLPServer, server_tls_context
+from labintake.preflight import bind_error, check_interfaces, check_service
 
 log = logging.getLogger("labintake.runtime")
 
@@ -120,15 +121,30 @@ class Service:
             lifespan="on",
         )
         self.web = _EmbeddedUvicorn(config)
-        self._web_task = asyncio.create_task(self.web.serve(), name="web")
+        self._web_task = asyncio.create_task(self._serve_web(self.web), name="web")
         while not self.web.started:
             if self._web_task.done():
                 await self._web_task  # raises what stopped it
                 raise ConfigurationError("the web app stopped during startup")
             await asyncio.sleep(0.01)
         # The listener last: once it takes messages, nothing else holds up the loop.
-        await self.mllp.start()
+        try:
+            await self.mllp.start()
+        except OSError as exc:
+            settings = self.settings
+            port = settings.mllp_port
+            raise bind_error("LABINTAKE_MLLP_PORT", settings.mllp_host, port, exc) from None
         self._log_started()
+
+    async def _serve_web(self, web: uvicorn.Server) -> None:
+        try:
+            await web.serve()
+        except SystemExit:  # uvicorn logs a bind error and exits: one line naming the setting
+            settings = self.settings
+            raise ConfigurationError(
+                f"cannot listen on {settings.web_host}:{settings.web_port} (see the line "
+                "above); set LABINTAKE_WEB_PORT to a free port (or stop what holds it)"
+            ) from None
 
     async def stop(self) -> None:
         log.info("shutting down: no new MLLP connections, finishing messages in flight")
@@ -136,7 +152,10 @@ class Service:
         await asyncio.to_thread(self.intake.close)
         if self.web is not None and self._web_task is not None:
             self.web.should_exit = True
-            await self._web_task
+            # A web app that could not start has said so; the workers must still be stopped
+            # below, or the process would wait for them forever.
+            with contextlib.suppress(ConfigurationError):
+                await self._web_task
         await asyncio.to_thread(self.workers.stop)
         self.engine.dispose()
         log.info("stopped", extra={"count": self.mllp.messages})
@@ -215,10 +234,12 @@ def _demo_users(settings: Settings) -> None:
 def run_service(settings: Settings, demo: bool = False) -> None:
     """`labintake serve`: configure logging, migrate in demo mode, run until a signal."""
     configure_logging(settings)
-    if demo:
-        migrate(settings.database_url)
-        _demo_users(settings)
     try:
+        check_service(settings)  # folders and ports: before anything starts
+        check_interfaces(settings)
+        if demo:
+            migrate(settings.database_url)
+            _demo_users(settings)
         asyncio.run(serve(settings, demo=demo))
     except ConfigurationError as exc:
         log.error(str(exc))

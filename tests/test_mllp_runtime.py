@@ -145,6 +145,7 @@ def test_a_chain_rests_after_each_round_that_did_work_when_told_to() -> None:
 def test_sigterm_finishes_in_flight_work_and_exits_cleanly(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
     migrate(url)
+    (tmp_path / "no-interfaces").mkdir()  # no sender defined: an empty folder
     env = {
         **os.environ,
         "LABINTAKE_DEVELOPMENT": "1",
