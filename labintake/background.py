@@ -166,6 +166,8 @@ class BackgroundWorkers:
 
     idle_sleep: float = 0.5
     error_sleep: float = 5.0
+    # Where failures and recoveries are recorded for /healthz and /metrics (StageHealth).
+    health: StageReport | None = None
     _workers: list[_Worker] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -236,19 +238,29 @@ class BackgroundWorkers:
                     continue
                 try:
                     count = stage.function()
-                except Exception:
+                except Exception as exc:
                     stage.failures += 1
                     stage.retry_at = time.monotonic() + self.error_sleep
                     log.exception(
                         "background worker failed; retrying", extra={"worker": stage.name}
                     )
+                    if self.health is not None:
+                        self.health.failed(stage.name, exc)
                     continue
+                if self.health is not None:
+                    self.health.succeeded(stage.name)
                 stage.processed += count
                 handled += count
             if handled == 0:
                 self._stop.wait(self.idle_sleep)
             elif worker.pause is not None and (rest := worker.pause()) > 0:
                 self._stop.wait(rest)
+
+
+class StageReport(Protocol):
+    def failed(self, stage: str, exc: BaseException) -> None: ...
+
+    def succeeded(self, stage: str) -> None: ...
 
 
 class Stoppable(Protocol):
@@ -324,8 +336,10 @@ def _child_main(settings: Settings, demo: bool, intake: Any, pipe: Connection, p
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(OSError):  # a platform without nice: same priority as intake
         os.nice(WORKER_NICENESS)
+    from labintake.stage_health import StageHealth
+
     engine = make_engine(settings.database_url)
-    workers = BackgroundWorkers()
+    workers = BackgroundWorkers(health=StageHealth(engine))
     extras: list[Stoppable] = []
     try:
         extras = register_workers(settings, engine, workers, IntakeSignal(intake), demo=demo)

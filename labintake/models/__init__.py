@@ -16,6 +16,7 @@ from labintake.models.queue import OfficeContact, OfficeQuery, OrderNote
 from labintake.models.reading import MessageEvent
 from labintake.models.release import JobLease, JobRun, Notification, OutboxEntry
 from labintake.models.users import ApiToken, AuditEntry, User, WebSession
+from labintake.models.workers import WorkerStage
 
 __all__ = [
     "ApiToken",
@@ -37,4 +38,5 @@ __all__ = [
     "User",
     "Verification",
     "WebSession",
+    "WorkerStage",
 ]

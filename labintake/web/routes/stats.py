@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from labintake.auth.roles import Role
 from labintake.errors import PermissionDeniedError
+from labintake.stage_health import failing_stages, failure_totals
 from labintake.stats import Snapshot, snapshot
 from labintake.web.deps import ManagerUser, SessionDep, get_policy, get_settings
 from labintake.web.deps import _authenticate as authenticate
@@ -27,8 +29,13 @@ def api_stats(
     return JSONResponse(snapshot(session, window_hours=window_hours).as_json())
 
 
-def metrics_text(figures: Snapshot) -> bytes:
-    """The snapshot as Prometheus gauges (a fresh registry per scrape: values, not counters)."""
+def metrics_text(
+    figures: Snapshot,
+    failing: Sequence[str] = (),
+    failures: Mapping[str, int] | None = None,
+) -> bytes:
+    """The snapshot as Prometheus gauges (a fresh registry per scrape: values, not counters),
+    with the background stages failing now and their failures on record."""
     registry = CollectorRegistry()
 
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
@@ -83,6 +90,19 @@ def metrics_text(figures: Snapshot) -> bytes:
     gauge("labintake_stats_as_of_seconds", "When these figures were computed").set(
         figures.as_of.timestamp()
     )
+    stage_failing = gauge(
+        "labintake_worker_stage_failing",
+        "1 while a background stage keeps failing (see /healthz), else 0",
+        ("stage",),
+    )
+    stage_failures = gauge(
+        "labintake_worker_stage_failures",
+        "Failures of each background stage since its worker process started",
+        ("stage",),
+    )
+    for stage, count in sorted((failures or {}).items()):
+        stage_failures.labels(stage).set(count)
+        stage_failing.labels(stage).set(1 if stage in failing else 0)
     data: bytes = generate_latest(registry)
     return data
 
@@ -109,4 +129,6 @@ metrics_access.required_role = Role.MANAGER  # type: ignore[attr-defined]
 
 @router.get("/metrics")
 def metrics(session: SessionDep, _access: Annotated[Any, Depends(metrics_access)]) -> Response:
-    return Response(metrics_text(snapshot(session)), media_type=CONTENT_TYPE_LATEST)
+    failing = {f.stage for f in failing_stages(session)}
+    body = metrics_text(snapshot(session), sorted(failing), failure_totals(session))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
