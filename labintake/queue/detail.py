@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from labintake.errors import NotFoundError
@@ -34,17 +35,31 @@ class MessageSummary:
     raw_available: bool
 
 
+# An order's tests and diagnoses are shown a page at a time: an order of thousands of tests
+# (possible when LABINTAKE_MAX_TESTS_PER_ORDER is raised) never makes a page of megabytes.
+ROWS_PER_PAGE = 100
+
+
 @dataclass(slots=True)
 class OrderDetail:
     order: Order
     message: MessageSummary | None
-    tests: list[OrderTest]
-    diagnoses: list[OrderDiagnosis]  # active and replaced ones
+    tests: list[OrderTest]  # one page: from tests_offset, at most ROWS_PER_PAGE
+    diagnoses: list[OrderDiagnosis]  # active and replaced ones; the first ROWS_PER_PAGE
     findings: list[Finding]  # of the latest verification
     verification: Verification | None
     events: list[OrderEvent]
     contacts: list[OfficeContact]
     queries: list[OfficeQuery]
+    tests_total: int = 0
+    tests_offset: int = 0
+    diagnoses_total: int = 0
+
+    @property
+    def tests_next_offset(self) -> int | None:
+        """Where the next page of tests starts, or None on the last page."""
+        following = self.tests_offset + len(self.tests)
+        return following if following < self.tests_total else None
 
     @property
     def unanswered_attempts(self) -> int:
@@ -80,7 +95,18 @@ class OrderDetail:
         return [f for f in self.findings if f.state == "open" and f.severity == "hold"]
 
 
-def load_order_detail(session: Session, order_id: int) -> OrderDetail:
+def _count(session: Session, table: type[OrderTest] | type[OrderDiagnosis], order_id: int) -> int:
+    return int(
+        session.exec(
+            select(func.count()).select_from(table).where(table.order_id == order_id)
+        ).one()
+    )
+
+
+def load_order_detail(
+    session: Session, order_id: int, *, tests_offset: int = 0, page: int = ROWS_PER_PAGE
+) -> OrderDetail:
+    """The order with one page of its tests (from `tests_offset`) and its first diagnoses."""
     order = session.get(Order, order_id)
     if order is None:
         raise NotFoundError(f"no order {order_id}")
@@ -119,16 +145,24 @@ def load_order_detail(session: Session, order_id: int) -> OrderDetail:
         message=summary,
         tests=list(
             session.exec(
-                select(OrderTest).where(OrderTest.order_id == order_id).order_by(col(OrderTest.seq))
+                select(OrderTest)
+                .where(OrderTest.order_id == order_id)
+                .order_by(col(OrderTest.seq))
+                .offset(tests_offset)
+                .limit(page)
             )
         ),
+        tests_total=_count(session, OrderTest, order_id),
+        tests_offset=tests_offset,
         diagnoses=list(
             session.exec(
                 select(OrderDiagnosis)
                 .where(OrderDiagnosis.order_id == order_id)
                 .order_by(col(OrderDiagnosis.seq))
+                .limit(page)
             )
         ),
+        diagnoses_total=_count(session, OrderDiagnosis, order_id),
         findings=findings,
         verification=verification,
         events=list(
@@ -247,6 +281,9 @@ def order_detail_json(detail: OrderDetail) -> dict[str, Any]:
             }
             for t in detail.tests
         ],
+        "tests_total": detail.tests_total,
+        "tests_offset": detail.tests_offset,
+        "tests_next_offset": detail.tests_next_offset,
         "diagnoses": [
             {
                 "seq": d.seq,
@@ -259,6 +296,7 @@ def order_detail_json(detail: OrderDetail) -> dict[str, Any]:
             }
             for d in detail.diagnoses
         ],
+        "diagnoses_total": detail.diagnoses_total,
         "findings": [
             {
                 "id": f.id,

@@ -40,6 +40,18 @@ class ShownMessage:
     encoding: str
     version: str
     fallback_decoding: bool
+    total_segments: int = 0  # in the message; more than `segments` when the page is cut
+    cut_fields: int = 0  # field values shortened to FIELD_SHOWN characters
+
+    @property
+    def hidden_segments(self) -> int:
+        return max(0, self.total_segments - len(self.segments))
+
+
+# A page shows this much of a message; the whole of it is at /api/orders/{id}/message. A
+# 1 MiB message shown in full would be a page of tens of megabytes.
+SEGMENTS_SHOWN = 200
+FIELD_SHOWN = 2000
 
 
 @lru_cache(maxsize=1024)
@@ -58,9 +70,17 @@ def field_names(segment_id: str, version: str) -> tuple[str, ...]:
     return ()
 
 
-def show_message(raw: bytes, declared_charset: str = "") -> ShownMessage:
+def show_message(
+    raw: bytes,
+    declared_charset: str = "",
+    max_segments: int = SEGMENTS_SHOWN,
+    max_field: int = FIELD_SHOWN,
+) -> ShownMessage:
+    """The first `max_segments` segments, each field value cut to `max_field` characters."""
     decoded = decode_message(raw, declared_charset)
-    lines = [seg for seg in re.split(r"\r\n|\r|\n", decoded.text) if seg.strip()]
+    every = [seg for seg in re.split(r"\r\n|\r|\n", decoded.text) if seg.strip()]
+    lines = every[:max_segments]
+    cut = 0
     version = FALLBACK_VERSION
     separator = "|"
     if lines and lines[0].startswith("MSH") and len(lines[0]) > 3:
@@ -84,6 +104,17 @@ def show_message(raw: bytes, declared_charset: str = "") -> ShownMessage:
             if not value:
                 continue
             name = names[position - 1] if 0 < position <= len(names) else ""
+            if len(value) > max_field:
+                value = value[:max_field] + " …"
+                cut += 1
             fields.append(ShownField(f"{segment_id}-{position}", name, value))
-        segments.append(ShownSegment(segment_id, counts[segment_id], tuple(fields), line))
-    return ShownMessage(tuple(segments), decoded.encoding, version, decoded.fallback)
+        text = line if len(line) <= max_field else line[:max_field] + " …"
+        segments.append(ShownSegment(segment_id, counts[segment_id], tuple(fields), text))
+    return ShownMessage(
+        tuple(segments),
+        decoded.encoding,
+        version,
+        decoded.fallback,
+        total_segments=len(every),
+        cut_fields=cut,
+    )

@@ -15,7 +15,12 @@ from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order
 from labintake.models.queue import OrderNote
 from labintake.queue.contacts import ContactChannel, ContactInput, ContactOutcome
-from labintake.queue.detail import load_order_detail, order_detail_json, order_summary_json
+from labintake.queue.detail import (
+    ROWS_PER_PAGE,
+    load_order_detail,
+    order_detail_json,
+    order_summary_json,
+)
 from labintake.queue.lookup import find_orders
 from labintake.queue.notes import add_note, notes_for
 from labintake.queue.service import Actor, ClarificationQueue
@@ -121,8 +126,17 @@ def list_orders(
 
 
 @router.get("/{order_id}")
-def get_order(order_id: RowId, user: CoderUser, session: SessionDep) -> dict[str, Any]:
-    body = order_detail_json(load_order_detail(session, order_id))
+def get_order(
+    order_id: RowId,
+    user: CoderUser,
+    session: SessionDep,
+    tests_offset: int = Query(0, ge=0, le=MAX_DB_INT),
+    tests_limit: int = Query(ROWS_PER_PAGE, ge=1, le=500),
+) -> dict[str, Any]:
+    """The order with a page of its tests (`tests_offset`, `tests_limit`; `tests_total` and
+    `tests_next_offset` say what is left) and its first diagnoses (`diagnoses_total`)."""
+    detail = load_order_detail(session, order_id, tests_offset=tests_offset, page=tests_limit)
+    body = order_detail_json(detail)
     body["notes"] = [note_json(n) for n in notes_for(session, order_id)]
     audit.record_view(session, user.username, "view_order", order_id=order_id, via="api")
     return body

@@ -59,9 +59,14 @@ DONE_MESSAGES = {
 
 @router.get("/orders/{order_id}")
 def order_page(
-    request: Request, order_id: RowId, user: CoderUser, session: SessionDep, settings: SettingsDep
+    request: Request,
+    order_id: RowId,
+    user: CoderUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    tests_offset: int = Query(0, ge=0, le=MAX_DB_INT),
 ) -> Response:
-    detail = load_order_detail(session, order_id)
+    detail = load_order_detail(session, order_id, tests_offset=tests_offset)
     message = session.get(InboundMessage, detail.order.message_id)
     shown = (
         show_message(message.raw, message.charset)
