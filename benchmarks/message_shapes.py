@@ -122,6 +122,17 @@ def orders(count: int) -> str:
     return _message(*groups)
 
 
+def full_orders(count: int) -> str:
+    """Orders of 100 tests each: at the default limits (100 x 100) about 690 KB, the most a
+    message can hold and still be read in full."""
+    groups: list[str] = [PID.format(ids="BM0000001^^^SHAPECLINIC^MR")]
+    for i in range(count):
+        if i % 100 == 0:
+            groups.append(ORC.format(n=i // 100 + 1, provider=PROVIDER, phones=""))
+        groups.append(OBR.format(n=i % 100 + 1))
+    return _message(*groups)
+
+
 def timings_and_tests(count: int) -> str:
     """Half TQ1 (with no quantity), half OBR, in one order group."""
     half = max(1, count // 2)
@@ -170,6 +181,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("dg1_segments", "DG1 segments", dg1_segments),
     Shape("obrs_in_one_order", "OBR segments", obrs_in_one_order),
     Shape("orders", "ORC/OBR groups", orders),
+    Shape("full_orders", "OBR segments, 100 per ORC", full_orders),
     Shape("timings_and_tests", "TQ1 and OBR segments", timings_and_tests),
     Shape("deep_components", "OBR-4 components", deep_components),
     Shape("deep_subcomponents", "PID-3.4 subcomponents", deep_subcomponents),
