@@ -1,7 +1,7 @@
 """worker stage health: what /healthz and /metrics say about the background workers
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-07 01:30:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import labintake.db
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
