@@ -179,3 +179,64 @@ def test_control_characters_in_typed_text_get_a_clear_409_not_a_database_error(
         f"/api/orders/{order_id}/reject", json={"row_version": version, "reason": "x\x00"}
     )
     assert rejected.status_code == 409
+
+
+def _bearer_client(settings: Settings, engine: Engine, name: str, role: Role) -> TestClient:
+    make_user(engine, name, role)
+    client = TestClient(create_app(settings, engine))
+    client.headers["Authorization"] = f"Bearer {make_token(engine, name)}"
+    return client
+
+
+def test_a_coder_cannot_claim_contact_or_reject_an_order_another_coder_claimed(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings)
+    ann = _bearer_client(settings, engine, "ann", Role.CODER)
+    ben = _bearer_client(settings, engine, "ben", Role.CODER)
+    seen = ann.get(f"/api/orders/{order_id}").json()["row_version"]
+    claim = {"row_version": seen, "assignee": "ann"}
+    claimed = ann.post(f"/api/orders/{order_id}/assign", json=claim)
+    assert claimed.status_code == 200
+    version = claimed.json()["row_version"]
+    attempts = {
+        "assign": {"row_version": version, "assignee": "ben"},
+        "contacts": {
+            "row_version": version,
+            "channel": "phone",
+            "outcome": "answered",
+            "answer": "E11.9",
+        },
+        "reject": {"row_version": version, "reason": "not ours"},
+        "release": {"row_version": version, "override_reason": "looks fine"},
+    }
+    for action, body in attempts.items():
+        refused = ben.post(f"/api/orders/{order_id}/{action}", json=body)
+        assert refused.status_code == 403, (action, refused.text)
+        assert "ann" in refused.json()["detail"]
+    current = ann.get(f"/api/orders/{order_id}").json()
+    assert (current["status"], current["assigned_to"], current["row_version"]) == (
+        "held",
+        "ann",
+        version,
+    )
+    with Session(engine) as session:
+        refusals = session.exec(
+            select(AuditEntry).where(AuditEntry.action == "action_refused")
+        ).all()
+    assert [(r.actor, r.order_id, r.via) for r in refusals] == [("ben", order_id, "api")] * 4
+    assert all(r.after["assigned_to"] == "ann" for r in refusals)
+    # A manager may act on it, and the assignee herself.
+    boss = _bearer_client(settings, engine, "boss", Role.MANAGER)
+    reassigned = boss.post(
+        f"/api/orders/{order_id}/assign", json={"row_version": version, "assignee": "ben"}
+    )
+    assert reassigned.status_code == 200
+    assert reassigned.json()["assigned_to"] == "ben"
+    contact = {
+        "row_version": version + 1,
+        "channel": "phone",
+        "outcome": "answered",
+        "answer": "E11.9",
+    }
+    assert ben.post(f"/api/orders/{order_id}/contacts", json=contact).status_code == 200
