@@ -13,6 +13,7 @@
     ├── NotFoundError               no such order, message or user (-> HTTP 404)
     ├── TooManyAttemptsError        sign-in attempts over the rate limit (-> HTTP 429)
     ├── BusyError                   a bounded resource is taken; try again soon (-> HTTP 503)
+    ├── IdempotencyKeyReusedError   an API key sent again with another request (-> HTTP 422)
     └── WorkflowError               an action not allowed in the order's state (-> HTTP 409)
         ├── ConcurrentChangeError   someone else changed the order first
         └── PermissionDeniedError   role may not do this (-> HTTP 403)
@@ -95,6 +96,10 @@ class BusyError(LabintakeError):
     """A bounded resource (the password-hashing slots) is taken: refused now, not queued."""
 
     retry_after = 1
+
+
+class IdempotencyKeyReusedError(LabintakeError):
+    """An `Idempotency-Key` already used for a different request (action, order or body)."""
 
 
 class WorkflowError(LabintakeError):

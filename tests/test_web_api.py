@@ -150,6 +150,54 @@ def test_idempotency_key_makes_a_retried_post_safe(settings: Settings, engine: E
     assert len(again.json()["contacts"]) == 1
 
 
+def test_an_idempotency_key_reused_for_another_request_is_refused_with_422(
+    settings: Settings, engine: Engine
+) -> None:
+    first_id = held_order(engine, settings)
+    second_id = held_order(engine, settings, OrderSpec(control_id="PFM900002", placer="PF9002"))
+    client = _client(settings, engine)
+    version = client.get(f"/api/orders/{first_id}").json()["row_version"]
+    body = {"row_version": version, "channel": "fax", "outcome": "sent"}
+    headers = {"Idempotency-Key": "batch-7"}
+    assert client.post(f"/api/orders/{first_id}/contacts", json=body, headers=headers).is_success
+    other_version = client.get(f"/api/orders/{second_id}").json()["row_version"]
+    reuses = {
+        "another order": (second_id, "contacts", {**body, "row_version": other_version}),
+        "another body": (first_id, "contacts", {**body, "channel": "phone"}),
+        "another action": (first_id, "reject", {"row_version": version, "reason": "dup"}),
+    }
+    for what, (order_id, action, reused) in reuses.items():
+        refused = client.post(f"/api/orders/{order_id}/{action}", json=reused, headers=headers)
+        assert refused.status_code == 422, (what, refused.text)
+        assert "another request" in refused.json()["detail"]
+    assert client.get(f"/api/orders/{second_id}").json()["contacts"] == []
+    assert client.get(f"/api/orders/{first_id}").json()["status"] == "awaiting_office"
+    # The key belongs to its user: another user's same key is a different key.
+    make_user(engine, "second-user", Role.CODER)
+    other = TestClient(create_app(settings, engine))
+    other.headers["Authorization"] = f"Bearer {make_token(engine, 'second-user')}"
+    other_body = {**body, "row_version": other_version}
+    assert other.post(
+        f"/api/orders/{second_id}/contacts", json=other_body, headers=headers
+    ).is_success
+
+
+def test_a_failed_request_does_not_take_its_idempotency_key(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings)
+    client = _client(settings, engine)
+    version = client.get(f"/api/orders/{order_id}").json()["row_version"]
+    headers = {"Idempotency-Key": "fix-and-retry"}
+    stale = {"row_version": version + 5, "channel": "fax", "outcome": "sent"}
+    assert (
+        client.post(f"/api/orders/{order_id}/contacts", json=stale, headers=headers).status_code
+        == 409
+    )
+    fixed = {**stale, "row_version": version}
+    assert client.post(f"/api/orders/{order_id}/contacts", json=fixed, headers=headers).is_success
+
+
 def test_icd10_lookup_by_code_and_by_words(settings: Settings, engine: Engine) -> None:
     client = _client(settings, engine)
     by_code = client.get("/api/icd10", params={"q": "E11.6"}).json()

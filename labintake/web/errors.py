@@ -5,6 +5,7 @@ PermissionDeniedError  403
 NotFoundError          404
 TooManyAttemptsError   429, with Retry-After
 BusyError              503, with Retry-After
+IdempotencyKeyReusedError 422
 ConcurrentChangeError  409, with the order's fresh state
 WorkflowError          409
 CodeTableError         503
@@ -28,6 +29,7 @@ from labintake.errors import (
     CodeTableError,
     ConcurrentChangeError,
     HL7Error,
+    IdempotencyKeyReusedError,
     LabintakeError,
     NotAuthenticatedError,
     NotFoundError,
@@ -52,7 +54,7 @@ def status_for(exc: LabintakeError) -> int:
         return 409
     if isinstance(exc, CodeTableError):
         return 503
-    if isinstance(exc, HL7Error):
+    if isinstance(exc, HL7Error | IdempotencyKeyReusedError):
         return 422
     return 500
 

@@ -14,8 +14,10 @@ from labintake.errors import NotFoundError
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order
 from labintake.models.queue import OrderNote
+from labintake.models.users import User
 from labintake.queue.contacts import ContactChannel, ContactInput, ContactOutcome
 from labintake.queue.detail import load_order_detail, order_detail_json, order_summary_json
+from labintake.queue.idempotency import bind_idempotency_key
 from labintake.queue.lookup import find_orders
 from labintake.queue.notes import add_note, notes_for
 from labintake.queue.service import Actor, ClarificationQueue
@@ -78,6 +80,14 @@ def note_json(note: OrderNote) -> dict[str, Any]:
 class RejectBody(Versioned):
     category: str = Field(default="", max_length=200, description="one of REJECT_REASONS")
     reason: str = Field(default="", max_length=4000, description="details, or the whole reason")
+
+
+def _bind(
+    session: SessionDep, user: User, key: str, action: str, order_id: int, body: BaseModel
+) -> None:
+    bind_idempotency_key(
+        session, user.username, key, action, order_id, body.model_dump(mode="json")
+    )
 
 
 def _fresh(session: SessionDep, order_id: int) -> dict[str, Any]:
@@ -174,6 +184,7 @@ def assign(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
+    _bind(session, user, idempotency_key, "assign", order_id, body)
     ClarificationQueue(session, settings).assign(
         Actor.of(user, principal.via), order_id, body.row_version, body.assignee, idempotency_key
     )
@@ -190,6 +201,7 @@ def record_contact(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
+    _bind(session, user, idempotency_key, "contacts", order_id, body)
     contact = ContactInput(
         body.channel, body.outcome, body.answer, body.person, body.follow_up_on, body.query_id
     )
@@ -209,6 +221,7 @@ def correct(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
+    _bind(session, user, idempotency_key, "corrections", order_id, body)
     queue = ClarificationQueue(session, settings)
     actor = Actor.of(user, principal.via)
     if body.kind == "test":
@@ -263,6 +276,7 @@ def release(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
+    _bind(session, user, idempotency_key, "release", order_id, body)
     ClarificationQueue(session, settings).release(
         Actor.of(user, principal.via),
         order_id,
@@ -284,6 +298,7 @@ def reject(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
+    _bind(session, user, idempotency_key, "reject", order_id, body)
     ClarificationQueue(session, settings).reject(
         Actor.of(user, principal.via),
         order_id,
