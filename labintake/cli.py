@@ -59,7 +59,7 @@ def serve(
         typer.Option(help="Demo users, sample code tables and a stub LIS when none is set."),
     ] = False,
 ) -> None:
-    """Run the MLLP listener, the web app and the scheduled jobs in one process."""
+    """Run the MLLP listener, with the web app and the background workers in child processes."""
     from labintake.config import ensure_demo_secret
     from labintake.runtime import run_service
 
