@@ -99,7 +99,7 @@ def service(database_url: str, tmp_path: Path) -> Iterator[Running]:
 
 
 def test_the_web_app_runs_in_a_process_of_its_own_beside_the_listener(service: Running) -> None:
-    port, web_pid = service.web
+    _port, web_pid = service.web
     assert web_pid not in (service.server.pid, service.workers_pid)
     assert set(process_tree(service.server.pid)) >= {web_pid, service.workers_pid}
     assert service.healthz() == 200
