@@ -19,6 +19,9 @@ Two scenarios, each on a service of its own:
   every attempt reaches the password check: what is left is the process separation and the
   bounded hashing slots (attempts beyond them get 503).
 
+`--source DIR` runs the service from another checkout (say, the release before the web app
+had a process of its own), for a comparison on the same machine in the same state.
+
 Memory is sampled every 0.1 s from ``/proc``: the listener process alone (VmRSS) and the web
 process. Results are printed and saved as JSON under `benchmarks/results/`. The exit status
 is 1 when the listener's ACK p99 during the flood is over `--p99-limit-ms` (20 ms) or its
@@ -52,7 +55,7 @@ from labintake.db import make_engine, migrate, session_scope
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 USER = "flood-target"
 PASSWORD = "the real passphrase, never sent"
-_WEB = re.compile(r"web screen and API on http://[^:]+:(\d+)/ \(process (\d+)\)")
+_WEB = re.compile(r"web screen and API on http://[^:]+:(\d+)/(?: \(process (\d+)\))?")
 _LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 UNTHROTTLED = {
     "LABINTAKE_LOGIN_RATE_PER_ADDRESS": "1000000/minute",
@@ -177,13 +180,16 @@ def run_scenario(name: str, args: argparse.Namespace, workdir: Path) -> Scenario
         if find_user(session, USER) is None:  # a rerun on one PostgreSQL database keeps it
             create_user(session, USER, Role.CODER, PASSWORD)
     engine.dispose()
-    extra = UNTHROTTLED if name == "unthrottled" else {}
+    extra = dict(UNTHROTTLED) if name == "unthrottled" else {}
+    if args.source is not None:  # another checkout's labintake, e.g. before a change
+        extra["PYTHONPATH"] = str(args.source.resolve())
     server = servers.labintake(url, workdir / name, extra_env=extra).start(timeout=120)
     try:
         assert server.port is not None
         found = _WEB.search(server.log_path.read_text())
         assert found is not None, server.log_tail()
-        web_port, web_pid = int(found[1]), int(found[2])
+        # A service from before the web app had its own process serves it from the listener's.
+        web_port, web_pid = int(found[1]), int(found[2] or server.pid)
         _mllp(server.port, f"W{name[:1].upper()}", args.rate, 2.0)  # warm-up
         listener_before = servers.rss_bytes_of(server.pid)
         web_before = servers.rss_bytes_of(web_pid)
@@ -261,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p99-limit-ms", type=float, default=20.0)
     parser.add_argument("--memory-limit-mb", type=float, default=10.0)
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
+    parser.add_argument(
+        "--source", type=Path, help="run labintake from this checkout (to compare versions)"
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="labintake-login-flood-"))
     results = [run_scenario(name, args, workdir) for name in args.scenarios]
@@ -272,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "machine": platform.platform(),
                 "load_average": Path("/proc/loadavg").read_text().split()[:3],
-                "options": {k: v for k, v in vars(args).items() if k != "database_url"},
+                "options": {
+                    k: str(v) if isinstance(v, Path) else v
+                    for k, v in vars(args).items()
+                    if k != "database_url"
+                },
                 "backend": "postgresql" if args.database_url else "sqlite",
                 "scenarios": [asdict(r) for r in results],
             },
