@@ -102,9 +102,12 @@ class Service:
 
     async def start(self) -> None:
         check_schema(self.engine)
-        # The children first: when they cannot start, no message has been taken yet.
-        await asyncio.to_thread(self.workers.start)
-        await asyncio.to_thread(self.web.start)
+        # The children first (side by side: each imports the package anew), so that when
+        # one cannot start, no message has been taken yet.
+        self.web.bind()
+        await asyncio.gather(
+            asyncio.to_thread(self.workers.start), asyncio.to_thread(self.web.start)
+        )
         self.intake.start()
         # The listener last: once it takes messages, nothing else holds up the loop.
         await self.mllp.start()

@@ -25,6 +25,7 @@ from benchmarks.servers import ServerProcess, process_tree
 from labintake.errors import ConfigurationError
 from labintake.mllp.client import MLLPClient
 from labintake.supervisor import Supervisor
+from labintake.web.process import bind_web_socket
 
 _WEB = re.compile(r"web screen and API on http://[^:]+:(\d+)/ \(process (\d+)\)")
 _WEB_AGAIN = re.compile(r"the web process runs again \(pid (\d+)\)")
@@ -193,3 +194,13 @@ def test_a_child_that_cannot_be_started_again_stops_the_service() -> None:
 
     asyncio.run(watch())
     assert "could not be started again: port taken" in supervisor.failure
+
+
+def test_a_taken_web_port_is_a_clear_configuration_error() -> None:
+    taken = bind_web_socket("127.0.0.1", 0)
+    try:
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"):
+            bind_web_socket("127.0.0.1", port)
+    finally:
+        taken.close()
