@@ -1,7 +1,7 @@
 """API idempotency keys bound to the request they came with
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-07 01:10:00
 
 An `Idempotency-Key` a user sends with an API action is stored with the action, with a
@@ -17,8 +17,8 @@ from alembic import op
 
 import labintake.db
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
