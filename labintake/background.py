@@ -373,6 +373,8 @@ def _child_main(settings: Settings, demo: bool, intake: Any, pipe: Connection, p
 class WorkerProcess:
     """The background workers of `labintake serve`, in a spawned child process."""
 
+    name = "worker"
+
     def __init__(self, settings: Settings, *, demo: bool = False) -> None:
         self.settings = settings
         self.demo = demo
@@ -386,6 +388,11 @@ class WorkerProcess:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    @property
+    def exitcode(self) -> int | None:
+        """None while the child runs (or was not started); its exit code once it ended."""
+        return self._process.exitcode if self._process is not None else None
 
     def start(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
         """Start the child and wait until its workers run (blocking)."""

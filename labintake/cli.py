@@ -6,13 +6,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlmodel import Session
 
 from labintake.codes.commands import codes_app
 from labintake.config import Settings
+
+if TYPE_CHECKING:
+    from labintake.auth.roles import Role
+    from labintake.models.users import User
 
 app = typer.Typer(
     help="Laboratory order intake and code verification.",
@@ -55,7 +59,7 @@ def serve(
         typer.Option(help="Demo users, sample code tables and a stub LIS when none is set."),
     ] = False,
 ) -> None:
-    """Run the MLLP listener, the web app and the scheduled jobs in one process."""
+    """Run the MLLP listener, with the web app and the background workers in child processes."""
     from labintake.config import ensure_demo_secret
     from labintake.runtime import run_service
 
@@ -148,6 +152,16 @@ def _accounts_session() -> Iterator[Session]:
         engine.dispose()
 
 
+def _role(text: str) -> Role:
+    from labintake.auth.roles import Role
+
+    try:
+        return Role(text)
+    except ValueError:
+        typer.secho(f"role must be one of: {', '.join(r.value for r in Role)}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="login name")],
@@ -156,13 +170,8 @@ def users_add(
 ) -> None:
     """Add a user; the password is read from stdin (piped) or prompted for twice."""
     from labintake.auth.accounts import create_user
-    from labintake.auth.roles import Role
 
-    try:
-        chosen = Role(role)
-    except ValueError:
-        typer.secho(f"role must be one of: {', '.join(r.value for r in Role)}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    chosen = _role(role)
     password = _read_password()
     with _accounts_session() as session:
         create_user(session, name, chosen, password, display_name=display_name)
@@ -171,18 +180,65 @@ def users_add(
 
 @users_app.command("passwd")
 def users_passwd(name: Annotated[str, typer.Argument(help="login name")]) -> None:
-    """Set a user's password (stdin or prompt); also lifts a lockout."""
-    from labintake.auth.accounts import find_user, set_password
-    from labintake.auth.policy import DEFAULT_POLICY
+    """Set a user's password (stdin or prompt); lifts a lockout, ends sessions and tokens."""
+    from labintake.auth.accounts import set_password
 
     password = _read_password()
     with _accounts_session() as session:
-        user = find_user(session, name)
-        if user is None:
-            typer.secho(f"error: no user {name!r}", fg="red", err=True)
-            raise typer.Exit(1)
-        set_password(session, user, password, DEFAULT_POLICY)
-    typer.echo(f"password of {name} set")
+        set_password(session, _existing_user(session, name), password, actor="cli")
+    typer.echo(f"password of {name} set; sessions and tokens ended")
+
+
+def _existing_user(session: Session, name: str) -> User:
+    from labintake.auth.accounts import find_user
+
+    user = find_user(session, name)
+    if user is None:
+        typer.secho(f"error: no user {name!r}", fg="red", err=True)
+        raise typer.Exit(1)
+    return user
+
+
+@users_app.command("role")
+def users_role(
+    name: Annotated[str, typer.Argument(help="login name")],
+    role: Annotated[str, typer.Argument(help="coder, manager or admin")],
+) -> None:
+    """Give a user another role; the user's sessions and API tokens end."""
+    from labintake.auth.accounts import set_role
+
+    chosen = _role(role)
+    with _accounts_session() as session:
+        changed = set_role(session, _existing_user(session, name), chosen, actor="cli")
+    typer.echo(
+        f"user {name} now has role {chosen.value}; sessions and tokens ended"
+        if changed
+        else f"user {name} has role {chosen.value} already"
+    )
+
+
+@users_app.command("deactivate")
+def users_deactivate(name: Annotated[str, typer.Argument(help="login name")]) -> None:
+    """Stop a user signing in or using the API; the user's sessions and tokens end."""
+    from labintake.auth.accounts import deactivate_user
+
+    with _accounts_session() as session:
+        changed = deactivate_user(session, _existing_user(session, name), actor="cli")
+    typer.echo(
+        f"user {name} deactivated; sessions and tokens ended"
+        if changed
+        else f"user {name} is inactive already"
+    )
+
+
+@users_app.command("reactivate")
+def users_reactivate(name: Annotated[str, typer.Argument(help="login name")]) -> None:
+    """Let a deactivated user sign in again (API tokens stay revoked: create new ones)."""
+    from labintake.auth.accounts import reactivate_user
+
+    with _accounts_session() as session:
+        changed = reactivate_user(session, _existing_user(session, name), actor="cli")
+    typer.echo(f"user {name} reactivated" if changed else f"user {name} is active already")
 
 
 @tokens_app.command("create")

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from labintake.hl7.limits import (
@@ -85,6 +85,10 @@ class Settings(BaseSettings):
         ],
         min_length=1,
     )
+    # Sign-in attempts allowed per client address and per account name, in each web process
+    # (e.g. "30/minute", "200/hour"); over either, 429 at once. See labintake.auth.throttle.
+    login_rate_per_address: str = "30/minute"
+    login_rate_per_account: str = "10/minute"
 
     secret_key: str = DEFAULT_SECRET_KEY
     # True only under `labintake serve --demo` and in tests; production refuses default secrets.
@@ -137,6 +141,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Raw HL7 bytes older than this are purged; order status and audit are kept.
     raw_retention_days: int = Field(default=365, ge=1)
+
+    @field_validator("login_rate_per_address", "login_rate_per_account")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        from labintake.auth.throttle import parse_rate
+
+        parse_rate(value)
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -11,6 +11,9 @@
     ├── CodeTableError              a code table is missing, corrupt or fails its checksum
     ├── NotAuthenticatedError       no valid session or token (-> HTTP 401 / login page)
     ├── NotFoundError               no such order, message or user (-> HTTP 404)
+    ├── TooManyAttemptsError        sign-in attempts over the rate limit (-> HTTP 429)
+    ├── BusyError                   a bounded resource is taken; try again soon (-> HTTP 503)
+    ├── IdempotencyKeyReusedError   an API key sent again with another request (-> HTTP 422)
     └── WorkflowError               an action not allowed in the order's state (-> HTTP 409)
         ├── ConcurrentChangeError   someone else changed the order first
         └── PermissionDeniedError   role may not do this (-> HTTP 403)
@@ -79,6 +82,24 @@ class NotAuthenticatedError(LabintakeError):
 
 class NotFoundError(LabintakeError):
     pass
+
+
+class TooManyAttemptsError(LabintakeError):
+    """Carries how many seconds to wait before the next attempt may pass."""
+
+    def __init__(self, text: str, *, retry_after: int) -> None:
+        super().__init__(text)
+        self.retry_after = max(1, retry_after)
+
+
+class BusyError(LabintakeError):
+    """A bounded resource (the password-hashing slots) is taken: refused now, not queued."""
+
+    retry_after = 1
+
+
+class IdempotencyKeyReusedError(LabintakeError):
+    """An `Idempotency-Key` already used for a different request (action, order or body)."""
 
 
 class WorkflowError(LabintakeError):

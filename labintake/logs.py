@@ -45,6 +45,7 @@ __all__ = [
     "RedactionFilter",
     "Redactor",
     "configure_logging",
+    "escape_controls",
     "redact_url",
 ]
 
@@ -115,6 +116,25 @@ _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@
 _SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*")
 _KEY_DETAIL = re.compile(r"(?P<key>Key \([^)\n]*\))=\([^\n]*\)")
 _QUERY_VALUE = re.compile(r"(?P<key>[?&][^=&\s#]+=)[^&\s#\"]*")
+# Characters a terminal or a log viewer acts on instead of showing: C0 and C1 controls (ESC
+# starts colour and cursor sequences, BS and CR overwrite, LF, NEL U+0085, LINE SEPARATOR
+# U+2028 and PARAGRAPH SEPARATOR U+2029 start a forged line) and the bidirectional overrides
+# that reorder what is shown. Plain lines show them escaped.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(found: re.Match[str]) -> str:
+    char = found.group()
+    if char in _NAMED_CONTROLS:
+        return _NAMED_CONTROLS[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters written as escapes (``\\x1b``, ``\\n``, ``\\u2028``)."""
+    return _CONTROLS.sub(_escaped, text)
 
 
 def redact_url(url: str) -> str:
@@ -205,14 +225,19 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 class PlainFormatter(logging.Formatter):
-    """``time LEVEL logger message key=value...`` with the traceback, scrubbed."""
+    """``time LEVEL logger message key=value...`` with the traceback, scrubbed.
+
+    The message and the field values are one line each: their control characters are
+    escaped, so text from a message or a request cannot colour, rewrite or forge a line.
+    """
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
         self.redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_timestamp(record)} {record.levelname} {record.name} {record.getMessage()}"
+        message = escape_controls(record.getMessage())
+        line = f"{_timestamp(record)} {record.levelname} {record.name} {message}"
         fields = " ".join(f"{k}={_plain_value(v)}" for k, v in sorted(_extras(record).items()))
         if fields:
             line = f"{line} {fields}"
@@ -224,8 +249,11 @@ class PlainFormatter(logging.Formatter):
 
 
 def _plain_value(value: object) -> str:
-    text = str(value)
+    text = escape_controls(str(value))
     return json.dumps(text) if (not text or " " in text or '"' in text) else text
+
+
+_JSON_LINE_BREAKS = {c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029)}
 
 
 class JsonFormatter(logging.Formatter):
@@ -250,7 +278,10 @@ class JsonFormatter(logging.Formatter):
             document[key] = value
         if record.exc_info:
             document["exc"] = self.redactor(self.formatException(record.exc_info))
-        return json.dumps(document, ensure_ascii=False, default=str)
+        text = json.dumps(document, ensure_ascii=False, default=str)
+        # JSON leaves these raw, and readers that split lines on them (str.splitlines) would
+        # cut the record in two: written as JSON escapes, they read back the same.
+        return text.translate(_JSON_LINE_BREAKS)
 
 
 _HANDLER_NAME = "labintake"

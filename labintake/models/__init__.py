@@ -15,13 +15,14 @@ from labintake.models.orders import (
 from labintake.models.queue import OfficeContact, OfficeQuery, OrderNote
 from labintake.models.reading import MessageEvent
 from labintake.models.release import JobLease, JobRun, Notification, OutboxEntry
-from labintake.models.users import ApiToken, AuditEntry, User, WebSession
+from labintake.models.users import ApiToken, AuditEntry, IdempotencyKey, User, WebSession
 from labintake.models.workers import WorkerStage
 
 __all__ = [
     "ApiToken",
     "AuditEntry",
     "Finding",
+    "IdempotencyKey",
     "InboundMessage",
     "JobLease",
     "JobRun",

@@ -74,3 +74,19 @@ class AuditEntry(SQLModel, table=True):
     via: str = Field(default="", max_length=20)  # web | api | cli
     before: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     after: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """An API `Idempotency-Key` a user sent, bound to the request it came with: the action,
+    the order and the body (as a SHA-256 of them). Stored with the action it made."""
+
+    __tablename__ = "api_idempotency_key"
+    __table_args__ = (Index("ux_idempotency_user_key", "username", "key", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=100)
+    key: str = Field(max_length=64)
+    fingerprint: str = Field(max_length=64)  # sha256 hex of action, order and body
+    action: str = Field(max_length=40)
+    order_id: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -4,12 +4,16 @@ Every action names the order's `row_version` the coder saw. The version is bumpe
 conditional UPDATE first, so of two coders acting at once exactly one wins; the other gets
 ConcurrentChangeError with the current version. A repeated submit of the same form (same
 `action_key`) by the same person is recognised and answered with the current state instead.
+
+An order claimed by a coder is that coder's: only the assignee or a manager (or admin) may act
+on it, on the screen and through the API alike. Anyone else is refused (PermissionDeniedError,
+HTTP 403) with nothing changed, and the refusal is audited (`action_refused`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -18,7 +22,12 @@ from labintake import audit
 from labintake.auth.roles import Role
 from labintake.config import Settings
 from labintake.db import utcnow
-from labintake.errors import ConcurrentChangeError, NotFoundError, WorkflowError
+from labintake.errors import (
+    ConcurrentChangeError,
+    NotFoundError,
+    PermissionDeniedError,
+    WorkflowError,
+)
 from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.models.users import User
 from labintake.queue.listing import QUEUE_STATUSES
@@ -83,6 +92,8 @@ class GuardedActions:
             )
         order = session.get(Order, order_id, populate_existing=True)
         assert order is not None
+        if actor.role is Role.CODER and order.assigned_to not in (None, actor.username):
+            self._refuse_claimed(actor, order_id, order.assigned_to)
         if order.status not in statuses:
             session.rollback()
             raise WorkflowError(
@@ -90,6 +101,23 @@ class GuardedActions:
                 f"it to be {' or '.join(s.replace('_', ' ') for s in statuses)}"
             )
         return order
+
+    def _refuse_claimed(self, actor: Actor, order_id: int, assignee: str) -> NoReturn:
+        """Undo the version bump, audit the refused attempt, and refuse it."""
+        self.session.rollback()
+        audit.record(
+            self.session,
+            actor.username,
+            "action_refused",
+            order_id=order_id,
+            via=actor.via,
+            after={"reason": "claimed by another coder", "assigned_to": assignee},
+        )
+        self.session.commit()
+        raise PermissionDeniedError(
+            f"order {order_id} is {assignee}'s: only {assignee} or a manager may act on it. "
+            "Nothing was saved; ask a manager to assign it to you."
+        )
 
     def _already_applied(self, order_id: int, action_key: str, actor: Actor) -> bool:
         recent = self.session.exec(

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from starlette.routing import Mount, Route
 
 from labintake.auth.policy import DEFAULT_POLICY, LoginPolicy
+from labintake.auth.throttle import SignInThrottle
 from labintake.config import Settings
 from labintake.web.errors import install_error_handlers
 from labintake.web.routes import (
@@ -70,6 +71,9 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.login_policy = login_policy
+    app.state.sign_in_throttle = SignInThrottle(
+        settings.login_rate_per_address, settings.login_rate_per_account
+    )
     app.state.templates = templates
     install_error_handlers(app, templates)
     app.add_middleware(SecureHeadersMiddleware)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
@@ -13,6 +14,20 @@ from labintake.stats import Snapshot, Turnaround
 from labintake.web.charts import BarChart, LineChart, bar_chart, line_chart
 
 DRILL = "/dashboard/orders"
+
+# CSV injection (OWASP "CSV Injection" guidance): a spreadsheet runs a cell starting with one
+# of these as a formula (=HYPERLINK(...), @SUM(...), -2+3+cmd|...); office and sender names
+# come from HL7 messages, so any cell may. Such a cell is prefixed with a single quote, which
+# the spreadsheet shows as text; a plain number (-12, +3.5) stays a number.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """`text` as a CSV cell a spreadsheet will not run as a formula."""
+    if text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def drill(**params: str | int | None) -> str:
@@ -37,9 +52,9 @@ class Table:
     def csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(self.headers)
+        writer.writerow([spreadsheet_safe(header) for header in self.headers])
         for row in self.rows:
-            writer.writerow([cell.text for cell in row])
+            writer.writerow([spreadsheet_safe(cell.text) for cell in row])
         return out.getvalue()
 
 

@@ -18,7 +18,6 @@ cookie is involved).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -31,7 +30,7 @@ from sqlmodel import Session
 from labintake.auth.policy import LoginPolicy
 from labintake.auth.roles import Role
 from labintake.auth.sessions import resolve_session
-from labintake.auth.tokens import resolve_token
+from labintake.auth.tokens import resolve_token, tokens_match
 from labintake.config import Settings
 from labintake.errors import NotAuthenticatedError, PermissionDeniedError
 from labintake.models.users import User, WebSession
@@ -115,7 +114,7 @@ async def get_principal(
             form = await request.form()
             value = form.get(CSRF_FIELD, "")
             sent = value if isinstance(value, str) else ""
-        if not sent or not secrets.compare_digest(sent, principal.web_session.csrf_token):
+        if not sent or not tokens_match(sent, principal.web_session.csrf_token):
             raise PermissionDeniedError(
                 "the form's security token is missing or stale; reload the page and try again"
             )

@@ -3,6 +3,9 @@
 NotAuthenticatedError  401 (API) / redirect to the login page (screens)
 PermissionDeniedError  403
 NotFoundError          404
+TooManyAttemptsError   429, with Retry-After
+BusyError              503, with Retry-After
+IdempotencyKeyReusedError 422
 ConcurrentChangeError  409, with the order's fresh state
 WorkflowError          409
 CodeTableError         503
@@ -22,13 +25,16 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import DataError
 
 from labintake.errors import (
+    BusyError,
     CodeTableError,
     ConcurrentChangeError,
     HL7Error,
+    IdempotencyKeyReusedError,
     LabintakeError,
     NotAuthenticatedError,
     NotFoundError,
     PermissionDeniedError,
+    TooManyAttemptsError,
     WorkflowError,
 )
 
@@ -40,13 +46,24 @@ def status_for(exc: LabintakeError) -> int:
         return 403
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, TooManyAttemptsError):
+        return 429
+    if isinstance(exc, BusyError):
+        return 503
     if isinstance(exc, WorkflowError):  # ConcurrentChangeError included
         return 409
     if isinstance(exc, CodeTableError):
         return 503
-    if isinstance(exc, HL7Error):
+    if isinstance(exc, HL7Error | IdempotencyKeyReusedError):
         return 422
     return 500
+
+
+def retry_after(exc: LabintakeError) -> dict[str, str]:
+    """The Retry-After header for a refusal that passes with time, else none."""
+    if isinstance(exc, TooManyAttemptsError | BusyError):
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
 
 
 def wants_json(request: Request) -> bool:
@@ -86,7 +103,7 @@ def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
         status = status_for(exc)
         kind = type(exc).__name__
         if wants_json(request):
-            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else retry_after(exc)
             body: dict[str, object] = {"error": kind, "detail": str(exc)}
             if getattr(exc, "field", ""):
                 body["field"] = getattr(exc, "field", "")

@@ -153,6 +153,46 @@ def test_every_state_change_with_the_session_cookie_needs_the_csrf_token(
     assert refused >= 20
 
 
+# Larger than any id the database can hold, up to one past a 64-bit integer.
+HUGE_IDS = ("2147483648", "9223372036854775807", "9223372036854775808", "1" + "0" * 40)
+
+
+def test_every_id_in_a_path_beyond_the_database_range_is_refused_not_a_server_error(
+    site: Site,
+) -> None:
+    checked = 0
+    for method, path, route in site.routes:
+        if route is None:
+            continue
+        int_params = [p.name for p in route.dependant.path_params if p.field_info.annotation is int]
+        for name in int_params:
+            for huge in HUGE_IDS:
+                url = site.concrete(path.replace("{" + name + "}", huge))
+                response = site.client.request(
+                    method, url, headers=site.bearer(Role.ADMIN), follow_redirects=False
+                )
+                assert response.status_code in (404, 422), (method, url, response.status_code)
+                checked += 1
+    assert checked >= 4 * 20
+
+
+def test_a_non_ascii_bearer_token_or_csrf_token_is_refused_not_a_server_error(
+    site: Site, settings: Settings, engine: Engine
+) -> None:
+    non_ascii = "Bearer \u00e9".encode()
+    scraped = settings.model_copy(update={"metrics_token": "scraper-token-0123456789"})
+    with TestClient(create_app(scraped, engine)) as client:
+        for path in ("/metrics", "/api/orders", "/api/stats"):
+            headers = {"Authorization": non_ascii, "Accept": "application/json"}
+            response = client.get(path, headers=headers)  # type: ignore[arg-type]
+            assert response.status_code == 401, (path, response.status_code)
+        assert client.get("/metrics", headers=site.bearer(Role.CODER)).status_code == 403
+    login(site.client, f"sec-{Role.ADMIN.value}")
+    forged_token = {"X-CSRF-Token": "\u00e9t\u00e9".encode()}
+    forged = site.client.post("/logout", headers=forged_token, follow_redirects=False)  # type: ignore[arg-type]
+    assert forged.status_code == 403
+
+
 def _order_status(engine: Engine, order_id: int) -> str:
     with engine.connect() as conn:
         return str(

@@ -14,6 +14,7 @@ from labintake.errors import NotFoundError
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order
 from labintake.models.queue import OrderNote
+from labintake.models.users import User
 from labintake.queue.contacts import ContactChannel, ContactInput, ContactOutcome
 from labintake.queue.detail import (
     ROWS_PER_PAGE,
@@ -21,6 +22,7 @@ from labintake.queue.detail import (
     order_detail_json,
     order_summary_json,
 )
+from labintake.queue.idempotency import bind_idempotency_key
 from labintake.queue.lookup import find_orders
 from labintake.queue.notes import add_note, notes_for
 from labintake.queue.service import Actor, ClarificationQueue
@@ -83,6 +85,14 @@ def note_json(note: OrderNote) -> dict[str, Any]:
 class RejectBody(Versioned):
     category: str = Field(default="", max_length=200, description="one of REJECT_REASONS")
     reason: str = Field(default="", max_length=4000, description="details, or the whole reason")
+
+
+def _bind(
+    session: SessionDep, user: User, key: str, action: str, order_id: int, body: BaseModel
+) -> None:
+    bind_idempotency_key(
+        session, user.username, key, action, order_id, body.model_dump(mode="json")
+    )
 
 
 def _fresh(session: SessionDep, order_id: int) -> dict[str, Any]:
@@ -188,6 +198,7 @@ def assign(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
+    _bind(session, user, idempotency_key, "assign", order_id, body)
     ClarificationQueue(session, settings).assign(
         Actor.of(user, principal.via), order_id, body.row_version, body.assignee, idempotency_key
     )
@@ -204,6 +215,7 @@ def record_contact(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
+    _bind(session, user, idempotency_key, "contacts", order_id, body)
     contact = ContactInput(
         body.channel, body.outcome, body.answer, body.person, body.follow_up_on, body.query_id
     )
@@ -223,6 +235,7 @@ def correct(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
+    _bind(session, user, idempotency_key, "corrections", order_id, body)
     queue = ClarificationQueue(session, settings)
     actor = Actor.of(user, principal.via)
     if body.kind == "test":
@@ -277,6 +290,7 @@ def release(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
+    _bind(session, user, idempotency_key, "release", order_id, body)
     ClarificationQueue(session, settings).release(
         Actor.of(user, principal.via),
         order_id,
@@ -298,6 +312,7 @@ def reject(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
+    _bind(session, user, idempotency_key, "reject", order_id, body)
     ClarificationQueue(session, settings).reject(
         Actor.of(user, principal.via),
         order_id,

@@ -17,7 +17,7 @@ from labintake.errors import NotFoundError, WorkflowError
 from labintake.release.delivery import list_outbox, resend_dead_letter
 from labintake.stats import AGING_BUCKETS, STAGES, Snapshot, order_rows, snapshot
 from labintake.web.dashboard_tables import as_of_text, build_charts, build_tables, build_tiles
-from labintake.web.deps import ManagerUser, SessionDep
+from labintake.web.deps import ManagerUser, RowId, SessionDep
 from labintake.web.rendering import render
 
 router = APIRouter()
@@ -185,7 +185,7 @@ def outbox_list(
 
 @router.post("/dashboard/outbox/{entry_id}/resend")
 def resend(
-    entry_id: int,
+    entry_id: RowId,
     user: ManagerUser,
     session: SessionDep,
     csrf_token: Annotated[str, Form()] = "",

@@ -1,7 +1,19 @@
-"""Sign in and out of the web screen."""
+"""Sign in and out of the web screen.
+
+Login CSRF: `GET /login` gives the browser a random pre-session cookie (`labintake_login`,
+HttpOnly, SameSite=Strict) and puts a signed copy of it in the form. A sign-in is taken only
+when the form's token was signed by this service, is under an hour old and names the very
+cookie the browser sends, so another site cannot sign a victim's browser in to an account of
+its choosing. The pre-session cookie is dropped once signed in.
+
+Before any password is checked, the attempt passes the sign-in throttle (per client address
+and per account, `labintake.auth.throttle`: 429 over it) and then waits briefly for one of the
+process's hashing slots (`labintake.auth.hashing`: 503 when none frees up).
+"""
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -10,16 +22,29 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from labintake.auth.accounts import check_password
 from labintake.auth.sessions import close_session, open_session, purge_expired
-from labintake.errors import NotAuthenticatedError
+from labintake.auth.throttle import SignInThrottle
+from labintake.auth.tokens import tokens_match
+from labintake.errors import BusyError, NotAuthenticatedError, TooManyAttemptsError
 from labintake.web.deps import SESSION_COOKIE, CurrentUser, PolicyDep, SessionDep, SettingsDep
 
 router = APIRouter()
 
+LOGIN_COOKIE = "labintake_login"
 _LOGIN_FORM_MAX_AGE = 3600
+_EXPIRED = "The sign-in form expired; please try again."
 
 
 def _signer(request: Request) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(request.app.state.settings.secret_key, salt="login-form")
+
+
+def _throttle(request: Request) -> SignInThrottle:
+    throttle: SignInThrottle = request.app.state.sign_in_throttle
+    return throttle
+
+
+def client_address(request: Request) -> str:
+    return (request.client.host if request.client else "")[:200]
 
 
 def _safe_next(target: str) -> str:
@@ -29,10 +54,33 @@ def _safe_next(target: str) -> str:
     return "/"
 
 
+def _browser_nonce(request: Request) -> str:
+    """The browser's pre-session value: the one its cookie holds, or a new one."""
+    current = request.cookies.get(LOGIN_COOKIE, "")
+    if 20 <= len(current) <= 100 and current.isascii():
+        return current
+    return secrets.token_urlsafe(32)
+
+
+def _form_is_this_browsers(request: Request, login_token: str) -> bool:
+    """The token was signed here within the hour, for the pre-session cookie sent now."""
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    try:
+        signed = _signer(request).loads(login_token, max_age=_LOGIN_FORM_MAX_AGE)
+    except BadSignature:
+        return False
+    return bool(cookie) and isinstance(signed, str) and tokens_match(cookie, signed)
+
+
 def _login_page(
-    request: Request, error: str = "", username: str = "", status: int = 200
+    request: Request,
+    error: str = "",
+    username: str = "",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     templates = request.app.state.templates
+    nonce = _browser_nonce(request)
     response: Response = templates.TemplateResponse(
         request,
         "login.html",
@@ -40,9 +88,19 @@ def _login_page(
             "error": error,
             "username": username,
             "next": _safe_next(request.query_params.get("next", "/")),
-            "login_token": _signer(request).dumps("login"),
+            "login_token": _signer(request).dumps(nonce),
         },
         status_code=status,
+        headers=headers,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        httponly=True,
+        secure=not request.app.state.settings.development,
+        samesite="strict",
+        path="/login",
+        max_age=_LOGIN_FORM_MAX_AGE,
     )
     return response
 
@@ -63,16 +121,18 @@ def login(
     login_token: Annotated[str, Form(max_length=500)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
+    if not _form_is_this_browsers(request, login_token):
+        return _login_page(request, _EXPIRED, username, 400)
+    client = client_address(request)
     try:
-        _signer(request).loads(login_token, max_age=_LOGIN_FORM_MAX_AGE)
-    except BadSignature:
-        return _login_page(request, "The sign-in form expired; please try again.", username, 400)
-    try:
-        user = check_password(session, username, password, policy)
+        _throttle(request).admit(client, username)
+        user = check_password(session, username, password, policy, client=client)
+    except (TooManyAttemptsError, BusyError) as exc:
+        status = 429 if isinstance(exc, TooManyAttemptsError) else 503
+        retry = {"Retry-After": str(exc.retry_after)}
+        return _login_page(request, str(exc).capitalize() + ".", username, status, retry)
     except NotAuthenticatedError as exc:
-        session.commit()  # failed-login counts and lockouts stick
         return _login_page(request, str(exc).capitalize() + ".", username, 401)
-    client = (request.client.host if request.client else "")[:200]
     purge_expired(session, policy)  # sessions left idle are deleted as people sign in
     token, _ = open_session(session, user, client)
     session.commit()
@@ -86,6 +146,7 @@ def login(
         path="/",
         max_age=int(policy.max_session_age.total_seconds()),
     )
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from labintake import audit
-from labintake.errors import WorkflowError
+from labintake.errors import PermissionDeniedError, WorkflowError
 from labintake.queue.listing import (
     DueFilter,
     PriorityFilter,
@@ -207,7 +207,7 @@ def claim_selected(
     """Claim the ticked orders; each keeps its own row-version check."""
     queue = ClarificationQueue(session, settings)
     actor = Actor.of(user, "web")
-    claimed, skipped = 0, []
+    claimed, skipped, taken = 0, [], []
     for item in pick[:200]:
         order_id, _, version = item.partition(":")
         if not (order_id.isdigit() and version.isdigit()) or len(order_id + version) > 20:
@@ -216,6 +216,9 @@ def claim_selected(
             result = queue.assign(
                 actor, int(order_id), int(version), user.username, f"{action_key}:{order_id}"
             )
+        except PermissionDeniedError:  # another coder's
+            taken.append(order_id)
+            continue
         except WorkflowError:  # changed meanwhile, or no longer held
             skipped.append(order_id)
             continue
@@ -223,6 +226,8 @@ def claim_selected(
     query = {"assignee": "mine", "apply": "1", "claimed": str(claimed)}
     if skipped:
         query["skipped"] = ",".join(skipped[:20])
+    if taken:
+        query["taken"] = ",".join(taken[:20])
     return go_to(request, "/queue?" + urlencode(query))
 
 
@@ -248,6 +253,9 @@ def _claim_message(params: Mapping[str, str]) -> str:
     skipped = [s for s in params.get("skipped", "").split(",") if s.isdigit()]
     if skipped:
         text += f" Skipped, changed by someone meanwhile: {', '.join(skipped)}."
+    taken = [s for s in params.get("taken", "").split(",") if s.isdigit()]
+    if taken:
+        text += f" Skipped, claimed by another coder (ask a manager): {', '.join(taken)}."
     return text
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from labintake.auth.roles import Role
+from labintake.auth.tokens import tokens_match
 from labintake.errors import PermissionDeniedError
 from labintake.stage_health import failing_stages, failure_totals
 from labintake.stats import Snapshot, snapshot
@@ -115,7 +115,7 @@ def metrics_access(request: Request, session: SessionDep) -> Any:
     if (
         settings.metrics_token
         and scheme.lower() == "bearer"
-        and secrets.compare_digest(token.strip(), settings.metrics_token)
+        and tokens_match(token.strip(), settings.metrics_token)
     ):
         return None
     principal = authenticate(request, session, get_policy(request))

@@ -1,0 +1,319 @@
+"""A sign-in flood against the web app while MLLP messages arrive: does the listener notice?
+
+```sh
+.venv/bin/python -m benchmarks.login_flood              # both scenarios, about 2 minutes
+.venv/bin/python -m benchmarks.login_flood --scenarios unthrottled --flood-seconds 30
+```
+
+`labintake serve` runs as a real subprocess on a fresh database (SQLite file by default,
+`--database-url` for PostgreSQL), with one user. A paced MLLP load (`--rate` messages per
+second over one persistent connection) runs throughout; its ACK latencies are measured
+first for `--baseline-seconds` with nothing else going on, then for `--flood-seconds` while
+`--threads` threads post wrong passwords to `/login` as fast as they are answered, each with
+its own browser session (a real login form token and pre-session cookie).
+
+Two scenarios, each on a service of its own:
+
+- `default`: the service as shipped, with its sign-in rate limits (most attempts get 429);
+- `unthrottled`: rate limits lifted (`LABINTAKE_LOGIN_RATE_PER_*` at a million a minute), so
+  every attempt reaches the password check: what is left is the process separation and the
+  bounded hashing slots (attempts beyond them get 503).
+
+`--source DIR` runs the service from another checkout (say, the release before the web app
+had a process of its own), for a comparison on the same machine in the same state.
+
+Memory is sampled every 0.1 s from ``/proc``: the listener process alone (VmRSS) and the web
+process. Results are printed and saved as JSON under `benchmarks/results/`. The exit status
+is 1 when the listener's ACK p99 during the flood is over `--p99-limit-ms` (20 ms) or its
+memory grew more than `--memory-limit-mb` (10 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from benchmarks import servers
+from benchmarks.loadgen import LoadResult, LoadSpec, run_load_blocking
+from benchmarks.messages import synthetic_orders
+from benchmarks.soak import paced
+from labintake.auth.accounts import create_user, find_user
+from labintake.auth.roles import Role
+from labintake.db import make_engine, migrate, session_scope
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+USER = "flood-target"
+PASSWORD = "the real passphrase, never sent"
+_WEB = re.compile(r"web screen and API on http://[^:]+:(\d+)/(?: \(process (\d+)\))?")
+_LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
+UNTHROTTLED = {
+    "LABINTAKE_LOGIN_RATE_PER_ADDRESS": "1000000/minute",
+    "LABINTAKE_LOGIN_RATE_PER_ACCOUNT": "1000000/minute",
+}
+
+
+@dataclass
+class Phase:
+    acks: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    ack_codes: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, load: LoadResult) -> Phase:
+        return cls(
+            acks=load.acked,
+            p50_ms=round(load.latency_ms(0.5), 1),
+            p99_ms=round(load.latency_ms(0.99), 1),
+            max_ms=round(max(load.latencies, default=0.0) * 1000.0, 1),
+            ack_codes=dict(load.ack_codes),
+        )
+
+
+@dataclass
+class Scenario:
+    name: str
+    baseline: Phase
+    flood: Phase
+    listener_rss_mb_before: float
+    listener_rss_mb_after: float
+    listener_rss_mb_peak: float
+    web_rss_mb_before: float
+    web_rss_mb_peak: float
+    login_answers: dict[str, int]
+    login_attempts_per_second: float
+    login_latency_p50_ms: float
+    login_latency_p99_ms: float
+
+
+def _mb(n: int) -> float:
+    return round(n / 1024 / 1024, 1)
+
+
+class Sampler:
+    """Peak resident memory of two processes, sampled in a thread."""
+
+    def __init__(self, listener: int, web: int) -> None:
+        self.pids = {"listener": listener, "web": web}
+        self.peak = dict.fromkeys(self.pids, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self.pids.items():
+                self.peak[name] = max(self.peak[name], servers.rss_bytes_of(pid))
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _flood(
+    port: int, threads: int, seconds: float, started: threading.Event
+) -> tuple[Counter[str], list[float]]:
+    """`threads` browsers posting wrong passwords for `seconds` (`started` is set when they
+    begin, once each has its form): answers and latencies."""
+    answers: Counter[str] = Counter()
+    latencies: list[float] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(threads + 1)
+    deadline = [0.0]
+    base = f"http://127.0.0.1:{port}"
+
+    def browser(n: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            page = client.get("/login")
+            found = _LOGIN_TOKEN.search(page.text)
+            assert found is not None, page.text[:200]
+            form = {"username": USER, "password": f"wrong guess {n}", "login_token": found[1]}
+            ready.wait()  # every browser has its form: the flood starts at once
+            while time.monotonic() < deadline[0]:
+                started = time.perf_counter()
+                try:
+                    status = str(client.post("/login", data=form).status_code)
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                with lock:
+                    answers[status] += 1
+                    latencies.append(time.perf_counter() - started)
+
+    workers = [threading.Thread(target=browser, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    deadline[0] = time.monotonic() + 120 + seconds  # until the forms are fetched
+    ready.wait()
+    deadline[0] = time.monotonic() + seconds
+    started.set()
+    for worker in workers:
+        worker.join()
+    return answers, latencies
+
+
+def _mllp(port: int, prefix: str, rate: float, seconds: float) -> LoadResult:
+    spec = LoadSpec(port=port, connections=2, duration_seconds=seconds, stop_on_error=False)
+    return run_load_blocking(spec, paced(synthetic_orders(prefix), rate))
+
+
+def run_scenario(name: str, args: argparse.Namespace, workdir: Path) -> Scenario:
+    url = args.database_url or f"sqlite:///{workdir / f'{name}.sqlite3'}"
+    migrate(url)
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        if find_user(session, USER) is None:  # a rerun on one PostgreSQL database keeps it
+            create_user(session, USER, Role.CODER, PASSWORD)
+    engine.dispose()
+    extra = dict(UNTHROTTLED) if name == "unthrottled" else {}
+    if args.source is not None:  # another checkout's labintake, e.g. before a change
+        extra["PYTHONPATH"] = str(args.source.resolve())
+    server = servers.labintake(url, workdir / name, extra_env=extra).start(timeout=120)
+    try:
+        assert server.port is not None
+        found = _WEB.search(server.log_path.read_text())
+        assert found is not None, server.log_tail()
+        # A service from before the web app had its own process serves it from the listener's.
+        web_port, web_pid = int(found[1]), int(found[2] or server.pid)
+        _mllp(server.port, f"W{name[:1].upper()}", args.rate, 2.0)  # warm-up
+        listener_before = servers.rss_bytes_of(server.pid)
+        web_before = servers.rss_bytes_of(web_pid)
+        baseline = _mllp(server.port, f"B{name[:1].upper()}", args.rate, args.baseline_seconds)
+        flood_result: dict[str, object] = {}
+        flooding = threading.Event()
+
+        def flood() -> None:
+            flood_result["answers"], flood_result["latencies"] = _flood(
+                web_port, args.threads, args.flood_seconds, flooding
+            )
+
+        with Sampler(server.pid, web_pid) as sampler:
+            flooder = threading.Thread(target=flood)
+            flooder.start()
+            flooding.wait(180)  # the browsers fetch their sign-in forms first
+            during = _mllp(server.port, f"F{name[:1].upper()}", args.rate, args.flood_seconds)
+            flooder.join()
+        listener_after = servers.rss_bytes_of(server.pid)
+    finally:
+        server.stop()
+    answers: Counter[str] = flood_result["answers"]  # type: ignore[assignment]
+    latencies = sorted(flood_result["latencies"])  # type: ignore[call-overload]
+    total = sum(answers.values())
+    return Scenario(
+        name=name,
+        baseline=Phase.of(baseline),
+        flood=Phase.of(during),
+        listener_rss_mb_before=_mb(listener_before),
+        listener_rss_mb_after=_mb(listener_after),
+        listener_rss_mb_peak=_mb(sampler.peak["listener"]),
+        web_rss_mb_before=_mb(web_before),
+        web_rss_mb_peak=_mb(sampler.peak["web"]),
+        login_answers=dict(answers),
+        login_attempts_per_second=round(total / args.flood_seconds, 1),
+        login_latency_p50_ms=round(latencies[len(latencies) // 2] * 1000, 1) if latencies else 0,
+        login_latency_p99_ms=(
+            round(latencies[int(len(latencies) * 0.99)] * 1000, 1) if latencies else 0
+        ),
+    )
+
+
+def summarize(results: list[Scenario]) -> None:
+    print()
+    print("| scenario | phase | ACKs | p50 ms | p99 ms | max ms | listener RSS MB | web RSS MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r.name} | baseline | {r.baseline.acks} | {r.baseline.p50_ms} | "
+            f"{r.baseline.p99_ms} | {r.baseline.max_ms} | {r.listener_rss_mb_before} | "
+            f"{r.web_rss_mb_before} |"
+        )
+        print(
+            f"| {r.name} | flood | {r.flood.acks} | {r.flood.p50_ms} | {r.flood.p99_ms} | "
+            f"{r.flood.max_ms} | {r.listener_rss_mb_peak} (peak), {r.listener_rss_mb_after} "
+            f"(after) | {r.web_rss_mb_peak} (peak) |"
+        )
+    print()
+    for r in results:
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(r.login_answers.items()))
+        print(
+            f"{r.name}: {r.login_attempts_per_second} sign-in attempts/s answered ({answers}); "
+            f"sign-in answer p50 {r.login_latency_p50_ms} ms, p99 {r.login_latency_p99_ms} ms"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--scenarios", nargs="+", default=["default", "unthrottled"])
+    parser.add_argument("--threads", type=int, default=40)
+    parser.add_argument("--flood-seconds", type=float, default=15.0)
+    parser.add_argument("--baseline-seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=50.0, help="MLLP messages per second")
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    parser.add_argument("--p99-limit-ms", type=float, default=20.0)
+    parser.add_argument("--memory-limit-mb", type=float, default=10.0)
+    parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="where the SQLite files go (default: the temporary folder); on a tmpfs such as "
+        "/dev/shm commits wait for no disk, which leaves CPU and memory as what is measured",
+    )
+    parser.add_argument(
+        "--source", type=Path, help="run labintake from this checkout (to compare versions)"
+    )
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="labintake-login-flood-", dir=args.workdir))
+    results = [run_scenario(name, args, workdir) for name in args.scenarios]
+    summarize(results)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"login_flood-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "load_average": Path("/proc/loadavg").read_text().split()[:3],
+                "options": {
+                    k: str(v) if isinstance(v, Path) else v
+                    for k, v in vars(args).items()
+                    if k != "database_url"
+                },
+                "backend": "postgresql" if args.database_url else "sqlite",
+                "workdir": str(workdir),
+                "scenarios": [asdict(r) for r in results],
+            },
+            indent=2,
+        )
+    )
+    print(f"\nsaved {out}")
+    if args.keep:
+        print(f"databases and logs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    failed = [
+        r.name
+        for r in results
+        if r.flood.p99_ms > args.p99_limit_ms
+        or r.listener_rss_mb_peak - r.listener_rss_mb_before > args.memory_limit_mb
+    ]
+    if failed:
+        print(f"over the limits: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
