@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from labintake.codes.tables import CodeTables
 
 # Bump when a rule's logic or wording changes; recorded with every verification.
-RULES_VERSION = "2026.11.1"
+RULES_VERSION = "2026.12.1"
 
 _SEVERITY_ORDER = {Severity.HOLD: 0, Severity.WARN: 1, Severity.INFO: 2}
 
