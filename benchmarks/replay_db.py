@@ -34,14 +34,20 @@ from labintake.verification.service import verify_pending
 
 REPO = Path(__file__).resolve().parent.parent
 CASES_DIR = REPO / "tests" / "verification_cases"
-# IN1-2 plan, IN1-3 company id, IN1-4 company name: as the corpus names its payers.
-PAYERS = {
-    "medicare": ("MCRB", "CMS", "Medicare Part B"),
-    "medicare-advantage": ("HMOMA", "MAPLAN", "Humana Medicare Advantage"),
-    "commercial": ("PPO", "BCBS01", "Blue Cross Blue Shield of Illinois"),
-    "commercial-2": ("CHOICE", "UHC", "UnitedHealthcare Choice Plus"),
-    "medicaid": ("MCD", "IAMCD", "Iowa Medicaid"),
-    "self-pay": None,
+# IN1-2 plan, IN1-3 company id, IN1-4 company name of each insurance, primary first: as the
+# corpus names its payers (tests/test_verification_cases.py).
+_MEDICARE = ("MCRB", "CMS", "Medicare Part B")
+_BCBS = ("PPO", "BCBS01", "Blue Cross Blue Shield of Illinois")
+PAYERS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "medicare": (_MEDICARE,),
+    "medicare-advantage": (("HMOMA", "MAPLAN", "Humana Medicare Advantage"),),
+    "commercial": (_BCBS,),
+    "commercial-2": (("CHOICE", "UHC", "UnitedHealthcare Choice Plus"),),
+    "medicaid": (("MCD", "IAMCD", "Iowa Medicaid"),),
+    "self-pay": (),
+    "commercial-then-medicare": (_BCBS, _MEDICARE),
+    "medicare-then-medigap": (_MEDICARE, ("G", "MEDIGAP", "Medicare Supplement Plan G")),
+    "medicare-in-name-only": (("F", "ZZ9", "Medicare Supplement Plan F by Acme"),),
 }
 SYSTEM_NAMES = {"LN": "LN", "CPT": "CPT", "local": "L"}
 TEST_SPEC = re.compile(
@@ -89,9 +95,8 @@ def _message(
         f"PID|1||{mrn}^^^{facility}^MR||Casepatient^{mrn[-4:]}||"
         f"{birth.strftime('%Y%m%d') if birth else ''}|{sex}",
     ]
-    plan = PAYERS[payer]
-    if plan is not None:
-        segments.append(f"IN1|1|{plan[0]}|{plan[1]}|{plan[2]}")
+    for n, plan in enumerate(PAYERS[payer], start=1):
+        segments.append(f"IN1|{n}|{plan[0]}|{plan[1]}|{plan[2]}")
     family, _, given = provider.partition(" ")
     xcn = f"{npi}^{given or family}^{family}^^^^^^NPI" if npi or provider else ""
     system = interface.test_code_system
@@ -136,13 +141,16 @@ def corpus_messages(interfaces_dir: Path) -> list[bytes]:
             "provider": get("provider", "Chidi Okafor"),
         }
         for h, row in enumerate(get("history", [])):
-            day, cpt, *dx = row.split()
+            # "2026-01-10 84443 E03.9", optionally "units=2" and "held" (see the corpus README)
+            day, cpt, *rest = row.split()
+            dx = [t for t in rest if "=" not in t and t != "held"]
+            units = next((t[6:] for t in rest if t.startswith("units=")), "")
             messages.append(
                 _message(
                     f"{case_id}-H{h}"[:60],
                     interface,
                     day=date.fromisoformat(day),
-                    groups=[([f"{cpt}^CPT"], dx or ["Z79.899"])],
+                    groups=[([f"{cpt}^CPT" + (f"*{units}" if units else "")], dx or ["Z79.899"])],
                     signature=None,
                     **common,
                 )
