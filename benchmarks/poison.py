@@ -8,7 +8,7 @@ its AA to its delivery to the LIS (the order's status `delivered`, polled every 
 Scenarios:
 - `large`: a 1 MiB message read in full (a note of 40,000 escape sequences: the slowest
   shape to read that is within the limits) and a 1 MiB message past a limit (5,000 orders);
-- `poison`: the same messages with `LABINTAKE_READ_TIMEOUT_SECONDS` at 0.2 s, below what
+- `poison`: the same messages with `LABINTAKE_READ_TIMEOUT_SECONDS` at 0.02 s, far below what
   reading them takes, so that every read overruns: each is tried `LABINTAKE_READ_ATTEMPTS`
   times in the reading process, abandoned, and parked in the error queue;
 - `baseline`: no heavy message, for comparison (the workers poll, so an order waits for
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         Scenario("baseline", {}),
         Scenario("large", {}),
         Scenario(
-            "poison", {"LABINTAKE_READ_TIMEOUT_SECONDS": "0.2", "LABINTAKE_READ_ATTEMPTS": "3"}
+            "poison", {"LABINTAKE_READ_TIMEOUT_SECONDS": "0.02", "LABINTAKE_READ_ATTEMPTS": "3"}
         ),
     ]
     print(f"load average {os.getloadavg()[0]:.1f}; work in {workdir}")

@@ -30,6 +30,7 @@ import uvicorn
 
 from labintake.config import Settings
 from labintake.errors import ConfigurationError
+from labintake.preflight import bind_error
 
 log = logging.getLogger("labintake.web")
 
@@ -63,9 +64,7 @@ def bind_web_socket(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise ConfigurationError(
-            f"the web app cannot listen on {host}:{port}: {exc.strerror or exc}"
-        ) from exc
+        raise bind_error("LABINTAKE_WEB_PORT", host, port, exc) from exc
     sock.set_inheritable(True)
     return sock
 

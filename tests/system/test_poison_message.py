@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
     [
         Scenario("large", {}),
         Scenario(
-            "poison", {"LABINTAKE_READ_TIMEOUT_SECONDS": "0.2", "LABINTAKE_READ_ATTEMPTS": "2"}
+            "poison", {"LABINTAKE_READ_TIMEOUT_SECONDS": "0.02", "LABINTAKE_READ_ATTEMPTS": "2"}
         ),
     ],
     ids=lambda s: s.name,
@@ -36,5 +36,5 @@ def test_ordinary_orders_are_delivered_within_two_seconds_meanwhile(
         assert "at most 100 are read in one message" in outcomes["HEAVYLIMIT1"], outcomes
     else:  # the first one sent is parked; the other may still wait its turn (restarts)
         assert outcomes["HEAVYREAD1"].startswith(
-            "error after 2 attempt(s): not read after 2 attempts: reading took longer than 0.2 s"
+            "error after 2 attempt(s): not read after 2 attempts: reading took longer than 0.02 s"
         ), outcomes
