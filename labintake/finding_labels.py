@@ -22,6 +22,12 @@ LABELS = {
     "SIGNATURE_MISSING": "Signature missing",
     "LIS_REJECTED": "Refused by the lab system",
     "CODE_TABLES_OUT_OF_DATE": "Code tables out of date",
+    "DX_SEX_CONFLICT": "Diagnosis does not fit the patient's sex",
+    "DX_AGE_CONFLICT": "Diagnosis does not fit the patient's age",
+    "DX_EXTERNAL_CAUSE_ONLY": "Only an external cause code",
+    "DX_MANIFESTATION_ALONE": "Manifestation code without its disease",
+    "DX_UNSPECIFIED_WITH_SPECIFIC": "Unspecified code beside a specific one",
+    "TEST_MEDICARE_PARTS": "Panel billed to Medicare by its parts",
 }
 
 
