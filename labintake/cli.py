@@ -71,14 +71,27 @@ def serve(
 
 @app.command()
 def send(
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
-    host: Annotated[str, typer.Option(help="MLLP host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="MLLP port")] = 2575,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each ACK")] = 30.0,
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, metavar="FILE", show_default=False
+        ),
+    ],
+    host: Annotated[str, typer.Option(metavar="HOST", help="MLLP host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="MLLP port")] = 2575,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds to wait for each ACK")
+    ] = 30.0,
     tls: Annotated[bool, typer.Option(help="MLLP over TLS")] = False,
-    tls_ca: Annotated[Path | None, typer.Option(help="CA file to verify the server (TLS)")] = None,
-    tls_cert: Annotated[Path | None, typer.Option(help="Client certificate (TLS)")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="Client certificate key (TLS)")] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(metavar="PEM", help="CA file to verify the server (TLS)")
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(metavar="PEM", help="Client certificate (TLS)")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(metavar="PEM", help="Client certificate key (TLS)")
+    ] = None,
 ) -> None:
     """Send HL7 messages over MLLP (files may hold several messages or FHS/BHS batches)."""
     from labintake.mllp.client import client_tls_context, send_files
@@ -165,8 +178,10 @@ def _role(text: str) -> Role:
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="login name")],
-    role: Annotated[str, typer.Option(help="coder, manager or admin")] = "coder",
-    display_name: Annotated[str, typer.Option(help="name shown on screens")] = "",
+    role: Annotated[
+        str, typer.Option(metavar="coder|manager|admin", help="coder, manager or admin")
+    ] = "coder",
+    display_name: Annotated[str, typer.Option(metavar="NAME", help="name shown on screens")] = "",
 ) -> None:
     """Add a user; the password is read from stdin (piped) or prompted for twice."""
     from labintake.auth.accounts import create_user

@@ -21,7 +21,9 @@ codes_app = typer.Typer(
 
 DirOption = Annotated[
     Path | None,
-    typer.Option("--dir", help="Code tables folder (default: LABINTAKE_CODE_TABLES_DIR)"),
+    typer.Option(
+        "--dir", metavar="DIR", help="Code tables folder (default: LABINTAKE_CODE_TABLES_DIR)"
+    ),
 ]
 
 
@@ -132,12 +134,17 @@ def import_command(
     effective_from: Annotated[
         str | None,
         typer.Option(
+            metavar="YYYY-MM-DD",
             help="First date of service (YYYY-MM-DD; default: the quarter of the edition "
-            "the file names, else today)"
+            "the file names, else today)",
         ),
     ] = None,
-    effective_to: Annotated[str | None, typer.Option(help="Last date of service")] = None,
-    version: Annotated[str | None, typer.Option(help="Version id (default KIND-DATE)")] = None,
+    effective_to: Annotated[
+        str | None, typer.Option(metavar="YYYY-MM-DD", help="Last date of service")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(metavar="VERSION", help="Version id (default KIND-DATE)")
+    ] = None,
     all_codes: Annotated[
         bool, typer.Option("--all-codes", help="PTP/MUE: keep non-laboratory codes too")
     ] = False,
