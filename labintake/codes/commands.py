@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from labintake.errors import CodeTableError, LabintakeError
+
+if TYPE_CHECKING:
+    from labintake.codes.tables import CodeTables
 
 codes_app = typer.Typer(
     help="Code tables: list versions, import official files.",
@@ -38,6 +41,22 @@ def _directory(given: Path | None) -> Path:
 def _fail(exc: LabintakeError) -> typer.Exit:
     typer.secho(f"error: {exc}", fg="red", err=True)
     return typer.Exit(1)
+
+
+def _tables_on(on: str | None, directory: Path | None) -> tuple[CodeTables, date]:
+    """The loaded code tables and the day `--date` names (today by default); a clear error for
+    a date that is not ISO or tables that do not load."""
+    from labintake.codes.lookup import parse_day
+    from labintake.codes.tables import load_code_tables
+
+    try:
+        day = parse_day(on) or date.today()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--date") from exc
+    try:
+        return load_code_tables(_directory(directory)), day
+    except CodeTableError as exc:
+        raise _fail(exc) from exc
 
 
 @codes_app.command("list")
@@ -355,17 +374,9 @@ def lookup_command(
     directory: DirOption = None,
 ) -> None:
     """Look a code up: the catalog's tests and the ICD-10-CM release in force on a date."""
-    from labintake.codes.lookup import lookup, parse_day, render
-    from labintake.codes.tables import load_code_tables
+    from labintake.codes.lookup import lookup, render
 
-    try:
-        day = parse_day(on) or date.today()
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--date") from exc
-    try:
-        tables = load_code_tables(_directory(directory))
-    except CodeTableError as exc:
-        raise _fail(exc) from exc
+    tables, day = _tables_on(on, directory)
     sections = lookup(tables, query, day, limit)
     if not sections:
         typer.echo(f"{query}: no test and no ICD-10-CM code or title matches")
@@ -387,18 +398,9 @@ def compress_command(
 ) -> None:
     """Write a transcribed code list (codes separated by spaces, commas or lines) as the fewest
     codes, families and ranges claiming exactly it over the release's billable codes."""
-    from labintake.codes.lookup import parse_day
     from labintake.codes.ranges import billable_codes, compress
-    from labintake.codes.tables import load_code_tables
 
-    try:
-        day = parse_day(on) or date.today()
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--date") from exc
-    try:
-        tables = load_code_tables(_directory(directory))
-    except CodeTableError as exc:
-        raise _fail(exc) from exc
+    tables, day = _tables_on(on, directory)
     release = tables.icd10_for(day)
     if release is None:
         typer.secho(f"no ICD-10-CM release covers {day}", fg="red", err=True)
