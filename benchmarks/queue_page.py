@@ -38,7 +38,7 @@ from labintake.config import Settings
 from labintake.db import make_engine, migrate, session_scope
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Finding, Order, Verification
-from labintake.queue.listing import QueueSort, make_cursor
+from labintake.queue.ordering import QueueSort, make_cursor
 from labintake.search_keys import fold
 from labintake.web.app import create_app
 from labintake.web.deps import SESSION_COOKIE

@@ -19,11 +19,11 @@ from labintake.queue.listing import (
     DueFilter,
     PriorityFilter,
     QueueFilter,
-    QueueSort,
     list_queue,
     next_in_queue,
     queue_counts,
 )
+from labintake.queue.ordering import QueueSort
 from tests.factories import OrderSpec, held_order
 
 

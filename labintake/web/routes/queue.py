@@ -18,11 +18,11 @@ from labintake.queue.listing import (
     DueFilter,
     PriorityFilter,
     QueueFilter,
-    QueueSort,
     filter_choices,
     list_queue,
     queue_counts,
 )
+from labintake.queue.ordering import QueueSort
 from labintake.queue.outcomes import released_note
 from labintake.queue.service import ALREADY_RELEASED, Actor, ClarificationQueue
 from labintake.statuses import FindingCode
