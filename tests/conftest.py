@@ -9,12 +9,14 @@ A test database is created per test session (and per xdist worker) and dropped a
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
 import labintake.models  # noqa: F401
@@ -50,12 +52,23 @@ def postgresql_url() -> Iterator[str]:
 
 def _empty_all_tables(engine: Engine) -> None:
     tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as conn:
             for name in tables:
                 conn.execute(text(f"DELETE FROM {name}"))
+        return
+    # A connection a previous test left behind (a worker thread still finishing its batch)
+    # can hold a row lock on one table while waiting on another; TRUNCATE then takes its
+    # locks table by table and PostgreSQL may pick it as the deadlock victim. Try again.
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            return
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "40P01" or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture(params=BACKENDS)
