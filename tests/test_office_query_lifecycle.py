@@ -24,6 +24,7 @@ from labintake.queue.query_letterhead import letterhead_for
 from labintake.queue.service import QUERY_EXISTS, Actor, ClarificationQueue
 from labintake.reading.worker import read_until_empty
 from labintake.release.bulk import release_verified
+from labintake.stats import snapshot
 from labintake.statuses import OrderStatus
 from tests.factories import OrderSpec, held_order, make_user, store_message
 
@@ -236,3 +237,26 @@ def test_the_letterhead_prints_the_coders_direct_line_or_else_the_labs(
         head = letterhead_for(session, settings, query)
     assert (head.coder_name, head.coder_phone) == ("Ann", "(515) 555-0142 ext 12")
     assert head.from_line == "Ann, coding · direct line (515) 555-0142 ext 12"
+
+
+def test_a_query_closed_by_the_orders_release_is_not_counted_as_an_office_turnaround(
+    engine: Engine, settings: Settings
+) -> None:
+    answered_order = held_order(engine, settings)
+    released_order = held_order(engine, settings, _spec("PF9004", "PFM900004"))
+    _, answered = _write(engine, settings, answered_order)
+    _write(engine, settings, released_order)
+    with Session(engine) as session:
+        queue = ClarificationQueue(session, settings)
+        queue.record_contact(
+            ANN,
+            answered_order,
+            _version(engine, answered_order),
+            ContactInput(
+                ContactChannel.FAX, ContactOutcome.ANSWERED, answer="ok", query_id=answered.id
+            ),
+        )
+        queue.release(
+            ANN, released_order, _version(engine, released_order), override_reason="ABN on file"
+        )
+        assert snapshot(session).turnaround_query.count == 1

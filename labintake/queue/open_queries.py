@@ -35,6 +35,14 @@ class ClosedBecause(StrEnum):
     SENT_IN_ERROR = "sent_in_error"  # a coder cancelled it
 
 
+# Reasons that say the order left the queue, not that the office answered.
+ORDER_LEFT_THE_QUEUE = (
+    ClosedBecause.RELEASED.value,
+    ClosedBecause.REJECTED.value,
+    ClosedBecause.CANCELLED.value,
+)
+
+
 def open_query_for(
     session: Session, order_id: int, finding_keys: Sequence[str]
 ) -> OfficeQuery | None:
