@@ -293,6 +293,10 @@ def test_a_query_is_answered_by_a_contact_or_closed_or_cancelled(
         assert (first.closed_reason, second.closed_reason) == ("answered", "sent_in_error")
         with pytest.raises(WorkflowError, match="closed or cancelled"):
             queue.close_query(ANN, order_id, _order(engine, order_id).row_version, second.id, "x")
+        version = _order(engine, order_id).row_version
+        with pytest.raises(WorkflowError, match="is answered already"):
+            queue.close_query(ANN, order_id, version, first.id, "closed")
+        assert _order(engine, order_id).row_version == version  # nothing changed
 
 
 def test_a_coder_cannot_put_back_an_order_someone_else_holds(

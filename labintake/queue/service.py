@@ -227,6 +227,9 @@ class ClarificationQueue(Corrections):
         order = self._take(actor, order_id, expected_version, action_key)
         if order is None:
             return self._replayed(order_id)
+        if query.status != OPEN:
+            self.session.rollback()
+            raise WorkflowError(f"query {query_id} is {query.status} already; nothing was changed")
         before = {"query_id": query_id, "status": query.status}
         query.status = status
         query.closed_at = utcnow()
