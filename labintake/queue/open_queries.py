@@ -2,8 +2,8 @@
 when the order leaves the queue for good (released, rejected or cancelled).
 
 `close_open_queries` is called, in the caller's transaction, wherever an order reaches one of
-those states: the coder's release (`labintake.release.outbox.write_release`), the release
-worker's bulk release (`labintake.release.bulk`), the coder's reject
+those states: a single release (`labintake.release.outbox.enqueue_release`, the coder's
+release), the release worker's bulk release (`labintake.release.bulk`), the coder's reject
 (`ClarificationQueue.reject`) and the placer's cancel (`labintake.reading.writer`). It only
 imports the models, so the release and reading packages may call it.
 """

@@ -140,11 +140,13 @@ QUESTIONS: dict[str, Asked] = {
         PATIENT_DETAILS_CHOICES,
     ),
     "NECESSITY_NOT_SUPPORTED": Asked(
-        "Please state the clinical reason for this test, as documented in the patient's record.",
+        "Please state the clinical reason for the test(s) named, as documented in the patient's "
+        "record.",
         REASON_CHOICES,
     ),
     "NECESSITY_UNVERIFIED": Asked(
-        "Please state the clinical reason for this test, as documented in the patient's record.",
+        "Please state the clinical reason for the test(s) named, as documented in the patient's "
+        "record.",
         REASON_CHOICES,
     ),
     "NECESSITY_FREQUENCY": Asked(
