@@ -232,6 +232,22 @@ def users_role(
     )
 
 
+@users_app.command("phone")
+def users_phone(
+    name: Annotated[str, typer.Argument(help="login name")],
+    phone: Annotated[str, typer.Argument(metavar="NUMBER", help="direct line; '' clears it")],
+) -> None:
+    """Set the direct line printed on the office queries a user writes."""
+    from labintake.auth.accounts import set_phone
+
+    with _accounts_session() as session:
+        changed = set_phone(session, _existing_user(session, name), phone, actor="cli")
+    shown = " ".join(phone.split()) or "(none: the lab's phone is printed)"
+    typer.echo(
+        f"direct line of {name}: {shown}" if changed else f"user {name} has that line already"
+    )
+
+
 @users_app.command("deactivate")
 def users_deactivate(name: Annotated[str, typer.Argument(help="login name")]) -> None:
     """Stop a user signing in or using the API; the user's sessions and tokens end."""

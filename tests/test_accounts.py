@@ -330,3 +330,24 @@ def test_a_sign_in_with_every_hashing_slot_taken_is_refused_at_once_with_503(
     assert response.headers["retry-after"] == "1"
     assert "busy" in response.text
     login(client, "max")  # with the slots free again, signing in works
+
+
+def test_a_users_direct_line_is_set_from_the_cli_audited_and_refused_when_not_a_phone(
+    settings: Settings, engine: Engine
+) -> None:
+    make_user(engine, "joy")
+    assert "direct line of joy: (515) 555-0142" in _cli(
+        settings, "users", "phone", "joy", "(515) 555-0142"
+    )
+    assert "has that line already" in _cli(settings, "users", "phone", "joy", "(515) 555-0142")
+    env = {"LABINTAKE_DATABASE_URL": settings.database_url, "LABINTAKE_DEVELOPMENT": "1"}
+    refused = CliRunner().invoke(cli_app, ["users", "phone", "joy", "call the desk"], env=env)
+    assert refused.exit_code == 1
+    assert "a direct line is up to 40 characters" in refused.output
+    with Session(engine) as session:
+        user = session.exec(select(User).where(User.username == "joy")).one()
+        entry = session.exec(
+            select(AuditEntry).where(AuditEntry.action == "user_phone_changed")
+        ).one()
+    assert user.phone == "(515) 555-0142"
+    assert (entry.before["phone"], entry.after["phone"]) == ("", "(515) 555-0142")

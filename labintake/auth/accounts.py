@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from functools import cache
 from typing import Any, NoReturn
 
@@ -159,6 +160,34 @@ def set_role(session: Session, user: User, role: Role, *, actor: str, via: str =
     before = {"role": user.role}
     user.role = role.value
     _changed(session, user, "role_changed", actor, via, before, {"role": role.value})
+    return True
+
+
+_PHONE = re.compile(r"[0-9A-Za-z +().,#/-]{0,40}")
+
+
+def set_phone(session: Session, user: User, phone: str, *, actor: str, via: str = "cli") -> bool:
+    """Set `user`'s direct line (printed on the queries they write; empty clears it), audited.
+    False when it had that line already."""
+    phone = " ".join(phone.split())
+    if not _PHONE.fullmatch(phone) or (phone and not any(c.isdigit() for c in phone)):
+        raise WorkflowError(
+            "a direct line is up to 40 characters: digits, spaces, + ( ) - . / # and letters "
+            "such as 'ext'",
+            field="phone",
+        )
+    if user.phone == phone:
+        return False
+    audit.record(
+        session,
+        actor,
+        "user_phone_changed",
+        via=via,
+        before={"username": user.username, "phone": user.phone},
+        after={"username": user.username, "phone": phone},
+    )
+    user.phone = phone
+    session.add(user)
     return True
 
 

@@ -19,6 +19,8 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=100, unique=True, index=True)
     display_name: str = Field(default="", max_length=200)
+    # The direct line an office calls back on, printed on the queries this user writes.
+    phone: str = Field(default="", max_length=40)
     role: str = Field(max_length=20)  # Role
     password_hash: str = Field(default="", max_length=200)
     active: bool = True

@@ -20,6 +20,7 @@ from labintake.db import utcnow
 from labintake.errors import WorkflowError
 from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
+from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.release.builder import (
     LisProfile,
     OutboundDiagnosis,
@@ -206,6 +207,7 @@ def _record(
         )
     )
     session.flush()
+    close_open_queries(session, [order.id], ClosedBecause.RELEASED, actor=actor, now=now)
     return entry
 
 

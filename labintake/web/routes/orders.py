@@ -28,7 +28,13 @@ from labintake.queue.lookup import load_order
 from labintake.queue.notes import add_note, notes_for
 from labintake.queue.outcomes import released_note
 from labintake.queue.raw_message import show_message
-from labintake.queue.service import ABN_MODIFIERS, ALREADY_RELEASED, Actor, ClarificationQueue
+from labintake.queue.service import (
+    ABN_MODIFIERS,
+    ALREADY_RELEASED,
+    QUERY_EXISTS,
+    Actor,
+    ClarificationQueue,
+)
 from labintake.web.deps import MAX_DB_INT, CoderUser, RowId, SessionDep, SettingsDep
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
@@ -48,6 +54,8 @@ DONE_MESSAGES = {
     "parked": "Contact recorded; that order waits for the office until its follow-up date. "
     "This is the next order in your queue.",
     "query": "Query written: print it or download the PDF below.",
+    "query_exists": "An open query already asks about these findings: it is listed below "
+    "with its PDF. Nothing new was written.",
     "query_closed": "Query status saved.",
     "corrected": "Correction saved and the order re-verified.",
     "removed": "Diagnosis removed and the order re-verified.",
@@ -176,10 +184,11 @@ def create_query(
     row_version: RowVersion,
     action_key: ActionKey = "",
 ) -> Response:
-    ClarificationQueue(session, settings).create_query(
+    result, _ = ClarificationQueue(session, settings).create_query(
         Actor.of(user, "web"), order_id, row_version, action_key
     )
-    return _after(request, session, order_id, "query", user)
+    done = "query_exists" if result.note == QUERY_EXISTS else "query"
+    return _after(request, session, order_id, done, user)
 
 
 @router.post("/orders/{order_id}/queries/{query_id}/close")
