@@ -17,10 +17,10 @@ from sqlmodel import Session, col, select
 
 from labintake.db import session_scope, utcnow
 from labintake.errors import ConfigurationError
+from labintake.hl7.escaping import esc, escapes_for
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order, OrderEvent
 from labintake.models.release import OutboxEntry, OutboxKind
-from labintake.release.escaping import esc, escapes_for
 from labintake.release.outbox import new_control_id
 from labintake.statuses import OrderStatus
 

@@ -17,7 +17,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Group, Message
 
 from labintake.errors import ConfigurationError
-from labintake.release.builder import (
+from labintake.hl7.order_builder import (
     CHARSET,
     LisProfile,
     OutboundOrder,

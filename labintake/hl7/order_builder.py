@@ -29,8 +29,8 @@ from functools import lru_cache
 from hl7apy import get_default_encoding_chars
 
 from labintake.errors import ConfigurationError
-from labintake.release.escaping import ESCAPES, components, esc, escapes_for, version_tuple
-from labintake.release.layout import MessageLayout, message_layout
+from labintake.hl7.escaping import ESCAPES, components, esc, escapes_for, version_tuple
+from labintake.hl7.layout import MessageLayout, message_layout
 
 __all__ = [
     "CHARSET",
