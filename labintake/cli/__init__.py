@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlmodel import Session
 
-from labintake.codes.commands import codes_app
+from labintake.cli.codes import codes_app
 from labintake.config import Settings
 
 if TYPE_CHECKING:
