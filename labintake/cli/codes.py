@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from labintake.cli.settings import load_settings
 from labintake.errors import CodeTableError, LabintakeError
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ DirOption = Annotated[
 def _directory(given: Path | None) -> Path:
     if given is not None:
         return given
-    from labintake.cli import load_settings
-
     return load_settings(development=True).code_tables_dir
 
 
