@@ -2,21 +2,13 @@
 
 The web screens (HTML pages and their forms) are left out: the document describes what a
 script may call. It is served at `GET /api/openapi.json` to any signed-in user or API token
-(as the rest of the API), and a copy is kept in the repository at docs/openapi.json::
-
-    python -m labintake.web.openapi docs/openapi.json     # write the copy again
-    python -m labintake.web.openapi --check docs/openapi.json
-
-`tests/test_openapi.py` fails when the copy is not what the code gives.
+(as the rest of the API), and a copy is kept in the repository at docs/openapi.json
+(:mod:`labintake.web.openapi_copy` writes and checks it).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -109,39 +101,3 @@ def install(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def render() -> str:
-    """The document as the committed copy holds it (no database is touched)."""
-    from sqlalchemy import create_engine
-
-    from labintake.config import Settings
-    from labintake.web.app import create_app
-
-    engine = create_engine("sqlite://")
-    try:
-        settings = Settings(development=True, _env_file=None)
-        app = create_app(settings, engine)
-        return json.dumps(app.openapi(), indent=2, ensure_ascii=False) + "\n"
-    finally:
-        engine.dispose()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path", type=Path, help="where the copy is (docs/openapi.json)")
-    parser.add_argument("--check", action="store_true", help="only say whether it is current")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.path.is_file() and args.path.read_text(encoding="utf-8") == text
-        if not current:
-            print(f"{args.path} is out of date: python -m labintake.web.openapi {args.path}")
-        return 0 if current else 1
-    args.path.write_text(text, encoding="utf-8")
-    print(f"wrote {args.path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
