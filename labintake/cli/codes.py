@@ -26,7 +26,9 @@ codes_app = typer.Typer(
 DirOption = Annotated[
     Path | None,
     typer.Option(
-        "--dir", metavar="DIR", help="Code tables folder (default: LABINTAKE_CODE_TABLES_DIR)"
+        "--dir",
+        metavar="DIR",
+        help="Code tables folder (default: LABINTAKE_CODE_TABLES_DIR, else the shipped tables)",
     ),
 ]
 
