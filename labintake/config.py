@@ -18,6 +18,7 @@ from labintake.hl7.limits import (
     MAX_ORDERS_PER_MESSAGE,
     MAX_TESTS_PER_ORDER,
 )
+from labintake.resources import default_code_tables, default_interfaces
 
 DEFAULT_SECRET_KEY = "change-me-development-only"  # noqa: S105 - a marker, refused outside demo
 DEFAULT_DATABASE_URL = "sqlite:///./var/labintake.sqlite3"
@@ -141,8 +142,9 @@ class Settings(BaseSettings):
     read_timeout_seconds: float = Field(default=10.0, gt=0)
     read_attempts: int = Field(default=3, ge=1)
 
-    interfaces_dir: Path = Path("interfaces")
-    code_tables_dir: Path = Path("code_tables")
+    # Unset: the folders the package ships (labintake.resources), whatever the working folder.
+    interfaces_dir: Path = Field(default_factory=default_interfaces)
+    code_tables_dir: Path = Field(default_factory=default_code_tables)
     # Verification rule settings per sender and payer (TOML); unset: default severities.
     rules_file: Path | None = None
     # When on, messages from senders not defined under `interfaces/` are rejected with AR.

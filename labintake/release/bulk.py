@@ -18,10 +18,10 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from labintake.db import session_scope, utcnow
+from labintake.hl7.order_builder import LisProfile, build_order_message
 from labintake.models.orders import Order, OrderEvent, OrderTest
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
 from labintake.queue.open_queries import ClosedBecause, close_open_queries
-from labintake.release.builder import LisProfile, build_order_message
 from labintake.release.outbox import (
     LIS_DESTINATION,
     active_profile,

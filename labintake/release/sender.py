@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from labintake.config import Settings
-from labintake.release.connection import REFUSED, DeliveryFailure, Endpoint, LisConnection
+from labintake.hl7.ack_reply import REFUSED
+from labintake.release.connection import DeliveryFailure, Endpoint, LisConnection
 from labintake.release.delivery import (
     Outcome,
     RetryPolicy,

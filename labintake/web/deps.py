@@ -10,6 +10,13 @@ Every route other than the public ones (`/healthz`, `/login`, `/static`) must de
     def list_things(user: CoderUser, session: SessionDep) -> list[Thing]:
         return things.list_things(session)          # queries live in a service, not here
 
+An action on an order takes the queue and the actor as dependencies (`CoderActor` carries
+the coder role check)::
+
+    @router.post("/api/orders/{order_id}/assign")
+    def assign(order_id: RowId, body: AssignBody, actor: CoderActor, queue: QueueDep) -> ...:
+        queue.assign(actor, order_id, body.row_version, body.assignee)
+
 A signed-in browser authenticates with the session cookie; state-changing requests made
 with the cookie must carry the session's CSRF token (form field `csrf_token` or header
 `X-CSRF-Token`). Scripts authenticate with `Authorization: Bearer <token>` (no CSRF: no
@@ -34,6 +41,7 @@ from labintake.auth.tokens import resolve_token, tokens_match
 from labintake.config import Settings
 from labintake.errors import NotAuthenticatedError, PermissionDeniedError
 from labintake.models.users import User, WebSession
+from labintake.queue.service import Actor, ClarificationQueue
 
 SESSION_COOKIE = "labintake_session"
 # Ids and versions are 32-bit integers in the database: larger values cannot exist.
@@ -149,6 +157,20 @@ def require_role(role: Role) -> Callable[..., User]:
 CoderUser = Annotated[User, Depends(require_role(Role.CODER))]
 ManagerUser = Annotated[User, Depends(require_role(Role.MANAGER))]
 AdminUser = Annotated[User, Depends(require_role(Role.ADMIN))]
+
+
+def get_actor(principal: CurrentPrincipal, user: CoderUser) -> Actor:
+    """Who acts on an order (a coder or above), and how: "web" (session) or "api" (token)."""
+    return Actor.of(user, principal.via)
+
+
+def get_queue(session: SessionDep, settings: SettingsDep) -> ClarificationQueue:
+    """The coder's actions on this request's database session."""
+    return ClarificationQueue(session, settings)
+
+
+CoderActor = Annotated[Actor, Depends(get_actor)]
+QueueDep = Annotated[ClarificationQueue, Depends(get_queue)]
 
 
 def required_role_of(dependant: Any) -> Role | None:

@@ -28,14 +28,16 @@ from labintake.queue.lookup import load_order
 from labintake.queue.notes import add_note, notes_for
 from labintake.queue.outcomes import released_note
 from labintake.queue.raw_message import show_message
-from labintake.queue.service import (
-    ABN_MODIFIERS,
-    ALREADY_RELEASED,
-    QUERY_EXISTS,
-    Actor,
-    ClarificationQueue,
+from labintake.queue.service import ABN_MODIFIERS, ALREADY_RELEASED, QUERY_EXISTS
+from labintake.web.deps import (
+    MAX_DB_INT,
+    CoderActor,
+    CoderUser,
+    QueueDep,
+    RowId,
+    SessionDep,
+    SettingsDep,
 )
-from labintake.web.deps import MAX_DB_INT, CoderUser, RowId, SessionDep, SettingsDep
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
 from labintake.web.routes.queue import working_list
@@ -134,17 +136,16 @@ def assign(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     action_key: ActionKey = "",
     assignee: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """Claim (assignee = me), hand over (managers) or put back (empty)."""
     target = user.username if assignee == "me" else (assignee.strip() or None)
-    ClarificationQueue(session, settings).assign(
-        Actor.of(user, "web"), order_id, row_version, target, action_key
-    )
+    queue.assign(actor, order_id, row_version, target, action_key)
     done = "claimed" if target == user.username else "assigned"
     return _after(request, session, order_id, done, user)
 
@@ -154,8 +155,9 @@ def record_contact(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     channel: Annotated[ContactChannel, Form()],
     outcome: Annotated[ContactOutcome, Form()],
@@ -166,9 +168,7 @@ def record_contact(
     query_id: Annotated[int | None, Form(ge=1, le=MAX_DB_INT)] = None,
 ) -> Response:
     contact = ContactInput(channel, outcome, answer, person, follow_up_on, query_id)
-    ClarificationQueue(session, settings).record_contact(
-        Actor.of(user, "web"), order_id, row_version, contact, action_key
-    )
+    queue.record_contact(actor, order_id, row_version, contact, action_key)
     # An unanswered attempt parks the order until its follow-up date: on to the next one.
     done = "contact" if outcome is ContactOutcome.ANSWERED else "parked"
     return _after(request, session, order_id, done, user)
@@ -179,14 +179,13 @@ def create_query(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     action_key: ActionKey = "",
 ) -> Response:
-    result, _ = ClarificationQueue(session, settings).create_query(
-        Actor.of(user, "web"), order_id, row_version, action_key
-    )
+    result, _ = queue.create_query(actor, order_id, row_version, action_key)
     done = "query_exists" if result.note == QUERY_EXISTS else "query"
     return _after(request, session, order_id, done, user)
 
@@ -197,15 +196,14 @@ def close_query(
     order_id: RowId,
     query_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     status: Annotated[str, Form(pattern="^(closed|cancelled)$")],
     action_key: ActionKey = "",
 ) -> Response:
-    ClarificationQueue(session, settings).close_query(
-        Actor.of(user, "web"), order_id, row_version, query_id, status, action_key
-    )
+    queue.close_query(actor, order_id, row_version, query_id, status, action_key)
     return _after(request, session, order_id, "query_closed", user)
 
 
@@ -215,12 +213,12 @@ def diagnosis_check(
     order_id: RowId,
     user: CoderUser,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     new_code: Annotated[str, Query(max_length=40)] = "",
 ) -> Response:
     """The typed code checked against the order's date of service, shown beside the field."""
     order = load_order(session, order_id)
-    check = ClarificationQueue(session, settings).check_code(order, new_code)
+    check = queue.check_code(order, new_code)
     return render(request, "partials/code_check.html", {"check": check, "typed": new_code})
 
 
@@ -229,8 +227,9 @@ def correct(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     contact_id: FormId,
     new_code: Annotated[str, Form(max_length=40)] = "",
@@ -241,8 +240,6 @@ def correct(
     npi: Annotated[str, Form(max_length=20)] = "",
     action_key: ActionKey = "",
 ) -> Response:
-    queue = ClarificationQueue(session, settings)
-    actor = Actor.of(user, "web")
     done = "corrected"
     if kind == "test":
         queue.correct_test(
@@ -300,15 +297,16 @@ def release(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     action_key: ActionKey = "",
     override_reason: Text = "",
     modifier: Annotated[str, Form(max_length=4)] = "",
 ) -> Response:
-    result = ClarificationQueue(session, settings).release(
-        Actor.of(user, "web"),
+    result = queue.release(
+        actor,
         order_id,
         row_version,
         override_reason=override_reason,
@@ -324,15 +322,16 @@ def reject(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     reason: Text = "",
     category: Annotated[str, Form(max_length=200)] = "",
     action_key: ActionKey = "",
 ) -> Response:
-    ClarificationQueue(session, settings).reject(
-        Actor.of(user, "web"),
+    queue.reject(
+        actor,
         order_id,
         row_version,
         reason=reason,

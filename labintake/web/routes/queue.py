@@ -24,9 +24,9 @@ from labintake.queue.listing import (
 )
 from labintake.queue.ordering import QueueSort
 from labintake.queue.outcomes import released_note
-from labintake.queue.service import ALREADY_RELEASED, Actor, ClarificationQueue
+from labintake.queue.service import ALREADY_RELEASED
 from labintake.statuses import FindingCode
-from labintake.web.deps import CoderUser, SessionDep, SettingsDep
+from labintake.web.deps import CoderActor, CoderUser, QueueDep, SessionDep
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
 
@@ -199,14 +199,13 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
 def claim_selected(
     request: Request,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     pick: Annotated[list[str], Form(max_length=200)] = [],  # noqa: B006 - FastAPI form default
     action_key: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """Claim the ticked orders; each keeps its own row-version check."""
-    queue = ClarificationQueue(session, settings)
-    actor = Actor.of(user, "web")
     claimed, skipped, taken = 0, [], []
     for item in pick[:200]:
         order_id, _, version = item.partition(":")
