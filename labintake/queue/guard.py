@@ -7,7 +7,8 @@ ConcurrentChangeError with the current version. A repeated submit of the same fo
 
 An order claimed by a coder is that coder's: only the assignee or a manager (or admin) may act
 on it, on the screen and through the API alike. Anyone else is refused (PermissionDeniedError,
-HTTP 403) with nothing changed, and the refusal is audited (`action_refused`).
+HTTP 403) with nothing changed, and the refusal is audited (`action_refused`), unless they
+take the order over (`ClarificationQueue.assign` with `take_over`, asked first, audited).
 """
 
 from __future__ import annotations
@@ -67,8 +68,12 @@ class GuardedActions:
         expected_version: int,
         action_key: str,
         statuses: tuple[str, ...] = QUEUE_STATUSES,
+        *,
+        take_over: bool = False,
     ) -> Order | None:
-        """Bump the row version if it is still `expected_version`; None for a replayed submit."""
+        """Bump the row version if it is still `expected_version`; None for a replayed submit.
+
+        `take_over`: the actor takes the order from its holder (the caller logs it)."""
         session = self.session
         claimed = session.execute(
             update(Order)
@@ -92,8 +97,9 @@ class GuardedActions:
             )
         order = session.get(Order, order_id, populate_existing=True)
         assert order is not None
-        if actor.role is Role.CODER and order.assigned_to not in (None, actor.username):
-            self._refuse_claimed(actor, order_id, order.assigned_to)
+        holder = order.assigned_to
+        if actor.role is Role.CODER and holder not in (None, actor.username) and not take_over:
+            self._refuse_claimed(actor, order_id, holder)
         if order.status not in statuses:
             session.rollback()
             raise WorkflowError(
@@ -181,6 +187,7 @@ class GuardedActions:
     def _claim_if_free(self, actor: Actor, order: Order) -> None:
         if order.assigned_to is None:
             order.assigned_to = actor.username
+            order.assigned_at = utcnow()
 
     def _diagnoses(self, order_id: int) -> list[OrderDiagnosis]:
         return list(

@@ -46,6 +46,9 @@ class Versioned(BaseModel):
 
 class AssignBody(Versioned):
     assignee: str | None = Field(default=None, max_length=100)
+    take_over: bool = Field(
+        default=False, description="claim an order another coder holds (recorded as taken over)"
+    )
 
 
 class ContactBody(Versioned):
@@ -200,7 +203,12 @@ def assign(
 ) -> dict[str, Any]:
     _bind(session, user, idempotency_key, "assign", order_id, body)
     ClarificationQueue(session, settings).assign(
-        Actor.of(user, principal.via), order_id, body.row_version, body.assignee, idempotency_key
+        Actor.of(user, principal.via),
+        order_id,
+        body.row_version,
+        body.assignee,
+        idempotency_key,
+        take_over=body.take_over,
     )
     return _fresh(session, order_id)
 
