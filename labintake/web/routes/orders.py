@@ -31,6 +31,7 @@ from labintake.queue.outcomes import released_note
 from labintake.queue.raw_message import show_message
 from labintake.queue.service import ABN_MODIFIERS, ALREADY_RELEASED, Actor, ClarificationQueue
 from labintake.web.deps import MAX_DB_INT, CoderUser, RowId, SessionDep, SettingsDep
+from labintake.web.order_view import failing_diagnoses, history_lines, next_step
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
 from labintake.web.routes.queue import coder_zone, working_list
@@ -105,6 +106,12 @@ def order_page(
             "released_meanwhile": released_meanwhile,
             "last_event": last_event,
             "taken": taken,
+            "history": history_lines(detail),
+            "dx_titles": ClarificationQueue(session, settings).official_titles(
+                order, [dx.code for dx in detail.diagnoses]
+            ),
+            "dx_failing": failing_diagnoses(detail),
+            "next_step": "" if stale else next_step(detail),
             "holder": holder,
             "take_over_question": holder.question(coder_zone(request)) if holder else "",
             "channels": [c.value for c in ContactChannel],
