@@ -45,9 +45,9 @@ def test_claiming_an_order_another_coder_holds_asks_first_and_changes_nothing(
 ) -> None:
     order_id = _claimed_by_ann(engine, settings)
     version = _version(engine, order_id)
-    with Session(engine) as session:
-        with pytest.raises(HeldByAnotherError, match=r"held by Ann since \d{4}-\d\d-\d\d") as err:
-            ClarificationQueue(session, settings).assign(BEN, order_id, version, "ben")
+    pattern = r"held by Ann since \d{4}-\d\d-\d\d"
+    with Session(engine) as session, pytest.raises(HeldByAnotherError, match=pattern) as err:
+        ClarificationQueue(session, settings).assign(BEN, order_id, version, "ben")
     assert err.value.holder == "ann"
     with Session(engine) as session:
         order = session.get(Order, order_id)
@@ -73,7 +73,8 @@ def test_a_take_over_is_recorded_audited_and_told_to_the_previous_holder(
         assert result.note == "taken_over"
     with Session(engine) as session:
         order = session.get(Order, order_id)
-        assert order is not None and order.assigned_to == "ben"
+        assert order is not None
+        assert order.assigned_to == "ben"
         events = list(
             session.exec(
                 select(OrderEvent)
@@ -91,18 +92,16 @@ def test_a_take_over_is_recorded_audited_and_told_to_the_previous_holder(
         ).one()
         assert (audited.actor, audited.before["assigned_to"]) == ("ben", "ann")
         taken = taken_from(session, order, events, "ann")
-        assert taken is not None and (taken.by, taken.by_name) == ("ben", "Ben")
+        assert taken is not None
+        assert (taken.by, taken.by_name) == ("ben", "Ben")
         assert taken_from(session, order, events, "ben") is None
     # Ann's page was opened before: her next action is refused as a change made meanwhile;
     # on the fresh version she is told the order is Ben's.
-    with Session(engine) as session:
-        with pytest.raises(ConcurrentChangeError, match="by ben"):
-            ClarificationQueue(session, settings).reject(ANN, order_id, stale, reason="dup")
-    with Session(engine) as session:
-        with pytest.raises(PermissionDeniedError, match="only ben or a manager"):
-            ClarificationQueue(session, settings).reject(
-                ANN, order_id, _version(engine, order_id), reason="dup"
-            )
+    with Session(engine) as session, pytest.raises(ConcurrentChangeError, match="by ben"):
+        ClarificationQueue(session, settings).reject(ANN, order_id, stale, reason="dup")
+    fresh = _version(engine, order_id)
+    with Session(engine) as session, pytest.raises(PermissionDeniedError, match="only ben"):
+        ClarificationQueue(session, settings).reject(ANN, order_id, fresh, reason="dup")
 
 
 def test_a_manager_claiming_a_held_order_is_asked_too_but_assigning_is_a_hand_over(
@@ -110,11 +109,10 @@ def test_a_manager_claiming_a_held_order_is_asked_too_but_assigning_is_a_hand_ov
 ) -> None:
     order_id = _claimed_by_ann(engine, settings)
     make_user(engine, "maria", Role.MANAGER)
-    with Session(engine) as session:
-        with pytest.raises(HeldByAnotherError):
-            ClarificationQueue(session, settings).assign(
-                MARIA, order_id, _version(engine, order_id), "maria"
-            )
+    with Session(engine) as session, pytest.raises(HeldByAnotherError):
+        ClarificationQueue(session, settings).assign(
+            MARIA, order_id, _version(engine, order_id), "maria"
+        )
     with Session(engine) as session:
         result = ClarificationQueue(session, settings).assign(
             MARIA, order_id, _version(engine, order_id), "ben"

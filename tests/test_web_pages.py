@@ -268,7 +268,8 @@ def test_a_coder_acting_on_an_order_another_coder_claimed_is_told_whose_it_is(
     bulk = ben.post("/queue/claim", data={"pick": picks, "csrf_token": ben_csrf})
     assert "Claimed 0" not in bulk.text
     assert "1 order not claimed (none of those ticked)" in bulk.text
-    assert "1 held by another coder" in bulk.text and "(held by Ann since" in bulk.text
+    assert "1 held by another coder" in bulk.text
+    assert "(held by Ann since" in bulk.text
     assert "Take over this order from Ann since" in bulk.text
     assert "held" in ann.get(f"/orders/{order_id}").text
 

@@ -48,9 +48,7 @@ def chromium() -> Iterator[Browser]:
         launched.close()
 
 
-def open_page(
-    browser: Browser, dialogs: list[str], width: int = 1280, height: int = 800
-) -> Page:
+def open_page(browser: Browser, dialogs: list[str], width: int = 1280, height: int = 800) -> Page:
     """A page of its own (own cookies); dialogs are recorded, then accepted."""
     page = browser.new_context(viewport={"width": width, "height": height}).new_page()
 

@@ -103,7 +103,8 @@ def test_taking_over_a_claim_asks_first_is_audited_and_the_first_coder_sees_it(
     )
     with Session(engine) as session:
         order = session.get(Order, first)
-        assert order is not None and order.assigned_to == "ann"
+        assert order is not None
+        assert order.assigned_to == "ann"
 
 
 def _fix_the_diagnosis(page: object) -> None:
@@ -135,7 +136,8 @@ def test_the_history_reads_as_sentences_with_the_recorded_detail_kept(
     expect(history).to_contain_text("Checked, verified, ready for release; resolved:")
     expect(history).to_contain_text("Received from the ordering system (message PFM900001).")
     sentences = " ".join(history.locator("span.event").all_inner_texts())
-    assert "message_id" not in sentences and "DX_NOT_BILLABLE@" not in sentences
+    assert "message_id" not in sentences
+    assert "DX_NOT_BILLABLE@" not in sentences
     # The raw detail stays on hand: on hover, and in a details element.
     verified = history.locator("tr", has_text="found: Diagnosis not billable")
     assert "added: DX_NOT_BILLABLE@DG1[1]-3" in (
@@ -254,6 +256,7 @@ def test_the_attempt_count_never_goes_past_the_cap(
             )
     page.goto(f"{live_url}/orders/{order_id}")
     body = page.locator("main").inner_text()
-    assert "Attempt 5 of 4" not in body and "of 4 if unanswered" not in body
+    assert "Attempt 5 of 4" not in body
+    assert "of 4 if unanswered" not in body
     expect(page.locator("#attempts-used")).to_have_text("· all 4 unanswered attempts used")
     expect(page.locator("#record-contact select[name=outcome] option")).to_have_text(["Answered"])
