@@ -45,7 +45,7 @@ def test_claiming_an_order_another_coder_holds_asks_first_and_changes_nothing(
 ) -> None:
     order_id = _claimed_by_ann(engine, settings)
     version = _version(engine, order_id)
-    pattern = r"held by Ann since \d{4}-\d\d-\d\d"
+    pattern = r"held by Ann \(ann\) since \d{4}-\d\d-\d\d"
     with Session(engine) as session, pytest.raises(HeldByAnotherError, match=pattern) as err:
         ClarificationQueue(session, settings).assign(BEN, order_id, version, "ben")
     assert err.value.holder == "ann"
@@ -59,6 +59,11 @@ def test_claiming_an_order_another_coder_holds_asks_first_and_changes_nothing(
         since = order.assigned_at.astimezone(UTC)
         assert held.question(UTC) == f"Held by Ann since {since:%H:%M} — take over?"
         assert holders(session, [order], "ann") == {}
+        refused = session.exec(
+            select(AuditEntry).where(AuditEntry.action == "action_refused")
+        ).one()
+        assert refused.actor == "ben"
+        assert refused.after["reason"] == "claimed by another coder; take-over not confirmed"
 
 
 def test_a_take_over_is_recorded_audited_and_told_to_the_previous_holder(

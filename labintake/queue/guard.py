@@ -25,12 +25,14 @@ from labintake.config import Settings
 from labintake.db import utcnow
 from labintake.errors import (
     ConcurrentChangeError,
+    HeldByAnotherError,
     NotFoundError,
     PermissionDeniedError,
     WorkflowError,
 )
 from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.models.users import User
+from labintake.queue.claims import Holder
 from labintake.queue.listing import QUEUE_STATUSES
 
 
@@ -108,8 +110,11 @@ class GuardedActions:
             )
         return order
 
-    def _refuse_claimed(self, actor: Actor, order_id: int, assignee: str) -> NoReturn:
-        """Undo the version bump, audit the refused attempt, and refuse it."""
+    def _refuse_claimed(
+        self, actor: Actor, order_id: int, assignee: str, *, holder: Holder | None = None
+    ) -> NoReturn:
+        """Undo the version bump, audit the refused attempt, and refuse it. With `holder`: a
+        claim of an order someone else holds, not confirmed as a take-over (the screen asks)."""
         self.session.rollback()
         audit.record(
             self.session,
@@ -117,9 +122,22 @@ class GuardedActions:
             "action_refused",
             order_id=order_id,
             via=actor.via,
-            after={"reason": "claimed by another coder", "assigned_to": assignee},
+            after={
+                "reason": "claimed by another coder"
+                + ("; take-over not confirmed" if holder else ""),
+                "assigned_to": assignee,
+            },
         )
         self.session.commit()
+        if holder is not None:
+            named = holder.name + (f" ({assignee})" if holder.name != assignee else "")
+            since = f" since {holder.since:%Y-%m-%d %H:%M} UTC" if holder.since else ""
+            raise HeldByAnotherError(
+                f"order {order_id} is held by {named}{since}: take it over, or leave it to "
+                "them. Nothing was saved.",
+                order_id=order_id,
+                holder=assignee,
+            )
         raise PermissionDeniedError(
             f"order {order_id} is {assignee}'s: only {assignee} or a manager may act on it. "
             "Nothing was saved; ask a manager to assign it to you."

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from labintake.auth.roles import Role
 from labintake.db import utcnow
-from labintake.errors import HeldByAnotherError, PermissionDeniedError, WorkflowError
+from labintake.errors import PermissionDeniedError, WorkflowError
 from labintake.models.orders import Finding, Order
 from labintake.models.queue import OfficeContact, OfficeQuery
 from labintake.models.users import User
@@ -83,13 +83,7 @@ class ClarificationQueue(Corrections):
             and current.assigned_to not in (None, actor.username)
         ):
             holder = holders(self.session, [current], actor.username)[order_id]
-            raise HeldByAnotherError(
-                f"order {order_id} is held by {holder.name}"
-                + (f" since {holder.since:%Y-%m-%d %H:%M} UTC" if holder.since else "")
-                + ": take it over, or leave it to them. Nothing was saved.",
-                order_id=order_id,
-                holder=holder.username,
-            )
+            self._refuse_claimed(actor, order_id, holder.username, holder=holder)
         order = self._take(
             actor, order_id, expected_version, action_key, take_over=take_over and claiming
         )
