@@ -65,9 +65,14 @@ def _contact(detail: dict[str, Any], where: Mapping[str, str]) -> str:
     channel = str(after.get("channel", ""))
     outcome = str(after.get("outcome", ""))
     answer = str(after.get("answer") or "")
+    if not channel:
+        return "Contact recorded."
     if outcome == ContactOutcome.ANSWERED.value:
-        said = f": “{answer}”" if answer else ""
-        return f"Office answered by {channel}{said}."
+        return (
+            f"Office answered by {channel}: “{answer}”"
+            if answer
+            else (f"Office answered by {channel}.")
+        )
     try:
         label = OUTCOME_LABELS[ContactOutcome(outcome)].lower()
     except ValueError:

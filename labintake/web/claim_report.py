@@ -70,13 +70,11 @@ def claim_report(
         changed=_ids(params.get("changed", "")),
         zone=zone,
     )
-    versions: dict[int, int] = {}
-    for item in params.get("held", "").split(",")[:50]:
-        order_id, _, version = item.partition(":")
-        if order_id.isdigit() and version.isdigit() and len(order_id + version) <= 20:
-            versions[int(order_id)] = int(version)
-    if versions:
-        orders = list(session.exec(select(Order).where(col(Order.id).in_(versions))))
+    # "id:version" as ticked; the offer to take over uses each order's current version,
+    # since the coder confirms against who holds it now.
+    held = _ids(",".join(item.partition(":")[0] for item in params.get("held", "").split(",")))
+    if held:
+        orders = list(session.exec(select(Order).where(col(Order.id).in_(held))))
         held_by = holders(session, orders, username)
         for order in sorted(orders, key=lambda o: o.id or 0):
             holder = held_by.get(order.id or 0)
