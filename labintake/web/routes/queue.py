@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from labintake import audit
 from labintake.errors import HeldByAnotherError, WorkflowError
+from labintake.queue.claims import TAKEN_OVER
 from labintake.queue.listing import (
     DueFilter,
     PriorityFilter,
@@ -233,7 +234,7 @@ def claim_selected(
             continue
         if not result.replayed:
             claimed += 1
-            taken_over += result.note == "taken_over"
+            taken_over += result.note == TAKEN_OVER
     query = {"assignee": "mine", "apply": "1", "claimed": str(claimed), "picked": str(len(pick))}
     if taken_over:
         query["taken_over"] = str(taken_over)
