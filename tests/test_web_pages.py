@@ -251,9 +251,9 @@ def test_claiming_several_orders_at_once_skips_the_ones_changed_meanwhile(
     result = client.post(
         "/queue/claim", data={"pick": picks, "csrf_token": csrf, "action_key": "bulk1"}
     )
-    assert (
-        "Claimed 1 order(s). Skipped, changed by someone meanwhile: " + str(second) in result.text
-    )
+    assert "Claimed 1 order. 1 skipped: see below." in result.text
+    assert "1 changed by someone meanwhile, or no longer in the queue" in result.text
+    assert f'<a href="/orders/{second}">order {second}</a>' in result.text
     assert [int(i) for i in re.findall(r'data-href="/orders/(\d+)"', result.text)] == [first]
 
 
@@ -284,7 +284,11 @@ def test_a_coder_acting_on_an_order_another_coder_claimed_is_told_whose_it_is(
     assert flash.headers["HX-Retarget"] == "#flash"
     picks = [f"{order_id}:{version}"]
     bulk = ben.post("/queue/claim", data={"pick": picks, "csrf_token": ben_csrf})
-    assert f"Skipped, claimed by another coder (ask a manager): {order_id}" in bulk.text
+    assert "Claimed 0" not in bulk.text
+    assert "1 order not claimed (none of those ticked)" in bulk.text
+    assert "1 held by another coder" in bulk.text
+    assert "(held by Ann since" in bulk.text
+    assert "Take over this order from Ann since" in bulk.text
     assert "held" in ann.get(f"/orders/{order_id}").text
 
 

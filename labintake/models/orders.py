@@ -102,6 +102,8 @@ class Order(SQLModel, table=True):
     # Clarification queue: who works the order, and when its next action is due (a first look
     # within FIRST_ACTION_HOURS of arrival, then each contact's follow-up date).
     assigned_to: str | None = Field(default=None, max_length=100)
+    # When `assigned_to` last changed: "held by Ana since 10:12" when another coder claims it.
+    assigned_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     # Search and sort keys (`labintake.search_keys`), written with the order: names without
     # case or accents, and the HL7 priority as a rank (0 STAT ... 3 routine).
     family_fold: str | None = Field(default=None, max_length=200)

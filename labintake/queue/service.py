@@ -18,6 +18,7 @@ from labintake.models.orders import Finding, Order
 from labintake.models.queue import OfficeContact, OfficeQuery
 from labintake.models.users import User
 from labintake.queue import integration
+from labintake.queue.claims import TAKEN_OVER, holders
 from labintake.queue.contacts import (
     MAX_UNANSWERED_ATTEMPTS,
     ContactInput,
@@ -62,24 +63,49 @@ class ClarificationQueue(Corrections):
         expected_version: int,
         assignee: str | None,
         action_key: str = "",
+        *,
+        take_over: bool = False,
     ) -> ActionResult:
-        """Claim (assignee = self), hand over (managers), or put back (assignee None)."""
+        """Claim (assignee = self), hand over (managers), or put back (assignee None).
+
+        Claiming an order someone else holds is a take-over: without `take_over` it is refused
+        with HeldByAnotherError (the screen asks "Held by Ana since 10:12 — take over?");
+        with it, the order changes hands and a `taken_over` event names the previous holder."""
         if actor.role is Role.CODER and assignee not in (actor.username, None):
             raise PermissionDeniedError("coders claim orders for themselves; managers assign")
         if assignee is not None and assignee != actor.username:
             user = self.session.exec(select(User).where(User.username == assignee)).first()
             if user is None or not user.active:
                 raise WorkflowError(f"no active user {assignee!r}")
-        order = self._take(actor, order_id, expected_version, action_key)
+        claiming = assignee == actor.username
+        current = self.session.get(Order, order_id)
+        if (
+            claiming
+            and not take_over
+            and current is not None
+            and current.row_version == expected_version
+            and current.assigned_to not in (None, actor.username)
+        ):
+            holder = holders(self.session, [current], actor.username)[order_id]
+            self._refuse_claimed(actor, order_id, holder.username, holder=holder)
+        order = self._take(
+            actor, order_id, expected_version, action_key, take_over=take_over and claiming
+        )
         if order is None:
             return self._replayed(order_id)
-        before = {"assigned_to": order.assigned_to}
+        previous = order.assigned_to
+        before: dict[str, object] = {"assigned_to": previous}
+        action = "claimed" if claiming else "assigned"
+        if claiming and previous not in (None, actor.username):
+            action = TAKEN_OVER
+            before["assigned_at"] = order.assigned_at.isoformat() if order.assigned_at else None
+        if previous != assignee:
+            order.assigned_at = utcnow() if assignee is not None else None
         order.assigned_to = assignee
         self.session.add(order)
-        action = "claimed" if assignee == actor.username else "assigned"
         self._log(actor, order, action, before, {"assigned_to": assignee}, action_key)
         self.session.commit()
-        return ActionResult(order)
+        return ActionResult(order, note=TAKEN_OVER if action == TAKEN_OVER else "")
 
     # -- contacts and queries ----------------------------------------------------------
 

@@ -46,6 +46,9 @@ class Versioned(BaseModel):
 
 class AssignBody(Versioned):
     assignee: str | None = Field(default=None, max_length=100)
+    take_over: bool = Field(
+        default=False, description="claim an order another coder holds (recorded as taken over)"
+    )
 
 
 class ContactBody(Versioned):
@@ -200,7 +203,9 @@ def assign(
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
     _bind(session, actor.username, idempotency_key, "assign", order_id, body)
-    queue.assign(actor, order_id, body.row_version, body.assignee, idempotency_key)
+    queue.assign(
+        actor, order_id, body.row_version, body.assignee, idempotency_key, take_over=body.take_over
+    )
     return _fresh(session, order_id)
 
 

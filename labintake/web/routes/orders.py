@@ -14,6 +14,7 @@ from labintake.auth.roles import Role
 from labintake.db import utcnow
 from labintake.models.messages import InboundMessage
 from labintake.models.users import User
+from labintake.queue.claims import holders, taken_from
 from labintake.queue.contacts import (
     MAX_UNANSWERED_ATTEMPTS,
     OUTCOME_LABELS,
@@ -38,9 +39,10 @@ from labintake.web.deps import (
     SessionDep,
     SettingsDep,
 )
+from labintake.web.order_view import failing_diagnoses, history_lines, next_step
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
-from labintake.web.routes.queue import working_list
+from labintake.web.routes.queue import coder_zone, working_list
 
 router = APIRouter()
 
@@ -74,6 +76,7 @@ def order_page(
     user: CoderUser,
     session: SessionDep,
     settings: SettingsDep,
+    queue: QueueDep,
     tests_offset: int = Query(0, ge=0, le=MAX_DB_INT),
 ) -> Response:
     detail = load_order_detail(session, order_id, tests_offset=tests_offset)
@@ -93,6 +96,11 @@ def order_page(
         else None
     )
     last_event = detail.events[-1] if detail.events else None
+    order = detail.order
+    taken = taken_from(session, order, detail.events, user.username)
+    if done == "claimed" and order.assigned_to != user.username:
+        done = ""  # an old "You have claimed this order" link, reloaded after a take-over
+    holder = holders(session, [order], user.username).get(order_id)
     return render(
         request,
         "order.html",
@@ -108,6 +116,13 @@ def order_page(
             "stale": stale,
             "released_meanwhile": released_meanwhile,
             "last_event": last_event,
+            "taken": taken,
+            "history": history_lines(detail),
+            "dx_titles": queue.official_titles(order, [dx.code for dx in detail.diagnoses]),
+            "dx_failing": failing_diagnoses(detail),
+            "next_step": "" if stale else next_step(detail),
+            "holder": holder,
+            "take_over_question": holder.question(coder_zone(request)) if holder else "",
             "channels": [c.value for c in ContactChannel],
             "outcomes": OUTCOME_LABELS,
             "abn_modifiers": ABN_MODIFIERS,
@@ -142,12 +157,25 @@ def assign(
     row_version: RowVersion,
     action_key: ActionKey = "",
     assignee: Annotated[str, Form(max_length=100)] = "",
+    take_over: Annotated[bool, Form()] = False,
 ) -> Response:
-    """Claim (assignee = me), hand over (managers) or put back (empty)."""
+    """Claim (assignee = me), take over (confirmed on the page), hand over (managers) or put
+    back (empty)."""
     target = user.username if assignee == "me" else (assignee.strip() or None)
-    queue.assign(actor, order_id, row_version, target, action_key)
+    queue.assign(actor, order_id, row_version, target, action_key, take_over=take_over)
     done = "claimed" if target == user.username else "assigned"
     return _after(request, session, order_id, done, user)
+
+
+@router.get("/orders/{order_id}/claim-watch")
+def claim_watch(
+    request: Request, order_id: RowId, user: CoderUser, session: SessionDep
+) -> Response:
+    """Polled by the holder's open order page: tells them at once when the order is taken
+    over (their next action would be refused as a change made meanwhile)."""
+    detail = load_order_detail(session, order_id, page=1)
+    taken = taken_from(session, detail.order, detail.events, user.username)
+    return render(request, "partials/claim_watch.html", {"o": detail.order, "taken": taken})
 
 
 @router.post("/orders/{order_id}/contacts")
