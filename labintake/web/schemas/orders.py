@@ -131,6 +131,10 @@ class OfficeQuery(ApiModel):
     status: str
     created_at: str
     actor: str
+    respond_by: str | None
+    closed_at: str | None
+    closed_reason: str | None
+    finding_codes: list[str]
 
 
 class HistoryEntry(ApiModel):
