@@ -216,7 +216,7 @@ def test_a_deactivated_user_cannot_sign_in_until_reactivated(
     login(client, "ida")
     with Session(engine) as session:
         actions = [e.action for e in session.exec(select(AuditEntry).order_by(AuditEntry.id))]  # type: ignore[arg-type]
-    assert actions[:3] == ["user_deactivated", "login_failed", "user_reactivated"]
+    assert actions[:4] == ["user_added", "user_deactivated", "login_failed", "user_reactivated"]
 
 
 def test_failed_sign_ins_and_the_lockout_are_audited_and_logged_without_the_password(
@@ -251,6 +251,7 @@ def test_failed_sign_ins_and_the_lockout_are_audited_and_logged_without_the_pass
     with Session(engine) as session:
         entries = list(session.exec(select(AuditEntry).order_by(AuditEntry.id)))  # type: ignore[arg-type]
     assert [(e.actor, e.action) for e in entries] == [
+        ("cli", "user_added"),
         ("jay", "login_failed"),
         ("unknown", "login_failed"),
         ("jay", "account_locked"),
@@ -258,7 +259,7 @@ def test_failed_sign_ins_and_the_lockout_are_audited_and_logged_without_the_pass
         ("unknown", "login_failed"),
     ]
     assert all("Secret-Guess" not in str(e.after) for e in entries)
-    assert entries[0].after == {"client": "testclient", "reason": "wrong password"}
+    assert entries[1].after == {"client": "testclient", "reason": "wrong password"}
 
 
 def test_a_login_form_from_another_browser_is_refused(settings: Settings, engine: Engine) -> None:

@@ -23,6 +23,8 @@ from labintake.auth.throttle import SignInThrottle
 from labintake.config import Settings
 from labintake.web.errors import install_error_handlers
 from labintake.web.routes import (
+    account,
+    admin_users,
     api_orders,
     dashboard,
     health,
@@ -53,6 +55,8 @@ ROUTERS: list[APIRouter] = [
     api_orders.router,
     dashboard.router,
     stats.router,
+    account.router,
+    admin_users.router,
 ]
 
 
