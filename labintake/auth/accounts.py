@@ -138,8 +138,8 @@ def _keep_an_admin(session: Session, user: User, field: str) -> None:
     ).all()
     if not [i for i in admins if i != user.id]:
         raise WorkflowError(
-            f"{user.username} is the last active administrator; make another user an "
-            "administrator first",
+            f"there must be an active administrator and {user.username} is the last one; "
+            "make another user an administrator first",
             field=field,
         )
 
