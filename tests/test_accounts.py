@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from labintake.auth import accounts, hashing
 from labintake.auth.accounts import check_password
 from labintake.auth.policy import LoginPolicy
+from labintake.auth.roles import Role
 from labintake.cli import app as cli_app
 from labintake.config import Settings
 from labintake.errors import NotAuthenticatedError
@@ -331,3 +332,26 @@ def test_a_sign_in_with_every_hashing_slot_taken_is_refused_at_once_with_503(
     assert response.headers["retry-after"] == "1"
     assert "busy" in response.text
     login(client, "max")  # with the slots free again, signing in works
+
+
+def test_the_commands_keep_an_active_administrator_and_name_tokens(
+    settings: Settings, engine: Engine
+) -> None:
+    make_user(engine, "root", Role.ADMIN)
+    env = {"LABINTAKE_DATABASE_URL": settings.database_url, "LABINTAKE_DEVELOPMENT": "1"}
+    for args in (["users", "role", "root", "manager"], ["users", "deactivate", "root"]):
+        refused = CliRunner().invoke(cli_app, args, env=env)
+        assert refused.exit_code == 1
+        assert "root is the last one; make another user an administrator first" in refused.output
+    assert (_user(engine, "root").role, _user(engine, "root").active) == ("admin", True)
+    make_user(engine, "deputy", Role.ADMIN)
+    assert "now has role manager" in _cli(settings, "users", "role", "root", "manager")
+    token = _cli(settings, "tokens", "create", "deputy", "--name", "nightly export").strip()
+    with Session(engine) as session:
+        row = session.exec(select(ApiToken).where(ApiToken.prefix == token[:12])).one()
+        added = session.exec(select(AuditEntry).where(AuditEntry.action == "user_added")).all()
+    assert row.name == "nightly export"
+    assert [(e.actor, e.via, e.after["user"]) for e in added] == [
+        ("cli", "cli", "root"),
+        ("cli", "cli", "deputy"),
+    ]
