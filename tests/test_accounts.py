@@ -22,7 +22,7 @@ from labintake.auth.policy import LoginPolicy
 from labintake.auth.roles import Role
 from labintake.cli import app as cli_app
 from labintake.config import Settings
-from labintake.errors import NotAuthenticatedError
+from labintake.errors import NotAuthenticatedError, WorkflowError
 from labintake.logs import configure_logging
 from labintake.models.users import ApiToken, AuditEntry, User
 from labintake.web.app import create_app
@@ -355,3 +355,44 @@ def test_the_commands_keep_an_active_administrator_and_name_tokens(
         ("cli", "cli", "root"),
         ("cli", "cli", "deputy"),
     ]
+
+
+@pytest.mark.parametrize("change", ["role", "deactivate"])
+def test_two_administrators_stepping_each_other_down_at_once_leave_one(
+    engine: Engine, change: str
+) -> None:
+    make_user(engine, "amy", Role.ADMIN)
+    make_user(engine, "bea", Role.ADMIN)
+    start = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def step_down(actor: str, target: str) -> None:
+        with Session(engine, expire_on_commit=False) as session:
+            user = session.exec(select(User).where(User.username == target)).one()
+            session.commit()  # no transaction open while waiting for the other thread
+            start.wait()
+            try:
+                if change == "role":
+                    accounts.set_role(session, user, Role.CODER, actor=actor)
+                else:
+                    accounts.deactivate_user(session, user, actor=actor)
+                session.commit()
+                outcomes[target] = "changed"
+            except WorkflowError as exc:
+                session.rollback()
+                outcomes[target] = str(exc)
+
+    threads = [
+        threading.Thread(target=step_down, args=pair) for pair in (("amy", "bea"), ("bea", "amy"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes.values())[0] == "changed"
+    assert "is the last one" in sorted(outcomes.values())[1]
+    with Session(engine) as session:
+        admins = session.exec(
+            select(User).where(User.role == "admin", User.active == True)  # noqa: E712
+        ).all()
+    assert len(admins) == 1

@@ -25,7 +25,7 @@ import logging
 from functools import cache
 from typing import Any, NoReturn
 
-from sqlalchemy import case, delete, update
+from sqlalchemy import case, delete, func, update
 from sqlmodel import Session, col, select
 
 from labintake import audit
@@ -125,8 +125,10 @@ def _check_length(password: str, policy: LoginPolicy) -> None:
 def _keep_an_admin(session: Session, user: User, field: str) -> None:
     """Refuse to take the admin role or access from the last active administrator.
 
-    The active administrators' rows are locked (PostgreSQL; SQLite has one writer at a
-    time), so two administrators demoting each other at once cannot leave none.
+    Checked before the change, with the active administrators' rows locked (PostgreSQL:
+    two administrators demoting each other at once are taken one after the other), and
+    again after it, once this transaction holds the write lock (SQLite, where reads take
+    no lock): see `_an_admin_remains`.
     """
     if user.role != Role.ADMIN.value or not user.active:
         return
@@ -137,11 +139,26 @@ def _keep_an_admin(session: Session, user: User, field: str) -> None:
         .with_for_update()
     ).all()
     if not [i for i in admins if i != user.id]:
-        raise WorkflowError(
-            f"there must be an active administrator and {user.username} is the last one; "
-            "make another user an administrator first",
-            field=field,
-        )
+        raise WorkflowError(_last_admin(user), field=field)
+
+
+def _an_admin_remains(session: Session, user: User, field: str) -> None:
+    """After the change is written: refuse it if no active administrator is left."""
+    session.flush()
+    left = session.exec(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == Role.ADMIN.value, User.active == True)  # noqa: E712
+    ).one()
+    if not left:
+        raise WorkflowError(_last_admin(user), field=field)
+
+
+def _last_admin(user: User) -> str:
+    return (
+        f"there must be an active administrator and {user.username} is the last one; "
+        "make another user an administrator first"
+    )
 
 
 def end_access(session: Session, user: User) -> tuple[int, int]:
@@ -253,6 +270,7 @@ def set_role(session: Session, user: User, role: Role, *, actor: str, via: str =
         _keep_an_admin(session, user, "role")
     before = {"role": user.role}
     user.role = role.value
+    _an_admin_remains(session, user, "role")
     _changed(session, user, "role_changed", actor, via, before, {"role": role.value})
     return True
 
@@ -264,6 +282,7 @@ def deactivate_user(session: Session, user: User, *, actor: str, via: str = "cli
         return False
     _keep_an_admin(session, user, "active")
     user.active = False
+    _an_admin_remains(session, user, "active")
     _changed(session, user, "user_deactivated", actor, via, {"active": True}, {"active": False})
     return True
 
