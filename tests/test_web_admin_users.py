@@ -307,6 +307,17 @@ def test_a_temporary_password_is_shown_once_and_must_be_changed_at_sign_in(
     client = TestClient(create_app(settings, engine))
     login(client, "cy", temporary)
     assert client.get("/queue", follow_redirects=False).headers["location"] == "/account/password"
+    # Through HTMX the answer is the page's content, swapped into <main>, with a new password.
+    again = admin.post(
+        f"/admin/users/{cy_id}/password",
+        data={"csrf_token": csrf, "mode": "temporary"},
+        headers={**HX, "HX-Trigger": "reset-password"},
+    )
+    assert again.status_code == 200
+    assert "<html" not in again.text
+    second = re.search(r'id="temporary-password">([a-z0-9-]+)<', again.text)
+    assert second is not None
+    assert second.group(1) != temporary
 
 
 def test_a_password_the_admin_types_follows_the_policy_and_may_skip_the_change(

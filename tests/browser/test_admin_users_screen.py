@@ -138,8 +138,18 @@ def test_an_admin_adds_a_user_changes_the_role_and_deactivates_the_account(
     ).to_be_visible()
     expect(ada.locator(".facts dd").first).to_have_text("manager")
 
-    # A temporary password, shown once; nell must choose her own at sign-in.
-    ada.locator("#reset-password").get_by_role("button", name="Reset password").click()
+    # A password typed here follows the policy, said beside the field; then a temporary
+    # password, shown once: nell must choose her own at sign-in.
+    reset = ada.locator("#reset-password")
+    reset.get_by_label("One I type:").check()
+    reset.get_by_label("Password", exact=True).fill("short")
+    reset.get_by_label("Password again").fill("short")
+    reset.get_by_role("button", name="Reset password").click()
+    expect(reset.locator('[data-error-for="password"]')).to_have_text(
+        "The password must have at least 10 characters."
+    )
+    reset.get_by_label("A temporary password", exact=False).check()
+    reset.get_by_role("button", name="Reset password").click()
     temporary = ada.locator("#temporary-password")
     expect(temporary).to_be_visible()
     first_password = temporary.inner_text().strip()

@@ -114,9 +114,11 @@ def _render_user(
     done: str = "",
     temporary: str = "",
 ) -> Response:
+    # A password reset made through HTMX swaps in the page's content only.
+    partial = temporary and request.headers.get("hx-request")
     return render(
         request,
-        "admin_user.html",
+        "partials/admin_user_body.html" if partial else "admin_user.html",
         {
             "account": user,
             "locked": is_locked(user),
