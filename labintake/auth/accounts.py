@@ -123,15 +123,14 @@ def _check_length(password: str, policy: LoginPolicy) -> None:
 
 
 def _keep_an_admin(session: Session, user: User, field: str) -> None:
-    """Refuse to take the admin role or access from the last active administrator.
+    """Refuse to take the admin role or access from `user`, an active administrator, if no
+    other is active.
 
     Checked before the change, with the active administrators' rows locked (PostgreSQL:
     two administrators demoting each other at once are taken one after the other), and
     again after it, once this transaction holds the write lock (SQLite, where reads take
     no lock): see `_an_admin_remains`.
     """
-    if user.role != Role.ADMIN.value or not user.active:
-        return
     admins = session.exec(
         select(User.id)
         .where(User.role == Role.ADMIN.value, User.active == True)  # noqa: E712
@@ -143,7 +142,8 @@ def _keep_an_admin(session: Session, user: User, field: str) -> None:
 
 
 def _an_admin_remains(session: Session, user: User, field: str) -> None:
-    """After the change is written: refuse it if no active administrator is left."""
+    """After `user` stepped down as an administrator, with the change written: refuse it if
+    no active administrator is left (never asked when there was none to begin with)."""
     session.flush()
     left = session.exec(
         select(func.count())
@@ -266,11 +266,13 @@ def set_role(session: Session, user: User, role: Role, *, actor: str, via: str =
     Refused for the last active administrator."""
     if user.role == role.value:
         return False
-    if role != Role.ADMIN:
+    stepping_down = user.role == Role.ADMIN.value and user.active
+    if stepping_down:
         _keep_an_admin(session, user, "role")
     before = {"role": user.role}
     user.role = role.value
-    _an_admin_remains(session, user, "role")
+    if stepping_down:
+        _an_admin_remains(session, user, "role")
     _changed(session, user, "role_changed", actor, via, before, {"role": role.value})
     return True
 
@@ -280,9 +282,12 @@ def deactivate_user(session: Session, user: User, *, actor: str, via: str = "cli
     Refused for the last active administrator."""
     if not user.active:
         return False
-    _keep_an_admin(session, user, "active")
+    stepping_down = user.role == Role.ADMIN.value
+    if stepping_down:
+        _keep_an_admin(session, user, "active")
     user.active = False
-    _an_admin_remains(session, user, "active")
+    if stepping_down:
+        _an_admin_remains(session, user, "active")
     _changed(session, user, "user_deactivated", actor, via, {"active": True}, {"active": False})
     return True
 
