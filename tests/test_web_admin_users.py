@@ -267,6 +267,12 @@ def test_a_role_change_ends_the_users_sessions_and_tokens_and_is_audited(
     )
     page = admin.get(f"/admin/users/{cy_id}?done=role").text
     assert "Role changed; the user&#39;s sessions and API tokens have ended." in page
+    history = page[page.index("<h2>History</h2>") :]
+    rows = re.findall(r"<tr>\s*<td>.*?</td>\s*<td>(.*?)</td>\s*<td>\s*(.*?)\s*</td>", history, re.S)
+    assert rows == [
+        ("ada", "Role changed from coder to manager; 1 session(s) ended, 1 token(s) revoked."),
+        ('cli <span class="muted">(cli)</span>', "Added as coder."),
+    ]
     bad = admin.post(
         f"/admin/users/{cy_id}/role",
         data={"csrf_token": csrf, "role": "owner"},

@@ -10,17 +10,27 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, col, select
 
 from labintake.auth.policy import DEFAULT_POLICY, LoginPolicy
 from labintake.db import utcnow
 from labintake.errors import NotFoundError
-from labintake.models.users import ApiToken, User
+from labintake.models.users import ApiToken, AuditEntry, User
 
 # Letters and digits that cannot be mistaken for one another when read aloud or copied.
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 _GROUP = 4
+# Audit actions about an account, which name it in `before.user` (`after.user` when added).
+ACCOUNT_ACTIONS = (
+    "user_added",
+    "role_changed",
+    "password_changed",
+    "account_unlocked",
+    "user_deactivated",
+    "user_reactivated",
+    "token_revoked",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +83,27 @@ def temporary_password(policy: LoginPolicy = DEFAULT_POLICY) -> str:
     length = max(16, policy.min_password_length)
     letters = "".join(secrets.choice(_ALPHABET) for _ in range(length))
     return "-".join(letters[i : i + _GROUP] for i in range(0, length, _GROUP))
+
+
+def account_history(session: Session, user: User, limit: int = 50) -> list[AuditEntry]:
+    """What was done to `user`'s account and by whom, and its lockouts, newest first."""
+    before, after = col(AuditEntry.before), col(AuditEntry.after)
+    about = or_(
+        before["user"].as_string() == user.username,
+        after["user"].as_string() == user.username,
+    )
+    statement = (
+        select(AuditEntry)
+        .where(
+            or_(
+                and_(col(AuditEntry.action).in_(ACCOUNT_ACTIONS), about),
+                and_(
+                    col(AuditEntry.action) == "account_locked",
+                    col(AuditEntry.actor) == user.username,
+                ),
+            )
+        )
+        .order_by(col(AuditEntry.id).desc())
+        .limit(limit)
+    )
+    return list(session.exec(statement))

@@ -17,7 +17,13 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from labintake.auth import accounts
-from labintake.auth.directory import get_account, is_locked, list_accounts, temporary_password
+from labintake.auth.directory import (
+    account_history,
+    get_account,
+    is_locked,
+    list_accounts,
+    temporary_password,
+)
 from labintake.auth.roles import Role
 from labintake.auth.tokens import revoke_token_of, tokens_of
 from labintake.errors import WorkflowError
@@ -123,6 +129,7 @@ def _render_user(
             "account": user,
             "locked": is_locked(user),
             "tokens": tokens_of(session, user),
+            "history": account_history(session, user),
             "roles": list(Role),
             "is_self": user.id == admin.id,
             "done": done,
