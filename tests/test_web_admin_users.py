@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from labintake.auth.roles import Role
+from labintake.auth.tokens import create_token
 from labintake.config import Settings
 from labintake.models.users import ApiToken, AuditEntry, User, WebSession
 from labintake.web.app import create_app
@@ -434,8 +435,6 @@ def test_tokens_are_listed_without_their_secret_and_revoked_one_by_one(
 ) -> None:
     make_user(engine, "feed", Role.CODER)
     with Session(engine) as session:
-        from labintake.auth.tokens import create_token
-
         kept = create_token(session, "feed", "LIS result feed")
         gone = create_token(session, "feed", "old laptop script")
         session.commit()
