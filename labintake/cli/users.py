@@ -155,12 +155,17 @@ def users_reactivate(name: Annotated[str, typer.Argument(help="login name")]) ->
 
 
 @tokens_app.command("create")
-def tokens_create(name: Annotated[str, typer.Argument(help="the user the token acts as")]) -> None:
+def tokens_create(
+    name: Annotated[str, typer.Argument(help="the user the token acts as")],
+    label: Annotated[
+        str, typer.Option("--name", metavar="TEXT", help="what the token is for, shown in lists")
+    ] = "",
+) -> None:
     """Print a new API bearer token for user NAME (shown once; only its hash is stored)."""
     from labintake.auth.tokens import create_token
 
     with _accounts_session() as session:
-        token = create_token(session, name)
+        token = create_token(session, name, label)
     typer.echo(token)
 
 

@@ -25,6 +25,8 @@ from labintake.config import Settings
 from labintake.web import openapi
 from labintake.web.errors import install_error_handlers
 from labintake.web.routes import (
+    account,
+    admin_users,
     api_orders,
     api_schema,
     dashboard,
@@ -57,6 +59,8 @@ ROUTERS: list[APIRouter] = [
     api_schema.router,
     dashboard.router,
     stats.router,
+    account.router,
+    admin_users.router,
 ]
 
 

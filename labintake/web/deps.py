@@ -39,7 +39,11 @@ from labintake.auth.roles import Role
 from labintake.auth.sessions import resolve_session
 from labintake.auth.tokens import resolve_token, tokens_match
 from labintake.config import Settings
-from labintake.errors import NotAuthenticatedError, PermissionDeniedError
+from labintake.errors import (
+    NotAuthenticatedError,
+    PasswordChangeRequiredError,
+    PermissionDeniedError,
+)
 from labintake.models.users import User, WebSession
 from labintake.queue.service import Actor, ClarificationQueue
 
@@ -49,6 +53,9 @@ MAX_DB_INT = 2**31 - 1
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Open to a browser session whose user must choose a new password first; nothing else is.
+PASSWORD_CHANGE_PATH = "/account/password"  # noqa: S105 - a path, not a password
+_OPEN_BEFORE_PASSWORD_CHANGE = frozenset({PASSWORD_CHANGE_PATH, "/logout"})
 
 
 def get_engine(request: Request) -> Engine:
@@ -113,7 +120,9 @@ def _authenticate(request: Request, session: SessionDep, policy: PolicyDep) -> P
 async def get_principal(
     request: Request, principal: Annotated[Principal, Depends(_authenticate)]
 ) -> Principal:
-    """The authenticated caller; cookie-authenticated state changes must carry the CSRF token."""
+    """The authenticated caller; cookie-authenticated state changes must carry the CSRF token.
+    A browser whose user must change the password reaches only the password page (and
+    sign-out) until it is changed."""
     if request.method not in SAFE_METHODS and principal.web_session is not None:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent and request.headers.get("content-type", "").startswith(
@@ -127,6 +136,12 @@ async def get_principal(
                 "the form's security token is missing or stale; reload the page and try again"
             )
     request.state.principal = principal
+    if (
+        principal.web_session is not None
+        and principal.user.must_change_password
+        and request.url.path not in _OPEN_BEFORE_PASSWORD_CHANGE
+    ):
+        raise PasswordChangeRequiredError("choose a new password first")
     return principal
 
 
