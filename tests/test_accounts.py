@@ -4,8 +4,8 @@ password, role or status, audited refusals, login CSRF, the sign-in throttle and
 from __future__ import annotations
 
 import io
-import os
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable
