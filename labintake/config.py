@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Raw HL7 bytes older than this are purged; order status and audit are kept.
     raw_retention_days: int = Field(default=365, ge=1)
+    # API Idempotency-Keys older than this are deleted (daily, in batches): a retry sent with
+    # an older key is taken as a new request.
+    idempotency_key_retention_days: int = Field(default=7, ge=1)
 
     @field_validator("login_rate_per_address", "login_rate_per_account")
     @classmethod
