@@ -30,6 +30,10 @@ Two scenarios, each on a service of its own:
 spread between runs is part of the result. Each run reports the flood's p50/p99 as a ratio
 to the baseline's of the same run.
 
+`--flood-niceness 19` runs the flood's client at the lowest CPU priority: on one machine the
+attacker's 40 threads take CPU from the listener too, which a flood from another machine
+would not; the difference between the two runs is the client's share.
+
 `--source DIR` runs the service from another checkout (say, the release before the web app
 had a process of its own), for a comparison on the same machine in the same state.
 
@@ -44,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import re
 import shutil
@@ -149,10 +154,14 @@ class Sampler:
         self._thread.join()
 
 
-def _flood(port: int, threads: int, seconds: float, started: Any, results: Connection) -> None:
+def _flood(
+    port: int, threads: int, seconds: float, niceness: int, started: Any, results: Connection
+) -> None:
     """`threads` browsers posting wrong passwords for `seconds` (`started` is set when they
     begin, once each has its form); sends (answers, latencies) on `results`. Runs in a
-    process of its own (see the module docstring)."""
+    process of its own (see the module docstring), at `niceness`."""
+    if niceness:
+        os.nice(niceness)
     answers: Counter[str] = Counter()
     latencies: list[float] = []
     lock = threading.Lock()
@@ -193,13 +202,13 @@ def _flood(port: int, threads: int, seconds: float, started: Any, results: Conne
 class Flood:
     """The sign-in flood in a spawned process: `start`, wait for `flooding`, `join`."""
 
-    def __init__(self, port: int, threads: int, seconds: float) -> None:
+    def __init__(self, port: int, threads: int, seconds: float, niceness: int = 0) -> None:
         context = multiprocessing.get_context("spawn")
         self.flooding = context.Event()
         self._results, child_end = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_flood,
-            args=(port, threads, seconds, self.flooding, child_end),
+            args=(port, threads, seconds, niceness, self.flooding, child_end),
             name="login-flood",
         )
         self._child_end = child_end
@@ -246,7 +255,7 @@ def run_scenario(name: str, run: int, args: argparse.Namespace, workdir: Path) -
         web_before = servers.rss_bytes_of(web_pid)
         load_average = Path("/proc/loadavg").read_text().split()[:3]
         baseline = _mllp(server.port, f"B{tag}", args.rate, args.baseline_seconds)
-        flood = Flood(web_port, args.threads, args.flood_seconds)
+        flood = Flood(web_port, args.threads, args.flood_seconds, args.flood_niceness)
         with Sampler(server.pid, web_pid) as sampler:
             flood.start()
             flood.flooding.wait(180)  # the browsers fetch their sign-in forms first
@@ -311,6 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", nargs="+", default=["default", "unthrottled"])
     parser.add_argument("--threads", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each scenario")
+    parser.add_argument(
+        "--flood-niceness",
+        type=int,
+        default=0,
+        help="run the flood's client at this niceness (19: as if it came from another "
+        "machine, taking this one's CPU only when nothing else wants it)",
+    )
     parser.add_argument("--flood-seconds", type=float, default=15.0)
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=50.0, help="MLLP messages per second")
