@@ -295,7 +295,7 @@ def register_workers(
     # Every message is read within the time budget, in a process of its own: the batch in
     # one, the large and the failed ones in another (docs/limits.md).
     batch_sandbox = ReadingSandbox(settings.interfaces_dir, limits)
-    reading = BatchReading(interfaces, limits, batch_sandbox, settings.read_timeout_seconds)
+    reading = BatchReading(interfaces, limits, batch_sandbox, settings.batch_read_timeout_seconds)
     policy = BatchPolicy(intake)
     verify = pending_verifier(settings, engine, interfaces)
     release = ReleaseRuntime(settings, engine, demo=demo)

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # a process of their own, within READ_TIMEOUT_SECONDS, at most READ_ATTEMPTS times.
     isolated_read_bytes: int = Field(default=64 * 1024, ge=1024)
     read_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The small messages are read in batches, in a process of their own too: one not read
+    # within this is set aside for the isolated reader (a small message reads in milliseconds).
+    batch_read_timeout_seconds: float = Field(default=5.0, gt=0)
     read_attempts: int = Field(default=3, ge=1)
 
     interfaces_dir: Path = Path("interfaces")

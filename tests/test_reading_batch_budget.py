@@ -48,6 +48,7 @@ def test_a_small_message_reading_for_ever_holds_its_batch_up_for_the_budget_at_m
     assert (failed.status, failed.read_attempts) == ("received", 1)
     assert failed.error is not None
     assert failed.error.startswith("reading took longer than 1.5 s")
+    assert "LABINTAKE_BATCH_READ_TIMEOUT_SECONDS" in failed.error
     assert (message(engine, after).status, message(engine, after).read_attempts) == (
         "received",
         0,

@@ -147,7 +147,7 @@ class ReadingSandbox:
             ) from exc
 
     def read_batch(
-        self, messages: list[StoredMessage], timeout: float
+        self, messages: list[StoredMessage], timeout: float, setting: str = "READ_TIMEOUT_SECONDS"
     ) -> tuple[list[Any], SandboxError | None]:
         """The plans of `messages` in order, each read within `timeout` seconds. When one is
         not back in time (or the child dies), the plans read before it and the reason: the
@@ -168,7 +168,7 @@ class ReadingSandbox:
                     self._abandon()
                     return plans, SandboxError(
                         f"reading took longer than {timeout:g} s (stopped after "
-                        f"{elapsed:.1f} s; LABINTAKE_READ_TIMEOUT_SECONDS)"
+                        f"{elapsed:.1f} s; LABINTAKE_{setting})"
                     )
                 plans.append(self._pipe.recv())
         except (EOFError, OSError):

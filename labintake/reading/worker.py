@@ -7,12 +7,13 @@ one short transaction whose first statement claims the messages (so intake commi
 held up while messages are being read).
 
 With a `ReadingSandbox` (as `labintake serve` runs it), the batch is read in that process of
-its own, each message within `budget_seconds`: a message nobody foresaw that would read for
-ever (a reader bug) cannot hold up reading, verification and release, which share the
-pipeline thread. Such a message gets its failure counted (it stays `received`, and from now
-on only the isolated reader takes it, alone, within the same budget: see
-`labintake.reading.isolation`); the messages read before it are written, those after it
-wait for the next batch. Without a sandbox (tests, tools) the batch is read in this thread.
+its own, each message within `budget_seconds` (`BATCH_READ_TIMEOUT_SECONDS`): a message
+nobody foresaw that would read for ever (a reader bug) cannot hold up reading, verification
+and release, which share the pipeline thread. Such a message gets its failure counted (it
+stays `received`, and from now on only the isolated reader takes it, alone, within
+`READ_TIMEOUT_SECONDS`: see `labintake.reading.isolation`); the messages read before it are
+written, those after it wait for the next batch. Without a sandbox (tests, tools) the batch
+is read in this thread.
 
 If a batch cannot be written (a value the database refuses), each message is retried alone
 and the one that still fails is set to `error` with the database's reason; a lost connection
@@ -78,7 +79,7 @@ class BatchReading:
         registry: InterfaceRegistry,
         limits: ReadingLimits,
         sandbox: ReadingSandbox | None = None,
-        budget_seconds: float = 10.0,
+        budget_seconds: float = 5.0,
     ) -> None:
         self.registry = registry
         self.limits = limits
@@ -100,7 +101,9 @@ class BatchReading:
             )
             for row in rows
         ]
-        plans, error = self.sandbox.read_batch(messages, self.budget_seconds)
+        plans, error = self.sandbox.read_batch(
+            messages, self.budget_seconds, "BATCH_READ_TIMEOUT_SECONDS"
+        )
         if error is None:
             return list(plans)
         culprit = messages[len(plans)].message_id
