@@ -83,3 +83,19 @@ def test_a_small_message_killing_the_reading_process_in_a_batch_is_counted(
     assert failed.error is not None
     assert failed.error.startswith("the reading process ended while reading")
     assert batch_sandbox.restarts == 1
+
+
+def test_a_reading_process_that_died_while_idle_blames_no_message(
+    engine: Engine, batch_sandbox: ReadingSandbox
+) -> None:
+    reading = BatchReading(REGISTRY, ReadingLimits(), batch_sandbox, BUDGET)
+    assert read_pending(engine, REGISTRY, reading=reading) == 0
+    first = new_order(engine, "IDLE1", "PL4")
+    assert read_pending(engine, REGISTRY, reading=reading) == 1
+    assert batch_sandbox._process is not None
+    batch_sandbox._process.kill()  # as the kernel's OOM killer would, between two batches
+    batch_sandbox._process.join(5)
+    second = new_order(engine, "IDLE2", "PL5")
+    assert read_pending(engine, REGISTRY, reading=reading) == 1
+    assert [message(engine, m).status for m in (first, second)] == ["read", "read"]
+    assert message(engine, second).read_attempts == 1

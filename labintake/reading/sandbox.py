@@ -154,6 +154,8 @@ class ReadingSandbox:
         messages after it are not read."""
         if not messages:
             return [], None
+        if self._process is not None and not self._process.is_alive():
+            self._abandon()  # died while idle: no message of this batch is to blame
         self.start()
         assert self._pipe is not None
         if not self._ready:
