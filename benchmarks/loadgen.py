@@ -5,6 +5,12 @@ records the time from write to ACK, and only then sends the next one (closed loo
 offered load is exactly what the server can acknowledge). A run ends when the messages run
 out, the duration is over, or, with ``stop_on_error``, a connection fails.
 
+``rate`` paces the load: message n (counted over all connections) is not written before
+n / rate seconds from the start. The wait is an ``asyncio.sleep`` before the timed window, so
+the latency recorded is write to ACK only, and a connection waiting for its turn holds up no
+other connection's reading (a blocking sleep in the message source would stop the whole
+event loop, and every ACK due meanwhile would be read late).
+
 Persistent connections are the normal case. ``reconnect_per_message`` opens a new connection
 for every message and counts the connect time in the latency, for servers that answer one
 message per connection.
@@ -43,6 +49,7 @@ class LoadSpec:
     stop_on_error: bool = True
     ack_timeout_seconds: float = 10.0
     keep_acks: bool = False
+    rate: float = 0.0  # messages per second over all connections; 0: as fast as acknowledged
 
     def __post_init__(self) -> None:
         if self.host not in LOOPBACK_HOSTS:
@@ -51,6 +58,8 @@ class LoadSpec:
             raise ValueError("connections must be at least 1")
         if self.max_messages is None and self.duration_seconds is None:
             raise ValueError("a load needs a message count, a duration, or both")
+        if self.rate < 0:
+            raise ValueError("rate must be 0 (unpaced) or more")
 
 
 @dataclass(slots=True)
@@ -131,7 +140,14 @@ class _Run:
         self.on_ack = on_ack
         self.result = LoadResult(spec)
         self.deadline: float | None = None
+        self.started = 0.0
         self.stopped = False
+
+    def due(self) -> float:
+        """When the message just taken may be written (perf_counter), with `spec.rate`."""
+        if self.spec.rate <= 0:
+            return 0.0
+        return self.started + (self.result.sent - 1) / self.spec.rate
 
     def next_message(self) -> SyntheticMessage | None:
         if self.stopped:
@@ -196,6 +212,9 @@ async def _connection(
         message = run.next_message()
         if message is None:
             break
+        wait = run.due() - clock()
+        if wait > 0:
+            await asyncio.sleep(wait)  # pacing: outside the timed window
         started = clock()
         try:
             if stream is None:
@@ -232,7 +251,7 @@ async def run_load(
         streams = [None] * spec.connections
     else:
         streams = list(await asyncio.gather(*(_open(spec) for _ in range(spec.connections))))
-    started = time.perf_counter()
+    started = run.started = time.perf_counter()
     if spec.duration_seconds is not None:
         run.deadline = started + spec.duration_seconds
     await asyncio.gather(*(_connection(run, stream) for stream in streams))

@@ -26,7 +26,6 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +35,7 @@ from sqlalchemy.engine import Engine
 
 from benchmarks import servers
 from benchmarks.loadgen import LoadResult, LoadSpec, parse_ack, run_load_blocking
-from benchmarks.messages import SENDING_APPLICATION, SyntheticMessage, synthetic_orders
+from benchmarks.messages import SENDING_APPLICATION, synthetic_orders
 from labintake.db import make_engine, migrate
 from labintake.release.stub_lis import StubLis
 
@@ -129,19 +128,6 @@ def count(engine: Engine) -> Totals:
 def _load_average() -> str:
     """The machine's 1/5/15-minute load averages when the run starts (other work shows)."""
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
-def paced(messages: Iterator[SyntheticMessage], rate: float) -> Iterator[SyntheticMessage]:
-    """`messages` no faster than `rate` per second (0: as fast as they are taken)."""
-    if rate <= 0:
-        yield from messages
-        return
-    started = time.perf_counter()
-    for n, message in enumerate(messages):
-        ahead = n / rate - (time.perf_counter() - started)
-        if ahead > 0:
-            time.sleep(ahead)
-        yield message
 
 
 class Monitor:
@@ -246,8 +232,9 @@ def run(args: argparse.Namespace) -> SoakReport:
                 keep_acks=True,
                 stop_on_error=False,
                 ack_timeout_seconds=60.0,
+                rate=max(args.rate, 0.0),
             ),
-            paced(synthetic_orders("SOAK", args.orders), args.rate),
+            synthetic_orders("SOAK", args.orders),
             on_ack=on_ack,
         )
         report.load_seconds = round(time.monotonic() - started, 1)

@@ -284,7 +284,7 @@ def register_workers(
     from labintake.reading.isolation import IsolatedReader
     from labintake.reading.plan import reading_limits
     from labintake.reading.sandbox import ReadingSandbox
-    from labintake.reading.worker import read_pending
+    from labintake.reading.worker import BatchReading, read_pending
     from labintake.verification.service import pending_verifier
 
     check_code_tables(settings)  # refuse to start rather than fail every verification
@@ -292,6 +292,10 @@ def register_workers(
     limits = reading_limits(settings)
     largest = settings.isolated_read_bytes
 
+    # Every message is read within the time budget, in a process of its own: the batch in
+    # one, the large and the failed ones in another (docs/limits.md).
+    batch_sandbox = ReadingSandbox(settings.interfaces_dir, limits)
+    reading = BatchReading(interfaces, limits, batch_sandbox, settings.batch_read_timeout_seconds)
     policy = BatchPolicy(intake)
     verify = pending_verifier(settings, engine, interfaces)
     release = ReleaseRuntime(settings, engine, demo=demo)
@@ -301,7 +305,7 @@ def register_workers(
             (
                 "reader",
                 lambda: read_pending(
-                    engine, interfaces, policy.size(), limits=limits, largest=largest
+                    engine, interfaces, policy.size(), largest=largest, reading=reading
                 ),
             ),
             ("verifier", lambda: verify(policy.size())),
@@ -321,7 +325,7 @@ def register_workers(
         attempts=settings.read_attempts,
     )
     workers.register("isolated-reader", isolated.read_next)
-    return [release, isolated]
+    return [release, isolated, batch_sandbox]
 
 
 def _child_main(settings: Settings, demo: bool, intake: Any, pipe: Connection, parent: int) -> None:

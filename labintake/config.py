@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     # a process of their own, within READ_TIMEOUT_SECONDS, at most READ_ATTEMPTS times.
     isolated_read_bytes: int = Field(default=64 * 1024, ge=1024)
     read_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The small messages are read in batches, in a process of their own too: one not read
+    # within this is set aside for the isolated reader (a small message reads in milliseconds).
+    batch_read_timeout_seconds: float = Field(default=5.0, gt=0)
     read_attempts: int = Field(default=3, ge=1)
 
     # Unset: the folders the package ships (labintake.resources), whatever the working folder.
@@ -164,6 +167,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Raw HL7 bytes older than this are purged; order status and audit are kept.
     raw_retention_days: int = Field(default=365, ge=1)
+    # API Idempotency-Keys older than this are deleted (daily, in batches): a retry sent with
+    # an older key is taken as a new request.
+    idempotency_key_retention_days: int = Field(default=7, ge=1)
 
     @field_validator("query_fallback_fonts")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -417,3 +418,67 @@ def test_two_administrators_stepping_each_other_down_at_once_leave_one(
             select(User).where(User.role == "admin", User.active == True)  # noqa: E712
         ).all()
     assert len(admins) == 1
+
+
+@pytest.fixture
+def every_hash(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every argon2 check made, the dummy hash's included."""
+    checked: list[str] = []
+    real = hashing._verify
+
+    def counting(password_hash: str, password: str) -> bool:
+        checked.append(password)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(hashing, "_verify", counting)
+    return checked
+
+
+def _audit_rows(engine: Engine) -> int:
+    with Session(engine) as session:
+        return len(session.exec(select(AuditEntry.id)).all())
+
+
+def test_a_throttled_client_costs_no_hash_and_no_database_write(
+    strict_settings: Settings, engine: Engine, every_hash: list[str]
+) -> None:
+    make_user(engine, "flo")
+    client = TestClient(create_app(strict_settings, engine))
+    # Unknown names: each checks the dummy hash until the address is over its 6 a minute.
+    assert [_attempt(client, f"nobody{i}") for i in range(6)] == [401] * 6
+    hashes, rows = len(every_hash), _audit_rows(engine)
+    assert hashes == 6
+    assert [_attempt(client, name) for name in ("flo", "nobody9", "flo")] == [429] * 3
+    assert (len(every_hash), _audit_rows(engine)) == (hashes, rows)
+    assert _user(engine, "flo").failed_logins == 0  # not even counted
+
+
+def test_a_locked_account_is_refused_without_a_hash_or_a_count(
+    engine: Engine, every_hash: list[str]
+) -> None:
+    make_user(engine, "ida")
+    policy = LoginPolicy(max_failed_logins=2)
+    with Session(engine, expire_on_commit=False) as session:
+        for _ in range(3):
+            with pytest.raises(NotAuthenticatedError):
+                check_password(session, "ida", WRONG, policy)
+    locked = _user(engine, "ida")
+    assert locked.locked_until is not None
+    hashes = len(every_hash)
+    with Session(engine, expire_on_commit=False) as session:
+        for password in (WRONG, PASSWORD):
+            with pytest.raises(NotAuthenticatedError, match="locked"):
+                check_password(session, "ida", password, policy)
+    assert len(every_hash) == hashes
+    assert _user(engine, "ida").failed_logins == locked.failed_logins
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no per-thread priority here")
+def test_passwords_are_hashed_in_threads_at_the_lowest_cpu_priority() -> None:
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    assert niceness() < hashing.HASH_NICENESS  # the caller's own priority is left alone
+    assert hashing._in_hashing_thread(niceness) == hashing.HASH_NICENESS
+    assert niceness() < hashing.HASH_NICENESS
+    assert accounts.verify_password(hashing.hash_password(PASSWORD), PASSWORD)

@@ -361,6 +361,10 @@ def check_password(
     if user is None or user.id is None or not user.active:
         verify_password(_dummy_hash(), password)
         _refuse(session, user, client, "unknown user" if user is None else "inactive")
+    if user.locked_until is not None and user.locked_until > utcnow():
+        # Locked as read: refused without counting (a write) or hashing. One that ended
+        # meanwhile is still counted below, which takes the lock's end into account.
+        _refuse(session, user, client, "locked", message=LOCKED)
     attempt = _count_attempt(session, user.id)
     if attempt is None:
         _refuse(session, user, client, "locked", message=LOCKED)

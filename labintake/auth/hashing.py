@@ -7,20 +7,38 @@ takes one of HASH_SLOTS slots first; a caller that does not get one within
 HASH_WAIT_SECONDS is refused (:class:`~labintake.errors.BusyError`, HTTP 503 with
 Retry-After) instead of waiting in an unbounded queue. The slots bound both the memory
 (HASH_SLOTS x 19 MiB) and the CPU a sign-in flood can take from the rest of the machine.
+
+The hashes themselves run in HASH_SLOTS threads of their own at the lowest CPU priority
+(HASH_NICENESS, Linux: niceness is per thread): a flood that keeps both slots busy takes the
+processor only when the MLLP listener and the rest of the web app leave it idle. argon2 runs
+with one lane (one thread per hash).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from labintake.errors import BusyError
 
-__all__ = ["HASH_SLOTS", "hash_password", "hashing_slot", "needs_rehash", "verify_password"]
+__all__ = [
+    "HASH_NICENESS",
+    "HASH_SLOTS",
+    "hash_password",
+    "hashing_slot",
+    "needs_rehash",
+    "verify_password",
+]
+
+T = TypeVar("T")
 
 # argon2id at the OWASP Password Storage Cheat Sheet's first configuration (19 MiB, 2
 # iterations, 1 lane) rather than the library's default (64 MiB, 3, 4): the same strength by
@@ -33,7 +51,27 @@ HASH_SLOTS = 2
 # still passes, while a flood is refused quickly.
 HASH_WAIT_SECONDS = 0.25
 
+# The hashing threads' niceness: the lowest priority there is (the web process itself runs
+# at 5, the listener at 0).
+HASH_NICENESS = 19
+
 _slots = threading.BoundedSemaphore(HASH_SLOTS)
+
+
+def _lower_priority() -> None:
+    """Run this thread (a hashing thread) at HASH_NICENESS; no-op where not supported."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux: the process's priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
+
+
+# As many threads as slots: a caller holding a slot never waits for a thread.
+_threads = ThreadPoolExecutor(
+    max_workers=HASH_SLOTS, thread_name_prefix="argon2", initializer=_lower_priority
+)
+
+
+def _in_hashing_thread(work: Callable[[], T]) -> T:
+    return _threads.submit(work).result()
 
 
 @contextmanager
@@ -50,16 +88,20 @@ def hashing_slot(wait: float | None = None) -> Iterator[None]:
 
 def hash_password(password: str, *, wait: float | None = None) -> str:
     with hashing_slot(wait):
-        return _hasher.hash(password)
+        return _in_hashing_thread(lambda: _hasher.hash(password))
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     """True when `password` matches `password_hash` (False for a malformed hash)."""
     with hashing_slot():
-        try:
-            return _hasher.verify(password_hash, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
+        return _in_hashing_thread(lambda: _verify(password_hash, password))
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
 
 
 def needs_rehash(password_hash: str) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
@@ -24,17 +24,20 @@ from labintake.models.release import JobLease
 T = TypeVar("T")
 
 
-def acquire(engine: Engine, name: str, owner: str, ttl_seconds: float) -> bool:
-    """Take (or renew) the lease on `name` for `owner`; False when someone else holds it."""
+def acquire(
+    engine: Engine, name: str, owner: str, ttl_seconds: float, *, renew: bool = True
+) -> bool:
+    """Take (or renew) the lease on `name` for `owner`; False when someone else holds it.
+    Without `renew`, a live lease is never taken, not even by its own owner (for work that
+    must not start twice, whoever asks)."""
     now = utcnow()
     expires = now + timedelta(seconds=ttl_seconds)
+    free = col(JobLease.expires_at) < now
+    takeable = (free | (col(JobLease.owner) == owner)) if renew else free
     with session_scope(engine) as session:
         result = session.execute(
             update(JobLease)
-            .where(
-                col(JobLease.name) == name,
-                (col(JobLease.expires_at) < now) | (col(JobLease.owner) == owner),
-            )
+            .where(col(JobLease.name) == name, takeable)
             .values(owner=owner, acquired_at=now, expires_at=expires)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
@@ -54,6 +57,15 @@ def release(engine: Engine, name: str, owner: str) -> None:
             update(JobLease)
             .where(col(JobLease.name) == name, col(JobLease.owner) == owner)
             .values(expires_at=utcnow())
+        )
+
+
+def drop(engine: Engine, name: str, owner: str) -> None:
+    """Delete the lease row of `name` if `owner` still holds it (for one-off names, such as
+    one message's, whose rows would otherwise pile up)."""
+    with session_scope(engine) as session:
+        session.execute(
+            delete(JobLease).where(col(JobLease.name) == name, col(JobLease.owner) == owner)
         )
 
 

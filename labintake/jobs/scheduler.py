@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from labintake.config import Settings
 from labintake.jobs import tasks
+from labintake.jobs.idempotency import purge_idempotency_keys
 from labintake.jobs.lease import run_exclusive
 from labintake.release.bulk import release_verified
 from labintake.release.connection import Endpoint
@@ -51,6 +52,7 @@ SCHEDULE: dict[str, tuple[str, dict[str, int], float | None]] = {
     "escalate_old_holds": ("interval", {"hours": 1}, 300.0),
     "daily_summary": ("cron", {"minute": 5}, 300.0),  # hour set from settings
     "purge_raw_messages": ("cron", {"hour": 3, "minute": 30}, 1800.0),
+    "purge_idempotency_keys": ("cron", {"hour": 3, "minute": 45}, 1800.0),
 }
 
 
@@ -143,6 +145,9 @@ def _work(name: str, context: JobContext) -> Callable[[], int]:
         ),
         "daily_summary": lambda: tasks.daily_summary(engine, context.owner),
         "purge_raw_messages": lambda: tasks.purge_raw_messages(engine, settings.raw_retention_days),
+        "purge_idempotency_keys": lambda: purge_idempotency_keys(
+            engine, settings.idempotency_key_retention_days
+        ),
     }
     return works[name]
 

@@ -86,7 +86,11 @@ class IdempotencyKey(SQLModel, table=True):
     the order and the body (as a SHA-256 of them). Stored with the action it made."""
 
     __tablename__ = "api_idempotency_key"
-    __table_args__ = (Index("ux_idempotency_user_key", "username", "key", unique=True),)
+    __table_args__ = (
+        Index("ux_idempotency_user_key", "username", "key", unique=True),
+        # The retention job (`labintake.jobs.idempotency`) takes the oldest keys first.
+        Index("ix_idempotency_created_at", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=100)

@@ -14,6 +14,15 @@ in a thread of its own that waits on a `ReadingSandbox`:
 
 A message whose count is already past `read_attempts` when taken (the worker died while
 reading it each time) is parked without being read again.
+
+Several instances on one database each run an isolated reader. A message is read by one of
+them at a time: before counting the attempt, the reader takes the message's lease
+(`labintake.jobs.lease`, a `job_lease` row named ``isolated-read:<id>``, one conditional
+write), and it drops the lease once the outcome is written. The lease lasts longer than a
+read can (the reading process's start-up, plus the time budget, plus a margin for the
+database writes), so it never expires under a reader that is still at work; the lease of an
+instance that died mid-read expires, and another instance then takes the message over, the
+attempt it lost counted.
 """
 
 from __future__ import annotations
@@ -26,13 +35,23 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from sqlmodel import Session, col
 
+from labintake.jobs import lease
 from labintake.models import InboundMessage
 from labintake.reading.plan import MessagePlan
-from labintake.reading.sandbox import ReadingSandbox, SandboxError, StoredMessage
+from labintake.reading.sandbox import STARTUP_SECONDS, ReadingSandbox, SandboxError, StoredMessage
 from labintake.reading.writer import write_plans
 from labintake.statuses import MessageStatus
 
 log = logging.getLogger(__name__)
+
+# Messages looked at per take: those leased by other instances (one each at most) are passed.
+CANDIDATES = 20
+# Beyond the start-up of the reading process and the time budget: the writes of the outcome.
+LEASE_MARGIN_SECONDS = 60.0
+
+
+def lease_name(message_id: int) -> str:
+    return f"isolated-read:{message_id}"
 
 
 class IsolatedReader:
@@ -46,12 +65,21 @@ class IsolatedReader:
         largest: int,
         budget_seconds: float,
         attempts: int,
+        owner: str | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
+        """`owner`: this instance's name in the leases (unique per process by default)."""
+        from labintake.jobs.scheduler import instance_owner
+
         self.engine = engine
         self.sandbox = sandbox
         self.largest = largest
         self.budget_seconds = budget_seconds
         self.attempts = attempts
+        self.owner = owner or instance_owner()
+        self.lease_seconds = lease_seconds or (
+            STARTUP_SECONDS + budget_seconds + LEASE_MARGIN_SECONDS
+        )
 
     def start(self) -> None:
         self.sandbox.start()
@@ -65,6 +93,13 @@ class IsolatedReader:
         if taken is None:
             return 0
         message, attempt = taken
+        try:
+            self._read(message, attempt)
+        finally:
+            lease.drop(self.engine, lease_name(message.message_id), self.owner)
+        return 1
+
+    def _read(self, message: StoredMessage, attempt: int) -> None:
         if attempt > self.attempts:
             self._finish(
                 MessagePlan(
@@ -73,7 +108,7 @@ class IsolatedReader:
                     "reading it each time; parked (LABINTAKE_READ_ATTEMPTS)",
                 )
             )
-            return 1
+            return
         try:
             plan: MessagePlan = self.sandbox.read(message, self.budget_seconds)
         except SandboxError as exc:
@@ -93,7 +128,6 @@ class IsolatedReader:
                     "(LABINTAKE_READ_ATTEMPTS)",
                 )
         self._finish(plan)
-        return 1
 
     def _pending(self) -> Any:
         return (
@@ -112,37 +146,44 @@ class IsolatedReader:
                 ),
             )
             .order_by(col(InboundMessage.id))
-            .limit(1)
+            .limit(CANDIDATES)
         )
 
     def _take(self) -> tuple[StoredMessage, int] | None:
-        """The next message for this reader, its attempt counted and committed."""
-        query = self._pending()
-        if self.engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        """The next message for this reader, under its lease, its attempt counted and
+        committed (None when there is none, or every one is another instance's)."""
+        with Session(self.engine) as session:
+            rows = list(session.execute(self._pending()))
+        for row in rows:
+            name = lease_name(int(row.id))
+            if not lease.acquire(self.engine, name, self.owner, self.lease_seconds, renew=False):
+                continue  # another reader is at it
+            attempt = self._count_attempt(int(row.id))
+            if attempt is None:  # read (or parked) meanwhile
+                lease.drop(self.engine, name, self.owner)
+                continue
+            message = StoredMessage(
+                message_id=int(row.id),
+                raw=row.raw,
+                charset=row.charset or "",
+                sending_application=row.sending_application or "",
+                sending_facility=row.sending_facility or "",
+            )
+            return message, attempt
+        return None
+
+    def _count_attempt(self, message_id: int) -> int | None:
         with Session(self.engine) as session, session.begin():
-            row = session.execute(query).first()
-            if row is None:
-                return None
             attempt = session.execute(
                 update(InboundMessage)
                 .where(
-                    col(InboundMessage.id) == row.id,
+                    col(InboundMessage.id) == message_id,
                     col(InboundMessage.status) == MessageStatus.RECEIVED.value,
                 )
                 .values(read_attempts=InboundMessage.read_attempts + 1)
                 .returning(col(InboundMessage.read_attempts))
             ).scalar_one_or_none()
-            if attempt is None:  # taken by someone else meanwhile
-                return None
-        message = StoredMessage(
-            message_id=int(row.id),
-            raw=row.raw,
-            charset=row.charset or "",
-            sending_application=row.sending_application or "",
-            sending_facility=row.sending_facility or "",
-        )
-        return message, int(attempt)
+        return None if attempt is None else int(attempt)
 
     def _finish(self, plan: MessagePlan) -> None:
         try:

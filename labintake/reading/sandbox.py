@@ -6,6 +6,10 @@ the memory) would hold up reading, verification and release together. Here the r
 a spawned child process; the caller waits for the answer on a pipe (holding no lock meanwhile)
 at most `timeout` seconds, and past that the child is killed and a new one started for the
 next message. A child that dies (killed, out of memory) is noticed the same way.
+
+`read_batch` reads a batch of messages in the child, each within the budget: the child
+sends each message's plan as soon as it is read, so a batch whose k-th message does not
+come back gives the plans of the messages before it and the reason for the k-th.
 """
 
 from __future__ import annotations
@@ -60,22 +64,23 @@ def _child(
     pipe.send("ready")
     while True:
         try:
-            message: StoredMessage | None = pipe.recv()
+            asked: StoredMessage | list[StoredMessage] | None = pipe.recv()
         except EOFError:
             return
-        if message is None:
+        if asked is None:
             return
-        pipe.send(
-            read(
-                message.message_id,
-                message.raw,
-                message.charset,
-                message.sending_application,
-                message.sending_facility,
-                registry,
-                limits,
+        for message in asked if isinstance(asked, list) else [asked]:
+            pipe.send(
+                read(
+                    message.message_id,
+                    message.raw,
+                    message.charset,
+                    message.sending_application,
+                    message.sending_facility,
+                    registry,
+                    limits,
+                )
             )
-        )
 
 
 class ReadingSandbox:
@@ -140,6 +145,41 @@ class ReadingSandbox:
             raise SandboxError(
                 f"the reading process ended while reading (exit code {code})"
             ) from exc
+
+    def read_batch(
+        self, messages: list[StoredMessage], timeout: float, setting: str = "READ_TIMEOUT_SECONDS"
+    ) -> tuple[list[Any], SandboxError | None]:
+        """The plans of `messages` in order, each read within `timeout` seconds. When one is
+        not back in time (or the child dies), the plans read before it and the reason: the
+        messages after it are not read."""
+        if not messages:
+            return [], None
+        if self._process is not None and not self._process.is_alive():
+            self._abandon()  # died while idle: no message of this batch is to blame
+        self.start()
+        assert self._pipe is not None
+        if not self._ready:
+            self._wait_ready()
+        plans: list[Any] = []
+        try:
+            self._pipe.send(messages)
+            for _ in messages:
+                started = time.monotonic()
+                if not self._pipe.poll(timeout):
+                    elapsed = time.monotonic() - started
+                    self._abandon()
+                    return plans, SandboxError(
+                        f"reading took longer than {timeout:g} s (stopped after "
+                        f"{elapsed:.1f} s; LABINTAKE_{setting})"
+                    )
+                plans.append(self._pipe.recv())
+        except (EOFError, OSError):
+            code = self._process.exitcode if self._process is not None else None
+            self._abandon()
+            return plans, SandboxError(
+                f"the reading process ended while reading (exit code {code})"
+            )
+        return plans, None
 
     def _wait_ready(self) -> None:
         assert self._pipe is not None

@@ -6,6 +6,15 @@ batch is selected in a short read, read into rows outside any transaction, then 
 one short transaction whose first statement claims the messages (so intake commits are not
 held up while messages are being read).
 
+With a `ReadingSandbox` (as `labintake serve` runs it), the batch is read in that process of
+its own, each message within `budget_seconds` (`BATCH_READ_TIMEOUT_SECONDS`): a message
+nobody foresaw that would read for ever (a reader bug) cannot hold up reading, verification
+and release, which share the pipeline thread. Such a message gets its failure counted (it
+stays `received`, and from now on only the isolated reader takes it, alone, within
+`READ_TIMEOUT_SECONDS`: see `labintake.reading.isolation`); the messages read before it are
+written, those after it wait for the next batch. Without a sandbox (tests, tools) the batch
+is read in this thread.
+
 If a batch cannot be written (a value the database refuses), each message is retried alone
 and the one that still fails is set to `error` with the database's reason; a lost connection
 or a locked database is raised for the caller to retry later.
@@ -25,6 +34,7 @@ from labintake.hl7.limits import ReadingLimits
 from labintake.interfaces import InterfaceRegistry
 from labintake.models import InboundMessage
 from labintake.reading.plan import MessagePlan, plan_message
+from labintake.reading.sandbox import ReadingSandbox, StoredMessage
 from labintake.reading.writer import write_plans
 from labintake.statuses import MessageStatus
 
@@ -61,6 +71,50 @@ def _plans(
     ]
 
 
+class BatchReading:
+    """How a batch is read: in this thread, or in a sandbox within a budget per message."""
+
+    def __init__(
+        self,
+        registry: InterfaceRegistry,
+        limits: ReadingLimits,
+        sandbox: ReadingSandbox | None = None,
+        budget_seconds: float = 5.0,
+    ) -> None:
+        self.registry = registry
+        self.limits = limits
+        self.sandbox = sandbox
+        self.budget_seconds = budget_seconds
+
+    def plans(self, rows: list[Row[Any]]) -> list[MessagePlan]:
+        """The plans of `rows` in order; in a sandbox, up to and including the first message
+        that did not come back within the budget (a failure plan), none after it."""
+        if self.sandbox is None:
+            return _plans(rows, self.registry, self.limits)
+        messages = [
+            StoredMessage(
+                message_id=int(row.id),
+                raw=row.raw,
+                charset=row.charset or "",
+                sending_application=row.sending_application or "",
+                sending_facility=row.sending_facility or "",
+            )
+            for row in rows
+        ]
+        plans, error = self.sandbox.read_batch(
+            messages, self.budget_seconds, "BATCH_READ_TIMEOUT_SECONDS"
+        )
+        if error is None:
+            return list(plans)
+        culprit = messages[len(plans)].message_id
+        log.warning(
+            "reading message %s in the batch failed: %s; it will be read alone",
+            culprit,
+            error.reason,
+        )
+        return [*plans, MessagePlan(message_id=culprit, failure=error.reason)]
+
+
 def _pending(limit: int, largest: int) -> Any:
     """The next batch: received, never failed, and no larger than `largest` bytes (the others
     are read alone, see `labintake.reading.isolation`)."""
@@ -86,29 +140,31 @@ def read_pending(
     *,
     limits: ReadingLimits | None = None,
     largest: int = ISOLATED_READ_BYTES,
+    reading: BatchReading | None = None,
 ) -> int:
     """Read one batch of received messages into orders; returns how many messages it settled.
 
     Messages larger than `largest` bytes, and those whose reading failed before, are left to
-    the isolated reader."""
-    limits = limits or ReadingLimits()
+    the isolated reader. `reading`: how (default: in this thread, with `limits`)."""
+    reading = reading or BatchReading(registry, limits or ReadingLimits())
     if engine.dialect.name == "postgresql":
+        plans: list[MessagePlan] = []
         try:
             with Session(engine) as session, session.begin():
                 query = _pending(limit, largest).with_for_update(skip_locked=True)
                 rows = list(session.execute(query))
                 if not rows:
                     return 0
-                plans = _plans(rows, registry, limits)
+                plans = reading.plans(rows)
                 return len(write_plans(session, plans))
         except (IntegrityError, DataError, ProgrammingError):
-            log.warning("batch of %d could not be written; writing one by one", len(rows))
-            return _one_by_one(engine, _plans(rows, registry, limits))
+            log.warning("batch of %d could not be written; writing one by one", len(plans))
+            return _one_by_one(engine, plans)
     with engine.connect() as connection:
         rows = list(connection.execute(_pending(limit, largest)))
     if not rows:
         return 0
-    plans = _plans(rows, registry, limits)
+    plans = reading.plans(rows)
     try:
         with Session(engine) as session, session.begin():
             return len(write_plans(session, plans))
