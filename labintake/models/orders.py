@@ -51,6 +51,8 @@ class Order(SQLModel, table=True):
         # The coder's search box: placer number alone, and an accent-free family-name prefix.
         Index("ix_order_placer_number", "placer_order_number"),
         Index("ix_order_family_fold", "family_fold"),
+        # The dashboard's date ranges: orders received between two days.
+        Index("ix_order_created_at", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -186,6 +188,8 @@ class OrderEvent(SQLModel, table=True):
     """An order's history: who did what, when, with before/after."""
 
     __tablename__ = "order_event"
+    # The dashboard's coder productivity: releases and rejects between two days.
+    __table_args__ = (Index("ix_order_event_action_at", "action", "at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     order_id: int = Field(foreign_key="lab_order.id", index=True)

@@ -1,0 +1,182 @@
+"""The dashboard's tables for a range of days: turnaround by stage, the daily trend, holds by
+office over time, coder productivity and work in progress. On the screen minutes read as
+"45 min" or "3.2 h"; the CSV export gets bare numbers with the unit in the header."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from labintake.stats_coders import Productivity
+from labintake.stats_turnaround import HELD, Figures, Period, TurnaroundReport
+from labintake.web.dashboard_tables import Cell, Table, drill, minutes_cell
+
+# The order column each stage ends on, when there is one: its count opens those orders.
+_REACHED = {
+    "received_verified": "verified",
+    "held_released": "released",
+    "released_delivered": "delivered",
+    "received_released": "released",
+}
+
+
+def _n(value: int, href: str | None = None) -> Cell:
+    return Cell(str(value), href, numeric=True)
+
+
+def _number(value: float) -> Cell:
+    return Cell(f"{value:g}", numeric=True)
+
+
+def _range(period: Period) -> dict[str, str]:
+    return {"received_from": period.first.isoformat(), "received_to": period.last.isoformat()}
+
+
+def _day(day: date) -> dict[str, str]:
+    return {"received_from": day.isoformat(), "received_to": day.isoformat()}
+
+
+def _figures(found: Figures) -> list[Cell]:
+    return [minutes_cell(found.median_minutes), minutes_cell(found.p90_minutes)]
+
+
+def turnaround_tables(found: TurnaroundReport, work: Productivity) -> dict[str, Table]:
+    period = found.period
+    span = f"{period.first.isoformat()} to {period.last.isoformat()}"
+    tables = [
+        Table(
+            "stages",
+            f"Turnaround by stage, orders received {span}",
+            ["Stage", "Orders", "Ended", "Median", "90th percentile", "Not ended yet"],
+            [
+                [
+                    Cell(stage.label),
+                    Cell(stage.path),
+                    _n(
+                        stage.figures.count,
+                        drill(**_range(period), path=stage.path, reached=_REACHED[stage.key])
+                        if stage.key in _REACHED
+                        else None,
+                    ),
+                    *_figures(stage.figures),
+                    _n(stage.figures.open),
+                ]
+                for stage in found.stages
+            ],
+            ["stage", "orders", "count", "median_minutes", "p90_minutes", "not_ended"],
+        ),
+        Table(
+            "daily",
+            f"Daily trend, orders received {span} (UTC days)",
+            [
+                "Date",
+                "Received",
+                "Automatic",
+                "Held",
+                "Released",
+                "Delivered",
+                "Automatic: received → released, median",
+                "Held: held → released, median",
+                "Held: held → released, 90th percentile",
+            ],
+            [
+                [
+                    Cell(day.day.isoformat()),
+                    _n(day.received, drill(**_day(day.day))),
+                    _n(day.automatic, drill(**_day(day.day), path="automatic")),
+                    _n(day.held, drill(**_day(day.day), path=HELD)),
+                    _n(day.released, drill(**_day(day.day), reached="released")),
+                    _n(day.delivered, drill(**_day(day.day), reached="delivered")),
+                    minutes_cell(day.automatic_released.median_minutes),
+                    *_figures(day.held_released),
+                ]
+                for day in found.days
+            ],
+            [
+                "date",
+                "received",
+                "automatic",
+                "held",
+                "released",
+                "delivered",
+                "automatic_received_to_released_median_minutes",
+                "held_to_released_median_minutes",
+                "held_to_released_p90_minutes",
+            ],
+        ),
+        Table(
+            "holds_office_daily",
+            f"Holds by ordering office over time, orders received {span}",
+            ["Date", "Office", "Held orders"],
+            [
+                [
+                    Cell(day.isoformat()),
+                    Cell(office),
+                    _n(n, drill(**_day(day), path=HELD, office=office)),
+                ]
+                for day, office, n in found.holds_by_office
+            ],
+            ["date", "office", "held_orders"],
+        ),
+        Table(
+            "coders",
+            f"Coders, {span}",
+            [
+                "Coder",
+                "Resolved",
+                "Resolved per day",
+                "First touch → resolution, median",
+                "90th percentile",
+                "Claimed now",
+            ],
+            [
+                [
+                    Cell(total.coder),
+                    _n(total.resolved),
+                    _number(total.per_day),
+                    *_figures(total.touch_to_resolution),
+                    _n(total.claimed_now, drill(assigned=total.coder)),
+                ]
+                for total in work.totals
+            ],
+            [
+                "coder",
+                "resolved",
+                "resolved_per_day",
+                "touch_to_resolution_median_minutes",
+                "touch_to_resolution_p90_minutes",
+                "claimed_now",
+            ],
+        ),
+        Table(
+            "coders_daily",
+            f"Orders resolved per coder per day, {span} (UTC days)",
+            [
+                "Date",
+                "Coder",
+                "Resolved",
+                "Released",
+                "Rejected",
+                "First touch → resolution, median",
+            ],
+            [
+                [
+                    Cell(day.day.isoformat()),
+                    Cell(day.coder),
+                    _n(day.resolved),
+                    _n(day.released),
+                    _n(day.rejected),
+                    minutes_cell(day.touch_to_resolution.median_minutes),
+                ]
+                for day in work.days
+            ],
+            [
+                "date",
+                "coder",
+                "resolved",
+                "released",
+                "rejected",
+                "touch_to_resolution_median_minutes",
+            ],
+        ),
+    ]
+    return {table.name: table for table in tables}
