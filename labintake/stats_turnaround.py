@@ -94,11 +94,16 @@ class Figures:
 
 
 def figures(minutes: Iterable[float], open_count: int = 0) -> Figures:
-    """Median and 90th percentile (the `statistics` module's default, exclusive method)."""
+    """Median and 90th percentile, interpolated between the observed values (the inclusive
+    method: the 90th percentile never lies beyond the slowest order, even with few orders)."""
     values = sorted(minutes)
     if not values:
         return Figures(0, None, None, open_count)
-    p90 = values[0] if len(values) == 1 else statistics.quantiles(values, n=10)[-1]
+    p90 = (
+        values[0]
+        if len(values) == 1
+        else statistics.quantiles(values, n=10, method="inclusive")[-1]
+    )
     return Figures(len(values), round(statistics.median(values), 1), round(p90, 1), open_count)
 
 
