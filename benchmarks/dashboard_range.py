@@ -33,8 +33,8 @@ from sqlalchemy.engine import Engine
 
 from benchmarks.databases import PG_ADMIN_URL, fresh_postgresql_database
 from labintake.auth.accounts import create_user
-from labintake.auth.tokens import create_token
 from labintake.auth.roles import Role
+from labintake.auth.tokens import create_token
 from labintake.config import Settings
 from labintake.db import make_engine, migrate, session_scope
 from labintake.models.messages import InboundMessage
