@@ -179,8 +179,9 @@ def analyze(engine: Engine) -> None:
 def measure(url: str, cases: dict[str, str], repeat: int) -> dict[str, list[float]]:
     engine = make_engine(url)
     with session_scope(engine) as session:
-        create_user(session, "bench-manager", Role.MANAGER, "bench-password-1234")
-        token = create_token(session, "bench-manager")
+        manager = f"bench-manager-{uuid.uuid4().hex[:6]}"
+        create_user(session, manager, Role.MANAGER, "bench-password-1234")
+        token = create_token(session, manager)
     settings = Settings(development=True, database_url=url)
     client = TestClient(create_app(settings, engine))
     client.headers["Authorization"] = f"Bearer {token}"

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 from sqlalchemy import func
+from sqlalchemy import select as columns
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from labintake.models.orders import Order, OrderEvent
 from labintake.models.users import User
+from labintake.sql_minutes import epoch_minutes
 from labintake.stats import HOLD_STATUSES
-from labintake.stats_turnaround import Figures, Period, figures
+from labintake.stats_turnaround import Figures, Period, day_of, figures
 
 RESOLVING_ACTIONS = ("released", "rejected")
 
@@ -51,15 +53,10 @@ class Productivity:
     totals: list[CoderTotal]
 
 
-def _aware(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def resolutions(session: Session, period: Period) -> list[tuple[str, str, datetime, datetime]]:
+def resolutions(session: Session, period: Period) -> list[tuple[str, str, float, float]]:
     """(coder, action, resolved at, coder's first touch of that order) for each resolution by
-    a person in `period` (bounded by the `action, at` index of the events)."""
+    a person in `period` (bounded by the `action, at` index of the events); moments in
+    minutes since the epoch."""
     own = aliased(OrderEvent)
     resolving = aliased(OrderEvent)
     first_touch = (
@@ -67,15 +64,24 @@ def resolutions(session: Session, period: Period) -> list[tuple[str, str, dateti
         .where(col(own.order_id) == col(resolving.order_id), col(own.actor) == col(resolving.actor))
         .scalar_subquery()
     )
-    rows = session.execute(
-        select(resolving.actor, resolving.action, resolving.at, first_touch).where(
-            col(resolving.action).in_(RESOLVING_ACTIONS),
-            col(resolving.at) >= period.start,
-            col(resolving.at) < period.end,
-            col(resolving.actor).in_(select(User.username)),
+    rows = (
+        session.connection()
+        .execute(
+            columns(
+                col(resolving.actor),
+                col(resolving.action),
+                epoch_minutes(col(resolving.at)),
+                epoch_minutes(first_touch),
+            ).where(
+                col(resolving.action).in_(RESOLVING_ACTIONS),
+                col(resolving.at) >= period.start,
+                col(resolving.at) < period.end,
+                col(resolving.actor).in_(select(User.username)),
+            )
         )
-    ).all()
-    return [(str(actor), str(action), at, _aware(touch)) for actor, action, at, touch in rows]
+        .all()
+    )
+    return [(str(actor), str(action), at, touch) for actor, action, at, touch in rows]
 
 
 def claimed_now(session: Session) -> dict[str, int]:
@@ -94,8 +100,8 @@ def productivity(session: Session, period: Period) -> Productivity:
     by_day: dict[tuple[str, date], list[tuple[str, float]]] = defaultdict(list)
     by_coder: dict[str, list[float]] = defaultdict(list)
     for coder, action, at, touch in found:
-        minutes = max(0.0, (at - touch).total_seconds() / 60)
-        by_day[(coder, at.date())].append((action, minutes))
+        minutes = max(0.0, at - touch)
+        by_day[(coder, day_of(at))].append((action, minutes))
         by_coder[coder].append(minutes)
     days = [
         CoderDay(

@@ -34,6 +34,7 @@ from labintake.errors import WorkflowError
 from labintake.models.orders import Order, OrderEvent, Verification
 from labintake.models.queue import OfficeQuery
 from labintake.models.users import User
+from labintake.sql_minutes import MINUTES_PER_DAY, epoch_minutes
 from labintake.statuses import OrderStatus
 
 MAX_RANGE_DAYS = 92
@@ -107,23 +108,28 @@ def figures(minutes: Iterable[float], open_count: int = 0) -> Figures:
     return Figures(len(values), round(statistics.median(values), 1), round(p90, 1), open_count)
 
 
-def _minutes(start: datetime, end: datetime) -> float:
-    return max(0.0, (end - start).total_seconds() / 60)
+EPOCH = date(1970, 1, 1)
+
+
+def day_of(minutes: float) -> date:
+    """The UTC day of a moment given in minutes since the epoch."""
+    return EPOCH + timedelta(days=int(minutes // MINUTES_PER_DAY))
 
 
 @dataclass(frozen=True, slots=True)
 class Timeline:
-    """The moments of one order received in the range (None: not reached yet)."""
+    """The moments of one order received in the range, in minutes since the epoch (UTC);
+    None: not reached yet."""
 
     order_id: int
     office: str
     status: str
-    received_at: datetime
-    verified_at: datetime | None
-    held_at: datetime | None
-    touched_at: datetime | None
-    released_at: datetime | None
-    delivered_at: datetime | None
+    received_at: float
+    verified_at: float | None
+    held_at: float | None
+    touched_at: float | None
+    released_at: float | None
+    delivered_at: float | None
 
     @property
     def path(self) -> str:
@@ -131,6 +137,10 @@ class Timeline:
         if self.held_at is not None:
             return HELD
         return AUTOMATIC if self.verified_at is not None else ""
+
+    @property
+    def day(self) -> date:
+        return day_of(self.received_at)
 
 
 # (key, label, paths it applies to, start moment, end moment)
@@ -174,8 +184,8 @@ class TurnaroundReport:
 
 
 def timelines(session: Session, period: Period) -> list[Timeline]:
-    """The moments of every order received in `period`: one query, correlated subqueries on
-    indexed order ids."""
+    """The moments of every order received in `period`: one query through the index on the
+    arrival time, correlated subqueries on indexed order ids, every moment as a float."""
     first = aliased(Verification)
     held = aliased(Verification)
     event = aliased(OrderEvent)
@@ -184,12 +194,11 @@ def timelines(session: Session, period: Period) -> list[Timeline]:
         .where(col(held.order_id) == col(Order.id), col(held.outcome) == OrderStatus.HELD.value)
         .scalar_subquery()
     )
-    people = select(User.username)
     touched_at = (
         select(func.min(event.at))
         .where(
             col(event.order_id) == col(Order.id),
-            col(event.actor).in_(people),
+            col(event.actor).in_(select(User.username)),
             col(event.at) >= held_at,
         )
         .scalar_subquery()
@@ -197,57 +206,45 @@ def timelines(session: Session, period: Period) -> list[Timeline]:
     verified_at = (
         select(func.min(first.at)).where(col(first.order_id) == col(Order.id)).scalar_subquery()
     )
-    rows = session.execute(
+    statement = (
         columns(
             col(Order.id),
             col(Order.office_name),
             col(Order.status),
-            col(Order.created_at),
-            verified_at,
-            held_at,
-            touched_at,
-            col(Order.released_at),
-            col(Order.delivered_at),
+            epoch_minutes(col(Order.created_at)),
+            epoch_minutes(verified_at),
+            epoch_minutes(held_at),
+            epoch_minutes(touched_at),
+            epoch_minutes(col(Order.released_at)),
+            epoch_minutes(col(Order.delivered_at)),
         )
         .where(col(Order.created_at) >= period.start, col(Order.created_at) < period.end)
         .order_by(col(Order.created_at))
-    ).all()
+    )
     return [
-        Timeline(
-            order_id=int(row[0]),
-            office=str(row[1] or "(none)"),
-            status=str(row[2]),
-            received_at=row[3],
-            verified_at=_aware(row[4]),
-            held_at=_aware(row[5]),
-            touched_at=_aware(row[6]),
-            released_at=row[7],
-            delivered_at=row[8],
-        )
-        for row in rows
+        Timeline(i or 0, str(office or "(none)"), str(status), *moments)
+        for i, office, status, *moments in session.connection().execute(statement)
     ]
-
-
-def _aware(value: datetime | str | None) -> datetime | None:
-    """A scalar subquery's result carries no column type: SQLite gives a naive datetime (or
-    its text), PostgreSQL an aware one. Always UTC-aware here."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def query_intervals(session: Session, period: Period) -> tuple[list[float], int]:
     """Office query to the office's answer, for the queries of orders received in `period`:
     the minutes of each answered query, and how many are still open."""
-    rows = session.execute(
-        select(OfficeQuery.created_at, OfficeQuery.closed_at, OfficeQuery.status)
-        .join(Order, col(Order.id) == col(OfficeQuery.order_id))
-        .where(col(Order.created_at) >= period.start, col(Order.created_at) < period.end)
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            columns(
+                epoch_minutes(col(OfficeQuery.created_at)),
+                epoch_minutes(col(OfficeQuery.closed_at)),
+                col(OfficeQuery.status),
+            )
+            .join(Order, col(Order.id) == col(OfficeQuery.order_id))
+            .where(col(Order.created_at) >= period.start, col(Order.created_at) < period.end)
+        )
+        .all()
+    )
     answered = [
-        _minutes(created, closed)
+        max(0.0, closed - created)
         for created, closed, status in rows
         if status == "answered" and closed is not None
     ]
@@ -259,14 +256,14 @@ def _stage(orders: list[Timeline], begin: str, end: str) -> Figures:
     minutes: list[float] = []
     still_open = 0
     for order in orders:
-        started: datetime | None = getattr(order, begin)
-        ended: datetime | None = getattr(order, end)
+        started: float | None = getattr(order, begin)
+        ended: float | None = getattr(order, end)
         if started is None:
             continue
         if ended is None or ended < started:
             still_open += 1 if order.status not in _CLOSED else 0
             continue
-        minutes.append(_minutes(started, ended))
+        minutes.append(ended - started)
     return figures(minutes, still_open)
 
 
@@ -302,7 +299,7 @@ def report(session: Session, period: Period) -> TurnaroundReport:
 def _days(period: Period, orders: list[Timeline]) -> list[Day]:
     by_day: dict[date, list[Timeline]] = defaultdict(list)
     for order in orders:
-        by_day[order.received_at.date()].append(order)
+        by_day[order.day].append(order)
     days = []
     for day in period.days:
         todays = by_day.get(day, [])
@@ -324,9 +321,7 @@ def _days(period: Period, orders: list[Timeline]) -> list[Day]:
 
 
 def _holds_by_office(orders: list[Timeline]) -> list[tuple[date, str, int]]:
-    counts: Counter[tuple[date, str]] = Counter(
-        (o.received_at.date(), o.office) for o in orders if o.path == HELD
-    )
+    counts: Counter[tuple[date, str]] = Counter((o.day, o.office) for o in orders if o.path == HELD)
     return [(day, office, n) for (day, office), n in sorted(counts.items())]
 
 

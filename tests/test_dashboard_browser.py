@@ -79,7 +79,7 @@ def test_manager_sees_the_dashboard_and_follows_a_number_to_its_orders(
             # The refresh button recomputes and shows a new as-of time.
             page.goto(f"{live_url}/dashboard")
             page.click("text=Refresh now")
-            page.wait_for_url("**/dashboard?window=24h&refresh=1")
+            page.wait_for_url("**/dashboard?window=24h&refresh=1&start=*&end=*")
             assert page.locator("h1").inner_text() == "Dashboard"
         finally:
             browser.close()
@@ -131,6 +131,9 @@ def test_a_date_range_applies_as_soon_as_a_date_changes(
             # A number in the range opens the orders behind it.
             page.fill("#range-end", DAY.isoformat())
             page.locator("#range-figures", has_text="7 order(s) received").wait_for()
+            # "Refresh now" keeps the range shown (its hidden fields follow each change).
+            keep = page.locator("#range-keep input[name=start]")
+            assert keep.get_attribute("value") == (DAY - timedelta(days=1)).isoformat()
             daily = page.locator("#range-figures table.grid").nth(1)
             daily.locator("tr", has_text=DAY.isoformat()).locator("a").first.click()
             page.wait_for_url("**/dashboard/orders?**")

@@ -173,7 +173,12 @@ def turnaround_section(
     response = render(
         request,
         "partials/dash_range.html",
-        {**ranged, "window": window, "export_query": _export_query(window, ranged["period"])},
+        {
+            **ranged,
+            "window": window,
+            "export_query": _export_query(window, ranged["period"]),
+            "oob": True,
+        },
     )
     if not ranged["range_error"]:
         response.headers["HX-Push-Url"] = f"/dashboard?{_export_query(window, ranged['period'])}"
