@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from labintake.db import utcnow
 from labintake.models.messages import InboundMessage
-from labintake.models.orders import Finding, Order, Verification
+from labintake.models.orders import Finding, Order, OrderEvent, Verification
 from labintake.models.queue import OfficeQuery
 from labintake.models.release import OutboxEntry, OutboxStatus
 from labintake.statuses import FindingCode, OrderStatus
@@ -31,6 +31,8 @@ UNFINISHED_STATUSES = (
     OrderStatus.AWAITING_OFFICE.value,
 )
 STAGES = ("received", "verified", "released", "delivered")
+# A person's events that settle a held order (coder productivity).
+RESOLVING_ACTIONS = ("released", "rejected")
 # Aging buckets of open holds: (name, lower bound in hours, upper bound or None).
 AGING_BUCKETS: tuple[tuple[str, float, float | None], ...] = (
     ("under 4h", 0, 4),
@@ -325,6 +327,9 @@ def order_rows(
     path: str | None = None,
     reached: str | None = None,
     assigned: str | None = None,
+    resolved_by: str | None = None,
+    resolved_from: datetime | None = None,
+    resolved_until: datetime | None = None,
     limit: int = 500,
     now: datetime | None = None,
 ) -> list[OrderRow]:
@@ -332,7 +337,8 @@ def order_rows(
 
     `received_from`/`received_until` bound the arrival; `path` is "held" (held at some
     point) or "automatic" (verified, never held); `reached` a stage the order got to;
-    `assigned` the coder who claimed it (orders on hold)."""
+    `assigned` the coder who claimed it (orders on hold); `resolved_by` the coder who released
+    or rejected it (between `resolved_from` and `resolved_until`)."""
     now = now or utcnow()
     query = select(Order)
     if status:
@@ -365,6 +371,17 @@ def order_rows(
         query = query.where(_STAGE_COLUMNS[reached].is_not(None))  # type: ignore[union-attr]
     if assigned is not None:
         query = query.where(Order.assigned_to == assigned)
+    if resolved_by is not None:
+        resolution = select(OrderEvent.id).where(
+            col(OrderEvent.order_id) == col(Order.id),
+            col(OrderEvent.actor) == resolved_by,
+            col(OrderEvent.action).in_(RESOLVING_ACTIONS),
+        )
+        if resolved_from is not None:
+            resolution = resolution.where(col(OrderEvent.at) >= resolved_from)
+        if resolved_until is not None:
+            resolution = resolution.where(col(OrderEvent.at) < resolved_until)
+        query = query.where(resolution.exists())
     if reason:
         query = query.where(
             select(Finding.id)

@@ -1,8 +1,9 @@
 """Coder productivity and work in progress, for the manager's dashboard.
 
-- Orders resolved per coder per day (UTC): a `released` or `rejected` event written by a user
-  of the service, on the day it was written. An order released, refused by the LIS and
-  released again counts each time it was resolved.
+- Orders resolved per coder per day (UTC): orders with a `released` or `rejected` event written
+  by that coder that day. Each order counts once per coder and day (released, refused by the
+  LIS and released again the same day: one order), and once per coder in the range's total,
+  so that every count lists exactly its orders.
 - Time from first touch to resolution: from the coder's own first action on that order (the
   first `order_event` they wrote on it) to the resolving event; median and 90th percentile.
 - Work in progress: orders on hold (held or awaiting the office) claimed by each coder now.
@@ -22,10 +23,8 @@ from sqlmodel import Session, col, select
 from labintake.models.orders import Order, OrderEvent
 from labintake.models.users import User
 from labintake.sql_minutes import epoch_minutes
-from labintake.stats import HOLD_STATUSES
+from labintake.stats import HOLD_STATUSES, RESOLVING_ACTIONS
 from labintake.stats_turnaround import Figures, Period, day_of, figures
-
-RESOLVING_ACTIONS = ("released", "rejected")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +52,10 @@ class Productivity:
     totals: list[CoderTotal]
 
 
-def resolutions(session: Session, period: Period) -> list[tuple[str, str, float, float]]:
-    """(coder, action, resolved at, coder's first touch of that order) for each resolution by
-    a person in `period` (bounded by the `action, at` index of the events); moments in
-    minutes since the epoch."""
+def resolutions(session: Session, period: Period) -> list[tuple[str, int, str, float, float]]:
+    """(coder, order id, action, resolved at, coder's first touch of that order) for each
+    resolution by a person in `period`, oldest first (bounded by the `action, at` index of
+    the events); moments in minutes since the epoch."""
     own = aliased(OrderEvent)
     resolving = aliased(OrderEvent)
     first_touch = (
@@ -69,19 +68,25 @@ def resolutions(session: Session, period: Period) -> list[tuple[str, str, float,
         .execute(
             columns(
                 col(resolving.actor),
+                col(resolving.order_id),
                 col(resolving.action),
                 epoch_minutes(col(resolving.at)),
                 epoch_minutes(first_touch),
-            ).where(
+            )
+            .where(
                 col(resolving.action).in_(RESOLVING_ACTIONS),
                 col(resolving.at) >= period.start,
                 col(resolving.at) < period.end,
                 col(resolving.actor).in_(select(User.username)),
             )
+            .order_by(col(resolving.at), col(resolving.id))
         )
         .all()
     )
-    return [(str(actor), str(action), at, touch) for actor, action, at, touch in rows]
+    return [
+        (str(actor), int(order_id), str(action), at, touch)
+        for actor, order_id, action, at, touch in rows
+    ]
 
 
 def claimed_now(session: Session) -> dict[str, int]:
@@ -99,10 +104,17 @@ def productivity(session: Session, period: Period) -> Productivity:
     wip = claimed_now(session)
     by_day: dict[tuple[str, date], list[tuple[str, float]]] = defaultdict(list)
     by_coder: dict[str, list[float]] = defaultdict(list)
-    for coder, action, at, touch in found:
+    seen_day: set[tuple[str, date, int]] = set()
+    seen: set[tuple[str, int]] = set()
+    for coder, order_id, action, at, touch in found:
         minutes = max(0.0, at - touch)
-        by_day[(coder, day_of(at))].append((action, minutes))
-        by_coder[coder].append(minutes)
+        day = day_of(at)
+        if (coder, day, order_id) not in seen_day:  # the first resolution of the day counts
+            seen_day.add((coder, day, order_id))
+            by_day[(coder, day)].append((action, minutes))
+        if (coder, order_id) not in seen:
+            seen.add((coder, order_id))
+            by_coder[coder].append(minutes)
     days = [
         CoderDay(
             coder=coder,

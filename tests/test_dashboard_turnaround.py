@@ -4,7 +4,9 @@ range: known timestamps in, the figures they imply out (SQLite and PostgreSQL)."
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 from datetime import UTC, date, datetime, timedelta
 
 from factories_release import add_order
@@ -106,6 +108,8 @@ def seed(engine: Engine) -> None:
         )
         verification(session, h1, at(10, 45), "verified")
         event(session, h1, at(11, 1), "ana", "released")
+        # Refused by the LIS, released again by ana the same day: still one order resolved.
+        event(session, h1, at(16), "ana", "released")
 
         h2 = order_at(session, at(12), status="rejected")
         verification(session, h2, at(12, 2), "held")
@@ -291,3 +295,18 @@ def test_range_numbers_open_exactly_the_orders_behind_them(
         assert text.count('<a href="/orders/') == expected, params
     claimed = client.get("/dashboard/orders?assigned=ana").text
     assert claimed.count('<a href="/orders/') == 1
+    resolved = client.get(
+        f"/dashboard/orders?resolved_by=ana&resolved_from={day}&resolved_to={day}"
+    ).text
+    assert resolved.count('<a href="/orders/') == 1
+    # Every number of the range section lists exactly that many orders.
+    section = client.get(
+        f"/dashboard/turnaround?start={day}&end={day}", headers={"HX-Request": "true"}
+    ).text
+    links = {
+        (html.unescape(href), int(number))
+        for href, number in re.findall(r'<a href="(/dashboard/orders\?[^"]+)">(\d+)</a>', section)
+    }
+    assert len(links) > 15
+    for href, number in sorted(links):
+        assert client.get(href).text.count('<a href="/orders/') == number, href

@@ -35,6 +35,14 @@ def _day(day: date) -> dict[str, str]:
     return {"received_from": day.isoformat(), "received_to": day.isoformat()}
 
 
+def _resolved(period: Period) -> dict[str, str]:
+    return {"resolved_from": period.first.isoformat(), "resolved_to": period.last.isoformat()}
+
+
+def _resolved_on(day: date) -> dict[str, str]:
+    return {"resolved_from": day.isoformat(), "resolved_to": day.isoformat()}
+
+
 def _figures(found: Figures) -> list[Cell]:
     return [minutes_cell(found.median_minutes), minutes_cell(found.p90_minutes)]
 
@@ -131,7 +139,7 @@ def turnaround_tables(found: TurnaroundReport, work: Productivity) -> dict[str, 
             [
                 [
                     Cell(total.coder),
-                    _n(total.resolved),
+                    _n(total.resolved, drill(resolved_by=total.coder, **_resolved(period))),
                     _number(total.per_day),
                     *_figures(total.touch_to_resolution),
                     _n(total.claimed_now, drill(assigned=total.coder)),
@@ -162,7 +170,7 @@ def turnaround_tables(found: TurnaroundReport, work: Productivity) -> dict[str, 
                 [
                     Cell(day.day.isoformat()),
                     Cell(day.coder),
-                    _n(day.resolved),
+                    _n(day.resolved, drill(resolved_by=day.coder, **_resolved_on(day.day))),
                     _n(day.released),
                     _n(day.rejected),
                     minutes_cell(day.touch_to_resolution.median_minutes),

@@ -243,6 +243,9 @@ def orders_behind(
     path: str | None = None,
     reached: str | None = None,
     assigned: str | None = None,
+    resolved_by: str | None = None,
+    resolved_from: str | None = None,
+    resolved_to: str | None = None,
 ) -> Response:
     if age and age not in {name for name, _, _ in AGING_BUCKETS}:
         raise WorkflowError("unknown age bucket")
@@ -254,6 +257,8 @@ def orders_behind(
         raise WorkflowError(f"path must be one of {', '.join(PATHS)}")
     first = _day(received_from, "received_from")
     last = _day(received_to, "received_to")
+    resolved_first = _day(resolved_from, "resolved_from")
+    resolved_last = _day(resolved_to, "resolved_to")
     rows = order_rows(
         session,
         status=status,
@@ -271,6 +276,9 @@ def orders_behind(
         path=path,
         reached=reached,
         assigned=assigned,
+        resolved_by=resolved_by,
+        resolved_from=Period.of(resolved_first, resolved_first).start if resolved_first else None,
+        resolved_until=Period.of(resolved_last, resolved_last).end if resolved_last else None,
     )
     described = {
         "code tables": "out of date (checked against a release that does not cover the date)"
@@ -290,6 +298,9 @@ def orders_behind(
         "path": path,
         "reached": reached,
         "claimed by": assigned,
+        "released or rejected by": resolved_by,
+        "resolved from": resolved_from,
+        "resolved to (included)": resolved_to,
     }
     return render(
         request,
