@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy import select as columns
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -189,9 +189,11 @@ def timelines(session: Session, period: Period) -> list[Timeline]:
     first = aliased(Verification)
     held = aliased(Verification)
     event = aliased(OrderEvent)
+    # Correlated with the order even where it is nested in the first-touch subquery.
     held_at = (
         select(func.min(held.at))
         .where(col(held.order_id) == col(Order.id), col(held.outcome) == OrderStatus.HELD.value)
+        .correlate(Order)
         .scalar_subquery()
     )
     touched_at = (
@@ -221,6 +223,10 @@ def timelines(session: Session, period: Period) -> list[Timeline]:
         .where(col(Order.created_at) >= period.start, col(Order.created_at) < period.end)
         .order_by(col(Order.created_at))
     )
+    if session.get_bind().dialect.name == "postgresql":
+        # Its cost estimate sends PostgreSQL into JIT-compiling this query, which takes
+        # longer than running it.
+        session.execute(text("SET LOCAL jit = off"))
     return [
         Timeline(i or 0, str(office or "(none)"), str(status), *moments)
         for i, office, status, *moments in session.connection().execute(statement)
