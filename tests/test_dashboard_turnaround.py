@@ -22,6 +22,7 @@ from labintake.models.queue import OfficeQuery
 from labintake.stats_coders import productivity
 from labintake.stats_turnaround import Figures, Period, report, stage_figures
 from labintake.web.app import create_app
+from labintake.web.turnaround_tables import trend_chart
 from tests.factories import make_token, make_user
 
 DAY = date(2026, 11, 2)
@@ -186,6 +187,13 @@ def test_daily_trend_and_holds_by_office_over_time(engine: Engine) -> None:
         (DAY, "North Clinic", 2),
         (DAY, "South Clinic", 1),
     ]
+    chart = trend_chart(found)
+    series = {s.name: s for s in chart.series}
+    assert [p.value for p in series["held"].points] == [1, 3]
+    assert [p.value for p in series["released"].points] == [0, 4]
+    assert [t.label for t in chart.ticks] == ["Nov 01", "Nov 02"]
+    assert series["held"].points[1].label == "2026-11-02"
+    assert "path=held" in series["held"].points[1].href
 
 
 def test_coder_productivity_and_work_in_progress(engine: Engine) -> None:

@@ -4,10 +4,11 @@ office over time, coder productivity and work in progress. On the screen minutes
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time
 
 from labintake.stats_coders import Productivity
 from labintake.stats_turnaround import HELD, Figures, Period, TurnaroundReport
+from labintake.web.charts import LineChart, line_chart
 from labintake.web.dashboard_tables import Cell, Table, drill, minutes_cell
 
 # The order column each stage ends on, when there is one: its count opens those orders.
@@ -188,3 +189,27 @@ def turnaround_tables(found: TurnaroundReport, work: Productivity) -> dict[str, 
         ),
     ]
     return {table.name: table for table in tables}
+
+
+def trend_chart(found: TurnaroundReport) -> LineChart:
+    """The daily trend as lines (received, held, released, delivered by now); each point
+    opens that day's orders."""
+    days = [datetime.combine(day.day, time.min, tzinfo=UTC) for day in found.days]
+    counts = {
+        "received": [d.received for d in found.days],
+        "held": [d.held for d in found.days],
+        "released": [d.released for d in found.days],
+        "delivered": [d.delivered for d in found.days],
+    }
+    filters = {
+        "received": {},
+        "held": {"path": HELD},
+        "released": {"reached": "released"},
+        "delivered": {"reached": "delivered"},
+    }
+    hrefs = {
+        name: [drill(**_day(d.day), **extra) for d in found.days] for name, extra in filters.items()
+    }
+    return line_chart(
+        "Orders received per day", days, counts, hrefs, tick_format="%b %d", point_format="%Y-%m-%d"
+    )

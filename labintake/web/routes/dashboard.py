@@ -28,7 +28,7 @@ from labintake.web.dashboard_tables import (
 )
 from labintake.web.deps import ManagerUser, RowId, SessionDep
 from labintake.web.rendering import render
-from labintake.web.turnaround_tables import turnaround_tables
+from labintake.web.turnaround_tables import trend_chart, turnaround_tables
 
 router = APIRouter()
 
@@ -106,6 +106,7 @@ def _range_context(
         "range_start": start or period.first.isoformat(),
         "range_end": end or period.last.isoformat(),
         "range_tables": turnaround_tables(found, work),
+        "range_chart": trend_chart(found),
         "range_orders": found.orders,
     }
 
