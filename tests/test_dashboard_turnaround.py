@@ -259,6 +259,18 @@ def test_csv_exports_numbers_as_numbers_with_units_in_the_header(
         "ana": "150",
         "ben": "30",
     }
+    by_day = csv_rows(client, f"/dashboard/export/holds_office_daily.csv?{query}")
+    assert by_day == [
+        {"date": DAY.isoformat(), "office": "North Clinic", "held_orders": "2"},
+        {"date": DAY.isoformat(), "office": "South Clinic", "held_orders": "1"},
+    ]
+    offices = csv_rows(client, f"/dashboard/export/holds_office_range.csv?{query}")
+    assert offices[0] == {
+        "office": "North Clinic",
+        "held_orders": "2",
+        "busiest_day": DAY.isoformat(),
+        "held_orders_busiest_day": "2",
+    }
     for rows in (stages, daily, coders):
         for row in rows:
             for value in row.values():

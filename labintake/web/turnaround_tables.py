@@ -4,12 +4,16 @@ office over time, coder productivity and work in progress. On the screen minutes
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, date, datetime, time
 
 from labintake.stats_coders import Productivity
 from labintake.stats_turnaround import HELD, Figures, Period, TurnaroundReport
 from labintake.web.charts import LineChart, line_chart
 from labintake.web.dashboard_tables import Cell, Table, drill, minutes_cell
+
+# Offices listed on the page (all of them, per day, in the CSV `holds_office_daily`).
+TOP_OFFICES = 15
 
 # The order column each stage ends on, when there is one: its count opens those orders.
 _REACHED = {
@@ -112,6 +116,7 @@ def turnaround_tables(found: TurnaroundReport, work: Productivity) -> dict[str, 
                 "held_to_released_p90_minutes",
             ],
         ),
+        _offices(found, span),
         Table(
             "holds_office_daily",
             f"Holds by ordering office over time, orders received {span}",
@@ -189,6 +194,36 @@ def turnaround_tables(found: TurnaroundReport, work: Productivity) -> dict[str, 
         ),
     ]
     return {table.name: table for table in tables}
+
+
+def _offices(found: TurnaroundReport, span: str) -> Table:
+    """The offices with the most held orders in the range: total, and their busiest day."""
+    totals: dict[str, int] = defaultdict(int)
+    busiest: dict[str, tuple[int, date]] = {}
+    for day, office, n in found.holds_by_office:
+        totals[office] += n
+        if n > busiest.get(office, (0, day))[0]:
+            busiest[office] = (n, day)
+    top = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:TOP_OFFICES]
+    period = found.period
+    return Table(
+        "holds_office_range",
+        f"Holds by ordering office, orders received {span} (the {TOP_OFFICES} with the most)",
+        ["Office", "Held orders", "Busiest day", "Held that day"],
+        [
+            [
+                Cell(office),
+                _n(total, drill(**_range(period), path=HELD, office=office)),
+                Cell(busiest[office][1].isoformat()),
+                _n(
+                    busiest[office][0],
+                    drill(**_day(busiest[office][1]), path=HELD, office=office),
+                ),
+            ]
+            for office, total in top
+        ],
+        ["office", "held_orders", "busiest_day", "held_orders_busiest_day"],
+    )
 
 
 def trend_chart(found: TurnaroundReport) -> LineChart:
