@@ -22,6 +22,7 @@ from labintake.models.queue import OfficeQuery
 from labintake.stats_coders import productivity
 from labintake.stats_turnaround import Figures, Period, report, stage_figures
 from labintake.web.app import create_app
+from labintake.web.dashboard_tables import minutes_cell
 from labintake.web.turnaround_tables import trend_chart
 from tests.factories import make_token, make_user
 
@@ -212,6 +213,14 @@ def test_coder_productivity_and_work_in_progress(engine: Engine) -> None:
     totals = {t.coder: t for t in work.totals}
     assert (totals["ana"].resolved, totals["ana"].claimed_now) == (1, 1)
     assert (totals["ben"].resolved, totals["ben"].claimed_now) == (1, 0)
+
+
+def test_minutes_in_csv_are_plain_numbers_however_large() -> None:
+    assert minutes_cell(132480.5).raw == "132480.5"  # 92 days: no exponent, nothing lost
+    assert minutes_cell(1234567.0).raw == "1234567"
+    assert minutes_cell(54.0).raw == "54"
+    assert minutes_cell(None).raw == ""
+    assert (minutes_cell(181.0).text, minutes_cell(45.0).text) == ("3.0 h", "45 min")
 
 
 def manager_client(settings: Settings, engine: Engine) -> TestClient:

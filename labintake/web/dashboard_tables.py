@@ -70,13 +70,19 @@ def _n(value: int, href: str) -> Cell:
     return Cell(str(value), href, numeric=True)
 
 
+def plain_number(value: float) -> str:
+    """A number as a spreadsheet reads it: no exponent, no trailing ".0" (180, 54.5)."""
+    text = f"{value:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
 def minutes_cell(value: float | None) -> Cell:
     """Minutes as people read them ("45 min", "3.2 h"); the CSV gets the bare minutes."""
     if value is None:
         return Cell("–", numeric=True, raw="")
     if value >= 120:
-        return Cell(f"{value / 60:.1f} h", numeric=True, raw=f"{value:g}")
-    return Cell(f"{value:.0f} min", numeric=True, raw=f"{value:g}")
+        return Cell(f"{value / 60:.1f} h", numeric=True, raw=plain_number(value))
+    return Cell(f"{value:.0f} min", numeric=True, raw=plain_number(value))
 
 
 def _since(snapshot: Snapshot) -> str:

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time
 from labintake.stats_coders import Productivity
 from labintake.stats_turnaround import HELD, Figures, Period, TurnaroundReport
 from labintake.web.charts import LineChart, line_chart
-from labintake.web.dashboard_tables import Cell, Table, drill, minutes_cell
+from labintake.web.dashboard_tables import Cell, Table, drill, minutes_cell, plain_number
 
 # Offices listed on the page (all of them, per day, in the CSV `holds_office_daily`).
 TOP_OFFICES = 15
@@ -29,7 +29,7 @@ def _n(value: int, href: str | None = None) -> Cell:
 
 
 def _number(value: float) -> Cell:
-    return Cell(f"{value:g}", numeric=True)
+    return Cell(plain_number(value), numeric=True)
 
 
 def _range(period: Period) -> dict[str, str]:
