@@ -299,20 +299,23 @@ def test_the_range_section_applies_alone_and_explains_a_bad_range(
     assert 'id="range-figures"' in partial.text
     assert "<h1>" not in partial.text  # the section alone, not the page
     assert "6 order(s) received 2026-11-02 to 2026-11-02" in partial.text
-    assert partial.headers["HX-Push-Url"] == f"/dashboard?window=24h&start={day}&end={day}"
+    assert partial.headers["HX-Replace-Url"] == f"/dashboard?window=24h&start={day}&end={day}"
     # Without HTMX (a bookmark, no script): the whole dashboard with that range.
     plain = client.get(f"/dashboard/turnaround?start={day}&end={day}", follow_redirects=False)
     assert plain.status_code == 303
     assert plain.headers["location"] == f"/dashboard?window=24h&start={day}&end={day}"
+    # The dashboard loads the section after itself, for the range in its address.
     page = client.get(f"/dashboard?start={day}&end={day}")
-    assert "6 order(s) received 2026-11-02 to 2026-11-02" in page.text
+    loads = f'hx-get="/dashboard/turnaround?window=24h&amp;start={day}&amp;end={day}"'
+    assert loads in page.text
+    assert f'id="range-start" name="start" value="{day}"' in page.text
     # An end before the start: said in words beside the dates, nothing pushed to the address.
     bad = client.get(
         f"/dashboard/turnaround?start={day}&end=2026-11-01", headers={"HX-Request": "true"}
     )
     assert bad.status_code == 200
     assert "The range ends before it starts" in bad.text
-    assert "HX-Push-Url" not in bad.headers
+    assert "HX-Replace-Url" not in bad.headers
     too_long = client.get(
         "/dashboard/turnaround?start=2026-01-01&end=2026-11-01", headers={"HX-Request": "true"}
     )

@@ -88,17 +88,20 @@ def _period(start: str | None, end: str | None) -> Period:
     return Period.of(first, last)
 
 
+def _range_asked(start: str | None, end: str | None) -> tuple[Period, str]:
+    """The range asked for, or the default range and why the one asked for is refused."""
+    try:
+        return _period(start, end), ""
+    except WorkflowError as exc:
+        return _period(None, None), str(exc)
+
+
 def _range_context(
     request: Request, session: Session, start: str | None, end: str | None, refresh: bool
 ) -> dict[str, Any]:
     """What the date-range section shows; a bad range is said beside the fields and the
     default range shown instead."""
-    error = ""
-    try:
-        period = _period(start, end)
-    except WorkflowError as exc:
-        error = str(exc)
-        period = _period(None, None)
+    period, error = _range_asked(start, end)
     found, work = cached_range(request, session, period, refresh)
     return {
         "period": period,
@@ -134,13 +137,23 @@ def dashboard(
     end: str | None = None,
 ) -> Response:
     figures = cached_snapshot(request, session, _window(window), refresh)
-    ranged = _range_context(request, session, start, end, refresh)
+    # The date-range section loads after the page (its own request), so that the live
+    # figures above it are not kept waiting.
+    period, error = _range_asked(start, end)
+    asked = {"window": window, "start": start or period.first.isoformat()}
+    asked["end"] = end or period.last.isoformat()
+    if refresh:
+        asked["refresh"] = "1"
     return render(
         request,
         "dashboard.html",
         {
-            **ranged,
-            "export_query": _export_query(window, ranged["period"]),
+            "period": period,
+            "range_error": error,
+            "range_start": asked["start"],
+            "range_end": asked["end"],
+            "range_url": f"/dashboard/turnaround?{urlencode(asked)}",
+            "export_query": _export_query(window, period),
             "figures": figures,
             "as_of": as_of_text(figures.as_of),
             "window": window,
@@ -161,16 +174,17 @@ def turnaround_section(
     window: str = "24h",
     start: str | None = None,
     end: str | None = None,
+    refresh: bool = False,
 ) -> Response:
-    """The date-range section alone, for the page to swap in when a date changes; the
-    address bar gets the dashboard's own address with the range."""
+    """The date-range section alone, for the page to load after itself and to swap in when
+    a date changes; the address bar gets the dashboard's own address with the range."""
     _window(window)
     if not request.headers.get("hx-request"):
         query = urlencode(
             {k: v for k, v in {"window": window, "start": start, "end": end}.items() if v}
         )
         return RedirectResponse(f"/dashboard?{query}", 303)
-    ranged = _range_context(request, session, start, end, refresh=False)
+    ranged = _range_context(request, session, start, end, refresh)
     response = render(
         request,
         "partials/dash_range.html",
@@ -182,7 +196,7 @@ def turnaround_section(
         },
     )
     if not ranged["range_error"]:
-        response.headers["HX-Push-Url"] = f"/dashboard?{_export_query(window, ranged['period'])}"
+        response.headers["HX-Replace-Url"] = f"/dashboard?{_export_query(window, ranged['period'])}"
     return response
 
 
