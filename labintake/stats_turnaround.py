@@ -7,7 +7,8 @@ Each order's moments are read from what the workflow already stores, with one qu
 - verified: its first `verification` row (later ones are re-verifications);
 - held: its first `verification` whose outcome was `held` (no such row: an automatic order);
 - first touch: the first `order_event` written by a person (a user of the service: a claim, a
-  contact, a query, a correction, a note's event, a release or a reject) at or after the hold;
+  contact, a query, a correction, a release or a reject) at or after the hold (internal notes
+  are audited, not order events, and do not count);
 - released and delivered (the LIS's acknowledgement): `lab_order.released_at` and
   `delivered_at`;
 - office query and answer: `office_query.created_at` and `closed_at` of an `answered` query.

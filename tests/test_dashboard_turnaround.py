@@ -152,15 +152,16 @@ def test_turnaround_by_stage_reports_automatic_and_held_orders_apart(engine: Eng
 
 
 def test_first_touch_counts_only_what_a_person_did_after_the_hold(engine: Engine) -> None:
-    """Verified at first, noted by ana, held at 15:30 by a re-verification, claimed at 15:50:
-    the first touch is the claim, 20 minutes after the hold (not the note before it)."""
+    """Verified at first, a contact recorded by ana, held at 15:30 by a re-verification,
+    claimed at 15:50: the first touch is the claim, 20 minutes after the hold (not the
+    contact before it)."""
     make_user(engine, "ana", Role.CODER)
     with session_scope(engine) as session:
         early = order_at(session, at(8), status="held")
         verification(session, early, at(8, 1), "held")  # another order held earlier
         order = order_at(session, at(15), status="held")
         verification(session, order, at(15, 1), "verified")
-        event(session, order, at(15, 10), "ana", "note_added")
+        event(session, order, at(15, 10), "ana", "contact_recorded")
         verification(session, order, at(15, 30), "held")
         event(session, order, at(15, 50), "ana", "claimed")
     with Session(engine) as session:
