@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from labintake.db import utcnow
 from labintake.models.messages import InboundMessage
-from labintake.models.orders import Finding, Order
+from labintake.models.orders import Finding, Order, OrderEvent, Verification
 from labintake.models.queue import OfficeQuery
 from labintake.models.release import OutboxEntry, OutboxStatus
 from labintake.queue.open_queries import ORDER_LEFT_THE_QUEUE
@@ -32,6 +32,8 @@ UNFINISHED_STATUSES = (
     OrderStatus.AWAITING_OFFICE.value,
 )
 STAGES = ("received", "verified", "released", "delivered")
+# A person's events that settle a held order (coder productivity).
+RESOLVING_ACTIONS = ("released", "rejected")
 # Aging buckets of open holds: (name, lower bound in hours, upper bound or None).
 AGING_BUCKETS: tuple[tuple[str, float, float | None], ...] = (
     ("under 4h", 0, 4),
@@ -324,16 +326,66 @@ def order_rows(
     out_of_date: bool = False,
     hour: datetime | None = None,
     since: datetime | None = None,
+    received_from: datetime | None = None,
+    received_until: datetime | None = None,
+    path: str | None = None,
+    reached: str | None = None,
+    assigned: str | None = None,
+    resolved_by: str | None = None,
+    resolved_from: datetime | None = None,
+    resolved_until: datetime | None = None,
     limit: int = 500,
     now: datetime | None = None,
 ) -> list[OrderRow]:
-    """The orders behind one dashboard number (no patient data: ids, places and times)."""
+    """The orders behind one dashboard number (no patient data: ids, places and times).
+
+    `received_from`/`received_until` bound the arrival; `path` is "held" (held at some
+    point) or "automatic" (verified, never held); `reached` a stage the order got to;
+    `assigned` the coder who claimed it (orders on hold); `resolved_by` the coder who released
+    or rejected it (between `resolved_from` and `resolved_until`)."""
     now = now or utcnow()
     query = select(Order)
     if status:
         query = query.where(Order.status == status)
-    if (holds or reason or age or office is not None or sender is not None) and not status:
+    currently_held = holds or reason or age or office is not None or sender is not None
+    if (currently_held or assigned is not None) and not status and not path:
         query = query.where(col(Order.status).in_(HOLD_STATUSES))
+    if received_from is not None:
+        query = query.where(col(Order.created_at) >= received_from)
+    if received_until is not None:
+        query = query.where(col(Order.created_at) < received_until)
+    if path:
+        held_once = (
+            select(Verification.id)
+            .where(
+                col(Verification.order_id) == col(Order.id),
+                col(Verification.outcome) == OrderStatus.HELD.value,
+            )
+            .exists()
+        )
+        if path == "held":
+            query = query.where(held_once)
+        else:
+            verified = select(Verification.id).where(col(Verification.order_id) == col(Order.id))
+            query = query.where(~held_once, verified.exists())
+    if reached == "verified":  # as the turnaround figures read it: a verification exists
+        verified = select(Verification.id).where(col(Verification.order_id) == col(Order.id))
+        query = query.where(verified.exists())
+    elif reached in _STAGE_COLUMNS:
+        query = query.where(_STAGE_COLUMNS[reached].is_not(None))  # type: ignore[union-attr]
+    if assigned is not None:
+        query = query.where(Order.assigned_to == assigned)
+    if resolved_by is not None:
+        resolution = select(OrderEvent.id).where(
+            col(OrderEvent.order_id) == col(Order.id),
+            col(OrderEvent.actor) == resolved_by,
+            col(OrderEvent.action).in_(RESOLVING_ACTIONS),
+        )
+        if resolved_from is not None:
+            resolution = resolution.where(col(OrderEvent.at) >= resolved_from)
+        if resolved_until is not None:
+            resolution = resolution.where(col(OrderEvent.at) < resolved_until)
+        query = query.where(resolution.exists())
     if reason:
         query = query.where(
             select(Finding.id)

@@ -132,7 +132,7 @@ def test_every_table_exports_as_csv_with_the_same_numbers(
     rows = list(csv.reader(io.StringIO(response.text)))
     assert rows[0] == ["Reason", "Held orders"]
     assert dict(rows[1:]) == {"DX_MISSING": "3", "NECESSITY_NOT_SUPPORTED": "1"}
-    for name in ("status", "throughput", "aging", "turnaround", "delivery", "reconciliation"):
+    for name in ("status", "throughput", "aging", "delivery", "reconciliation", "stages", "daily"):
         assert client.get(f"/dashboard/export/{name}.csv").status_code == 200
     assert client.get("/dashboard/export/nothing.csv").status_code == 404
 

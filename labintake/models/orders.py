@@ -53,6 +53,8 @@ class Order(SQLModel, table=True):
         Index("ix_order_family_fold", "family_fold"),
         # A patient's history across senders: the MBI when the order carries one.
         Index("ix_order_beneficiary_dos", "beneficiary_key", "date_of_service"),
+        # The dashboard's date ranges: orders received between two days.
+        Index("ix_order_created_at", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -195,6 +197,8 @@ class OrderEvent(SQLModel, table=True):
     """An order's history: who did what, when, with before/after."""
 
     __tablename__ = "order_event"
+    # The dashboard's coder productivity: releases and rejects between two days.
+    __table_args__ = (Index("ix_order_event_action_at", "action", "at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     order_id: int = Field(foreign_key="lab_order.id", index=True)

@@ -14,6 +14,7 @@ SERIES_COLOURS = {
     "verified": "#8c6bd1",
     "released": "#e08a1e",
     "delivered": "#1d9a5b",
+    "held": "#b3541e",
 }
 
 
@@ -82,6 +83,7 @@ class Point:
     value: int
     href: str
     when: datetime
+    label: str = ""  # the moment as the point's tooltip names it
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,7 @@ class Tick:
     label: str
 
 
-LEGEND_ORDER = ("received", "verified", "released", "delivered")
+LEGEND_ORDER = ("received", "verified", "held", "released", "delivered")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +140,11 @@ def line_chart(
     *,
     width: int = 940,
     height: int = 230,
+    tick_format: str = "%H:%M",
+    point_format: str = "%H:00 UTC",
 ) -> LineChart:
-    """One line per stage over the hours; points link to the orders of that stage and hour."""
+    """One line per stage over the hours (or days: pass the formats); points link to the
+    orders of that stage and moment."""
     left, right, top, bottom_margin = 40, 12, 12, 28
     plot_w = width - left - right
     plot_h = height - top - bottom_margin
@@ -156,13 +161,15 @@ def line_chart(
                 value=count,
                 href=hrefs[name][i],
                 when=hours[i],
+                label=hours[i].strftime(point_format),
             )
             for i, count in enumerate(counts)
         ]
         series.append(Series(name, SERIES_COLOURS.get(name, "#555"), points))
     step = max(1, len(hours) // 8)
     ticks = [
-        Tick(left + plot_w * i / n, hours[i].strftime("%H:%M")) for i in range(0, len(hours), step)
+        Tick(left + plot_w * i / n, hours[i].strftime(tick_format))
+        for i in range(0, len(hours), step)
     ]
     gridlines = [
         (top + plot_h * (1 - value / scale_top), value)

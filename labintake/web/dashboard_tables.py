@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from labintake.stats import Snapshot, Turnaround
+from labintake.stats import Snapshot
 from labintake.web.charts import BarChart, LineChart, bar_chart, line_chart
 
 DRILL = "/dashboard/orders"
@@ -40,6 +40,12 @@ class Cell:
     text: str
     href: str | None = None
     numeric: bool = False
+    # What the CSV export writes instead of `text` (a bare number for "12 min"; "" for "–").
+    raw: str | None = None
+
+    @property
+    def csv_text(self) -> str:
+        return self.text if self.raw is None else self.raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +54,15 @@ class Table:
     title: str
     headers: list[str]
     rows: list[list[Cell]]
+    # The CSV's header row when the screen's differs: units named (`median_minutes`).
+    csv_headers: list[str] | None = None
 
     def csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow([spreadsheet_safe(header) for header in self.headers])
+        writer.writerow([spreadsheet_safe(header) for header in self.csv_headers or self.headers])
         for row in self.rows:
-            writer.writerow([spreadsheet_safe(cell.text) for cell in row])
+            writer.writerow([spreadsheet_safe(cell.csv_text) for cell in row])
         return out.getvalue()
 
 
@@ -62,12 +70,19 @@ def _n(value: int, href: str) -> Cell:
     return Cell(str(value), href, numeric=True)
 
 
-def _minutes(value: float | None) -> Cell:
+def plain_number(value: float) -> str:
+    """A number as a spreadsheet reads it: no exponent, no trailing ".0" (180, 54.5)."""
+    text = f"{value:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def minutes_cell(value: float | None) -> Cell:
+    """Minutes as people read them ("45 min", "3.2 h"); the CSV gets the bare minutes."""
     if value is None:
-        return Cell("–", numeric=True)
+        return Cell("–", numeric=True, raw="")
     if value >= 120:
-        return Cell(f"{value / 60:.1f} h", numeric=True)
-    return Cell(f"{value:.0f} min", numeric=True)
+        return Cell(f"{value / 60:.1f} h", numeric=True, raw=plain_number(value))
+    return Cell(f"{value:.0f} min", numeric=True, raw=plain_number(value))
 
 
 def _since(snapshot: Snapshot) -> str:
@@ -151,31 +166,6 @@ def build_tables(snapshot: Snapshot) -> dict[str, Table]:
         )
     )
 
-    def turnaround_row(name: str, stage: str, t: Turnaround) -> list[Cell]:
-        return [
-            Cell(name),
-            _n(t.count, drill(stage=stage, since=since)),
-            _minutes(t.median_minutes),
-            _minutes(t.p90_minutes),
-        ]
-
-    tables.append(
-        Table(
-            "turnaround",
-            f"Turnaround, last {snapshot.window_hours} hours (by when each interval ended)",
-            ["Interval", "Count", "Median", "90th percentile"],
-            [
-                turnaround_row("received → released", "released", snapshot.turnaround_released),
-                turnaround_row("received → delivered", "delivered", snapshot.turnaround_delivered),
-                [
-                    Cell("office query → answer"),
-                    Cell(str(snapshot.turnaround_query.count), numeric=True),
-                    _minutes(snapshot.turnaround_query.median_minutes),
-                    _minutes(snapshot.turnaround_query.p90_minutes),
-                ],
-            ],
-        )
-    )
     outbox = snapshot.outbox
     tables.append(
         Table(
