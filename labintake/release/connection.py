@@ -1,7 +1,9 @@
 """A persistent MLLP client connection: send one message, wait for its ACK, with timeouts.
 
 Transport only: no database here. Failures are :class:`DeliveryFailure` with a short reason
-(refused, reset, timeout...) that the sender records and retries on.
+(refused, reset, timeout...) that the sender records and retries on. The sender talks to a
+:class:`Transport`; :class:`LisConnection` is the one the service uses, and tests hand in one
+that answers from memory.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import hl7
 
@@ -87,6 +90,17 @@ def parse_ack(raw: bytes) -> AckReply:
     if not code:
         raise DeliveryFailure("acknowledgement without MSA-1")
     return AckReply(code=code, control_id=control_id, text="; ".join(notes))
+
+
+class Transport(Protocol):
+    """What the sender needs of a connection to its receiver."""
+
+    def exchange(self, message: bytes, control_id: str) -> AckReply:
+        """Send `message`, return the receiver's acknowledgement of `control_id`; raise
+        DeliveryFailure when it may not have arrived."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class LisConnection:
