@@ -18,7 +18,8 @@ file (WAL, synchronous FULL) or a fresh PostgreSQL database, delivering to the s
    order's AA-to-delivered time: from its ACK at the load generator to the moment the outbox
    recorded the LIS's AA (``outbox.delivered_at``);
 4. CPU per order: user + system time of the service's processes (``/proc``) from the start of
-   the load to the end of the drain, over the orders of that rate;
+   the load to the end of the drain, over the orders ACKed AA at that rate (each rate's orders
+   have patients of their own, so none is held as a repeat of an earlier rate's);
 5. the peer: python-hl7's in-memory parse + ACK server (``peers/python_hl7_server.py``) takes
    the same open-loop load with the service paused (SIGSTOP), for its ACK latency and CPU per
    message. Absolute figures move with whatever else runs on the machine; the ratios to the
@@ -231,7 +232,9 @@ def run_rate(
     assert peer.port is not None
     cpu_before = service.cpu_seconds()
     load = StepLoad(rate, args.seconds)
-    messages = synthetic_orders(prefix, seed=args.seed)
+    # A seed of its own per rate: the same patients and tests again would be held as repeats.
+    seed = args.seed + int(rate)
+    messages = synthetic_orders(prefix, seed=seed)
     with BacklogSampler(engine, acked_before, load) as sampler:
         asyncio.run(_open_loop(load, service.port, args.connections, messages))
         load_done = time.monotonic()
@@ -251,7 +254,7 @@ def run_rate(
             rate,
             args.seconds,
             args.connections,
-            synthetic_orders(f"PEER{int(rate)}X", seed=args.seed),
+            synthetic_orders(f"PEER{int(rate)}X", seed=seed),
         )
         peer_cpu = peer.cpu_seconds() - peer_cpu_before
         peer.pause()
@@ -271,7 +274,7 @@ def run_rate(
         drain_s=round(drain, 2),
         delivered_p50_s=round(percentile(times, 0.50), 3),
         delivered_p99_s=round(percentile(times, 0.99), 3),
-        cpu_ms_per_order=round(cpu * 1000.0 / max(1, len(times)), 3),
+        cpu_ms_per_order=round(cpu * 1000.0 / max(1, len(load.acked_at)), 3),
         peer_ack_p50_ms=peer_load.ms(0.50),
         peer_ack_p99_ms=peer_load.ms(0.99),
         peer_cpu_ms_per_msg=round(peer_cpu * 1000.0 / max(1, len(peer_load.latencies)), 3),
