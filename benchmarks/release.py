@@ -42,21 +42,21 @@ from sqlalchemy.engine import Engine
 from labintake.background import BackgroundWorkers
 from labintake.config import Settings
 from labintake.db import make_engine, migrate, utcnow
-from labintake.jobs.scheduler import JobContext, deliver, run_job
-from labintake.models.messages import InboundMessage
-from labintake.models.orders import Order, OrderDiagnosis, OrderTest
-from labintake.release.builder import (
+from labintake.hl7.order_builder import (
     LisProfile,
     OutboundDiagnosis,
     OutboundOrder,
     OutboundTest,
     build_order_message,
 )
+from labintake.jobs.scheduler import JobContext, deliver, run_job
+from labintake.models.messages import InboundMessage
+from labintake.models.orders import Order, OrderDiagnosis, OrderTest
 from labintake.release.bulk import release_verified
 from labintake.release.connection import Endpoint
 from labintake.release.delivery import RetryPolicy
 from labintake.release.sender import Sender, SenderOptions, deliver_until_idle
-from labintake.release.tree_builder import build_order_message_with_tree
+from tests.hl7_tree_builder import build_order_message_with_tree
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGET = 500.0

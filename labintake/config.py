@@ -18,9 +18,16 @@ from labintake.hl7.limits import (
     MAX_ORDERS_PER_MESSAGE,
     MAX_TESTS_PER_ORDER,
 )
+from labintake.resources import default_code_tables, default_interfaces
 
 DEFAULT_SECRET_KEY = "change-me-development-only"  # noqa: S105 - a marker, refused outside demo
 DEFAULT_DATABASE_URL = "sqlite:///./var/labintake.sqlite3"
+DEFAULT_CONFIDENTIALITY_NOTICE = (
+    "CONFIDENTIAL: this document contains protected health information. It is intended only "
+    "for the ordering provider and the provider's staff named above. If you received it in "
+    "error, please notify the laboratory at once by phone and destroy all copies; any review, "
+    "use or disclosure by others is prohibited."
+)
 # `serve --demo` writes the secret it generated here, beside the default database, so that
 # the other commands (`users`, `tokens`, `codes`, `replay`) work on the same demo database
 # without development mode. Read only while the database is that default SQLite file.
@@ -85,6 +92,21 @@ class Settings(BaseSettings):
         ],
         min_length=1,
     )
+    # The office query's letterhead and terms (docs/queue.md). The coder's own name and direct
+    # line (`labintake users phone`) are printed beside these; without a direct line, the
+    # lab's phone is.
+    lab_name: str = Field(default="Clinical Laboratory", min_length=1, max_length=200)
+    lab_address: str = Field(default="", max_length=400)  # one line, as it should print
+    lab_phone: str = Field(default="", max_length=60)
+    lab_fax: str = Field(default="", max_length=60)  # where the office faxes its answer
+    # The office is asked to answer within this many working days (Monday to Friday).
+    query_respond_within_days: int = Field(default=3, ge=1, le=30)
+    query_confidentiality_notice: str = Field(
+        default=DEFAULT_CONFIDENTIALITY_NOTICE, min_length=1, max_length=2000
+    )
+    # TrueType fonts tried, in order, for characters the bundled DejaVu Sans lacks (Chinese,
+    # Japanese and Korean names): for example a Noto Sans CJK file the lab has installed.
+    query_fallback_fonts: list[Path] = Field(default_factory=list)
     # Sign-in attempts allowed per client address and per account name, in each web process
     # (e.g. "30/minute", "200/hour"); over either, 429 at once. See labintake.auth.throttle.
     login_rate_per_address: str = "30/minute"
@@ -120,8 +142,9 @@ class Settings(BaseSettings):
     read_timeout_seconds: float = Field(default=10.0, gt=0)
     read_attempts: int = Field(default=3, ge=1)
 
-    interfaces_dir: Path = Path("interfaces")
-    code_tables_dir: Path = Path("code_tables")
+    # Unset: the folders the package ships (labintake.resources), whatever the working folder.
+    interfaces_dir: Path = Field(default_factory=default_interfaces)
+    code_tables_dir: Path = Field(default_factory=default_code_tables)
     # Verification rule settings per sender and payer (TOML); unset: default severities.
     rules_file: Path | None = None
     # When on, messages from senders not defined under `interfaces/` are rejected with AR.
@@ -141,6 +164,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Raw HL7 bytes older than this are purged; order status and audit are kept.
     raw_retention_days: int = Field(default=365, ge=1)
+
+    @field_validator("query_fallback_fonts")
+    @classmethod
+    def _font_files(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            if path.suffix.lower() not in (".ttf", ".otf") or not path.is_file():
+                raise ValueError(f"{path} is not a TrueType or OpenType font file")
+        return value
 
     @field_validator("login_rate_per_address", "login_rate_per_account")
     @classmethod

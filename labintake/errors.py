@@ -17,6 +17,8 @@
     └── WorkflowError               an action not allowed in the order's state (-> HTTP 409)
         ├── ConcurrentChangeError   someone else changed the order first
         └── PermissionDeniedError   role may not do this (-> HTTP 403)
+            ├── HeldByAnotherError  the order is another coder's: take it over, or leave it
+            └── PasswordChangeRequiredError  a new password first (-> its page)
 
 HL7 errors carry what an ERR segment needs: the location, an HL7 table 0357 code and text.
 Mapping to ACK codes lives in `labintake.hl7.ack`; mapping to HTTP lives in the web layer.
@@ -123,3 +125,18 @@ class ConcurrentChangeError(WorkflowError):
 
 class PermissionDeniedError(WorkflowError):
     pass
+
+
+class HeldByAnotherError(PermissionDeniedError):
+    """A claim on an order another coder holds: nothing changed; the caller asks whether to
+    take it over (`holder`, the username, and `order_id` say which)."""
+
+    def __init__(self, text: str, *, order_id: int, holder: str) -> None:
+        super().__init__(text)
+        self.order_id = order_id
+        self.holder = holder
+
+
+class PasswordChangeRequiredError(PermissionDeniedError):
+    """Signed in with a password an administrator chose: a new one is needed before anything
+    else (the web screen sends the browser to the password page)."""

@@ -20,6 +20,7 @@ from labintake.models.messages import InboundMessage
 from labintake.models.orders import Finding, Order
 from labintake.models.queue import OfficeQuery
 from labintake.models.release import OutboxEntry, OutboxStatus
+from labintake.queue.open_queries import ORDER_LEFT_THE_QUEUE
 from labintake.statuses import FindingCode, OrderStatus
 
 HOLD_STATUSES = (OrderStatus.HELD.value, OrderStatus.AWAITING_OFFICE.value)
@@ -214,6 +215,9 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
                 col(OfficeQuery.closed_at).is_not(None),
                 col(OfficeQuery.closed_at) >= since,
                 col(OfficeQuery.status).in_(["answered", "closed"]),
+                # closed because the order was released, rejected or cancelled: the office
+                # did nothing, so it says nothing of the office's turnaround
+                col(OfficeQuery.closed_reason).not_in(ORDER_LEFT_THE_QUEUE),
             )
         ).all()
     ]

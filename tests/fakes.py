@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from labintake.db import utcnow
-from labintake.release.connection import AckReply, DeliveryFailure
+from labintake.hl7.ack_reply import AckReply
+from labintake.release.connection import DeliveryFailure
 
 Responder = Callable[[bytes, str], AckReply]
 

@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 from labintake.auth import accounts, hashing
 from labintake.auth.accounts import check_password
 from labintake.auth.policy import LoginPolicy
+from labintake.auth.roles import Role
 from labintake.cli import app as cli_app
 from labintake.config import Settings
-from labintake.errors import NotAuthenticatedError
+from labintake.errors import NotAuthenticatedError, WorkflowError
 from labintake.logs import configure_logging
 from labintake.models.users import ApiToken, AuditEntry, User
 from labintake.web.app import create_app
@@ -216,7 +217,7 @@ def test_a_deactivated_user_cannot_sign_in_until_reactivated(
     login(client, "ida")
     with Session(engine) as session:
         actions = [e.action for e in session.exec(select(AuditEntry).order_by(AuditEntry.id))]  # type: ignore[arg-type]
-    assert actions[:3] == ["user_deactivated", "login_failed", "user_reactivated"]
+    assert actions[:4] == ["user_added", "user_deactivated", "login_failed", "user_reactivated"]
 
 
 def test_failed_sign_ins_and_the_lockout_are_audited_and_logged_without_the_password(
@@ -251,6 +252,7 @@ def test_failed_sign_ins_and_the_lockout_are_audited_and_logged_without_the_pass
     with Session(engine) as session:
         entries = list(session.exec(select(AuditEntry).order_by(AuditEntry.id)))  # type: ignore[arg-type]
     assert [(e.actor, e.action) for e in entries] == [
+        ("cli", "user_added"),
         ("jay", "login_failed"),
         ("unknown", "login_failed"),
         ("jay", "account_locked"),
@@ -258,7 +260,7 @@ def test_failed_sign_ins_and_the_lockout_are_audited_and_logged_without_the_pass
         ("unknown", "login_failed"),
     ]
     assert all("Secret-Guess" not in str(e.after) for e in entries)
-    assert entries[0].after == {"client": "testclient", "reason": "wrong password"}
+    assert entries[1].after == {"client": "testclient", "reason": "wrong password"}
 
 
 def test_a_login_form_from_another_browser_is_refused(settings: Settings, engine: Engine) -> None:
@@ -330,3 +332,88 @@ def test_a_sign_in_with_every_hashing_slot_taken_is_refused_at_once_with_503(
     assert response.headers["retry-after"] == "1"
     assert "busy" in response.text
     login(client, "max")  # with the slots free again, signing in works
+
+
+def test_a_users_direct_line_is_set_from_the_cli_audited_and_refused_when_not_a_phone(
+    settings: Settings, engine: Engine
+) -> None:
+    make_user(engine, "joy")
+    assert "direct line of joy: (515) 555-0142" in _cli(
+        settings, "users", "phone", "joy", "(515) 555-0142"
+    )
+    assert "has that line already" in _cli(settings, "users", "phone", "joy", "(515) 555-0142")
+    env = {"LABINTAKE_DATABASE_URL": settings.database_url, "LABINTAKE_DEVELOPMENT": "1"}
+    refused = CliRunner().invoke(cli_app, ["users", "phone", "joy", "call the desk"], env=env)
+    assert refused.exit_code == 1
+    assert "a direct line is up to 40 characters" in refused.output
+    with Session(engine) as session:
+        user = session.exec(select(User).where(User.username == "joy")).one()
+        entry = session.exec(
+            select(AuditEntry).where(AuditEntry.action == "user_phone_changed")
+        ).one()
+    assert user.phone == "(515) 555-0142"
+    assert (entry.before["phone"], entry.after["phone"]) == ("", "(515) 555-0142")
+
+
+def test_the_commands_keep_an_active_administrator_and_name_tokens(
+    settings: Settings, engine: Engine
+) -> None:
+    make_user(engine, "root", Role.ADMIN)
+    env = {"LABINTAKE_DATABASE_URL": settings.database_url, "LABINTAKE_DEVELOPMENT": "1"}
+    for args in (["users", "role", "root", "manager"], ["users", "deactivate", "root"]):
+        refused = CliRunner().invoke(cli_app, args, env=env)
+        assert refused.exit_code == 1
+        assert "root is the last one; make another user an administrator first" in refused.output
+    assert (_user(engine, "root").role, _user(engine, "root").active) == ("admin", True)
+    make_user(engine, "deputy", Role.ADMIN)
+    assert "now has role manager" in _cli(settings, "users", "role", "root", "manager")
+    token = _cli(settings, "tokens", "create", "deputy", "--name", "nightly export").strip()
+    with Session(engine) as session:
+        row = session.exec(select(ApiToken).where(ApiToken.prefix == token[:12])).one()
+        added = session.exec(select(AuditEntry).where(AuditEntry.action == "user_added")).all()
+    assert row.name == "nightly export"
+    assert [(e.actor, e.via, e.after["user"]) for e in added] == [
+        ("cli", "cli", "root"),
+        ("cli", "cli", "deputy"),
+    ]
+
+
+@pytest.mark.parametrize("change", ["role", "deactivate"])
+def test_two_administrators_stepping_each_other_down_at_once_leave_one(
+    engine: Engine, change: str
+) -> None:
+    make_user(engine, "amy", Role.ADMIN)
+    make_user(engine, "bea", Role.ADMIN)
+    start = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def step_down(actor: str, target: str) -> None:
+        with Session(engine, expire_on_commit=False) as session:
+            user = session.exec(select(User).where(User.username == target)).one()
+            session.commit()  # no transaction open while waiting for the other thread
+            start.wait()
+            try:
+                if change == "role":
+                    accounts.set_role(session, user, Role.CODER, actor=actor)
+                else:
+                    accounts.deactivate_user(session, user, actor=actor)
+                session.commit()
+                outcomes[target] = "changed"
+            except WorkflowError as exc:
+                session.rollback()
+                outcomes[target] = str(exc)
+
+    threads = [
+        threading.Thread(target=step_down, args=pair) for pair in (("amy", "bea"), ("bea", "amy"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes.values())[0] == "changed"
+    assert "is the last one" in sorted(outcomes.values())[1]
+    with Session(engine) as session:
+        admins = session.exec(
+            select(User).where(User.role == "admin", User.active == True)  # noqa: E712
+        ).all()
+    assert len(admins) == 1

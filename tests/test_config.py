@@ -53,3 +53,25 @@ def test_a_real_secret_is_never_replaced(workdir: Path) -> None:
     ensure_demo_secret(settings)
     assert settings.secret_key == "x" * 40
     assert not (workdir / DEMO_SECRET_FILE).exists()
+
+
+def test_the_query_letterhead_reads_its_settings_and_refuses_a_missing_font(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABINTAKE_LAB_NAME", "Prairie Reference Laboratory")
+    monkeypatch.setenv("LABINTAKE_LAB_FAX", "(515) 555-0199")
+    monkeypatch.setenv("LABINTAKE_QUERY_RESPOND_WITHIN_DAYS", "5")
+    settings = Settings(development=True)
+    assert (settings.lab_name, settings.lab_fax) == (
+        "Prairie Reference Laboratory",
+        "(515) 555-0199",
+    )
+    assert settings.query_respond_within_days == 5
+    assert "protected health information" in settings.query_confidentiality_notice
+    font = workdir / "cjk.ttf"
+    font.write_bytes(b"\0\1\0\0")
+    assert Settings(development=True, query_fallback_fonts=[font]).query_fallback_fonts == [font]
+    with pytest.raises(ValidationError, match="not a TrueType or OpenType font file"):
+        Settings(development=True, query_fallback_fonts=[workdir / "missing.ttf"])
+    with pytest.raises(ValidationError):
+        Settings(development=True, query_respond_within_days=0)

@@ -86,6 +86,9 @@ def test_a_database_holding_orders_migrates_down_to_the_first_schema_and_back_up
     from tests.factories import OrderSpec, held_order
 
     held_order(engine, settings, OrderSpec(family="Núñez", priority="S"))
+    with engine.connect() as conn:
+        key = conn.execute(text("SELECT beneficiary_key FROM lab_order")).scalar_one()
+    assert key
     before = _counts(engine)
     engine.dispose()
     config = Config()
@@ -95,8 +98,10 @@ def test_a_database_holding_orders_migrates_down_to_the_first_schema_and_back_up
     migrate(database_url)
     assert _counts(engine) == before
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT family_fold, priority_rank FROM lab_order")).one()
-    assert tuple(row) == ("nunez", 0)
+        row = conn.execute(
+            text("SELECT family_fold, priority_rank, beneficiary_key FROM lab_order")
+        ).one()
+    assert tuple(row) == ("nunez", 0, key)
 
 
 def _counts(engine: Engine) -> dict[str, int]:

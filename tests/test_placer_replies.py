@@ -14,7 +14,7 @@ from hl7apy.core import Message
 from hl7apy.parser import parse_message
 
 from labintake.hl7.escapes import EncodingCharacters, unescape
-from labintake.release.replies import ReplyFacts, build_reply
+from labintake.hl7.replies import ReplyFacts, build_reply
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 REASON = "Specimen hemolysed\r\nplease redraw | call 555-0100 & ask for C\\D ^ lab"

@@ -274,22 +274,29 @@ def test_a_query_is_answered_by_a_contact_or_closed_or_cancelled(
     with Session(engine) as session:
         queue = ClarificationQueue(session, settings)
         _, first = queue.create_query(ANN, order_id, _order(engine, order_id).row_version)
-        _, second = queue.create_query(ANN, order_id, _order(engine, order_id).row_version)
         assert first is not None
-        assert second is not None
         assert first.id is not None
-        assert second.id is not None
         answered = ContactInput(
             ContactChannel.FAX, ContactOutcome.ANSWERED, answer="E11.9 per chart", query_id=first.id
         )
         queue.record_contact(ANN, order_id, _order(engine, order_id).row_version, answered)
+        # the first is answered: asking again writes a second query
+        _, second = queue.create_query(ANN, order_id, _order(engine, order_id).row_version)
+        assert second is not None
+        assert second.id is not None
+        assert second.id != first.id
         queue.close_query(
             ANN, order_id, _order(engine, order_id).row_version, second.id, "cancelled"
         )
         session.expire_all()
         assert (first.status, second.status) == ("answered", "cancelled")
+        assert (first.closed_reason, second.closed_reason) == ("answered", "sent_in_error")
         with pytest.raises(WorkflowError, match="closed or cancelled"):
             queue.close_query(ANN, order_id, _order(engine, order_id).row_version, second.id, "x")
+        version = _order(engine, order_id).row_version
+        with pytest.raises(WorkflowError, match="is answered already"):
+            queue.close_query(ANN, order_id, version, first.id, "closed")
+        assert _order(engine, order_id).row_version == version  # nothing changed
 
 
 def test_a_coder_cannot_put_back_an_order_someone_else_holds(

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 import hl7
 import pytest
+from hl7_tree_builder import build_order_message_with_tree
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from hypothesis import HealthCheck, assume, given, settings
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 
 from labintake.errors import ConfigurationError
 from labintake.hl7.escapes import EncodingCharacters, unescape
-from labintake.release.builder import (
+from labintake.hl7.layout import message_layout
+from labintake.hl7.order_builder import (
     LisProfile,
     OutboundDiagnosis,
     OutboundOrder,
@@ -23,8 +25,6 @@ from labintake.release.builder import (
     message_plan,
     version_tuple,
 )
-from labintake.release.layout import message_layout
-from labintake.release.tree_builder import build_order_message_with_tree
 
 # Every (type, version) hl7apy defines for the release, with and without billing segments.
 SUPPORTED = [

@@ -23,10 +23,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from labintake.db import make_engine, session_scope, utcnow
+from labintake.hl7.ack_reply import AckReply
 from labintake.models.orders import Finding, Order, OrderEvent
 from labintake.models.release import Notification, OutboxEntry
 from labintake.release.bulk import release_verified
-from labintake.release.connection import AckReply, DeliveryFailure, Endpoint
+from labintake.release.connection import DeliveryFailure, Endpoint
 from labintake.release.delivery import RetryPolicy, claim_due, resend_dead_letter
 from labintake.release.outbox import enqueue_release
 from labintake.release.sender import Sender, SenderOptions, deliver_until_idle

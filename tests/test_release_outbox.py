@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from factories_release import make_orders
+from hl7_tree_builder import build_order_message_with_tree
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -13,11 +14,10 @@ from sqlmodel import Session, col, select
 import labintake.release.bulk as bulk
 import labintake.release.outbox as outbox
 from labintake.db import session_scope
+from labintake.hl7.order_builder import LisProfile, OutboundOrder
 from labintake.models.orders import Order, OrderEvent, OrderTest
 from labintake.models.release import OutboxEntry
-from labintake.release.builder import LisProfile, OutboundOrder
 from labintake.release.bulk import release_verified
-from labintake.release.tree_builder import build_order_message_with_tree
 
 
 def test_each_verified_order_gets_one_outbox_row_its_history_and_the_released_state(

@@ -80,11 +80,25 @@ def test_mllp_port_taken_exits_with_one_line_naming_the_setting(
     assert "set LABINTAKE_MLLP_PORT to a free port" in errors[0]
 
 
-def test_started_from_another_directory_it_refuses_naming_the_folder(tmp_path: Path) -> None:
-    code, _, errors = run_serve(tmp_path, cwd=tmp_path)
+def test_a_relative_folder_missing_from_the_start_directory_is_refused_by_name(
+    tmp_path: Path,
+) -> None:
+    code, _, errors = run_serve(tmp_path, cwd=tmp_path, LABINTAKE_INTERFACES_DIR="interfaces")
     assert (code, len(errors)) == (2, 1)
     assert "LABINTAKE_INTERFACES_DIR: no sender definitions folder at " in errors[0]
     assert f"{tmp_path / 'interfaces'} (interfaces from {tmp_path})" in errors[0]
+
+
+def test_with_no_folder_set_the_shipped_ones_pass_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("LABINTAKE_INTERFACES_DIR", "LABINTAKE_CODE_TABLES_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(development=True, mllp_port=0, web_port=0, _env_file=None)
+    assert settings.interfaces_dir == REPO / "interfaces"  # the shipped folders, in a checkout
+    assert settings.code_tables_dir == REPO / "code_tables"
+    check_service(settings)
 
 
 def test_invalid_code_tables_are_refused_before_any_message(tmp_path: Path) -> None:

@@ -96,6 +96,25 @@ def test_pending_orders_become_verified_or_held_with_versions_findings_and_event
         )
 
 
+def test_history_follows_the_beneficiary_across_senders(engine: Engine, tables: CodeTables) -> None:
+    """The same MBI sent by two practices under their own MRNs is one patient's history;
+    the same MRN at another practice without an MBI is another patient."""
+    mbi = ["1EG4TE5MK73^^^CMS^MC"]
+    first = store_order(engine, [("85025", "CPT")], ["D64.9"], identifiers=mbi)
+    second = store_order(
+        engine, [("85025", "CPT")], ["D64.9"], facility="LAKEVIEW", mrn="LV-20", identifiers=mbi
+    )
+    stranger = store_order(engine, [("85025", "CPT")], ["D64.9"], facility="NORTHSIDE")
+    verify_pending(engine, tables)
+    assert findings_of(engine, first) == []
+    assert findings_of(engine, second) == [("DUPLICATE_ORDER", "hold", "OBR[1]-4")]
+    assert findings_of(engine, stranger) == []
+    with Session(engine) as session:
+        keys = {o.id: o.beneficiary_key for o in session.exec(select(Order))}
+    assert keys[first] == keys[second] == "MBI|1EG4TE5MK73"
+    assert keys[stranger] == "NORTHSIDE|MRN1"
+
+
 def test_history_finds_duplicates_but_not_cancelled_orders(
     engine: Engine, tables: CodeTables
 ) -> None:

@@ -8,7 +8,9 @@ from sqlmodel import Session, select
 
 from labintake.auth.roles import Role
 from labintake.config import Settings
+from labintake.models.orders import Order
 from labintake.models.users import AuditEntry
+from labintake.queue.service import Actor, ClarificationQueue
 from labintake.web.app import create_app
 from tests.factories import OrderSpec, held_order, make_token, make_user, orm_message
 
@@ -288,3 +290,23 @@ def test_a_coder_cannot_claim_contact_or_reject_an_order_another_coder_claimed(
         "answer": "E11.9",
     }
     assert ben.post(f"/api/orders/{order_id}/contacts", json=contact).status_code == 200
+
+
+def test_order_detail_lists_its_office_queries_with_their_answer_by_date(
+    settings: Settings, engine: Engine
+) -> None:
+    order_id = held_order(engine, settings)
+    make_user(engine, "ann", Role.CODER)
+    with Session(engine) as session:
+        order = session.get(Order, order_id)
+        assert order is not None
+        ClarificationQueue(session, settings).create_query(
+            Actor("ann", Role.CODER, "web"), order_id, order.row_version
+        )
+    body = _client(settings, engine).get(f"/api/orders/{order_id}")
+    assert body.status_code == 200
+    (query,) = body.json()["queries"]
+    assert query["status"] == "open"
+    assert query["respond_by"] > query["created_at"][:10]
+    assert query["closed_at"] is None
+    assert query["finding_codes"] == ["DX_NOT_BILLABLE"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 
+import pypdf
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -125,7 +127,9 @@ def test_queue_filters_are_saved_per_user(settings: Settings, engine: Engine) ->
 
 
 def test_office_query_page_and_pdf(settings: Settings, engine: Engine) -> None:
-    order_id = held_order(engine, settings)
+    settings.lab_name = "Prairie Reference Laboratory"
+    settings.lab_fax = "(515) 555-0199"
+    order_id = held_order(engine, settings, OrderSpec(family="Þórsdóttir", given="Guðrún"))
     client, csrf = _signed_in(settings, engine, "ann")
     version = row_version_of(client.get(f"/orders/{order_id}").text)
     client.post(
@@ -135,13 +139,27 @@ def test_office_query_page_and_pdf(settings: Settings, engine: Engine) -> None:
     link = re.search(rf'href="(/orders/{order_id}/queries/\d+)"', page)
     assert link is not None
     query = client.get(link.group(1)).text
+    assert "Prairie Reference Laboratory" in query
+    assert "by fax to (515) 555-0199" in query
+    assert "HEMOGLOBIN A1C (as sent: 83036)" in query  # the tests are listed
     assert "Clinically undetermined" in query
     assert "Other (please describe)" in query
     assert "E11.9" not in query  # never proposes a code
     assert "Medicare" not in query  # never mentions payment or payers
     pdf = client.get(link.group(1) + "/pdf")
     assert pdf.headers["content-type"] == "application/pdf"
-    assert pdf.content.startswith(b"%PDF")
+    text = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "Prairie Reference Laboratory" in text
+    assert "Þórsdóttir, Guðrún" in text
+    assert "From: Ann, coding" in text
+
+    # Pressing "write query" again shows the open query instead of writing a second one.
+    version = row_version_of(page)
+    again = client.post(
+        f"/orders/{order_id}/queries", data={"row_version": str(version), "csrf_token": csrf}
+    ).text
+    assert "An open query already asks about these findings" in again
+    assert len(re.findall(rf'href="/orders/{order_id}/queries/\d+"', again)) == 1
 
 
 def test_csrf_token_is_in_every_signed_in_page(settings: Settings, engine: Engine) -> None:
@@ -233,9 +251,9 @@ def test_claiming_several_orders_at_once_skips_the_ones_changed_meanwhile(
     result = client.post(
         "/queue/claim", data={"pick": picks, "csrf_token": csrf, "action_key": "bulk1"}
     )
-    assert (
-        "Claimed 1 order(s). Skipped, changed by someone meanwhile: " + str(second) in result.text
-    )
+    assert "Claimed 1 order. 1 skipped: see below." in result.text
+    assert "1 changed by someone meanwhile, or no longer in the queue" in result.text
+    assert f'<a href="/orders/{second}">order {second}</a>' in result.text
     assert [int(i) for i in re.findall(r'data-href="/orders/(\d+)"', result.text)] == [first]
 
 
@@ -266,7 +284,11 @@ def test_a_coder_acting_on_an_order_another_coder_claimed_is_told_whose_it_is(
     assert flash.headers["HX-Retarget"] == "#flash"
     picks = [f"{order_id}:{version}"]
     bulk = ben.post("/queue/claim", data={"pick": picks, "csrf_token": ben_csrf})
-    assert f"Skipped, claimed by another coder (ask a manager): {order_id}" in bulk.text
+    assert "Claimed 0" not in bulk.text
+    assert "1 order not claimed (none of those ticked)" in bulk.text
+    assert "1 held by another coder" in bulk.text
+    assert "(held by Ann since" in bulk.text
+    assert "Take over this order from Ann since" in bulk.text
     assert "held" in ann.get(f"/orders/{order_id}").text
 
 

@@ -24,7 +24,6 @@ PUBLIC = {
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/static"),  # CSS, JS
-    ("GET", "/api/openapi.json"),  # the schema, in development only; no data
 }
 # Routes open to anyone signed in, whatever the role (still refused to anonymous callers).
 ANY_ROLE = {("POST", "/logout")}

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from labintake.db import session_scope
 from labintake.models import InboundMessage, Order, OrderDiagnosis, OrderTest
 from labintake.statuses import OrderStatus
+from labintake.verification.beneficiary import stored_patient_key
 
 DOS = date(2026, 5, 12)
 NPI = "1234567893"
@@ -26,6 +27,8 @@ def store_order(
     payer: str = "Medicare Part B",
     npi: str = NPI,
     insurances: list[dict[str, str]] | None = None,
+    facility: str = "PRAIRIEFM",
+    identifiers: list[str] | None = None,
 ) -> int:
     """A stored order as the reader leaves it: tests as sent, diagnoses, status received."""
     n = next(_counter)
@@ -34,12 +37,18 @@ def store_order(
         session.add(message)
         session.flush()
         assert message.id is not None
+        details = {
+            "interface": "prairie-clinic",
+            "provider": {"location": "ORC[1]-12"},
+            **({"insurances": insurances} if insurances is not None else {}),
+            **({"patient_identifiers": identifiers} if identifiers is not None else {}),
+        }
         order = Order(
             message_id=message.id,
             group_index=1,
             status=status,
             sending_application="PRAXIS",
-            sending_facility="PRAIRIEFM",
+            sending_facility=facility,
             placer_order_number=f"P{n}",
             patient_mrn=mrn,
             payer_company_id="CMS" if "Medicare" in payer else "ACME",
@@ -48,11 +57,8 @@ def store_order(
             provider_family_name="Whitfield",
             provider_given_name="Dana",
             date_of_service=dos,
-            details={
-                "interface": "prairie-clinic",
-                "provider": {"location": "ORC[1]-12"},
-                **({"insurances": insurances} if insurances is not None else {}),
-            },
+            details=details,
+            beneficiary_key=stored_patient_key(details, facility, mrn),
         )
         session.add(order)
         session.flush()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from labintake import audit
 from labintake.db import utcnow
-from labintake.errors import NotFoundError
+from labintake.errors import NotFoundError, WorkflowError
 from labintake.models.users import ApiToken, User
 
 TOKEN_PREFIX = "lbi_"  # noqa: S105 - a visible prefix, not a secret
@@ -29,15 +30,52 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, username: str) -> str:
-    """A new bearer token for `username`; the clear token is returned once and never stored."""
+def create_token(session: Session, username: str, name: str = "") -> str:
+    """A new bearer token for `username`, named for what it is for; the clear token is
+    returned once and never stored."""
     user = session.exec(select(User).where(User.username == username)).first()
     if user is None or user.id is None:
         raise NotFoundError(f"no user {username!r}")
+    name = name.strip()
+    if len(name) > 100:
+        raise WorkflowError("a token name is at most 100 characters", field="name")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, token_hash=_digest(token), prefix=token[:12]))
+    session.add(ApiToken(user_id=user.id, token_hash=_digest(token), prefix=token[:12], name=name))
     session.flush()
     return token
+
+
+def tokens_of(session: Session, user: User) -> list[ApiToken]:
+    """A user's tokens, live ones first, newest first (the rows hold no secret)."""
+    return list(
+        session.exec(
+            select(ApiToken)
+            .where(ApiToken.user_id == user.id)
+            .order_by(col(ApiToken.revoked_at).is_not(None), col(ApiToken.id).desc())
+        )
+    )
+
+
+def revoke_token_of(
+    session: Session, user: User, token_id: int, *, actor: str, via: str = "web"
+) -> bool:
+    """Revoke one of `user`'s tokens (audited); False when it was revoked already."""
+    row = session.get(ApiToken, token_id)
+    if row is None or row.user_id != user.id:
+        raise NotFoundError(f"{user.username} has no token {token_id}")
+    if row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    session.add(row)
+    audit.record(
+        session,
+        actor,
+        "token_revoked",
+        via=via,
+        before={"user": user.username, "token": row.prefix, "name": row.name},
+        after={"revoked": True},
+    )
+    return True
 
 
 def resolve_token(session: Session, token: str) -> User | None:

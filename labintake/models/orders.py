@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, SmallInteger, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, SmallInteger, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from labintake.db import UTCDateTime, utcnow
@@ -51,6 +51,8 @@ class Order(SQLModel, table=True):
         # The coder's search box: placer number alone, and an accent-free family-name prefix.
         Index("ix_order_placer_number", "placer_order_number"),
         Index("ix_order_family_fold", "family_fold"),
+        # A patient's history across senders: the MBI when the order carries one.
+        Index("ix_order_beneficiary_dos", "beneficiary_key", "date_of_service"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -100,10 +102,17 @@ class Order(SQLModel, table=True):
     # Clarification queue: who works the order, and when its next action is due (a first look
     # within FIRST_ACTION_HOURS of arrival, then each contact's follow-up date).
     assigned_to: str | None = Field(default=None, max_length=100)
+    # When `assigned_to` last changed: "held by Ana since 10:12" when another coder claims it.
+    assigned_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     # Search and sort keys (`labintake.search_keys`), written with the order: names without
     # case or accents, and the HL7 priority as a rank (0 STAT ... 3 routine).
     family_fold: str | None = Field(default=None, max_length=200)
     given_fold: str | None = Field(default=None, max_length=200)
+    # `MBI|<mbi>` when the order carries a Medicare beneficiary identifier, else
+    # `<sending facility>|<MRN>`; empty when it has neither (no history is kept for it).
+    beneficiary_key: str = Field(
+        default="", sa_column=Column(String(330), nullable=False, server_default="")
+    )
     priority_rank: int = Field(
         default=3, sa_column=Column(SmallInteger, nullable=False, server_default="3")
     )

@@ -38,10 +38,22 @@ class OfficeQuery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     actor: str = Field(max_length=100)
     status: str = Field(default="open", max_length=20)  # open | answered | closed | cancelled
-    question: str = Field(sa_column=Column(Text, nullable=False))
+    question: str = Field(sa_column=Column(Text, nullable=False))  # the questions, a line each
     indicators: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     choices: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # Why it closed: answered, released, rejected, cancelled (order states) or by a coder.
+    closed_reason: str = Field(default="", max_length=40)
+    # The tests ordered, as the order names them.
+    tests: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # One entry per finding asked about: {"finding", "about", "text", "choices"}.
+    questions: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    # "code|location|subject" of the findings asked about: the same open query is not written
+    # twice for the same findings.
+    finding_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    respond_by: date | None = None
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 

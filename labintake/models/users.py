@@ -19,12 +19,16 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=100, unique=True, index=True)
     display_name: str = Field(default="", max_length=200)
+    # The direct line an office calls back on, printed on the queries this user writes.
+    phone: str = Field(default="", max_length=40)
     role: str = Field(max_length=20)  # Role
     password_hash: str = Field(default="", max_length=200)
     active: bool = True
     failed_logins: int = 0
     locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # Set when an administrator chose the password: the next sign-in asks for a new one.
+    must_change_password: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     # Saved queue filters and column choices.
     preferences: dict[str, Any] = Field(
@@ -54,6 +58,7 @@ class ApiToken(SQLModel, table=True):
     user_id: int = Field(foreign_key="app_user.id", index=True)
     token_hash: str = Field(max_length=64, unique=True, index=True)
     prefix: str = Field(max_length=12)  # first characters, to tell tokens apart in lists
+    name: str = Field(default="", max_length=100)  # what it is for ("LIS result feed")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

@@ -80,3 +80,10 @@ def next_working_day(day: date) -> date:
     while following.weekday() >= 5:
         following += timedelta(days=1)
     return following
+
+
+def add_working_days(day: date, count: int) -> date:
+    """The date `count` working days (Monday to Friday) after `day`."""
+    for _ in range(count):
+        day = next_working_day(day)
+    return day

@@ -226,6 +226,27 @@ class Corrections(GuardedActions):
             )
         return check_diagnosis_code(icd10_release_for(tables, dos), typed, dos)
 
+    def official_titles(self, order: Order, codes: list[str]) -> dict[str, str | None]:
+        """Each code's ICD-10-CM title in the release in force on the date of service (None:
+        not a code of that release); empty when the code tables cannot be read."""
+        from labintake.codes.tables import get_code_tables
+        from labintake.errors import CodeTableError
+        from labintake.verification.engine import icd10_release_for
+
+        try:
+            release = icd10_release_for(
+                get_code_tables(self.settings), order.date_of_service or order.created_at.date()
+            )
+        except CodeTableError:
+            return {}
+        if release is None:
+            return {}
+        titles: dict[str, str | None] = {}
+        for code in codes:
+            entry = release.get(normalize_icd10(code))
+            titles[code] = entry.description if entry is not None else None
+        return titles
+
     def _reverify(self, actor: Actor, order: Order) -> ActionResult:
         assert order.id is not None
         self.session.flush()

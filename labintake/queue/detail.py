@@ -328,7 +328,16 @@ def order_detail_json(detail: OrderDetail) -> dict[str, Any]:
             for c in detail.contacts
         ],
         "queries": [
-            {"id": q.id, "status": q.status, "created_at": _iso(q.created_at), "actor": q.actor}
+            {
+                "id": q.id,
+                "status": q.status,
+                "created_at": _iso(q.created_at),
+                "actor": q.actor,
+                "respond_by": _iso(q.respond_by),
+                "closed_at": _iso(q.closed_at),
+                "closed_reason": q.closed_reason,
+                "finding_codes": [str(asked.get("finding", "")) for asked in q.questions],
+            }
             for q in detail.queries
         ],
         "history": [

@@ -7,7 +7,8 @@ ConcurrentChangeError with the current version. A repeated submit of the same fo
 
 An order claimed by a coder is that coder's: only the assignee or a manager (or admin) may act
 on it, on the screen and through the API alike. Anyone else is refused (PermissionDeniedError,
-HTTP 403) with nothing changed, and the refusal is audited (`action_refused`).
+HTTP 403) with nothing changed, and the refusal is audited (`action_refused`), unless they
+take the order over (`ClarificationQueue.assign` with `take_over`, asked first, audited).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from labintake.config import Settings
 from labintake.db import utcnow
 from labintake.errors import (
     ConcurrentChangeError,
+    HeldByAnotherError,
     NotFoundError,
     PermissionDeniedError,
     WorkflowError,
 )
 from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.models.users import User
+from labintake.queue.claims import Holder
 from labintake.queue.listing import QUEUE_STATUSES
 
 
@@ -67,8 +70,12 @@ class GuardedActions:
         expected_version: int,
         action_key: str,
         statuses: tuple[str, ...] = QUEUE_STATUSES,
+        *,
+        take_over: bool = False,
     ) -> Order | None:
-        """Bump the row version if it is still `expected_version`; None for a replayed submit."""
+        """Bump the row version if it is still `expected_version`; None for a replayed submit.
+
+        `take_over`: the actor takes the order from its holder (the caller logs it)."""
         session = self.session
         claimed = session.execute(
             update(Order)
@@ -92,8 +99,9 @@ class GuardedActions:
             )
         order = session.get(Order, order_id, populate_existing=True)
         assert order is not None
-        if actor.role is Role.CODER and order.assigned_to not in (None, actor.username):
-            self._refuse_claimed(actor, order_id, order.assigned_to)
+        holder = order.assigned_to
+        if actor.role is Role.CODER and holder not in (None, actor.username) and not take_over:
+            self._refuse_claimed(actor, order_id, holder)
         if order.status not in statuses:
             session.rollback()
             raise WorkflowError(
@@ -102,8 +110,11 @@ class GuardedActions:
             )
         return order
 
-    def _refuse_claimed(self, actor: Actor, order_id: int, assignee: str) -> NoReturn:
-        """Undo the version bump, audit the refused attempt, and refuse it."""
+    def _refuse_claimed(
+        self, actor: Actor, order_id: int, assignee: str, *, holder: Holder | None = None
+    ) -> NoReturn:
+        """Undo the version bump, audit the refused attempt, and refuse it. With `holder`: a
+        claim of an order someone else holds, not confirmed as a take-over (the screen asks)."""
         self.session.rollback()
         audit.record(
             self.session,
@@ -111,9 +122,22 @@ class GuardedActions:
             "action_refused",
             order_id=order_id,
             via=actor.via,
-            after={"reason": "claimed by another coder", "assigned_to": assignee},
+            after={
+                "reason": "claimed by another coder"
+                + ("; take-over not confirmed" if holder else ""),
+                "assigned_to": assignee,
+            },
         )
         self.session.commit()
+        if holder is not None:
+            named = holder.name + (f" ({assignee})" if holder.name != assignee else "")
+            since = f" since {holder.since:%Y-%m-%d %H:%M} UTC" if holder.since else ""
+            raise HeldByAnotherError(
+                f"order {order_id} is held by {named}{since}: take it over, or leave it to "
+                "them. Nothing was saved.",
+                order_id=order_id,
+                holder=assignee,
+            )
         raise PermissionDeniedError(
             f"order {order_id} is {assignee}'s: only {assignee} or a manager may act on it. "
             "Nothing was saved; ask a manager to assign it to you."
@@ -181,6 +205,7 @@ class GuardedActions:
     def _claim_if_free(self, actor: Actor, order: Order) -> None:
         if order.assigned_to is None:
             order.assigned_to = actor.username
+            order.assigned_at = utcnow()
 
     def _diagnoses(self, order_id: int) -> list[OrderDiagnosis]:
         return list(

@@ -1,12 +1,14 @@
 """Compliant queries to the ordering provider (AHIMA/ACDIS practice).
 
-A query asks for the reason for the test or for documentation; it cites the indicators found
-in the order as received, offers an open answer or clinically neutral choices including
-"other" and "clinically undetermined", never proposes a code and never mentions payment.
-Each question names what it is about: the test (as the order names it) and the diagnosis the
-order sent. The text is checked by `compliance_problems`; what the sender wrote is cleaned by
-`clean_line`, which removes the offending words or codes and keeps the rest of the line. The
-codes of the order's own tests are never taken for diagnosis codes (G0103 is HCPCS).
+A query asks for the reason for the test or for documentation; it lists the tests ordered,
+cites the indicators found in the order as received, asks one question per finding, never
+proposes a code and never mentions payment. Each question names what it is about (the test
+as the order names it and the diagnosis the order sent, or the ordering provider) and offers
+the answers that fit it (`labintake.queue.query_questions`): an open line, "other", and
+"clinically undetermined" where the question is clinical. The text is checked by
+`compliance_problems`; what the sender wrote is cleaned by `clean_line`, which removes the
+offending words or codes and keeps the rest of the line. The codes of the order's own tests
+are never taken for diagnosis codes (G0103 is HCPCS).
 """
 
 from __future__ import annotations
@@ -14,9 +16,29 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from labintake.models.orders import Finding, Order, OrderDiagnosis, OrderTest
+from labintake.models.queue import OfficeQuery
+from labintake.queue.query_questions import (
+    ABOUT_PROVIDER,
+    ABOUT_TESTS_ONLY,
+    GENERIC,
+    OTHER,
+    UNDETERMINED,
+    asked_for,
+)
 from labintake.statuses import LAB_INTERNAL_FINDINGS
+
+__all__ = [
+    "OTHER",
+    "UNDETERMINED",
+    "QueryDraft",
+    "QueryQuestion",
+    "compose_query",
+    "finding_key",
+    "stored_questions",
+]
 
 # Words a query must never contain (payment, coverage, leading language).
 FORBIDDEN_WORDS = (
@@ -41,78 +63,58 @@ FORBIDDEN_WORDS = (
     "revenue",
 )
 _FORBIDDEN = re.compile(r"\b(" + "|".join(FORBIDDEN_WORDS) + r")\b", re.IGNORECASE)
-_ICD10_CODE = re.compile(r"\b[A-TV-Z][0-9][0-9A-Z](?:\.?[0-9A-Z]{1,4})?\b")
-
-OTHER = "Other (please describe)"
-UNDETERMINED = "Clinically undetermined"
-STANDARD_CHOICES = (
-    "The reason for the test is documented in the patient's record (please state it)",
-    OTHER,
-    UNDETERMINED,
+# An ICD-10-CM code: a letter, a digit, then a digit or the letter of the few categories that
+# have one (C4A, C7A, C7B, D3A, M1A, O9A, Z3A), so that a test named "HEMOGLOBIN A1C" is not
+# taken for a code.
+_ICD10_CODE = re.compile(
+    r"\b[A-TV-Z][0-9](?:[0-9]|(?<=C4|C7|D3|M1|O9|Z3)A|(?<=C7)B)(?:\.?[0-9A-Z]{1,4})?\b"
 )
 
-# Plain-language questions per kind of finding: about documentation, never about codes.
-_QUESTIONS = {
-    "DX_MISSING": "The order does not state a reason for the test(s). Please state the "
-    "reason for each test as documented in the patient's record.",
-    "DX_INVALID": "A diagnosis on the order could not be read as written. Please state the "
-    "reason for the test(s) as documented in the patient's record.",
-    "DX_NOT_BILLABLE": "A diagnosis on the order is less specific than the record may allow. "
-    "Please clarify the condition as documented (for example type, site, laterality or "
-    "episode, where the record supports it).",
-    "DX_NOT_EFFECTIVE": "A diagnosis on the order was not in use on the date of service as "
-    "written. Please state the condition as documented in the patient's record.",
-    "DX_EXCLUDES1": "Two conditions on the order are normally not reported together. Please "
-    "clarify which condition(s) the record documents.",
-    "NECESSITY_NOT_SUPPORTED": "Please state the clinical reason for the test(s) listed "
-    "below, as documented in the patient's record.",
-    "NECESSITY_FREQUENCY": "The test was also ordered recently for this patient. Please "
-    "state the clinical reason for repeating it, as documented in the patient's record.",
-    "NECESSITY_UNVERIFIED": "Please state the clinical reason for the test(s) listed below, "
-    "as documented in the patient's record.",
-    "SCREENING_ON_DIAGNOSTIC": "The order gives a screening reason for a test ordered as "
-    "diagnostic. Please clarify whether the test is for screening or for a documented "
-    "sign, symptom or condition.",
-    "TEST_UNKNOWN": "A test on the order could not be identified. Please confirm which test "
-    "is ordered.",
-    "TEST_CODE_MISMATCH": "A test on the order carries codes naming two different tests. "
-    "Please confirm which test is ordered.",
-    "BUNDLED_COMPONENT": "The order lists a panel and tests already included in it. Please "
-    "confirm which tests are ordered.",
-    "UNITS_OVER_LIMIT": "The order asks for more repetitions of a test than usual for one "
-    "day. Please confirm the number ordered.",
-    "PROVIDER_MISSING": "The order does not name the ordering provider. Please state the "
-    "ordering provider and their NPI.",
-    "PROVIDER_NPI_INVALID": "The ordering provider's NPI on the order could not be "
-    "confirmed. Please state the ordering provider's NPI.",
-    "DUPLICATE_ORDER": "The same test appears to have been ordered twice for this patient "
-    "on this date. Please confirm whether both orders are intended.",
-    "SIGNATURE_MISSING": "Please confirm the order is authenticated by the ordering provider.",
-    "DX_SEX_CONFLICT": "A reason on the order does not match the patient's sex as registered. "
-    "Please confirm the patient's information and the reason for the test as documented in "
-    "the patient's record.",
-    "DX_AGE_CONFLICT": "A reason on the order does not fit the patient's age from the date of "
-    "birth on the order. Please confirm the patient's date of birth and the reason for the "
-    "test as documented in the patient's record.",
-    "DX_EXTERNAL_CAUSE_ONLY": "The order states how an injury or condition came about, but "
-    "not the condition itself. Please state the reason for the test (the injury, condition, "
-    "sign or symptom) as documented in the patient's record.",
-    "DX_MANIFESTATION_ALONE": "The order gives a condition that arises from another disease "
-    "but does not state that underlying disease. Please state the underlying condition as "
-    "documented in the patient's record.",
-    "DX_UNSPECIFIED_WITH_SPECIFIC": "The order describes a condition both in general terms and "
-    "more specifically. Please clarify the condition(s) the record documents.",
-}
-_GENERIC = "Please clarify the order as documented in the patient's record."
 # Findings that are the coder's own task: never turned into a question for the office.
 CODER_ONLY = frozenset({"TEST_MEDICARE_PARTS"})
+# At most this many tests are named in one question; the rest are counted.
+MAX_TESTS_NAMED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class QueryQuestion:
+    """One question of a query: the finding it comes from, what it is about (the test and
+    the diagnosis as the order sent them), what it asks, and the answers that fit it."""
+
+    finding: str
+    about: str
+    text: str
+    choices: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "finding": self.finding,
+            "about": self.about,
+            "text": self.text,
+            "choices": list(self.choices),
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class QueryDraft:
-    question: str
+    """A query before it is stored: the tests ordered, what the order shows, the questions,
+    and the keys of the findings asked about (an open query with the same keys is the same
+    query)."""
+
+    tests: tuple[str, ...]
     indicators: tuple[str, ...]
-    choices: tuple[str, ...]
+    questions: tuple[QueryQuestion, ...]
+    finding_keys: tuple[str, ...]
+
+    @property
+    def question(self) -> str:
+        """The questions as one text, one line each (the stored `question`)."""
+        return "\n".join(f"{q.about} {q.text}" for q in self.questions)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """Every answer offered, once each, in the order the questions offer them."""
+        return tuple(dict.fromkeys(c for q in self.questions for c in q.choices))
 
 
 def _bare(code: str) -> str:
@@ -146,7 +148,7 @@ def _test_name(test: OrderTest) -> str:
 
 
 def _test_line(test: OrderTest) -> str:
-    return f"Test ordered: {_test_name(test)} (as sent: {test.sent_code})"
+    return f"{_test_name(test)} (as sent: {test.sent_code})"
 
 
 def _diagnosis_line(dx: OrderDiagnosis) -> str:
@@ -160,26 +162,61 @@ def _test_codes(tests: Sequence[OrderTest]) -> list[str]:
     return codes
 
 
+def finding_key(finding: Finding) -> str:
+    """What identifies a finding across verifications: its code, place and subject."""
+    subject = str((finding.reference or {}).get("subject", ""))
+    return f"{finding.code}|{finding.location}|{subject}"
+
+
+def _named_tests(tests: Sequence[OrderTest]) -> str:
+    shown = [_test_line(t) for t in tests[:MAX_TESTS_NAMED]]
+    if len(tests) > MAX_TESTS_NAMED:
+        shown.append(f"{len(tests) - MAX_TESTS_NAMED} more")
+    label = "the test" if len(tests) == 1 else "the tests"
+    joined = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+    return f"{label} {joined}"
+
+
+def _provider(order: Order) -> str:
+    name = " ".join(p for p in (order.provider_given_name, order.provider_family_name) if p)
+    sent = ", ".join(
+        p for p in (name, f"NPI {order.provider_npi}" if order.provider_npi else "") if p
+    )
+    return (
+        f"About the ordering provider as sent ({sent}):" if sent else "About the ordering provider:"
+    )
+
+
 def _about(
-    finding: Finding, tests: Sequence[OrderTest], diagnoses: Sequence[OrderDiagnosis]
+    order: Order,
+    finding: Finding,
+    tests: Sequence[OrderTest],
+    diagnoses: Sequence[OrderDiagnosis],
 ) -> str:
-    """What a question is about: the test and the diagnosis (as the order sent them)."""
+    """What a question is about: the test(s) and the diagnosis (as the order sent them). A
+    finding on one test names that test; a finding on a diagnosis names it with the order's
+    tests; a question about the provider names the provider."""
+    if finding.code in ABOUT_PROVIDER:
+        return _provider(order)
     sent = {_bare(d.code): d for d in diagnoses}
     subject = str((finding.reference or {}).get("subject", ""))
     named = [sent[_bare(c)] for c in subject.split("|") if _bare(c) in sent]
     test = next((t for t in tests if finding.test_seq and t.seq == finding.test_seq), None)
+    concerned = [test] if test is not None else list(tests)
+    if test is not None and not named:
+        named = list(diagnoses)
+    if finding.code in ABOUT_TESTS_ONLY:
+        named = []
     parts: list[str] = []
-    if test is not None:
-        parts.append(f"the test {_test_name(test)} (as sent: {test.sent_code})")
-        if not named:
-            named = list(diagnoses)
+    if concerned:
+        parts.append(_named_tests(concerned))
     reasons = [d.code + (f" {d.text}" if d.text else "") for d in named]
     if reasons:
         label = "the reason" if len(reasons) == 1 else "the reasons"
         parts.append(f"{label} given as {'; '.join(reasons)}")
     if not parts:
-        return "About the order as a whole: "
-    return "About " + ", with ".join(parts) + ": "
+        return "About the order as a whole:"
+    return "About " + ", with ".join(parts) + ":"
 
 
 def compose_query(
@@ -189,24 +226,49 @@ def compose_query(
     tests: Sequence[OrderTest],
 ) -> QueryDraft:
     """A query from the order's open findings; cites only what the order itself says, one
-    question per finding naming the test and the diagnosis it is about. Lab-internal findings
-    (`LAB_INTERNAL_FINDINGS`: code tables out of date) are never asked about."""
+    question per finding naming the test and the diagnosis it is about, with the answers
+    that fit that question. Lab-internal findings (`LAB_INTERNAL_FINDINGS`: code tables out
+    of date) and the coder's own tasks are never asked about."""
     sender_dx = [d for d in diagnoses if d.source == "sender"]
     allowed = [d.code for d in sender_dx] + _test_codes(tests)
-    indicators: list[str] = [_test_line(t) for t in tests]
-    indicators += [_diagnosis_line(d) for d in sender_dx]
+    indicators = [_diagnosis_line(d) for d in sender_dx]
     if not sender_dx:
         indicators.append("No reason for the test is given on the order.")
-    questions: list[str] = []
-    for finding in findings:
+    questions: list[QueryQuestion] = []
+    keys: list[str] = []
+    for finding in sorted(findings, key=lambda f: f.id or 0):  # as the rules raised them
         if finding.code in LAB_INTERNAL_FINDINGS or finding.code in CODER_ONLY:
             continue  # the lab's own matter (tables out of date, coder tasks): not the office's
-        question = _about(finding, tests, sender_dx) + _QUESTIONS.get(finding.code, _GENERIC)
-        if question not in questions:
+        keys.append(finding_key(finding))
+        asked = asked_for(finding.code)
+        # the sender's own text may carry forbidden words or codes: remove them, keep the line
+        about = clean_line(_about(order, finding, tests, sender_dx), allowed)
+        question = QueryQuestion(finding.code, about, asked.text, asked.choices)
+        if all((q.about, q.text) != (about, asked.text) for q in questions):
             questions.append(question)
     if not questions:
-        questions.append(_GENERIC)
-    # the sender's own text may carry forbidden words or codes: remove them, keep the line
+        questions.append(
+            QueryQuestion("", "About the order as a whole:", GENERIC.text, GENERIC.choices)
+        )
+    tested = tuple(c for c in (clean_line(_test_line(t), allowed) for t in tests) if c)
     cleaned = tuple(c for c in (clean_line(line, allowed) for line in indicators) if c)
-    question = "\n".join(clean_line(q, allowed) for q in questions)
-    return QueryDraft(question, cleaned, STANDARD_CHOICES)
+    return QueryDraft(tested, cleaned, tuple(questions), tuple(sorted(set(keys))))
+
+
+def stored_questions(query: OfficeQuery) -> list[QueryQuestion]:
+    """The questions of a stored query. A query written before questions were stored one by
+    one has its lines as questions, with the choices it offered after the last."""
+    if query.questions:
+        return [
+            QueryQuestion(
+                str(q.get("finding", "")),
+                str(q.get("about", "")),
+                str(q.get("text", "")),
+                tuple(str(c) for c in q.get("choices", [])),
+            )
+            for q in query.questions
+        ]
+    lines = [line for line in query.question.split("\n") if line.strip()] or [query.question]
+    asked = [QueryQuestion("", "", line, ()) for line in lines]
+    asked[-1] = QueryQuestion("", "", lines[-1], tuple(query.choices))
+    return asked

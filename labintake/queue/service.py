@@ -13,26 +13,30 @@ from sqlmodel import col, select
 
 from labintake.auth.roles import Role
 from labintake.db import utcnow
-from labintake.errors import PermissionDeniedError, WorkflowError
+from labintake.errors import NotFoundError, PermissionDeniedError, WorkflowError
 from labintake.models.orders import Finding, Order
 from labintake.models.queue import OfficeContact, OfficeQuery
 from labintake.models.users import User
 from labintake.queue import integration
+from labintake.queue.claims import TAKEN_OVER, holders
 from labintake.queue.contacts import (
     MAX_UNANSWERED_ATTEMPTS,
     ContactInput,
     ContactOutcome,
+    add_working_days,
     plain_text,
 )
 from labintake.queue.corrections import Corrections
 from labintake.queue.guard import ActionResult, Actor
 from labintake.queue.listing import QUEUE_STATUSES
 from labintake.queue.office_query import compose_query
+from labintake.queue.open_queries import OPEN, ClosedBecause, close_open_queries, open_query_for
 from labintake.statuses import OrderStatus, Severity
 
 __all__ = [
     "ABN_MODIFIERS",
     "ALREADY_RELEASED",
+    "QUERY_EXISTS",
     "RELEASABLE",
     "ActionResult",
     "Actor",
@@ -44,6 +48,7 @@ ABN_MODIFIERS = ("GA", "GZ", "GX", "GY")
 RELEASABLE = (*QUEUE_STATUSES, OrderStatus.VERIFIED.value)
 OTHER_REASON = "Other"  # the reject reason that needs its details written out
 ALREADY_RELEASED = "already_released"  # ActionResult.note: released meanwhile, nothing to do
+QUERY_EXISTS = "query_exists"  # ActionResult.note: an open query already asks this
 
 
 class ClarificationQueue(Corrections):
@@ -58,24 +63,49 @@ class ClarificationQueue(Corrections):
         expected_version: int,
         assignee: str | None,
         action_key: str = "",
+        *,
+        take_over: bool = False,
     ) -> ActionResult:
-        """Claim (assignee = self), hand over (managers), or put back (assignee None)."""
+        """Claim (assignee = self), hand over (managers), or put back (assignee None).
+
+        Claiming an order someone else holds is a take-over: without `take_over` it is refused
+        with HeldByAnotherError (the screen asks "Held by Ana since 10:12 — take over?");
+        with it, the order changes hands and a `taken_over` event names the previous holder."""
         if actor.role is Role.CODER and assignee not in (actor.username, None):
             raise PermissionDeniedError("coders claim orders for themselves; managers assign")
         if assignee is not None and assignee != actor.username:
             user = self.session.exec(select(User).where(User.username == assignee)).first()
             if user is None or not user.active:
                 raise WorkflowError(f"no active user {assignee!r}")
-        order = self._take(actor, order_id, expected_version, action_key)
+        claiming = assignee == actor.username
+        current = self.session.get(Order, order_id)
+        if (
+            claiming
+            and not take_over
+            and current is not None
+            and current.row_version == expected_version
+            and current.assigned_to not in (None, actor.username)
+        ):
+            holder = holders(self.session, [current], actor.username)[order_id]
+            self._refuse_claimed(actor, order_id, holder.username, holder=holder)
+        order = self._take(
+            actor, order_id, expected_version, action_key, take_over=take_over and claiming
+        )
         if order is None:
             return self._replayed(order_id)
-        before = {"assigned_to": order.assigned_to}
+        previous = order.assigned_to
+        before: dict[str, object] = {"assigned_to": previous}
+        action = "claimed" if claiming else "assigned"
+        if claiming and previous not in (None, actor.username):
+            action = TAKEN_OVER
+            before["assigned_at"] = order.assigned_at.isoformat() if order.assigned_at else None
+        if previous != assignee:
+            order.assigned_at = utcnow() if assignee is not None else None
         order.assigned_to = assignee
         self.session.add(order)
-        action = "claimed" if assignee == actor.username else "assigned"
         self._log(actor, order, action, before, {"assigned_to": assignee}, action_key)
         self.session.commit()
-        return ActionResult(order)
+        return ActionResult(order, note=TAKEN_OVER if action == TAKEN_OVER else "")
 
     # -- contacts and queries ----------------------------------------------------------
 
@@ -132,9 +162,10 @@ class ClarificationQueue(Corrections):
             assert contact.follow_up_on is not None
             order.status = OrderStatus.AWAITING_OFFICE.value
             order.due_at = datetime.combine(contact.follow_up_on, time.min, tzinfo=UTC)
-        if query is not None and answered:
+        if query is not None and answered and query.status == OPEN:
             query.status = "answered"
             query.closed_at = now
+            query.closed_reason = ClosedBecause.ANSWERED.value
             self.session.add(query)
         self._claim_if_free(actor, order)
         self.session.add(order)
@@ -164,22 +195,37 @@ class ClarificationQueue(Corrections):
     def create_query(
         self, actor: Actor, order_id: int, expected_version: int, action_key: str = ""
     ) -> tuple[ActionResult, OfficeQuery | None]:
-        """Write a compliant query from the order's open findings (printable page and PDF)."""
-        order = self._take(actor, order_id, expected_version, action_key)
+        """Write a compliant query from the order's open findings (printable page and PDF).
+
+        An open query already asking about the same findings is returned instead of a second
+        one (ActionResult.note QUERY_EXISTS), and nothing is changed."""
+        order = self.session.get(Order, order_id)
         if order is None:
-            return self._replayed(order_id), None
+            raise NotFoundError(f"no order {order_id}")
         findings = list(
             self.session.exec(
                 select(Finding).where(Finding.order_id == order_id, Finding.state == "open")
             )
         )
         draft = compose_query(order, findings, self._diagnoses(order_id), self._tests(order_id))
+        existing = open_query_for(self.session, order_id, draft.finding_keys)
+        if existing is not None:
+            return ActionResult(order, replayed=True, note=QUERY_EXISTS), existing
+        order = self._take(actor, order_id, expected_version, action_key)
+        if order is None:
+            return self._replayed(order_id), None
+        now = utcnow()
         query = OfficeQuery(
             order_id=order_id,
+            created_at=now,
             actor=actor.username,
             question=draft.question,
             indicators=list(draft.indicators),
             choices=list(draft.choices),
+            tests=list(draft.tests),
+            questions=[q.as_json() for q in draft.questions],
+            finding_keys=list(draft.finding_keys),
+            respond_by=add_working_days(now.date(), self.settings.query_respond_within_days),
         )
         self.session.add(query)
         self._claim_if_free(actor, order)
@@ -207,9 +253,15 @@ class ClarificationQueue(Corrections):
         order = self._take(actor, order_id, expected_version, action_key)
         if order is None:
             return self._replayed(order_id)
+        if query.status != OPEN:
+            self.session.rollback()
+            raise WorkflowError(f"query {query_id} is {query.status} already; nothing was changed")
         before = {"query_id": query_id, "status": query.status}
         query.status = status
         query.closed_at = utcnow()
+        query.closed_reason = (
+            ClosedBecause.BY_CODER if status == "closed" else ClosedBecause.SENT_IN_ERROR
+        ).value
         self.session.add(query)
         self._log(actor, order, f"query_{status}", before, {"status": status}, action_key)
         self.session.commit()
@@ -339,5 +391,7 @@ class ClarificationQueue(Corrections):
         self._log(
             actor, order, "rejected", before, {"status": order.status, "reason": reason}, action_key
         )
+        self.session.flush()
+        close_open_queries(self.session, [order_id], ClosedBecause.REJECTED, actor=actor.username)
         self.session.commit()
         return ActionResult(order)

@@ -18,6 +18,7 @@ from labintake.hl7.reader import MessageHeader
 from labintake.interfaces import Interface
 from labintake.models import Order, OrderDiagnosis, OrderTest
 from labintake.search_keys import fold, priority_rank
+from labintake.verification.beneficiary import patient_key
 
 LOINC_SYSTEMS = {"LN", "LOINC"}
 CPT_SYSTEMS = {"CPT", "C4", "C5", "CPT4", "CPT-4", "HCPCS", "HCPT"}
@@ -177,6 +178,12 @@ def order_rows(
     row["family_fold"] = fold(row["patient_family_name"])[:200]
     row["given_fold"] = fold(row["patient_given_name"])[:200]
     row["priority_rank"] = priority_rank(row["priority"])
+    row["beneficiary_key"] = patient_key(
+        patient.identifiers,
+        row["sending_facility"],
+        row["patient_mrn"],
+        [i.member_id for i in order.insurances if i.member_id],
+    )
     rows = OrderRows(order=row)
     for seq, test in enumerate(order.tests, start=1):
         local, loinc, cpt = resolve_codes(test, interface)

@@ -22,6 +22,7 @@ from labintake.models import (
     OrderEvent,
     OrderTest,
 )
+from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.reading.cancels import resolve_cancels
 from labintake.reading.plan import MessagePlan
 from labintake.statuses import MessageStatus, OrderStatus
@@ -200,6 +201,7 @@ def _apply_cancels(
         )
     if events:
         session.execute(insert(OrderEvent), events)
+    close_open_queries(session, to_cancel, ClosedBecause.CANCELLED, actor=PLACER, now=now)
 
 
 def _finish_messages(

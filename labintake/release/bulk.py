@@ -18,9 +18,10 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from labintake.db import session_scope, utcnow
+from labintake.hl7.order_builder import LisProfile, build_order_message
 from labintake.models.orders import Order, OrderEvent, OrderTest
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
-from labintake.release.builder import LisProfile, build_order_message
+from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.release.outbox import (
     LIS_DESTINATION,
     active_profile,
@@ -121,6 +122,7 @@ def _release_chunk(
             for p in rows
         ],
     )
+    close_open_queries(session, claimed, ClosedBecause.RELEASED, now=now)
     return len(rows)
 
 

@@ -15,14 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import hl7
-
 from labintake.errors import LabintakeError
+from labintake.hl7.ack_reply import AckReply, UnreadableAck, read_ack
 from labintake.mllp.framing import FrameDecoder, frame
 
 MAX_ACK_BYTES = 1024 * 1024
-ACCEPTED = frozenset({"AA", "CA"})
-REFUSED = frozenset({"AE", "AR", "CE", "CR"})
 
 
 class DeliveryFailure(LabintakeError):
@@ -56,40 +53,13 @@ class Endpoint:
         return context
 
 
-@dataclass(frozen=True, slots=True)
-class AckReply:
-    code: str  # MSA-1
-    control_id: str  # MSA-2, the id of the message acknowledged
-    text: str  # MSA-3 or ERR text, for a person to read
-
-    @property
-    def accepted(self) -> bool:
-        return self.code in ACCEPTED
-
-
 def parse_ack(raw: bytes) -> AckReply:
-    """MSA-1, MSA-2 and the error text (ERR-8, ERR-1 or MSA-3) of an acknowledgement."""
-    text = raw.decode("utf-8", errors="replace").replace("\r\n", "\r").replace("\n", "\r")
-    text = "\r".join(segment for segment in text.split("\r") if segment.strip())
+    """The acknowledgement in `raw` (:func:`labintake.hl7.ack_reply.read_ack`); bytes that
+    are not one are a DeliveryFailure."""
     try:
-        message = hl7.parse(text)
-        msa = message.segment("MSA")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise DeliveryFailure(f"unreadable acknowledgement: {exc}") from exc
-    code = str(msa(1)).strip().upper() if len(msa) > 1 else ""
-    control_id = str(msa(2)).strip() if len(msa) > 2 else ""
-    notes: list[str] = []
-    if len(msa) > 3 and str(msa(3)).strip():
-        notes.append(str(msa(3)).strip())
-    for err in (segment for segment in message if str(segment[0]) == "ERR"):
-        detail = str(err(8)).strip() if len(err) > 8 else ""
-        if not detail and len(err) > 1:
-            detail = str(err(1)).strip()
-        if detail:
-            notes.append(detail)
-    if not code:
-        raise DeliveryFailure("acknowledgement without MSA-1")
-    return AckReply(code=code, control_id=control_id, text="; ".join(notes))
+        return read_ack(raw)
+    except UnreadableAck as exc:
+        raise DeliveryFailure(str(exc)) from exc
 
 
 class Transport(Protocol):

@@ -18,15 +18,16 @@ from sqlmodel import Session, col, select
 from labintake.config import Settings
 from labintake.db import utcnow
 from labintake.errors import WorkflowError
-from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
-from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
-from labintake.release.builder import (
+from labintake.hl7.order_builder import (
     LisProfile,
     OutboundDiagnosis,
     OutboundOrder,
     OutboundTest,
     build_order_message,
 )
+from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
+from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
+from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.statuses import OrderStatus
 
 # Orders a person or the rules may release; anything else is refused with WorkflowError.
@@ -206,6 +207,7 @@ def _record(
         )
     )
     session.flush()
+    close_open_queries(session, [order.id], ClosedBecause.RELEASED, actor=actor, now=now)
     return entry
 
 

@@ -34,13 +34,8 @@ from sqlalchemy.engine import Engine
 
 from labintake.clock import SYSTEM_CLOCK, Clock
 from labintake.config import Settings
-from labintake.release.connection import (
-    REFUSED,
-    DeliveryFailure,
-    Endpoint,
-    LisConnection,
-    Transport,
-)
+from labintake.hl7.ack_reply import REFUSED
+from labintake.release.connection import DeliveryFailure, Endpoint, LisConnection, Transport
 from labintake.release.delivery import (
     Outcome,
     RetryPolicy,

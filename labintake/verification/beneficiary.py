@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 _LETTER = "[AC-HJKMNP-RT-Y]"
 _ALNUM = "[AC-HJKMNP-RT-Y0-9]"
@@ -60,6 +61,23 @@ def mbi_from(identifiers: Iterable[str], member_ids: Iterable[str] = ()) -> str:
 def patient_key(
     identifiers: Iterable[str], sending_facility: str, mrn: str, member_ids: Iterable[str] = ()
 ) -> str:
-    """`MBI|<mbi>` when the order carries an MBI, else `<sending facility>|<MRN>`."""
+    """`MBI|<mbi>` when the order carries an MBI, else `<sending facility>|<MRN>`; empty when
+    the order has neither (an order without a patient id has no history)."""
     mbi = mbi_from(identifiers, member_ids)
-    return f"MBI|{mbi}" if mbi else f"{sending_facility}|{mrn}"
+    if mbi:
+        return f"MBI|{mbi}"
+    return f"{sending_facility}|{mrn}" if mrn.strip() else ""
+
+
+def stored_patient_key(details: dict[str, Any], sending_facility: str, mrn: str) -> str:
+    """`patient_key` of an order as stored (`Order.details` keeps every PID-3 id and IN1)."""
+    return patient_key(
+        [str(i) for i in details.get("patient_identifiers") or ()],
+        sending_facility,
+        mrn,
+        [
+            str(i.get("member_id") or "")
+            for i in details.get("insurances") or ()
+            if isinstance(i, dict)
+        ],
+    )

@@ -27,7 +27,7 @@ from labintake.codes.tables import CodeTables
 from labintake.models import Finding as FindingRow
 from labintake.models import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.statuses import OrderStatus
-from labintake.verification.beneficiary import patient_key
+from labintake.verification.beneficiary import stored_patient_key
 from labintake.verification.facts import (
     DiagnosisFacts,
     OrderFacts,
@@ -189,16 +189,7 @@ def facts_of(stored: StoredOrder, extra_codes: dict[str, str] | None = None) -> 
         provider_location=str(provider.get("location") or "ORC-12"),
         payer=PayerFacts(order.payer_company_id, order.payer_company_name, order.payer_plan_id),
         payers=_payers(details),
-        patient_key=patient_key(
-            [str(i) for i in details.get("patient_identifiers") or ()],
-            order.sending_facility,
-            order.patient_mrn,
-            [
-                str(i.get("member_id") or "")
-                for i in details.get("insurances") or ()
-                if isinstance(i, dict)
-            ],
-        ),
+        patient_key=stored_patient_key(details, order.sending_facility, order.patient_mrn),
         patient_birth_date=order.patient_birth_date,
         patient_sex=order.patient_sex,
         interface=str(details.get("interface") or ""),
@@ -280,35 +271,35 @@ def load_histories(
     session: Session, stored: Sequence[StoredOrder], tables: CodeTables
 ) -> dict[int, PatientHistory]:
     """Each order's patient history (keyed by order id)."""
-    wanted = [s for s in stored if s.order.patient_mrn]
+    keys = {s.id: s.order.beneficiary_key for s in stored}
+    wanted = [s for s in stored if keys[s.id]]
     histories: dict[int, PatientHistory] = {s.id: PatientHistory() for s in stored}
     if not wanted:
         return histories
     dates = [service_date(s.order) for s in wanted]
     start = min(dates) - timedelta(days=history_window(tables, dates))
-    mrns = sorted({s.order.patient_mrn for s in wanted})
+    wanted_keys = sorted({keys[s.id] for s in wanted})
     # plain rows, not ORM objects: a busy patient can bring many orders
-    others: dict[int, tuple[str, str, date, str, bool]] = {}
+    others: dict[int, tuple[str, date, str, bool]] = {}
     message_of: dict[int, int] = {}
-    for i in range(0, len(mrns), _CHUNK):
+    for i in range(0, len(wanted_keys), _CHUNK):
         rows = session.execute(
             columns(
                 col(Order.id),
-                col(Order.sending_facility),
-                col(Order.patient_mrn),
+                col(Order.beneficiary_key),
                 col(Order.date_of_service),
                 col(Order.placer_order_number),
                 col(Order.message_id),
                 col(Order.status),
             ).where(
-                col(Order.patient_mrn).in_(mrns[i : i + _CHUNK]),
+                col(Order.beneficiary_key).in_(wanted_keys[i : i + _CHUNK]),
                 col(Order.status).not_in(NOT_HISTORY),
                 col(Order.date_of_service) >= start,
                 col(Order.date_of_service) <= max(dates),
             )
         )
-        for order_id, facility, mrn, dos, placer, message_id, status in rows:
-            others[order_id] = (facility, mrn, dos, placer, status not in HELD_BACK)
+        for order_id, key, dos, placer, message_id, status in rows:
+            others[order_id] = (key, dos, placer, status not in HELD_BACK)
             message_of[order_id] = message_id
     if not others:
         return histories
@@ -342,7 +333,7 @@ def load_histories(
         found = priors.get(order_id)
         if found is not None:
             return found
-        _, _, dos, placer, performed = others[order_id]
+        _, dos, placer, performed = others[order_id]
         ref = f"#{order_id}" + (f" {placer}" if placer else "")
         dx = tuple(diagnoses.get(order_id, ()))
         items = []
@@ -362,14 +353,14 @@ def load_histories(
         priors[order_id] = items
         return items
 
-    by_patient: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for order_id, (facility, mrn, *_) in others.items():
-        by_patient[(facility, mrn)].append(order_id)
+    by_patient: dict[str, list[int]] = defaultdict(list)
+    for order_id, (key, *_) in others.items():
+        by_patient[key].append(order_id)
     for s in wanted:
         dos = service_date(s.order)
         found: list[PriorTest] = []
-        for order_id in by_patient.get((s.order.sending_facility, s.order.patient_mrn), ()):
-            other_dos = others[order_id][2]
+        for order_id in by_patient.get(keys[s.id], ()):
+            other_dos = others[order_id][1]
             if order_id == s.id or other_dos > dos or message_of[order_id] == s.order.message_id:
                 continue
             if other_dos == dos and order_id > s.id:

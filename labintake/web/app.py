@@ -18,12 +18,17 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.routing import Mount, Route
 
+from labintake import __version__
 from labintake.auth.policy import DEFAULT_POLICY, LoginPolicy
 from labintake.auth.throttle import SignInThrottle
 from labintake.config import Settings
+from labintake.web import openapi
 from labintake.web.errors import install_error_handlers
 from labintake.web.routes import (
+    account,
+    admin_users,
     api_orders,
+    api_schema,
     dashboard,
     health,
     icd10,
@@ -51,8 +56,11 @@ ROUTERS: list[APIRouter] = [
     message_errors.router,
     notices.router,
     api_orders.router,
+    api_schema.router,
     dashboard.router,
     stats.router,
+    account.router,
+    admin_users.router,
 ]
 
 
@@ -63,10 +71,12 @@ def create_app(
     app = FastAPI(
         title="labintake",
         summary="Clarification queue and order API",
+        version=__version__,
         docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json" if settings.development else None,
+        openapi_url=None,  # served by routes/api_schema.py, behind the API's sign-in
     )
+    openapi.install(app)
     templates = make_templates()
     app.state.settings = settings
     app.state.engine = engine

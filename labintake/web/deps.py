@@ -10,6 +10,13 @@ Every route other than the public ones (`/healthz`, `/login`, `/static`) must de
     def list_things(user: CoderUser, session: SessionDep) -> list[Thing]:
         return things.list_things(session)          # queries live in a service, not here
 
+An action on an order takes the queue and the actor as dependencies (`CoderActor` carries
+the coder role check)::
+
+    @router.post("/api/orders/{order_id}/assign")
+    def assign(order_id: RowId, body: AssignBody, actor: CoderActor, queue: QueueDep) -> ...:
+        queue.assign(actor, order_id, body.row_version, body.assignee)
+
 A signed-in browser authenticates with the session cookie; state-changing requests made
 with the cookie must carry the session's CSRF token (form field `csrf_token` or header
 `X-CSRF-Token`). Scripts authenticate with `Authorization: Bearer <token>` (no CSRF: no
@@ -32,8 +39,13 @@ from labintake.auth.roles import Role
 from labintake.auth.sessions import resolve_session
 from labintake.auth.tokens import resolve_token, tokens_match
 from labintake.config import Settings
-from labintake.errors import NotAuthenticatedError, PermissionDeniedError
+from labintake.errors import (
+    NotAuthenticatedError,
+    PasswordChangeRequiredError,
+    PermissionDeniedError,
+)
 from labintake.models.users import User, WebSession
+from labintake.queue.service import Actor, ClarificationQueue
 
 SESSION_COOKIE = "labintake_session"
 # Ids and versions are 32-bit integers in the database: larger values cannot exist.
@@ -41,6 +53,9 @@ MAX_DB_INT = 2**31 - 1
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Open to a browser session whose user must choose a new password first; nothing else is.
+PASSWORD_CHANGE_PATH = "/account/password"  # noqa: S105 - a path, not a password
+_OPEN_BEFORE_PASSWORD_CHANGE = frozenset({PASSWORD_CHANGE_PATH, "/logout"})
 
 
 def get_engine(request: Request) -> Engine:
@@ -105,7 +120,9 @@ def _authenticate(request: Request, session: SessionDep, policy: PolicyDep) -> P
 async def get_principal(
     request: Request, principal: Annotated[Principal, Depends(_authenticate)]
 ) -> Principal:
-    """The authenticated caller; cookie-authenticated state changes must carry the CSRF token."""
+    """The authenticated caller; cookie-authenticated state changes must carry the CSRF token.
+    A browser whose user must change the password reaches only the password page (and
+    sign-out) until it is changed."""
     if request.method not in SAFE_METHODS and principal.web_session is not None:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent and request.headers.get("content-type", "").startswith(
@@ -119,6 +136,12 @@ async def get_principal(
                 "the form's security token is missing or stale; reload the page and try again"
             )
     request.state.principal = principal
+    if (
+        principal.web_session is not None
+        and principal.user.must_change_password
+        and request.url.path not in _OPEN_BEFORE_PASSWORD_CHANGE
+    ):
+        raise PasswordChangeRequiredError("choose a new password first")
     return principal
 
 
@@ -149,6 +172,20 @@ def require_role(role: Role) -> Callable[..., User]:
 CoderUser = Annotated[User, Depends(require_role(Role.CODER))]
 ManagerUser = Annotated[User, Depends(require_role(Role.MANAGER))]
 AdminUser = Annotated[User, Depends(require_role(Role.ADMIN))]
+
+
+def get_actor(principal: CurrentPrincipal, user: CoderUser) -> Actor:
+    """Who acts on an order (a coder or above), and how: "web" (session) or "api" (token)."""
+    return Actor.of(user, principal.via)
+
+
+def get_queue(session: SessionDep, settings: SettingsDep) -> ClarificationQueue:
+    """The coder's actions on this request's database session."""
+    return ClarificationQueue(session, settings)
+
+
+CoderActor = Annotated[Actor, Depends(get_actor)]
+QueueDep = Annotated[ClarificationQueue, Depends(get_queue)]
 
 
 def required_role_of(dependant: Any) -> Role | None:

@@ -2,6 +2,7 @@
 
 NotAuthenticatedError  401 (API) / redirect to the login page (screens)
 PermissionDeniedError  403
+PasswordChangeRequiredError  redirect to the password page (screens) / 403 (API)
 NotFoundError          404
 TooManyAttemptsError   429, with Retry-After
 BusyError              503, with Retry-After
@@ -33,6 +34,7 @@ from labintake.errors import (
     LabintakeError,
     NotAuthenticatedError,
     NotFoundError,
+    PasswordChangeRequiredError,
     PermissionDeniedError,
     TooManyAttemptsError,
     WorkflowError,
@@ -121,6 +123,10 @@ def install_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
                 else "/"
             )
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        if isinstance(exc, PasswordChangeRequiredError):
+            if request.headers.get("hx-request"):
+                return Response(status_code=200, headers={"HX-Redirect": "/account/password"})
+            return RedirectResponse("/account/password", status_code=303)
         if isinstance(exc, ConcurrentChangeError) and exc.order_id is not None:
             # Show the fresh state with a clear banner instead of a bare error.
             url = f"/orders/{exc.order_id}?stale=1"

@@ -11,6 +11,15 @@ from fastapi.responses import Response
 from labintake.auth.roles import Role
 
 
+def sentence(text: str) -> str:
+    """A refusal shown to a person, as a sentence: capital first letter, full stop at the end."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
 def render(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> Response:
@@ -18,6 +27,7 @@ def render(
     base: dict[str, Any] = {
         "user": principal.user if principal else None,
         "is_manager": bool(principal and principal.role.allows(Role.MANAGER)),
+        "is_admin": bool(principal and principal.role.allows(Role.ADMIN)),
         "csrf_token": principal.web_session.csrf_token
         if principal and principal.web_session
         else "",

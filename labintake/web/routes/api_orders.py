@@ -14,7 +14,6 @@ from labintake.errors import NotFoundError
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order
 from labintake.models.queue import OrderNote
-from labintake.models.users import User
 from labintake.queue.contacts import ContactChannel, ContactInput, ContactOutcome
 from labintake.queue.detail import (
     ROWS_PER_PAGE,
@@ -25,15 +24,16 @@ from labintake.queue.detail import (
 from labintake.queue.idempotency import bind_idempotency_key
 from labintake.queue.lookup import find_orders
 from labintake.queue.notes import add_note, notes_for
-from labintake.queue.service import Actor, ClarificationQueue
 from labintake.web.deps import (
     MAX_DB_INT,
+    CoderActor,
     CoderUser,
     CurrentPrincipal,
+    QueueDep,
     RowId,
     SessionDep,
-    SettingsDep,
 )
+from labintake.web.schemas.orders import Note, OrderDetail, OrderDetailWithNotes, OrderList
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -46,6 +46,9 @@ class Versioned(BaseModel):
 
 class AssignBody(Versioned):
     assignee: str | None = Field(default=None, max_length=100)
+    take_over: bool = Field(
+        default=False, description="claim an order another coder holds (recorded as taken over)"
+    )
 
 
 class ContactBody(Versioned):
@@ -88,11 +91,9 @@ class RejectBody(Versioned):
 
 
 def _bind(
-    session: SessionDep, user: User, key: str, action: str, order_id: int, body: BaseModel
+    session: SessionDep, username: str, key: str, action: str, order_id: int, body: BaseModel
 ) -> None:
-    bind_idempotency_key(
-        session, user.username, key, action, order_id, body.model_dump(mode="json")
-    )
+    bind_idempotency_key(session, username, key, action, order_id, body.model_dump(mode="json"))
 
 
 def _fresh(session: SessionDep, order_id: int) -> dict[str, Any]:
@@ -100,7 +101,7 @@ def _fresh(session: SessionDep, order_id: int) -> dict[str, Any]:
     return order_detail_json(load_order_detail(session, order_id))
 
 
-@router.get("")
+@router.get("", response_model=OrderList)
 def list_orders(
     user: CoderUser,
     session: SessionDep,
@@ -135,7 +136,7 @@ def list_orders(
     return {"orders": [order_summary_json(o) for o in orders], "next_cursor": next_cursor}
 
 
-@router.get("/{order_id}")
+@router.get("/{order_id}", response_model=OrderDetailWithNotes)
 def get_order(
     order_id: RowId,
     user: CoderUser,
@@ -152,7 +153,7 @@ def get_order(
     return body
 
 
-@router.post("/{order_id}/notes", status_code=201)
+@router.post("/{order_id}/notes", status_code=201, response_model=Note)
 def post_note(
     order_id: RowId,
     body: NoteBody,
@@ -164,7 +165,11 @@ def post_note(
     return note_json(add_note(session, order_id, user.username, body.text, principal.via))
 
 
-@router.get("/{order_id}/message")
+@router.get(
+    "/{order_id}/message",
+    response_class=Response,
+    responses={200: {"content": {"x-application/hl7-v2+er7": {}}}},
+)
 def get_message(order_id: RowId, user: CoderUser, session: SessionDep) -> Response:
     """The raw HL7 message as received (bytes unchanged)."""
     order = session.get(Order, order_id)
@@ -188,56 +193,49 @@ def get_message(order_id: RowId, user: CoderUser, session: SessionDep) -> Respon
     )
 
 
-@router.post("/{order_id}/assign")
+@router.post("/{order_id}/assign", response_model=OrderDetail)
 def assign(
     order_id: RowId,
     body: AssignBody,
-    principal: CurrentPrincipal,
-    user: CoderUser,
+    actor: CoderActor,
+    queue: QueueDep,
     session: SessionDep,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
-    _bind(session, user, idempotency_key, "assign", order_id, body)
-    ClarificationQueue(session, settings).assign(
-        Actor.of(user, principal.via), order_id, body.row_version, body.assignee, idempotency_key
+    _bind(session, actor.username, idempotency_key, "assign", order_id, body)
+    queue.assign(
+        actor, order_id, body.row_version, body.assignee, idempotency_key, take_over=body.take_over
     )
     return _fresh(session, order_id)
 
 
-@router.post("/{order_id}/contacts")
+@router.post("/{order_id}/contacts", response_model=OrderDetail)
 def record_contact(
     order_id: RowId,
     body: ContactBody,
-    principal: CurrentPrincipal,
-    user: CoderUser,
+    actor: CoderActor,
+    queue: QueueDep,
     session: SessionDep,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
-    _bind(session, user, idempotency_key, "contacts", order_id, body)
+    _bind(session, actor.username, idempotency_key, "contacts", order_id, body)
     contact = ContactInput(
         body.channel, body.outcome, body.answer, body.person, body.follow_up_on, body.query_id
     )
-    ClarificationQueue(session, settings).record_contact(
-        Actor.of(user, principal.via), order_id, body.row_version, contact, idempotency_key
-    )
+    queue.record_contact(actor, order_id, body.row_version, contact, idempotency_key)
     return _fresh(session, order_id)
 
 
-@router.post("/{order_id}/corrections")
+@router.post("/{order_id}/corrections", response_model=OrderDetail)
 def correct(
     order_id: RowId,
     body: CorrectionBody,
-    principal: CurrentPrincipal,
-    user: CoderUser,
+    actor: CoderActor,
+    queue: QueueDep,
     session: SessionDep,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
-    _bind(session, user, idempotency_key, "corrections", order_id, body)
-    queue = ClarificationQueue(session, settings)
-    actor = Actor.of(user, principal.via)
+    _bind(session, actor.username, idempotency_key, "corrections", order_id, body)
     if body.kind == "test":
         queue.correct_test(
             actor,
@@ -280,19 +278,18 @@ def correct(
     return _fresh(session, order_id)
 
 
-@router.post("/{order_id}/release")
+@router.post("/{order_id}/release", response_model=OrderDetail)
 def release(
     order_id: RowId,
     body: ReleaseBody,
-    principal: CurrentPrincipal,
-    user: CoderUser,
+    actor: CoderActor,
+    queue: QueueDep,
     session: SessionDep,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
-    _bind(session, user, idempotency_key, "release", order_id, body)
-    ClarificationQueue(session, settings).release(
-        Actor.of(user, principal.via),
+    _bind(session, actor.username, idempotency_key, "release", order_id, body)
+    queue.release(
+        actor,
         order_id,
         body.row_version,
         override_reason=body.override_reason,
@@ -302,19 +299,18 @@ def release(
     return _fresh(session, order_id)
 
 
-@router.post("/{order_id}/reject")
+@router.post("/{order_id}/reject", response_model=OrderDetail)
 def reject(
     order_id: RowId,
     body: RejectBody,
-    principal: CurrentPrincipal,
-    user: CoderUser,
+    actor: CoderActor,
+    queue: QueueDep,
     session: SessionDep,
-    settings: SettingsDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
-    _bind(session, user, idempotency_key, "reject", order_id, body)
-    ClarificationQueue(session, settings).reject(
-        Actor.of(user, principal.via),
+    _bind(session, actor.username, idempotency_key, "reject", order_id, body)
+    queue.reject(
+        actor,
         order_id,
         body.row_version,
         reason=body.reason,

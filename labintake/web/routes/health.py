@@ -20,11 +20,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from labintake.stage_health import failing_stages
 from labintake.stats import out_of_date_orders
 from labintake.web.deps import SessionDep
+from labintake.web.schemas.health import Health
 
 router = APIRouter()
 
 
-@router.get("/healthz", tags=["health"])
+@router.get(
+    "/healthz",
+    tags=["health"],
+    responses={200: {"model": Health}, 503: {"model": Health, "description": "database down"}},
+)
 def healthz(session: SessionDep) -> JSONResponse:
     body: dict[str, Any] = {"status": "ok", "database": "ok"}
     try:

@@ -12,6 +12,7 @@ from labintake.codes.tables import get_code_tables
 from labintake.errors import CodeTableError
 from labintake.web.deps import CoderUser, SettingsDep
 from labintake.web.rendering import render
+from labintake.web.schemas.icd10 import Icd10Search
 
 router = APIRouter()
 
@@ -43,7 +44,10 @@ def icd10_lookup(
     return render(request, "partials/icd10.html", {"version": label, "entries": entries, "q": q})
 
 
-@router.get("/api/icd10")
+# out_of_date is left out unless set (exclude_unset), as before the model.
+@router.get(
+    "/api/icd10", response_model=Icd10Search, response_model_exclude_unset=True, tags=["codes"]
+)
 def icd10_api(
     user: CoderUser, settings: SettingsDep, q: str = Query(max_length=100), on: date | None = None
 ) -> dict[str, Any]:

@@ -21,11 +21,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from labintake.auth.accounts import check_password
+from labintake.auth.policy import LoginPolicy
 from labintake.auth.sessions import close_session, open_session, purge_expired
 from labintake.auth.throttle import SignInThrottle
 from labintake.auth.tokens import tokens_match
+from labintake.config import Settings
 from labintake.errors import BusyError, NotAuthenticatedError, TooManyAttemptsError
-from labintake.web.deps import SESSION_COOKIE, CurrentUser, PolicyDep, SessionDep, SettingsDep
+from labintake.web.deps import (
+    PASSWORD_CHANGE_PATH,
+    SESSION_COOKIE,
+    CurrentUser,
+    PolicyDep,
+    SessionDep,
+    SettingsDep,
+)
 
 router = APIRouter()
 
@@ -136,7 +145,17 @@ def login(
     purge_expired(session, policy)  # sessions left idle are deleted as people sign in
     token, _ = open_session(session, user, client)
     session.commit()
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    target = PASSWORD_CHANGE_PATH if user.must_change_password else _safe_next(next)
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(response, token, settings, policy)
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+def set_session_cookie(
+    response: Response, token: str, settings: Settings, policy: LoginPolicy
+) -> None:
+    """The session cookie: HttpOnly, SameSite=Strict, Secure outside development."""
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -146,8 +165,6 @@ def login(
         path="/",
         max_age=int(policy.max_session_age.total_seconds()),
     )
-    response.delete_cookie(LOGIN_COOKIE, path="/login")
-    return response
 
 
 @router.post("/logout")

@@ -13,6 +13,7 @@ from labintake.queue import integration
 from labintake.web.deps import MAX_DB_INT, ManagerUser, RowId, SessionDep, SettingsDep, get_engine
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
+from labintake.web.schemas.messages import ErrorMessageList, ReprocessOutcome
 
 router = APIRouter()
 
@@ -58,7 +59,7 @@ def reprocess_page(
     return go_to(request, f"/messages/errors?done={outcome.status}")
 
 
-@router.get("/api/messages")
+@router.get("/api/messages", response_model=ErrorMessageList, tags=["messages"])
 def list_messages(
     request: Request,
     user: ManagerUser,
@@ -85,7 +86,9 @@ def list_messages(
     }
 
 
-@router.post("/api/messages/{message_id}/reprocess")
+@router.post(
+    "/api/messages/{message_id}/reprocess", response_model=ReprocessOutcome, tags=["messages"]
+)
 def reprocess_api(
     request: Request,
     message_id: RowId,

@@ -14,6 +14,7 @@ from labintake.auth.roles import Role
 from labintake.db import utcnow
 from labintake.models.messages import InboundMessage
 from labintake.models.users import User
+from labintake.queue.claims import holders, taken_from
 from labintake.queue.contacts import (
     MAX_UNANSWERED_ATTEMPTS,
     OUTCOME_LABELS,
@@ -28,11 +29,20 @@ from labintake.queue.lookup import load_order
 from labintake.queue.notes import add_note, notes_for
 from labintake.queue.outcomes import released_note
 from labintake.queue.raw_message import show_message
-from labintake.queue.service import ABN_MODIFIERS, ALREADY_RELEASED, Actor, ClarificationQueue
-from labintake.web.deps import MAX_DB_INT, CoderUser, RowId, SessionDep, SettingsDep
+from labintake.queue.service import ABN_MODIFIERS, ALREADY_RELEASED, QUERY_EXISTS
+from labintake.web.deps import (
+    MAX_DB_INT,
+    CoderActor,
+    CoderUser,
+    QueueDep,
+    RowId,
+    SessionDep,
+    SettingsDep,
+)
+from labintake.web.order_view import failing_diagnoses, history_lines, next_step
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
-from labintake.web.routes.queue import working_list
+from labintake.web.routes.queue import coder_zone, working_list
 
 router = APIRouter()
 
@@ -48,6 +58,8 @@ DONE_MESSAGES = {
     "parked": "Contact recorded; that order waits for the office until its follow-up date. "
     "This is the next order in your queue.",
     "query": "Query written: print it or download the PDF below.",
+    "query_exists": "An open query already asks about these findings: it is listed below "
+    "with its PDF. Nothing new was written.",
     "query_closed": "Query status saved.",
     "corrected": "Correction saved and the order re-verified.",
     "removed": "Diagnosis removed and the order re-verified.",
@@ -64,6 +76,7 @@ def order_page(
     user: CoderUser,
     session: SessionDep,
     settings: SettingsDep,
+    queue: QueueDep,
     tests_offset: int = Query(0, ge=0, le=MAX_DB_INT),
 ) -> Response:
     detail = load_order_detail(session, order_id, tests_offset=tests_offset)
@@ -83,6 +96,11 @@ def order_page(
         else None
     )
     last_event = detail.events[-1] if detail.events else None
+    order = detail.order
+    taken = taken_from(session, order, detail.events, user.username)
+    if done == "claimed" and order.assigned_to != user.username:
+        done = ""  # an old "You have claimed this order" link, reloaded after a take-over
+    holder = holders(session, [order], user.username).get(order_id)
     return render(
         request,
         "order.html",
@@ -98,6 +116,13 @@ def order_page(
             "stale": stale,
             "released_meanwhile": released_meanwhile,
             "last_event": last_event,
+            "taken": taken,
+            "history": history_lines(detail),
+            "dx_titles": queue.official_titles(order, [dx.code for dx in detail.diagnoses]),
+            "dx_failing": failing_diagnoses(detail),
+            "next_step": "" if stale else next_step(detail),
+            "holder": holder,
+            "take_over_question": holder.question(coder_zone(request)) if holder else "",
             "channels": [c.value for c in ContactChannel],
             "outcomes": OUTCOME_LABELS,
             "abn_modifiers": ABN_MODIFIERS,
@@ -126,19 +151,31 @@ def assign(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     action_key: ActionKey = "",
     assignee: Annotated[str, Form(max_length=100)] = "",
+    take_over: Annotated[bool, Form()] = False,
 ) -> Response:
-    """Claim (assignee = me), hand over (managers) or put back (empty)."""
+    """Claim (assignee = me), take over (confirmed on the page), hand over (managers) or put
+    back (empty)."""
     target = user.username if assignee == "me" else (assignee.strip() or None)
-    ClarificationQueue(session, settings).assign(
-        Actor.of(user, "web"), order_id, row_version, target, action_key
-    )
+    queue.assign(actor, order_id, row_version, target, action_key, take_over=take_over)
     done = "claimed" if target == user.username else "assigned"
     return _after(request, session, order_id, done, user)
+
+
+@router.get("/orders/{order_id}/claim-watch")
+def claim_watch(
+    request: Request, order_id: RowId, user: CoderUser, session: SessionDep
+) -> Response:
+    """Polled by the holder's open order page: tells them at once when the order is taken
+    over (their next action would be refused as a change made meanwhile)."""
+    detail = load_order_detail(session, order_id, page=1)
+    taken = taken_from(session, detail.order, detail.events, user.username)
+    return render(request, "partials/claim_watch.html", {"o": detail.order, "taken": taken})
 
 
 @router.post("/orders/{order_id}/contacts")
@@ -146,8 +183,9 @@ def record_contact(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     channel: Annotated[ContactChannel, Form()],
     outcome: Annotated[ContactOutcome, Form()],
@@ -158,9 +196,7 @@ def record_contact(
     query_id: Annotated[int | None, Form(ge=1, le=MAX_DB_INT)] = None,
 ) -> Response:
     contact = ContactInput(channel, outcome, answer, person, follow_up_on, query_id)
-    ClarificationQueue(session, settings).record_contact(
-        Actor.of(user, "web"), order_id, row_version, contact, action_key
-    )
+    queue.record_contact(actor, order_id, row_version, contact, action_key)
     # An unanswered attempt parks the order until its follow-up date: on to the next one.
     done = "contact" if outcome is ContactOutcome.ANSWERED else "parked"
     return _after(request, session, order_id, done, user)
@@ -171,15 +207,15 @@ def create_query(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     action_key: ActionKey = "",
 ) -> Response:
-    ClarificationQueue(session, settings).create_query(
-        Actor.of(user, "web"), order_id, row_version, action_key
-    )
-    return _after(request, session, order_id, "query", user)
+    result, _ = queue.create_query(actor, order_id, row_version, action_key)
+    done = "query_exists" if result.note == QUERY_EXISTS else "query"
+    return _after(request, session, order_id, done, user)
 
 
 @router.post("/orders/{order_id}/queries/{query_id}/close")
@@ -188,15 +224,14 @@ def close_query(
     order_id: RowId,
     query_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     status: Annotated[str, Form(pattern="^(closed|cancelled)$")],
     action_key: ActionKey = "",
 ) -> Response:
-    ClarificationQueue(session, settings).close_query(
-        Actor.of(user, "web"), order_id, row_version, query_id, status, action_key
-    )
+    queue.close_query(actor, order_id, row_version, query_id, status, action_key)
     return _after(request, session, order_id, "query_closed", user)
 
 
@@ -206,12 +241,12 @@ def diagnosis_check(
     order_id: RowId,
     user: CoderUser,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     new_code: Annotated[str, Query(max_length=40)] = "",
 ) -> Response:
     """The typed code checked against the order's date of service, shown beside the field."""
     order = load_order(session, order_id)
-    check = ClarificationQueue(session, settings).check_code(order, new_code)
+    check = queue.check_code(order, new_code)
     return render(request, "partials/code_check.html", {"check": check, "typed": new_code})
 
 
@@ -220,8 +255,9 @@ def correct(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     contact_id: FormId,
     new_code: Annotated[str, Form(max_length=40)] = "",
@@ -232,8 +268,6 @@ def correct(
     npi: Annotated[str, Form(max_length=20)] = "",
     action_key: ActionKey = "",
 ) -> Response:
-    queue = ClarificationQueue(session, settings)
-    actor = Actor.of(user, "web")
     done = "corrected"
     if kind == "test":
         queue.correct_test(
@@ -291,15 +325,16 @@ def release(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     action_key: ActionKey = "",
     override_reason: Text = "",
     modifier: Annotated[str, Form(max_length=4)] = "",
 ) -> Response:
-    result = ClarificationQueue(session, settings).release(
-        Actor.of(user, "web"),
+    result = queue.release(
+        actor,
         order_id,
         row_version,
         override_reason=override_reason,
@@ -315,15 +350,16 @@ def reject(
     request: Request,
     order_id: RowId,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     row_version: RowVersion,
     reason: Text = "",
     category: Annotated[str, Form(max_length=200)] = "",
     action_key: ActionKey = "",
 ) -> Response:
-    ClarificationQueue(session, settings).reject(
-        Actor.of(user, "web"),
+    queue.reject(
+        actor,
         order_id,
         row_version,
         reason=reason,

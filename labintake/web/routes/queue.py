@@ -13,7 +13,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from labintake import audit
-from labintake.errors import PermissionDeniedError, WorkflowError
+from labintake.errors import HeldByAnotherError, WorkflowError
+from labintake.queue.claims import TAKEN_OVER
 from labintake.queue.listing import (
     DueFilter,
     PriorityFilter,
@@ -24,9 +25,10 @@ from labintake.queue.listing import (
 )
 from labintake.queue.ordering import QueueSort
 from labintake.queue.outcomes import released_note
-from labintake.queue.service import ALREADY_RELEASED, Actor, ClarificationQueue
+from labintake.queue.service import ALREADY_RELEASED
 from labintake.statuses import FindingCode
-from labintake.web.deps import CoderUser, SessionDep, SettingsDep
+from labintake.web.claim_report import claim_report
+from labintake.web.deps import CoderActor, CoderUser, QueueDep, SessionDep
 from labintake.web.rendering import render
 from labintake.web.responses import go_to
 
@@ -179,7 +181,8 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         "column_labels": COLUMN_LABELS,
         "sort_links": _sort_links(params, page.sort),
         "page_sizes": PAGE_SIZES,
-        "done_message": DONE_MESSAGES.get(params.get("done", ""), "") or _claim_message(params),
+        "done_message": DONE_MESSAGES.get(params.get("done", ""), ""),
+        "claims": claim_report(session, params, user.username, coder_zone(request)),
         "released_meanwhile": released_note(session, params.get("order", ""))
         if params.get("done") == ALREADY_RELEASED
         else None,
@@ -199,35 +202,45 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
 def claim_selected(
     request: Request,
     user: CoderUser,
+    actor: CoderActor,
     session: SessionDep,
-    settings: SettingsDep,
+    queue: QueueDep,
     pick: Annotated[list[str], Form(max_length=200)] = [],  # noqa: B006 - FastAPI form default
     action_key: Annotated[str, Form(max_length=64)] = "",
+    take_over: Annotated[bool, Form()] = False,
 ) -> Response:
-    """Claim the ticked orders; each keeps its own row-version check."""
-    queue = ClarificationQueue(session, settings)
-    actor = Actor.of(user, "web")
-    claimed, skipped, taken = 0, [], []
+    """Claim the ticked orders; each keeps its own row-version check. Orders another coder
+    holds are skipped and named, unless the coder confirmed taking them over."""
+    claimed, taken_over, changed, held = 0, 0, [], []
     for item in pick[:200]:
         order_id, _, version = item.partition(":")
         if not (order_id.isdigit() and version.isdigit()) or len(order_id + version) > 20:
             raise WorkflowError(f"bad selection {item!r}")
         try:
             result = queue.assign(
-                actor, int(order_id), int(version), user.username, f"{action_key}:{order_id}"
+                actor,
+                int(order_id),
+                int(version),
+                user.username,
+                f"{action_key}:{order_id}",
+                take_over=take_over,
             )
-        except PermissionDeniedError:  # another coder's
-            taken.append(order_id)
+        except HeldByAnotherError:  # another coder's: asked about on the next page
+            held.append(item)
             continue
         except WorkflowError:  # changed meanwhile, or no longer held
-            skipped.append(order_id)
+            changed.append(order_id)
             continue
-        claimed += 0 if result.replayed else 1
-    query = {"assignee": "mine", "apply": "1", "claimed": str(claimed)}
-    if skipped:
-        query["skipped"] = ",".join(skipped[:20])
-    if taken:
-        query["taken"] = ",".join(taken[:20])
+        if not result.replayed:
+            claimed += 1
+            taken_over += result.note == TAKEN_OVER
+    query = {"assignee": "mine", "apply": "1", "claimed": str(claimed), "picked": str(len(pick))}
+    if taken_over:
+        query["taken_over"] = str(taken_over)
+    if changed:
+        query["changed"] = ",".join(changed[:20])
+    if held:
+        query["held"] = ",".join(held[:50])
     return go_to(request, "/queue?" + urlencode(query))
 
 
@@ -243,20 +256,6 @@ def queue_counts_fragment(request: Request, user: CoderUser, session: SessionDep
             "due": request.query_params.get("due", ""),
         },
     )
-
-
-def _claim_message(params: Mapping[str, str]) -> str:
-    claimed = params.get("claimed", "")
-    if not claimed.isdigit():
-        return ""
-    text = f"Claimed {int(claimed)} order(s)."
-    skipped = [s for s in params.get("skipped", "").split(",") if s.isdigit()]
-    if skipped:
-        text += f" Skipped, changed by someone meanwhile: {', '.join(skipped)}."
-    taken = [s for s in params.get("taken", "").split(",") if s.isdigit()]
-    if taken:
-        text += f" Skipped, claimed by another coder (ask a manager): {', '.join(taken)}."
-    return text
 
 
 CHOICES_TTL_SECONDS = 60.0

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from labintake.auth.roles import Role
@@ -16,17 +16,18 @@ from labintake.stage_health import failing_stages, failure_totals
 from labintake.stats import Snapshot, snapshot
 from labintake.web.deps import ManagerUser, SessionDep, get_policy, get_settings
 from labintake.web.deps import _authenticate as authenticate
+from labintake.web.schemas.stats import Stats
 
 router = APIRouter()
 
 
-@router.get("/api/stats")
+@router.get("/api/stats", response_model=Stats, tags=["stats"])
 def api_stats(
     user: ManagerUser,
     session: SessionDep,
     window_hours: Annotated[int, Query(ge=1, le=24 * 31)] = 24,
-) -> JSONResponse:
-    return JSONResponse(snapshot(session, window_hours=window_hours).as_json())
+) -> dict[str, Any]:
+    return snapshot(session, window_hours=window_hours).as_json()
 
 
 def metrics_text(
@@ -127,7 +128,12 @@ def metrics_access(request: Request, session: SessionDep) -> Any:
 metrics_access.required_role = Role.MANAGER  # type: ignore[attr-defined]
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    tags=["stats"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 def metrics(session: SessionDep, _access: Annotated[Any, Depends(metrics_access)]) -> Response:
     failing = {f.stage for f in failing_stages(session)}
     body = metrics_text(snapshot(session), sorted(failing), failure_totals(session))

@@ -70,6 +70,19 @@
   }
   document.addEventListener("DOMContentLoaded", restoreDraft);
 
+  // After each action the page says where the next thing to do is (data-autofocus: the
+  // office's answer, the replacement code, the next open hold, or the Release button).
+  // Kept typing (restoreDraft) and a link to a part of the page (#notes) come first.
+  document.addEventListener("DOMContentLoaded", function () {
+    if (location.hash || location.search.indexOf("stale=1") >= 0) return;
+    var next = document.querySelector("[data-autofocus]");
+    if (!next) return;
+    var panel = next.closest("details");
+    if (panel) panel.open = true;
+    next.focus({ preventScroll: true });
+    next.scrollIntoView({ block: "nearest" });
+  });
+
   // Timestamps arrive in UTC; show them in the reader's local time, UTC kept as a tooltip.
   function localTimes(root) {
     var pad = function (n) { return (n < 10 ? "0" : "") + n; };
@@ -141,15 +154,54 @@
     all[next].scrollIntoView({ block: "nearest" });
   }
 
+  // Esc closes what is open, innermost first: the keyboard help, the panel (details) holding
+  // focus, then any open panel of the order's actions, then a message in #flash. Focus
+  // goes back to the panel's summary, so the coder keeps their place.
+  function closePanels(target) {
+    var help = document.getElementById("help");
+    if (help && !help.hidden) { help.hidden = true; return true; }
+    var panel = target instanceof Element ? target.closest("details[open]") : null;
+    if (!panel) panel = document.querySelector(".order-actions details[open], details.columns[open]");
+    if (panel) {
+      panel.open = false;
+      var summary = panel.querySelector("summary");
+      if (summary) summary.focus();
+      return true;
+    }
+    var flash = document.getElementById("flash");
+    if (flash && flash.textContent.trim()) { flash.innerHTML = ""; return true; }
+    return false;
+  }
+
   document.addEventListener("keydown", function (event) {
+    // Ctrl+Enter (Cmd+Enter) in a text box saves its form, as Enter does in a one-line field.
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target instanceof Element) {
+      var owner = event.target.closest("form");
+      if (owner && event.target.tagName === "TEXTAREA") {
+        event.preventDefault();
+        owner.requestSubmit();
+        return;
+      }
+    }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    if (event.key === "Escape" && typing(event.target)) {
-      event.target.blur();
+    if (event.key === "Escape") {
+      var inPanel = event.target instanceof Element && event.target.closest("details[open]");
+      if (typing(event.target) && !inPanel) {
+        event.target.blur();
+        return;
+      }
+      if (closePanels(event.target)) event.preventDefault();
       return;
     }
     if (typing(event.target)) return;
     if (event.key === "Enter" && event.target.dataset && event.target.dataset.href) {
       window.location.href = event.target.dataset.href;
+      event.preventDefault();
+      return;
+    }
+    // Enter with nothing selected on the queue opens the first (most urgent) order.
+    if (event.key === "Enter" && event.target === document.body && rows().length) {
+      window.location.href = rows()[0].dataset.href;
       event.preventDefault();
       return;
     }

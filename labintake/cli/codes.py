@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from labintake.cli.settings import load_settings
 from labintake.errors import CodeTableError, LabintakeError
 
 if TYPE_CHECKING:
@@ -25,7 +26,9 @@ codes_app = typer.Typer(
 DirOption = Annotated[
     Path | None,
     typer.Option(
-        "--dir", metavar="DIR", help="Code tables folder (default: LABINTAKE_CODE_TABLES_DIR)"
+        "--dir",
+        metavar="DIR",
+        help="Code tables folder (default: LABINTAKE_CODE_TABLES_DIR, else the shipped tables)",
     ),
 ]
 
@@ -33,9 +36,25 @@ DirOption = Annotated[
 def _directory(given: Path | None) -> Path:
     if given is not None:
         return given
-    from labintake.cli import load_settings
-
     return load_settings(development=True).code_tables_dir
+
+
+def _writable_directory(given: Path | None) -> Path:
+    """Where an import writes: never the copy inside an installed package (an upgrade
+    replaces it), so the lab's own folder must be named."""
+    from labintake.resources import is_installed_copy
+
+    folder = _directory(given)
+    if is_installed_copy(folder):
+        typer.secho(
+            f"error: {folder} holds the code tables shipped with the package and is replaced on "
+            "upgrade; copy it to a folder of your own and name that with --dir or "
+            "LABINTAKE_CODE_TABLES_DIR",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return folder
 
 
 def _fail(exc: LabintakeError) -> typer.Exit:
@@ -220,7 +239,7 @@ def import_command(
             outcome = import_file(
                 kind,
                 file,
-                _directory(directory),
+                _writable_directory(directory),
                 effective_from=start,
                 effective_to=end,
                 version=version,
@@ -281,7 +300,7 @@ def _import_icd10cm(
     try:
         done = import_icd10cm(
             file,
-            _directory(directory),
+            _writable_directory(directory),
             effective_from=start,
             effective_to=end,
             version=version,
@@ -352,7 +371,7 @@ def build_icd10_command(
     """Compile ICD-10-CM releases from simple-icd-10-cm (needs the `icd-build` extra)."""
     from labintake.codes.build_icd10 import main
 
-    raise typer.Exit(main([*(versions or []), "--out", str(_directory(directory))]))
+    raise typer.Exit(main([*(versions or []), "--out", str(_writable_directory(directory))]))
 
 
 @codes_app.command("lookup")

@@ -4,8 +4,8 @@ hl7apy defines the messages: for the ORM^O01 / OML^O21 structure of the configur
 tells where each segment the release builder writes sits (its group path), and for each
 field its position, datatype, number of components, repetition, whether it is required, its
 maximum length (when the reference data gives one) and whether the version withdrew it.
-:mod:`labintake.release.builder` serialises orders with that layout instead of building an
-hl7apy element tree per order; the tree builder (:mod:`labintake.release.tree_builder`)
+:mod:`labintake.hl7.order_builder` serialises orders with that layout instead of building an
+hl7apy element tree per order; the tree builder (`tests/hl7_tree_builder.py`)
 stays as the reference the fast writer is tested against.
 
 Pure: reference data in, frozen values out; cached per (structure, version).

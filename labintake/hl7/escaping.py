@@ -1,5 +1,5 @@
-"""HL7 escaping of outbound values for the default encoding characters (|^~\\&, and # from
-v2.7).
+"""HL7 escaping of outbound values (writing; reading is :mod:`labintake.hl7.escapes`) for the
+default encoding characters (|^~\\&, and # from v2.7).
 
 The five delimiters become \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ (and # becomes \\P\\ from v2.7), control
 characters \\Xhh\\; everything else goes as it is, since MSH-18 declares UTF-8. hl7apy

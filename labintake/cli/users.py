@@ -1,142 +1,24 @@
-"""The `labintake` console script. Each command is thin: parse options, call a service."""
+"""`labintake users ...` and `labintake tokens ...`: accounts of the web screen and API."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlmodel import Session
 
-from labintake.codes.commands import codes_app
-from labintake.config import Settings
+from labintake.cli.settings import load_settings
 
 if TYPE_CHECKING:
     from labintake.auth.roles import Role
     from labintake.models.users import User
 
-app = typer.Typer(
-    help="Laboratory order intake and code verification.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,  # plain help: readable value names (YYYY-MM-DD, N), no type tags
-)
-
-app.add_typer(codes_app, name="codes")
-
-
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with command-line overrides; clear error when invalid."""
-    from pydantic import ValidationError
-
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as exc:
-        messages = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        typer.secho(f"configuration error: {messages}", fg="red", err=True)
-        raise typer.Exit(2) from exc
-
-
-@app.command()
-def migrate() -> None:
-    """Bring the database schema to head (Alembic)."""
-    from labintake.db import migrate as run_migrations
-    from labintake.logs import configure_logging, redact_url
-
-    settings = load_settings()
-    configure_logging(settings)
-    run_migrations(settings.database_url)
-    typer.echo(f"database at head: {redact_url(settings.database_url)}")
-
-
-@app.command()
-def serve(
-    demo: Annotated[
-        bool,
-        typer.Option(help="Demo users, sample code tables and a stub LIS when none is set."),
-    ] = False,
-) -> None:
-    """Run the MLLP listener, with the web app and the background workers in child processes."""
-    from labintake.config import ensure_demo_secret
-    from labintake.runtime import run_service
-
-    settings = load_settings(development=True if demo else None)
-    if demo:
-        ensure_demo_secret(settings)
-    run_service(settings, demo=demo)
-
-
-@app.command()
-def send(
-    files: Annotated[
-        list[Path],
-        typer.Argument(
-            exists=True, dir_okay=False, readable=True, metavar="FILE", show_default=False
-        ),
-    ],
-    host: Annotated[str, typer.Option(metavar="HOST", help="MLLP host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(metavar="PORT", help="MLLP port")] = 2575,
-    timeout: Annotated[
-        float, typer.Option(metavar="SECONDS", help="Seconds to wait for each ACK")
-    ] = 30.0,
-    tls: Annotated[bool, typer.Option(help="MLLP over TLS")] = False,
-    tls_ca: Annotated[
-        Path | None, typer.Option(metavar="PEM", help="CA file to verify the server (TLS)")
-    ] = None,
-    tls_cert: Annotated[
-        Path | None, typer.Option(metavar="PEM", help="Client certificate (TLS)")
-    ] = None,
-    tls_key: Annotated[
-        Path | None, typer.Option(metavar="PEM", help="Client certificate key (TLS)")
-    ] = None,
-) -> None:
-    """Send HL7 messages over MLLP (files may hold several messages or FHS/BHS batches)."""
-    from labintake.mllp.client import client_tls_context, send_files
-
-    context = None
-    if tls or tls_ca or tls_cert:
-        context = client_tls_context(tls_ca, tls_cert, tls_key)
-    failures = send_files(
-        files, host=host, port=port, timeout=timeout, echo=typer.echo, ssl_context=context
-    )
-    raise typer.Exit(1 if failures else 0)
-
-
-@app.command()
-def replay(
-    since: Annotated[
-        datetime,
-        typer.Option(
-            formats=["%Y-%m-%d"],
-            metavar="YYYY-MM-DD",
-            help="Orders with a date of service from this day",
-        ),
-    ],
-    tables: Annotated[
-        str | None,
-        typer.Option(
-            metavar="VERSION", help="A table version to use for every order (e.g. icd10cm-2025-04)"
-        ),
-    ] = None,
-    apply: Annotated[
-        bool, typer.Option("--apply", help="Write the new verifications (default: report only)")
-    ] = False,
-) -> None:
-    """Verify stored orders again against the code tables; report what would change."""
-    from labintake.verification.replay import run_replay_command
-
-    raise typer.Exit(run_replay_command(load_settings(), since.date(), tables, apply, typer.echo))
-
-
 users_app = typer.Typer(
     help="Users of the web screen and API.", no_args_is_help=True, rich_markup_mode=None
 )
 tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(users_app, name="users")
-app.add_typer(tokens_app, name="tokens")
 
 
 def _read_password() -> str:
@@ -232,6 +114,22 @@ def users_role(
     )
 
 
+@users_app.command("phone")
+def users_phone(
+    name: Annotated[str, typer.Argument(help="login name")],
+    phone: Annotated[str, typer.Argument(metavar="NUMBER", help="direct line; '' clears it")],
+) -> None:
+    """Set the direct line printed on the office queries a user writes."""
+    from labintake.auth.accounts import set_phone
+
+    with _accounts_session() as session:
+        changed = set_phone(session, _existing_user(session, name), phone, actor="cli")
+    shown = " ".join(phone.split()) or "(none: the lab's phone is printed)"
+    typer.echo(
+        f"direct line of {name}: {shown}" if changed else f"user {name} has that line already"
+    )
+
+
 @users_app.command("deactivate")
 def users_deactivate(name: Annotated[str, typer.Argument(help="login name")]) -> None:
     """Stop a user signing in or using the API; the user's sessions and tokens end."""
@@ -257,12 +155,17 @@ def users_reactivate(name: Annotated[str, typer.Argument(help="login name")]) ->
 
 
 @tokens_app.command("create")
-def tokens_create(name: Annotated[str, typer.Argument(help="the user the token acts as")]) -> None:
+def tokens_create(
+    name: Annotated[str, typer.Argument(help="the user the token acts as")],
+    label: Annotated[
+        str, typer.Option("--name", metavar="TEXT", help="what the token is for, shown in lists")
+    ] = "",
+) -> None:
     """Print a new API bearer token for user NAME (shown once; only its hash is stored)."""
     from labintake.auth.tokens import create_token
 
     with _accounts_session() as session:
-        token = create_token(session, name)
+        token = create_token(session, name, label)
     typer.echo(token)
 
 

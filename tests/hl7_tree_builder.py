@@ -1,6 +1,6 @@
 """The outbound order built as an hl7apy element tree: the reference for the ER7 writer.
 
-:func:`labintake.release.builder.build_order_message` writes each order straight to ER7
+:func:`labintake.hl7.order_builder.build_order_message` writes each order straight to ER7
 from a plan hl7apy's reference data gives it; this module builds the same message field by
 field with hl7apy's element tree (tens of milliseconds per order), using the same values and
 the same plan. The tests hold the two to byte-for-byte equality over generated orders, and
@@ -17,7 +17,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Group, Message
 
 from labintake.errors import ConfigurationError
-from labintake.release.builder import (
+from labintake.hl7.order_builder import (
     CHARSET,
     LisProfile,
     OutboundOrder,

@@ -11,12 +11,12 @@ Pure: an :class:`OutboundOrder` (values read from the database by the outbox) an
   OBR-46 (placer supplemental service information).
 
 hl7apy defines the message: once per profile, :func:`message_plan` reads the structure of
-the configured type and version from hl7apy's reference data (:mod:`labintake.release.layout`)
+the configured type and version from hl7apy's reference data (:mod:`labintake.hl7.layout`)
 and checks that every field written exists there, with enough components and repetition
 where it is repeated (a profile the version cannot carry is a ConfigurationError at start-up);
 fields the version withdrew are left out. Each order is then written straight to ER7 from
 that plan, about a thousand times faster than an hl7apy element tree per order. The element
-tree builder (:mod:`labintake.release.tree_builder`) writes the same bytes and is what the
+tree builder (`tests/hl7_tree_builder.py`) writes the same bytes and is what the
 tests prove this writer against.
 """
 
@@ -29,8 +29,8 @@ from functools import lru_cache
 from hl7apy import get_default_encoding_chars
 
 from labintake.errors import ConfigurationError
-from labintake.release.escaping import ESCAPES, components, esc, escapes_for, version_tuple
-from labintake.release.layout import MessageLayout, message_layout
+from labintake.hl7.escaping import ESCAPES, components, esc, escapes_for, version_tuple
+from labintake.hl7.layout import MessageLayout, message_layout
 
 __all__ = [
     "CHARSET",
