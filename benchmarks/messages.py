@@ -24,6 +24,18 @@ _TESTS = (
     ("84443", "TSH", "E03.9", "Hypothyroidism, unspecified"),
 )
 _SECOND_DX = ("R53.83", "Other fatigue")
+# Medicare Beneficiary Identifier characters (no S, L, O, I, B, Z).
+_MBI_LETTERS = "ACDEFGHJKMNPQRTUVWXY"
+_MBI_ALNUM = _MBI_LETTERS + "0123456789"
+
+
+def synthetic_mbi(rng: random.Random) -> str:
+    """A made-up MBI of the right form. Each patient needs one of their own: orders are
+    grouped by beneficiary, so one shared MBI made every order after the first of its test
+    a repeat of it, held by the rules."""
+    digits, letters, alnum = "0123456789", _MBI_LETTERS, _MBI_ALNUM
+    form = ("123456789", letters, alnum, digits, letters, alnum, digits, letters, letters)
+    return "".join(rng.choice(chars) for chars in (*form, digits, digits))
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +53,7 @@ def order_message(control_id: str, rng: random.Random, when: datetime) -> bytes:
     mrn = f"BM{rng.randrange(10**7):07d}"
     birth = f"{rng.randrange(1940, 2005)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}"
     sex = rng.choice("FM")
+    mbi = synthetic_mbi(rng)
     stamp = when.strftime("%Y%m%d%H%M%S")
     placer = f"PL{control_id}"
     provider = "1234567893^WEXLER^DANA^^^^^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI"
@@ -51,7 +64,7 @@ def order_message(control_id: str, rng: random.Random, when: datetime) -> bytes:
         "12 SAMPLE ST^^SPRINGFIELD^IL^62701^USA||^PRN^PH^^1^217^5550100",
         "PV1|1|O|||||1234567893^WEXLER^DANA",
         "IN1|1|MCRB|CMS|MEDICARE PART B|||||||||||1|"
-        f"{family}^{given}|01|{birth}||||||||||||||||||1EG4TE5MK72",
+        f"{family}^{given}|01|{birth}||||||||||||||||||{mbi}",
         f"ORC|NW|{placer}^{SENDING_APPLICATION}||||||||||{provider}|||{stamp}||||||"
         "BENCH FAMILY PRACTICE|40 EXAMPLE AVE^^SPRINGFIELD^IL^62704|^WPN^PH^^1^217^5550199",
         f"OBR|1|{placer}^{SENDING_APPLICATION}||{code}^{name}^CPT4|R|{stamp}|{stamp}"

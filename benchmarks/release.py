@@ -189,9 +189,9 @@ def fill(engine: Engine, count: int) -> int:
 
 
 def analyze(engine: Engine) -> None:
-    """Planner statistics, as autovacuum keeps them in a running PostgreSQL database: on a
-    just-filled database without them the outbox claim is planned as nested scans (seconds
-    per claim, delivery about 100 orders/s)."""
+    """Planner statistics, as autovacuum keeps them in a running PostgreSQL database, so the
+    figures are those of a database in its ordinary state (the outbox claim no longer depends
+    on them: docs/benchmarks.md, "PostgreSQL after a burst")."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("ANALYZE"))
 

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 from factories_release import add_order, make_orders
+from fakes import ShiftedClock
 from hl7apy.parser import parse_message
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -25,11 +26,14 @@ from labintake.release.stub_lis import StubLis
 
 
 def test_a_lease_is_held_by_one_instance_until_it_expires(engine: Engine) -> None:
-    assert acquire(engine, "job:x", "instance-a", ttl_seconds=0.3)
-    assert not acquire(engine, "job:x", "instance-b", ttl_seconds=0.3)
-    assert acquire(engine, "job:x", "instance-a", ttl_seconds=0.3)  # renewal by the holder
-    time.sleep(0.35)
-    assert acquire(engine, "job:x", "instance-b", ttl_seconds=0.3)  # the holder went quiet
+    clock = ShiftedClock()
+    assert acquire(engine, "job:x", "instance-a", ttl_seconds=60, now=clock.now())
+    assert not acquire(engine, "job:x", "instance-b", ttl_seconds=60, now=clock.now())
+    clock.advance(59)
+    assert not acquire(engine, "job:x", "instance-b", ttl_seconds=60, now=clock.now())
+    assert acquire(engine, "job:x", "instance-a", ttl_seconds=60, now=clock.now())  # renewal
+    clock.advance(61)
+    assert acquire(engine, "job:x", "instance-b", ttl_seconds=60, now=clock.now())  # gone quiet
 
 
 def _lease_row(engine: Engine, name: str) -> tuple[str, object]:
@@ -58,14 +62,20 @@ def test_a_held_lease_is_written_once_for_many_runs_and_given_back_when_idle(
 
 
 def test_a_held_lease_is_renewed_once_half_its_time_has_passed(engine: Engine) -> None:
-    lease = HeldLease(engine, "job:renewed", "instance-a", ttl_seconds=0.4)
+    clock = ShiftedClock()
+    lease = HeldLease(engine, "job:renewed", "instance-a", ttl_seconds=60, clock=clock)
     assert lease.hold()
     first = _lease_row(engine, "job:renewed")
-    time.sleep(0.25)
+    clock.advance(29)
+    assert lease.hold()
+    assert _lease_row(engine, "job:renewed") == first  # not yet half its time
+    clock.advance(2)
     assert lease.hold()
     assert _lease_row(engine, "job:renewed") != first
-    time.sleep(0.25)  # past the first expiry, inside the renewed one
-    assert not HeldLease(engine, "job:renewed", "instance-b", ttl_seconds=0.4).hold()
+    clock.advance(35)  # past the first expiry, inside the renewed one
+    assert not HeldLease(engine, "job:renewed", "instance-b", ttl_seconds=60, clock=clock).hold()
+    clock.advance(30)  # the holder stopped renewing: the lease is free
+    assert HeldLease(engine, "job:renewed", "instance-b", ttl_seconds=60, clock=clock).hold()
 
 
 def test_release_batches_hold_the_release_lease_while_there_is_work(

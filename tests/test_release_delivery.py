@@ -1,4 +1,5 @@
-"""Delivery to a real MLLP LIS peer (the stub LIS, in this process, on port 0)."""
+"""Delivery to a real MLLP LIS peer (the stub LIS, in this process, on port 0), and to an
+in-memory one; leases and backoffs are crossed by moving a clock, not by waiting."""
 
 from __future__ import annotations
 
@@ -15,16 +16,19 @@ from pathlib import Path
 import pytest
 import trustme
 from factories_release import add_order, make_orders
+from fakes import MemoryTransport, ShiftedClock, unreachable
 from hl7apy.parser import parse_message
+from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from labintake.db import make_engine, session_scope
+from labintake.db import make_engine, session_scope, utcnow
+from labintake.hl7.ack_reply import AckReply
 from labintake.models.orders import Finding, Order, OrderEvent
 from labintake.models.release import Notification, OutboxEntry
 from labintake.release.bulk import release_verified
-from labintake.release.connection import Endpoint
-from labintake.release.delivery import RetryPolicy, resend_dead_letter
+from labintake.release.connection import DeliveryFailure, Endpoint
+from labintake.release.delivery import RetryPolicy, claim_due, resend_dead_letter
 from labintake.release.outbox import enqueue_release
 from labintake.release.sender import Sender, SenderOptions, deliver_until_idle
 from labintake.release.stub_lis import ReceivedMessage, StubLis
@@ -37,10 +41,17 @@ def make_sender(
     lis: StubLis,
     policy: RetryPolicy = FAST,
     ack_timeout: float = 2.0,
+    clock: ShiftedClock | None = None,
     **options: float,
 ) -> Sender:
     endpoint = Endpoint("127.0.0.1", lis.port, connect_timeout=1.0, ack_timeout=ack_timeout)
-    return Sender(engine, endpoint, policy, options=SenderOptions(**options))  # type: ignore[arg-type]
+    return Sender(
+        engine,
+        endpoint,
+        policy,
+        options=SenderOptions(**options),  # type: ignore[arg-type]
+        clock=clock or ShiftedClock(),
+    )
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> None:
@@ -109,10 +120,11 @@ def test_lis_down_for_a_while_then_back_gets_every_order_exactly_once(engine: En
     lis.stop()  # the LIS goes down before anything is sent
     make_orders(engine, 12)
     release_verified(engine)
-    sender = make_sender(engine, lis)
+    clock = ShiftedClock()
+    sender = make_sender(engine, lis, clock=clock)
     for _ in range(5):
         sender.deliver_due()
-        time.sleep(0.06)
+        clock.advance(0.06)  # past the backoff
     assert statuses(engine) == {"released": 12}
     with Session(engine) as session:
         attempts = session.exec(select(OutboxEntry.attempts)).all()
@@ -166,8 +178,9 @@ def test_lis_answering_ae_holds_the_order_with_the_lis_error_text(engine: Engine
 def test_slow_lis_times_out_and_the_retry_keeps_the_control_id(engine: Engine) -> None:
     [order_id] = make_orders(engine, 1)
     release_verified(engine)
+    clock = ShiftedClock()
     with StubLis(delay_seconds=0.6) as lis:
-        sender = make_sender(engine, lis, ack_timeout=0.2)
+        sender = make_sender(engine, lis, ack_timeout=0.2, clock=clock)
         assert sender.deliver_due() == 1  # handled: no answer in time, put back for retry
         with Session(engine) as session:
             entry = session.exec(select(OutboxEntry)).one()
@@ -176,7 +189,7 @@ def test_slow_lis_times_out_and_the_retry_keeps_the_control_id(engine: Engine) -
             assert "no acknowledgement" in (entry.last_error or "")
         wait_until(lambda: len(lis.received) == 1)  # the slow LIS did take the first copy
         lis.delay_seconds = 0.0
-        time.sleep(0.06)
+        clock.advance(0.06)  # past the backoff
         wait_until(lambda: deliver_until_idle(sender) >= 0 and statuses(engine) == {"delivered": 1})
         sender.close()
     counts = lis.counts()
@@ -197,11 +210,15 @@ def test_gives_up_after_max_attempts_then_resend_delivers_same_control_id(engine
     lis.stop()
     [order_id] = make_orders(engine, 1)
     release_verified(engine)
+    clock = ShiftedClock()
     sender = make_sender(
-        engine, lis, policy=RetryPolicy(max_attempts=2, base_seconds=0.01, cap_seconds=0.01)
+        engine,
+        lis,
+        policy=RetryPolicy(max_attempts=2, base_seconds=0.01, cap_seconds=0.01),
+        clock=clock,
     )
     sender.deliver_due()
-    time.sleep(0.03)
+    clock.advance(0.03)  # past the backoff
     sender.deliver_due()
     with Session(engine) as session:
         entry = session.exec(select(OutboxEntry)).one()
@@ -243,9 +260,12 @@ def test_one_patients_orders_keep_their_order_and_others_are_not_blocked(engine:
         same = [add_order(session, mrn="MRN-SAME").id for _ in range(3)]
         others = [add_order(session).id for _ in range(4)]
     release_verified(engine)
+    clock = ShiftedClock()
     with StubLis(responder=answer) as lis:
         # A backoff far longer than the rounds below take, even on a loaded machine.
-        sender = make_sender(engine, lis, policy=RetryPolicy(50, 2.0, 2.0), ack_timeout=0.2)
+        sender = make_sender(
+            engine, lis, policy=RetryPolicy(50, 60.0, 60.0), ack_timeout=0.2, clock=clock
+        )
         for _ in range(6):
             sender.deliver_due()
         with Session(engine) as session:
@@ -253,7 +273,7 @@ def test_one_patients_orders_keep_their_order_and_others_are_not_blocked(engine:
         # The patient's first order waits out its backoff; unrelated orders went through.
         assert all(by_id[i] == "delivered" for i in others)
         assert all(by_id[i] == "released" for i in same)
-        time.sleep(2.1)
+        clock.advance(61.0)  # past the backoff
         deliver_until_idle(sender)
         sender.close()
     assert statuses(engine) == {"delivered": 7}
@@ -273,7 +293,7 @@ def test_sender_dying_mid_delivery_is_taken_over_without_losing_or_doubling(
     release_verified(engine)
     with StubLis() as lis:
         # A lease long enough that a slow machine never cuts the first round short.
-        first = make_sender(engine, lis, lease_seconds=4.0, commit_every=8)
+        first = make_sender(engine, lis, lease_seconds=120.0, commit_every=8)
 
         def crash(index: int) -> None:
             if index == 11:  # 8 outcomes committed, 4 more sent and acknowledged, then death
@@ -284,10 +304,14 @@ def test_sender_dying_mid_delivery_is_taken_over_without_losing_or_doubling(
             first.deliver_due()
         first.close()
         assert statuses(engine) == {"delivered": 8, "released": 12}
-        time.sleep(4.1)  # the dead sender's claims expire
         other_engine = make_engine(database_url)  # a restarted service: new engine
         try:
-            second = make_sender(other_engine, lis)
+            still_claimed = make_sender(other_engine, lis)
+            assert still_claimed.deliver_due() == 0  # the dead sender's claims hold...
+            still_claimed.close()
+            later = ShiftedClock()
+            later.advance(121.0)  # ...until they expire
+            second = make_sender(other_engine, lis, clock=later)
             deliver_until_idle(second)
             second.close()
         finally:
@@ -396,12 +420,15 @@ def test_service_killed_mid_delivery_loses_nothing_and_the_lis_takes_each_order_
             os.kill(process.pid, signal.SIGKILL)  # no shutdown, no last commit
             process.wait(timeout=10)
         lis.delay_seconds = 0.0
+        # The dead sender's last message may still be in the LIS's hands: let it finish.
+        wait_until(lambda: lis.open_connections == 0)
         partly = statuses(engine)
         assert partly.get("released", 0) > 0  # it really died mid-delivery
-        time.sleep(1.1)  # its claims expire
         restarted = make_engine(database_url)
         try:
-            sender = make_sender(restarted, lis)
+            later = ShiftedClock()
+            later.advance(1.1)  # its claims expire
+            sender = make_sender(restarted, lis, clock=later)
             deliver_until_idle(sender)
             sender.close()
         finally:
@@ -439,3 +466,106 @@ def test_a_slow_round_stops_inside_its_claim_lease_and_gives_the_rest_back(
         sender.close()
     assert statuses(engine) == {"delivered": 6}
     assert set(lis.counts().values()) == {1}
+
+
+def _attempt_times(engine: Engine) -> list[tuple[int, object]]:
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxEntry.attempts, OutboxEntry.next_attempt_at)).all()
+    return [(int(a), t) for a, t in rows]
+
+
+def test_backoff_grows_with_each_failed_attempt_and_is_crossed_by_the_clock(
+    engine: Engine,
+) -> None:
+    """In memory: an unreachable LIS, then an answering one; no socket, no waiting."""
+    make_orders(engine, 1)
+    release_verified(engine)
+    clock = ShiftedClock()
+    transport = MemoryTransport(responder=unreachable)
+    policy = RetryPolicy(max_attempts=10, base_seconds=30.0, cap_seconds=240.0)
+    sender = Sender(engine, None, policy, transport=transport, clock=clock)
+    waits = []
+    for attempt in range(1, 5):
+        assert sender.deliver_due() == 1
+        assert sender.deliver_due() == 0  # backing off: not due yet
+        ((attempts, due_at),) = _attempt_times(engine)
+        assert attempts == attempt
+        wait = (due_at - clock.now()).total_seconds()  # type: ignore[operator]
+        step = min(240.0, 30.0 * 2 ** (attempt - 1))
+        assert step / 2 - 1 <= wait <= step  # half the step fixed, half jitter
+        waits.append(wait)
+        clock.advance(wait + 0.01)
+    assert waits[-1] > waits[0]
+    transport.responder = lambda _m, control_id: AckReply("AA", control_id, "")
+    assert deliver_until_idle(sender) == 1
+    assert statuses(engine) == {"delivered": 1}
+    assert len(transport.sent) == 5
+    assert len(set(transport.sent)) == 1  # every retry carried the same control id
+
+
+def test_a_failure_on_an_open_connection_counts_one_attempt_and_gives_the_rest_back(
+    engine: Engine,
+) -> None:
+    make_orders(engine, 5)
+    release_verified(engine)
+
+    def reset_on_third(_message: bytes, control_id: str) -> AckReply:
+        if len(transport.sent) == 3:
+            raise DeliveryFailure("connection failed: reset by peer")
+        return AckReply("AA", control_id, "")
+
+    transport = MemoryTransport(responder=reset_on_third)
+    sender = Sender(engine, None, FAST, transport=transport, clock=ShiftedClock())
+    assert sender.deliver_due() == 3  # two delivered, the third put back for a retry
+    with Session(engine) as session:
+        entries = session.exec(select(OutboxEntry).order_by(col(OutboxEntry.id))).all()
+    assert [(e.status, e.attempts, e.claimed_by) for e in entries] == [
+        ("delivered", 1, None),
+        ("delivered", 1, None),
+        ("pending", 1, None),
+        ("pending", 0, None),  # untried: given back untouched
+        ("pending", 0, None),
+    ]
+
+
+def test_claiming_from_a_large_backlog_stays_fast_without_table_statistics(
+    engine: Engine,
+) -> None:
+    """A burst fills the outbox faster than statistics are gathered; claims must not slow
+    down with the backlog (one claim used to take minutes on PostgreSQL)."""
+    [order_id] = make_orders(engine, 1)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE outbox"))  # statistics of an empty table
+    now = utcnow()
+    backlog = 3000
+    rows = [
+        {
+            "order_id": order_id,
+            "kind": "release",
+            "destination": "lis",
+            # every tenth message is a patient's second order: it must wait its turn
+            "sequence_key": f"CLINIC|P{i - 1 if i % 10 == 1 else i}",
+            "control_id": f"C{i:07d}",
+            "message_type": "ORM^O01",
+            "message": b"MSH|",
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "ack_code": "",
+            "created_by": "system",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(backlog)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(OutboxEntry), rows)
+    started = time.perf_counter()
+    claimed = claim_due(engine, "t#1", limit=200)
+    seconds = time.perf_counter() - started
+    assert len(claimed) == 200
+    assert [c.id for c in claimed] == sorted(c.id for c in claimed)
+    numbers = {int(c.control_id[1:]) for c in claimed}
+    assert not any(n % 10 == 1 for n in numbers)  # second orders wait behind the first
+    assert seconds < 5.0, f"one claim took {seconds:.1f} s"

@@ -3,14 +3,14 @@
 A lease is a row per job name with an owner and an expiry. Taking it is one conditional
 write, so two instances cannot both hold it; an instance that dies mid-job stops renewing
 and its lease expires after `ttl_seconds`. Each job keeps its work in one transaction (or
-makes it idempotent), so a run cut short leaves nothing half done.
+makes it idempotent), so a run cut short leaves nothing half done. Time comes from a
+:class:`~labintake.clock.Clock` (tests move theirs past an expiry instead of waiting).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import delete, update
@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from labintake.clock import SYSTEM_CLOCK, Clock
 from labintake.db import session_scope, utcnow
 from labintake.models.release import JobLease
 
@@ -25,12 +26,19 @@ T = TypeVar("T")
 
 
 def acquire(
-    engine: Engine, name: str, owner: str, ttl_seconds: float, *, renew: bool = True
+    engine: Engine,
+    name: str,
+    owner: str,
+    ttl_seconds: float,
+    *,
+    renew: bool = True,
+    now: datetime | None = None,
 ) -> bool:
     """Take (or renew) the lease on `name` for `owner`; False when someone else holds it.
     Without `renew`, a live lease is never taken, not even by its own owner (for work that
-    must not start twice, whoever asks)."""
-    now = utcnow()
+    must not start twice, whoever asks). `now` is the clock's time (default: the system
+    clock)."""
+    now = now or utcnow()
     expires = now + timedelta(seconds=ttl_seconds)
     free = col(JobLease.expires_at) < now
     takeable = (free | (col(JobLease.owner) == owner)) if renew else free
@@ -50,13 +58,13 @@ def acquire(
     return True
 
 
-def release(engine: Engine, name: str, owner: str) -> None:
+def release(engine: Engine, name: str, owner: str, *, now: datetime | None = None) -> None:
     """Give the lease back early (it would expire anyway)."""
     with session_scope(engine) as session:
         session.execute(
             update(JobLease)
             .where(col(JobLease.name) == name, col(JobLease.owner) == owner)
-            .values(expires_at=utcnow())
+            .values(expires_at=now or utcnow())
         )
 
 
@@ -90,29 +98,38 @@ class HeldLease:
     the lease expires after `ttl_seconds`, as with :func:`run_exclusive`.
     """
 
-    def __init__(self, engine: Engine, name: str, owner: str, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        owner: str,
+        ttl_seconds: float,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.engine = engine
         self.name = name
         self.owner = owner
         self.ttl_seconds = ttl_seconds
-        self._renew_at = 0.0  # time.monotonic(); 0 when not held
+        self.clock = clock
+        self._renew_at: float | None = None  # clock.monotonic(); None when not held
 
     @property
     def held(self) -> bool:
-        return self._renew_at > 0.0
+        return self._renew_at is not None
 
     def hold(self) -> bool:
         """True when this owner holds the lease (taking or renewing it when due)."""
-        now = time.monotonic()
-        if self.held and now < self._renew_at:
+        now = self.clock.monotonic()
+        if self._renew_at is not None and now < self._renew_at:
             return True
-        if acquire(self.engine, self.name, self.owner, self.ttl_seconds):
+        if acquire(self.engine, self.name, self.owner, self.ttl_seconds, now=self.clock.now()):
             self._renew_at = now + self.ttl_seconds / 2
             return True
-        self._renew_at = 0.0
+        self._renew_at = None
         return False
 
     def give_back(self) -> None:
         if self.held:
-            self._renew_at = 0.0
-            release(self.engine, self.name, self.owner)
+            self._renew_at = None
+            release(self.engine, self.name, self.owner, now=self.clock.now())

@@ -1,7 +1,9 @@
 """A persistent MLLP client connection: send one message, wait for its ACK, with timeouts.
 
 Transport only: no database here. Failures are :class:`DeliveryFailure` with a short reason
-(refused, reset, timeout...) that the sender records and retries on.
+(refused, reset, timeout...) that the sender records and retries on. The sender talks to a
+:class:`Transport`; :class:`LisConnection` is the one the service uses, and tests hand in one
+that answers from memory.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from labintake.errors import LabintakeError
 from labintake.hl7.ack_reply import AckReply, UnreadableAck, read_ack
@@ -57,6 +60,17 @@ def parse_ack(raw: bytes) -> AckReply:
         return read_ack(raw)
     except UnreadableAck as exc:
         raise DeliveryFailure(str(exc)) from exc
+
+
+class Transport(Protocol):
+    """What the sender needs of a connection to its receiver."""
+
+    def exchange(self, message: bytes, control_id: str) -> AckReply:
+        """Send `message`, return the receiver's acknowledgement of `control_id`; raise
+        DeliveryFailure when it may not have arrived."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class LisConnection:

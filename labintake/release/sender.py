@@ -14,6 +14,10 @@ an attempt and the rest of the round is given back untouched for the next round.
 
 A sender that dies mid-round leaves claims that expire; whoever takes over sends the same
 control ids again, which the LIS recognises as repeats.
+
+Time comes from a :class:`~labintake.clock.Clock` and the connection is a
+:class:`~labintake.release.connection.Transport`, both injectable (tests cross leases and
+backoffs by moving their clock, and may answer from memory instead of a socket).
 """
 
 from __future__ import annotations
@@ -22,16 +26,16 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from labintake.clock import SYSTEM_CLOCK, Clock
 from labintake.config import Settings
 from labintake.hl7.ack_reply import REFUSED
-from labintake.release.connection import DeliveryFailure, Endpoint, LisConnection
+from labintake.release.connection import DeliveryFailure, Endpoint, LisConnection, Transport
 from labintake.release.delivery import (
     Outcome,
     RetryPolicy,
@@ -81,19 +85,27 @@ class Sender:
     def __init__(
         self,
         engine: Engine,
-        endpoint: Endpoint,
+        endpoint: Endpoint | None,
         policy: RetryPolicy | None = None,
         *,
         destination: str = "lis",
         options: SenderOptions | None = None,
         name: str | None = None,
+        transport: Transport | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """Sends to `endpoint` over MLLP, or through `transport` when given."""
+        if transport is None:
+            if endpoint is None:
+                raise ValueError("a sender needs an endpoint or a transport")
+            transport = LisConnection(endpoint)
         self.engine = engine
         self.policy = policy or RetryPolicy()
         self.destination = destination
         self.options = options or SenderOptions()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.connection = LisConnection(endpoint)
+        self.transport = transport
+        self.clock = clock
         self._round = 0
         self._lock = threading.Lock()
         # Called after each ACK, before outcomes are committed (tests use it to stop a
@@ -115,6 +127,7 @@ class Sender:
             destination=self.destination,
             limit=self.options.batch_size,
             lease_seconds=self.options.lease_seconds,
+            now=self.clock.now(),
         )
         if not entries:
             return 0
@@ -123,17 +136,16 @@ class Sender:
         untried: list[int] = []
         # Stop well inside the claim lease, so no other sender can take a message over
         # while this one may still be sending it.
-        stop_at = time.monotonic() + self.options.lease_seconds / 2
+        stop_at = self.clock.monotonic() + self.options.lease_seconds / 2
         for index, entry in enumerate(entries):
-            assert entry.id is not None
-            if time.monotonic() > stop_at:
-                untried = [e.id for e in entries[index:] if e.id is not None]
+            if self.clock.monotonic() > stop_at:
+                untried = [e.id for e in entries[index:]]
                 break
             try:
-                reply = self.connection.exchange(entry.message, entry.control_id)
+                reply = self.transport.exchange(entry.message, entry.control_id)
             except DeliveryFailure as exc:
                 log.warning("delivery of %s failed: %s", entry.control_id, exc)
-                rest = [e.id for e in entries[index + 1 :] if e.id is not None]
+                rest = [e.id for e in entries[index + 1 :]]
                 if exc.unreachable:
                     pending.extend(Outcome(i, "retry", text=str(exc)) for i in [entry.id, *rest])
                 else:
@@ -149,17 +161,17 @@ class Sender:
             if self.after_exchange is not None:
                 self.after_exchange(index)
             if len(pending) >= self.options.commit_every:
-                record_outcomes(self.engine, token, pending, self.policy)
+                record_outcomes(self.engine, token, pending, self.policy, now=self.clock.now())
                 handled += len(pending)
                 pending = []
         if pending:
-            record_outcomes(self.engine, token, pending, self.policy)
+            record_outcomes(self.engine, token, pending, self.policy, now=self.clock.now())
             handled += len(pending)
         release_claims(self.engine, token, untried)
         return handled
 
     def close(self) -> None:
-        self.connection.close()
+        self.transport.close()
 
 
 def deliver_until_idle(sender: Sender, max_rounds: int = 10_000) -> int:

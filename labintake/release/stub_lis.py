@@ -117,6 +117,11 @@ class StubLis:
         with self.state.lock:
             return Counter(self.state.seen)
 
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now (a closed peer's last message is answered first)."""
+        return len(self._connections)
+
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> StubLis:
         stub = self
