@@ -1,9 +1,11 @@
 """The guard every queue action passes: row-version claim, replay detection, history and audit.
 
 Every action names the order's `row_version` the coder saw. The version is bumped with a
-conditional UPDATE first, so of two coders acting at once exactly one wins; the other gets
-ConcurrentChangeError with the current version. A repeated submit of the same form (same
-`action_key`) by the same person is recognised and answered with the current state instead.
+conditional UPDATE first (`lifecycle.claim_version`), so of two coders acting at once exactly
+one wins; the other gets ConcurrentChangeError with the current version. A status change the
+action makes is `lifecycle.transition` in the same transaction (one version step). A repeated
+submit of the same form (same `action_key`) by the same person is recognised and answered
+with the current state instead.
 
 An order claimed by a coder is that coder's: only the assignee or a manager (or admin) may act
 on it, on the screen and through the API alike. Anyone else is refused (PermissionDeniedError,
@@ -12,25 +14,25 @@ HTTP 403) with nothing changed, and the refusal is audited (`action_refused`).
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from labintake import audit
+from labintake import audit, lifecycle
 from labintake.auth.roles import Role
 from labintake.config import Settings
-from labintake.db import utcnow
 from labintake.errors import (
     ConcurrentChangeError,
     NotFoundError,
     PermissionDeniedError,
     WorkflowError,
 )
+from labintake.lifecycle import OrderEventKind
 from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.models.users import User
-from labintake.queue.listing import QUEUE_STATUSES
+from labintake.statuses import QUEUE_STATUSES, OrderStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +68,11 @@ class GuardedActions:
         order_id: int,
         expected_version: int,
         action_key: str,
-        statuses: tuple[str, ...] = QUEUE_STATUSES,
+        statuses: Collection[OrderStatus] = QUEUE_STATUSES,
     ) -> Order | None:
         """Bump the row version if it is still `expected_version`; None for a replayed submit."""
         session = self.session
-        claimed = session.execute(
-            update(Order)
-            .where(col(Order.id) == order_id, col(Order.row_version) == expected_version)
-            .values(row_version=col(Order.row_version) + 1, updated_at=utcnow())
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        if not lifecycle.claim_version(session, order_id, expected_version):
             session.rollback()
             current = session.get(Order, order_id, populate_existing=True)
             if current is None:
@@ -149,20 +146,66 @@ class GuardedActions:
         **extra: Any,
     ) -> None:
         assert order.id is not None
-        self.session.add(
-            OrderEvent(
-                order_id=order.id,
-                actor=actor.username,
-                action=action,
-                detail={
-                    "before": before,
-                    "after": after,
-                    "action_key": action_key,
-                    "via": actor.via,
-                    **extra,
-                },
-            )
+        lifecycle.record_event(
+            self.session,
+            order.id,
+            action,
+            self._detail(actor, before, after, action_key, extra),
+            actor=actor.username,
         )
+        self._audit(actor, order, action, before, after, extra)
+
+    def _move(
+        self,
+        actor: Actor,
+        order: Order,
+        to: OrderStatus,
+        kind: OrderEventKind,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        action_key: str,
+        values: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Change the order's status (its version was claimed by `_take`), with history and
+        audit."""
+        lifecycle.transition(
+            self.session,
+            order,
+            to,
+            kind,
+            actor=actor.username,
+            detail=self._detail(actor, before, after, action_key, {}),
+            values=values,
+            version_claimed=True,
+        )
+        self._audit(actor, order, kind, before, after, {})
+
+    @staticmethod
+    def _detail(
+        actor: Actor,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        action_key: str,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "before": before,
+            "after": after,
+            "action_key": action_key,
+            "via": actor.via,
+            **extra,
+        }
+
+    def _audit(
+        self,
+        actor: Actor,
+        order: Order,
+        action: str,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        extra: dict[str, Any],
+    ) -> None:
+        assert order.id is not None
         audit.record(
             self.session,
             actor.username,

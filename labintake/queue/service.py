@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from labintake.auth.roles import Role
 from labintake.db import utcnow
 from labintake.errors import PermissionDeniedError, WorkflowError
+from labintake.lifecycle import OrderEventKind
 from labintake.models.orders import Finding, Order
 from labintake.models.queue import OfficeContact, OfficeQuery
 from labintake.models.users import User
@@ -26,9 +27,17 @@ from labintake.queue.contacts import (
 )
 from labintake.queue.corrections import Corrections
 from labintake.queue.guard import ActionResult, Actor
-from labintake.queue.listing import QUEUE_STATUSES
 from labintake.queue.office_query import compose_query
-from labintake.statuses import OrderStatus, Severity
+from labintake.statuses import (
+    QUERY_CLOSINGS,
+    RELEASABLE,
+    RELEASED_STATUSES,
+    FindingState,
+    OrderStatus,
+    QueryStatus,
+    Severity,
+)
+from labintake.verification.modifiers import ABN_MODIFIERS
 
 __all__ = [
     "ABN_MODIFIERS",
@@ -39,9 +48,6 @@ __all__ = [
     "ClarificationQueue",
 ]
 
-ABN_MODIFIERS = ("GA", "GZ", "GX", "GY")
-# A coder may release a held order, or a verified one before the release job takes it.
-RELEASABLE = (*QUEUE_STATUSES, OrderStatus.VERIFIED.value)
 OTHER_REASON = "Other"  # the reject reason that needs its details written out
 ALREADY_RELEASED = "already_released"  # ActionResult.note: released meanwhile, nothing to do
 
@@ -112,6 +118,7 @@ class ClarificationQueue(Corrections):
         if order is None:
             return self._replayed(order_id), None
         before = {"status": order.status, "due_at": order.due_at.isoformat()}
+        target = order.status
         row = OfficeContact(
             order_id=order_id,
             at=now,
@@ -126,21 +133,21 @@ class ClarificationQueue(Corrections):
         self.session.add(row)
         cap_reached = not answered and attempts + 1 >= MAX_UNANSWERED_ATTEMPTS
         if answered or cap_reached:
-            order.status = OrderStatus.HELD.value
+            target = OrderStatus.HELD
             order.due_at = now
         else:
             assert contact.follow_up_on is not None
-            order.status = OrderStatus.AWAITING_OFFICE.value
+            target = OrderStatus.AWAITING_OFFICE
             order.due_at = datetime.combine(contact.follow_up_on, time.min, tzinfo=UTC)
         if query is not None and answered:
-            query.status = "answered"
+            query.status = QueryStatus.ANSWERED
             query.closed_at = now
             self.session.add(query)
         self._claim_if_free(actor, order)
         self.session.add(order)
         self.session.flush()
         after = {
-            "status": order.status,
+            "status": target,
             "due_at": order.due_at.isoformat(),
             "contact_id": row.id,
             "channel": row.channel,
@@ -148,7 +155,7 @@ class ClarificationQueue(Corrections):
             "answer": row.answer,
             "follow_up_on": row.follow_up_on.isoformat() if row.follow_up_on else None,
         }
-        self._log(actor, order, "contact_recorded", before, after, action_key)
+        self._move(actor, order, target, OrderEventKind.CONTACT_RECORDED, before, after, action_key)
         if cap_reached:
             self._log(
                 actor,
@@ -170,7 +177,9 @@ class ClarificationQueue(Corrections):
             return self._replayed(order_id), None
         findings = list(
             self.session.exec(
-                select(Finding).where(Finding.order_id == order_id, Finding.state == "open")
+                select(Finding).where(
+                    Finding.order_id == order_id, Finding.state == FindingState.OPEN
+                )
             )
         )
         draft = compose_query(order, findings, self._diagnoses(order_id), self._tests(order_id))
@@ -199,7 +208,7 @@ class ClarificationQueue(Corrections):
         action_key: str = "",
     ) -> ActionResult:
         """Close a query (no longer needed) or cancel it (sent in error)."""
-        if status not in ("closed", "cancelled"):
+        if status not in QUERY_CLOSINGS:
             raise WorkflowError("a query is closed or cancelled")
         query = self.session.get(OfficeQuery, query_id)
         if query is None or query.order_id != order_id:
@@ -222,8 +231,8 @@ class ClarificationQueue(Corrections):
             self.session.exec(
                 select(Finding).where(
                     Finding.order_id == order_id,
-                    Finding.state == "open",
-                    Finding.severity == Severity.HOLD.value,
+                    Finding.state == FindingState.OPEN,
+                    Finding.severity == Severity.HOLD,
                 )
             )
         )
@@ -244,10 +253,7 @@ class ClarificationQueue(Corrections):
         took it, or someone else released it) is what the coder asked for: answered with
         ALREADY_RELEASED, not as a conflict."""
         current = self.session.get(Order, order_id)
-        if current is not None and current.status in (
-            OrderStatus.RELEASED.value,
-            OrderStatus.DELIVERED.value,
-        ):
+        if current is not None and current.status in RELEASED_STATUSES:
             return ActionResult(current, replayed=True, note=ALREADY_RELEASED)
         reason = plain_text(override_reason, "the override reason")
         modifier = plain_text(modifier, "the modifier").upper()
@@ -270,7 +276,7 @@ class ClarificationQueue(Corrections):
         before = {"status": order.status}
         if holds:
             for finding in self.open_holds(order_id):
-                finding.state = "overridden"
+                finding.state = FindingState.OVERRIDDEN
                 finding.override_reason = reason
                 self.session.add(finding)
             self._log(
@@ -331,13 +337,13 @@ class ClarificationQueue(Corrections):
         if order is None:
             return self._replayed(order_id)
         before = {"status": order.status}
-        order.status = OrderStatus.REJECTED.value
         # Read by the placer replies (ORR/ORL "unable to accept", with this reason).
         order.details = {**order.details, "reject_reason": reason}
         self._claim_if_free(actor, order)
         self.session.add(order)
-        self._log(
-            actor, order, "rejected", before, {"status": order.status, "reason": reason}, action_key
+        after = {"status": OrderStatus.REJECTED, "reason": reason}
+        self._move(
+            actor, order, OrderStatus.REJECTED, OrderEventKind.REJECTED, before, after, action_key
         )
         self.session.commit()
         return ActionResult(order)
