@@ -186,11 +186,12 @@ def transition_many(
         if targets
         else frozenset()
     )
+    if not from_statuses:
+        names = " or ".join(sorted(targets))
+        raise IllegalTransitionError(f"no order can go to {names} ({kind.replace('_', ' ')})")
     for source in from_statuses:
         for target in targets:
             check(source, target, kind)
-    if not from_statuses:
-        return []
     now = now or utcnow()
     status: Any = case(dict(to), value=col(Order.id)) if isinstance(to, Mapping) else to
     where = [col(Order.status).in_(sorted(from_statuses))]

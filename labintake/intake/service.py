@@ -219,7 +219,6 @@ class Intake:
         try:
             header = parse_header(reading)
         except HeaderError as exc:
-            exc.ack_code = "AR"
             self._log_unstored(exc, peer, len(frame))
             return build_ack(_FALLBACK_HEADER, "AR", exc)
         if header.charset:

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from labintake import lifecycle
 from labintake.db import session_scope, utcnow
+from labintake.hl7.ack import new_control_id
 from labintake.lifecycle import OrderEventKind
 from labintake.models.orders import Order, OrderTest
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
@@ -26,7 +27,6 @@ from labintake.release.builder import LisProfile, build_order_message
 from labintake.release.outbox import (
     LIS_DESTINATION,
     active_profile,
-    new_control_id,
     outbound_order,
     parts_by_order,
     sequence_key,

@@ -8,7 +8,6 @@ action calls it inside its own transaction. Orders the rules verified are releas
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -19,6 +18,7 @@ from labintake import lifecycle
 from labintake.config import Settings
 from labintake.db import utcnow
 from labintake.errors import WorkflowError
+from labintake.hl7.ack import new_control_id
 from labintake.lifecycle import OrderEventKind
 from labintake.models.orders import Order, OrderDiagnosis, OrderTest
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
@@ -60,11 +60,6 @@ def configure_release(settings: Settings) -> LisProfile:
 
 def active_profile() -> LisProfile:
     return _profile
-
-
-def new_control_id() -> str:
-    """A message control id that stays with the outbound message for all its retries."""
-    return "LI" + uuid.uuid4().hex[:18].upper()
 
 
 def sequence_key(order: Order) -> str:

@@ -18,11 +18,11 @@ from sqlmodel import Session, col, select
 from labintake import lifecycle
 from labintake.db import session_scope, utcnow
 from labintake.errors import ConfigurationError
+from labintake.hl7.ack import new_control_id
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order
 from labintake.models.release import OutboxEntry, OutboxKind
 from labintake.release.escaping import esc, escapes_for
-from labintake.release.outbox import new_control_id
 from labintake.statuses import OrderStatus
 
 REPLY_CONTROL: dict[str, str] = {OrderStatus.REJECTED: "UA", OrderStatus.CANCELLED: "CR"}
