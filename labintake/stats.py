@@ -20,16 +20,15 @@ from labintake.models.messages import InboundMessage
 from labintake.models.orders import Finding, Order
 from labintake.models.queue import OfficeQuery
 from labintake.models.release import OutboxEntry, OutboxStatus
-from labintake.statuses import FindingCode, OrderStatus
-
-HOLD_STATUSES = (OrderStatus.HELD.value, OrderStatus.AWAITING_OFFICE.value)
-# Orders whose verification can still change: not yet released, nor closed.
-UNFINISHED_STATUSES = (
-    OrderStatus.RECEIVED.value,
-    OrderStatus.VERIFIED.value,
-    OrderStatus.HELD.value,
-    OrderStatus.AWAITING_OFFICE.value,
+from labintake.statuses import (
+    QUEUE_STATUSES,
+    REVERIFIABLE,
+    FindingCode,
+    FindingState,
+    OrderStatus,
+    QueryStatus,
 )
+
 STAGES = ("received", "verified", "released", "delivered")
 # Aging buckets of open holds: (name, lower bound in hours, upper bound or None).
 AGING_BUCKETS: tuple[tuple[str, float, float | None], ...] = (
@@ -111,7 +110,7 @@ def _minutes(pairs: list[tuple[datetime, datetime]]) -> Turnaround:
 def _grouped(session: Session, column: Any) -> list[tuple[str, int]]:
     rows = session.exec(
         select(column, func.count())
-        .where(col(Order.status).in_(HOLD_STATUSES))
+        .where(col(Order.status).in_(QUEUE_STATUSES))
         .group_by(column)
         .order_by(func.count().desc())
     ).all()
@@ -125,9 +124,9 @@ def out_of_date_orders(session: Session) -> int:
         select(func.count(func.distinct(Finding.order_id)))
         .join(Order, col(Order.id) == col(Finding.order_id))
         .where(
-            col(Finding.code) == FindingCode.CODE_TABLES_OUT_OF_DATE.value,
-            col(Finding.state) == "open",
-            col(Order.status).in_(UNFINISHED_STATUSES),
+            col(Finding.code) == FindingCode.CODE_TABLES_OUT_OF_DATE,
+            col(Finding.state) == FindingState.OPEN,
+            col(Order.status).in_(REVERIFIABLE),
         )
     ).one()
     return int(found)
@@ -145,7 +144,7 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
     now = now or utcnow()
     since = now - timedelta(hours=window_hours)
 
-    by_status = {s.value: 0 for s in OrderStatus}
+    by_status = {str(s): 0 for s in OrderStatus}
     for status, n in session.exec(select(Order.status, func.count()).group_by(Order.status)):
         by_status[str(status)] = int(n)
 
@@ -153,8 +152,8 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
         select(Finding.code, func.count(func.distinct(Finding.order_id)))
         .join(Order, col(Order.id) == col(Finding.order_id))
         .where(
-            col(Order.status).in_(HOLD_STATUSES),
-            col(Finding.state) == "open",
+            col(Order.status).in_(QUEUE_STATUSES),
+            col(Finding.state) == FindingState.OPEN,
             col(Finding.severity) == "hold",
         )
         .group_by(Finding.code)
@@ -163,14 +162,14 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
 
     aging: Counter[str] = Counter({name: 0 for name, _, _ in AGING_BUCKETS})
     for created in session.exec(
-        select(Order.created_at).where(col(Order.status).in_(HOLD_STATUSES))
+        select(Order.created_at).where(col(Order.status).in_(QUEUE_STATUSES))
     ):
         aging[aging_bucket((now - created).total_seconds() / 3600)] += 1
 
     queries = session.exec(
         select(Order.office_name, func.count(), func.min(OfficeQuery.created_at))
         .join(Order, col(Order.id) == col(OfficeQuery.order_id))
-        .where(col(OfficeQuery.status) == "open")
+        .where(col(OfficeQuery.status) == QueryStatus.OPEN)
         .group_by(Order.office_name)
         .order_by(func.count().desc())
     ).all()
@@ -213,19 +212,19 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
             select(OfficeQuery.created_at, OfficeQuery.closed_at).where(
                 col(OfficeQuery.closed_at).is_not(None),
                 col(OfficeQuery.closed_at) >= since,
-                col(OfficeQuery.status).in_(["answered", "closed"]),
+                col(OfficeQuery.status).in_([QueryStatus.ANSWERED, QueryStatus.CLOSED]),
             )
         ).all()
     ]
 
-    outbox = {s.value: 0 for s in OutboxStatus}
+    outbox = {str(s): 0 for s in OutboxStatus}
     for status, n in session.exec(
         select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)
     ):
         outbox[str(status)] = int(n)
     failing = session.exec(
         select(func.count()).where(
-            col(OutboxEntry.status) == OutboxStatus.PENDING.value, col(OutboxEntry.attempts) > 0
+            col(OutboxEntry.status) == OutboxStatus.PENDING, col(OutboxEntry.attempts) > 0
         )
     ).one()
     messages = session.exec(
@@ -263,16 +262,16 @@ def reconciliation(session: Session, since: datetime) -> Reconciliation:
     ):
         counts[str(status)] = int(n)
     closed_names = (
-        OrderStatus.REJECTED.value,
-        OrderStatus.CANCELLED.value,
-        OrderStatus.ERROR.value,
+        OrderStatus.REJECTED,
+        OrderStatus.CANCELLED,
+        OrderStatus.ERROR,
     )
-    delivered = counts[OrderStatus.DELIVERED.value]
-    closed = {name: counts[name] for name in closed_names}
+    delivered = counts[OrderStatus.DELIVERED]
+    closed = {str(name): counts[name] for name in closed_names}
     in_progress = {
         name: n
         for name, n in counts.items()
-        if name not in closed_names and name != OrderStatus.DELIVERED.value
+        if name not in closed_names and name != OrderStatus.DELIVERED
     }
     has_outbox = (
         select(OutboxEntry.id)
@@ -282,7 +281,7 @@ def reconciliation(session: Session, since: datetime) -> Reconciliation:
     unaccounted = session.exec(
         select(func.count()).where(
             col(Order.created_at) >= since,
-            col(Order.status).in_([OrderStatus.RELEASED.value, OrderStatus.DELIVERED.value]),
+            col(Order.status).in_([OrderStatus.RELEASED, OrderStatus.DELIVERED]),
             ~has_outbox,
         )
     ).one()
@@ -329,26 +328,26 @@ def order_rows(
     if status:
         query = query.where(Order.status == status)
     if (holds or reason or age or office is not None or sender is not None) and not status:
-        query = query.where(col(Order.status).in_(HOLD_STATUSES))
+        query = query.where(col(Order.status).in_(QUEUE_STATUSES))
     if reason:
         query = query.where(
             select(Finding.id)
             .where(
                 col(Finding.order_id) == col(Order.id),
                 col(Finding.code) == reason,
-                col(Finding.state) == "open",
+                col(Finding.state) == FindingState.OPEN,
                 col(Finding.severity) == "hold",
             )
             .exists()
         )
     if out_of_date:
         query = query.where(
-            col(Order.status).in_(UNFINISHED_STATUSES),
+            col(Order.status).in_(REVERIFIABLE),
             select(Finding.id)
             .where(
                 col(Finding.order_id) == col(Order.id),
-                col(Finding.code) == FindingCode.CODE_TABLES_OUT_OF_DATE.value,
-                col(Finding.state) == "open",
+                col(Finding.code) == FindingCode.CODE_TABLES_OUT_OF_DATE,
+                col(Finding.state) == FindingState.OPEN,
             )
             .exists(),
         )

@@ -80,7 +80,7 @@ def create_user(
     user = User(
         username=username,
         display_name=display_name or username,
-        role=role.value,
+        role=role,
         password_hash=hash_password(password, wait=60.0),
     )
     session.add(user)
@@ -154,11 +154,11 @@ def set_password(
 
 def set_role(session: Session, user: User, role: Role, *, actor: str, via: str = "cli") -> bool:
     """Give `user` another role; its sessions and tokens end. False when it had that role."""
-    if user.role == role.value:
+    if user.role == role:
         return False
     before = {"role": user.role}
-    user.role = role.value
-    _changed(session, user, "role_changed", actor, via, before, {"role": role.value})
+    user.role = role
+    _changed(session, user, "role_changed", actor, via, before, {"role": role})
     return True
 
 

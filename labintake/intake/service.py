@@ -293,7 +293,7 @@ class Intake:
             "conflict_digest": values["content_digest"],
             "ack": ack,
             "ack_code": code,
-            "status": MessageStatus.REJECTED.value,
+            "status": MessageStatus.REJECTED,
             "error": text,
         }
         return conflict, ack
@@ -363,7 +363,7 @@ class Intake:
             "raw": frame,
             "ack_code": code,
             "ack": ack,
-            "status": (MessageStatus.RECEIVED if accepted else MessageStatus.REJECTED).value,
+            "status": (MessageStatus.RECEIVED if accepted else MessageStatus.REJECTED),
             "error": None if decision.error is None else decision.error.text,
             "read_at": None,
             "read_attempts": 0,

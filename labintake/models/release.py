@@ -48,7 +48,7 @@ class OutboxEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     order_id: int = Field(foreign_key="lab_order.id", index=True)
-    kind: str = Field(default=OutboxKind.RELEASE.value, max_length=10)
+    kind: str = Field(default=OutboxKind.RELEASE, max_length=10)
     # "lis" for the lab system; an interface name for replies to a placer.
     destination: str = Field(default="lis", max_length=100)
     # Messages with the same key are delivered in id order (one patient's orders).

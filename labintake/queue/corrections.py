@@ -24,7 +24,7 @@ class Corrections(GuardedActions):
         contact = self.session.get(OfficeContact, contact_id)
         if contact is None or contact.order_id != order_id:
             raise WorkflowError(f"contact {contact_id} is not recorded on order {order_id}")
-        if contact.outcome != ContactOutcome.ANSWERED.value or not contact.answer.strip():
+        if contact.outcome != ContactOutcome.ANSWERED or not contact.answer.strip():
             raise WorkflowError(
                 "a correction must cite a contact where the office answered; "
                 f"contact {contact_id} has no answer recorded"

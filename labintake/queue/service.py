@@ -88,7 +88,7 @@ class ClarificationQueue(Corrections):
     def unanswered_attempts(self, order_id: int) -> int:
         statement = select(func.count()).where(
             col(OfficeContact.order_id) == order_id,
-            col(OfficeContact.outcome) != ContactOutcome.ANSWERED.value,
+            col(OfficeContact.outcome) != ContactOutcome.ANSWERED,
         )
         return int(self.session.exec(statement).one())
 
@@ -123,8 +123,8 @@ class ClarificationQueue(Corrections):
             order_id=order_id,
             at=now,
             actor=actor.username,
-            channel=contact.channel.value,
-            outcome=contact.outcome.value,
+            channel=contact.channel,
+            outcome=contact.outcome,
             person=contact.person,
             answer=contact.answer,
             follow_up_on=contact.follow_up_on,

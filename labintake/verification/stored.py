@@ -44,10 +44,6 @@ from labintake.verification.facts import (
 
 TEST_CORRECTED = "test_code_corrected"  # the clarification queue's event for a test correction
 NOT_HISTORY = (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.ERROR)
-# orders held for a coder or the office may still be rejected: their tests do not count toward
-# frequency limits until released. Received orders count (they are verified in the same batch,
-# before their own status changes), as do verified, released and delivered ones.
-HELD_BACK = frozenset(QUEUE_STATUSES)
 MIN_WINDOW_DAYS = 366
 LIFETIME_DAYS = 366 * 30  # "once in a lifetime" with no start date given
 _CHUNK = 500
@@ -323,7 +319,11 @@ def load_histories(
             )
         )
         for order_id, facility, mrn, dos, placer, message_id, status in rows:
-            others[order_id] = (facility, mrn, dos, placer, status not in HELD_BACK)
+            # orders held for a coder or the office may still be rejected: their tests do not
+            # count toward frequency limits until released. Received orders count (they are
+            # verified in the same batch, before their own status changes), as do verified,
+            # released and delivered ones.
+            others[order_id] = (facility, mrn, dos, placer, status not in QUEUE_STATUSES)
             message_of[order_id] = message_id
     if not others:
         return histories

@@ -98,7 +98,7 @@ def order_page(
             "stale": stale,
             "released_meanwhile": released_meanwhile,
             "last_event": last_event,
-            "channels": [c.value for c in ContactChannel],
+            "channels": [str(c) for c in ContactChannel],
             "outcomes": OUTCOME_LABELS,
             "abn_modifiers": ABN_MODIFIERS,
             "reject_reasons": settings.reject_reasons,
