@@ -14,7 +14,7 @@ HTTP 403) with nothing changed, and the refusal is audited (`action_refused`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -164,7 +164,6 @@ class GuardedActions:
         before: dict[str, Any],
         after: dict[str, Any],
         action_key: str,
-        values: Mapping[str, Any] | None = None,
     ) -> None:
         """Change the order's status (its version was claimed by `_take`), with history and
         audit."""
@@ -175,7 +174,6 @@ class GuardedActions:
             kind,
             actor=actor.username,
             detail=self._detail(actor, before, after, action_key, {}),
-            values=values,
             version_claimed=True,
         )
         self._audit(actor, order, kind, before, after, {})
