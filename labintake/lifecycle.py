@@ -179,13 +179,11 @@ def transition_many(
     if not order_ids:
         return []
     targets = set(to.values()) if isinstance(to, Mapping) else {to}
-    from_statuses = (
-        frozenset(sources)
-        if sources is not None
-        else frozenset.intersection(*(sources_of(t, kind) for t in targets))
-        if targets
-        else frozenset()
-    )
+    if sources is not None:
+        from_statuses = frozenset(sources)
+    else:  # every status from which each target may be reached
+        reachable = [sources_of(target, kind) for target in targets]
+        from_statuses = frozenset.intersection(*reachable) if reachable else frozenset()
     if not from_statuses:
         names = " or ".join(sorted(targets))
         raise IllegalTransitionError(f"no order can go to {names} ({kind.replace('_', ' ')})")
