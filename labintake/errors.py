@@ -45,8 +45,6 @@ class HL7Error(LabintakeError):
     207 application internal error).
     """
 
-    ack_code = "AE"
-
     def __init__(self, text: str, *, location: str = "", error_code: str = "207") -> None:
         super().__init__(text)
         self.text = text
@@ -55,19 +53,19 @@ class HL7Error(LabintakeError):
 
 
 class FramingError(HL7Error):
-    ack_code = "AR"
+    """The frame cannot be taken as it came (e.g. over the size limit): answered AR."""
 
 
 class HeaderError(HL7Error):
-    ack_code = "AE"
+    """MSH cannot be read or is not acceptable."""
 
 
 class UnsupportedMessageError(HL7Error):
-    ack_code = "AR"
+    """A message type, event, processing id or version this service does not take."""
 
 
 class OrderReadError(HL7Error):
-    ack_code = "AE"
+    """The message is not a readable order (kept in the error queue, reprocessable)."""
 
 
 class StorageError(LabintakeError):

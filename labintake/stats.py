@@ -21,16 +21,15 @@ from labintake.models.orders import Finding, Order, OrderEvent, Verification
 from labintake.models.queue import OfficeQuery
 from labintake.models.release import OutboxEntry, OutboxStatus
 from labintake.queue.open_queries import ORDER_LEFT_THE_QUEUE
-from labintake.statuses import FindingCode, OrderStatus
-
-HOLD_STATUSES = (OrderStatus.HELD.value, OrderStatus.AWAITING_OFFICE.value)
-# Orders whose verification can still change: not yet released, nor closed.
-UNFINISHED_STATUSES = (
-    OrderStatus.RECEIVED.value,
-    OrderStatus.VERIFIED.value,
-    OrderStatus.HELD.value,
-    OrderStatus.AWAITING_OFFICE.value,
+from labintake.statuses import (
+    QUEUE_STATUSES,
+    REVERIFIABLE,
+    FindingCode,
+    FindingState,
+    OrderStatus,
+    QueryStatus,
 )
+
 STAGES = ("received", "verified", "released", "delivered")
 # A person's events that settle a held order (coder productivity).
 RESOLVING_ACTIONS = ("released", "rejected")
@@ -114,7 +113,7 @@ def _minutes(pairs: list[tuple[datetime, datetime]]) -> Turnaround:
 def _grouped(session: Session, column: Any) -> list[tuple[str, int]]:
     rows = session.exec(
         select(column, func.count())
-        .where(col(Order.status).in_(HOLD_STATUSES))
+        .where(col(Order.status).in_(QUEUE_STATUSES))
         .group_by(column)
         .order_by(func.count().desc())
     ).all()
@@ -128,9 +127,9 @@ def out_of_date_orders(session: Session) -> int:
         select(func.count(func.distinct(Finding.order_id)))
         .join(Order, col(Order.id) == col(Finding.order_id))
         .where(
-            col(Finding.code) == FindingCode.CODE_TABLES_OUT_OF_DATE.value,
-            col(Finding.state) == "open",
-            col(Order.status).in_(UNFINISHED_STATUSES),
+            col(Finding.code) == FindingCode.CODE_TABLES_OUT_OF_DATE,
+            col(Finding.state) == FindingState.OPEN,
+            col(Order.status).in_(REVERIFIABLE),
         )
     ).one()
     return int(found)
@@ -148,7 +147,7 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
     now = now or utcnow()
     since = now - timedelta(hours=window_hours)
 
-    by_status = {s.value: 0 for s in OrderStatus}
+    by_status = {str(s): 0 for s in OrderStatus}
     for status, n in session.exec(select(Order.status, func.count()).group_by(Order.status)):
         by_status[str(status)] = int(n)
 
@@ -156,8 +155,8 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
         select(Finding.code, func.count(func.distinct(Finding.order_id)))
         .join(Order, col(Order.id) == col(Finding.order_id))
         .where(
-            col(Order.status).in_(HOLD_STATUSES),
-            col(Finding.state) == "open",
+            col(Order.status).in_(QUEUE_STATUSES),
+            col(Finding.state) == FindingState.OPEN,
             col(Finding.severity) == "hold",
         )
         .group_by(Finding.code)
@@ -166,14 +165,14 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
 
     aging: Counter[str] = Counter({name: 0 for name, _, _ in AGING_BUCKETS})
     for created in session.exec(
-        select(Order.created_at).where(col(Order.status).in_(HOLD_STATUSES))
+        select(Order.created_at).where(col(Order.status).in_(QUEUE_STATUSES))
     ):
         aging[aging_bucket((now - created).total_seconds() / 3600)] += 1
 
     queries = session.exec(
         select(Order.office_name, func.count(), func.min(OfficeQuery.created_at))
         .join(Order, col(Order.id) == col(OfficeQuery.order_id))
-        .where(col(OfficeQuery.status) == "open")
+        .where(col(OfficeQuery.status) == QueryStatus.OPEN)
         .group_by(Order.office_name)
         .order_by(func.count().desc())
     ).all()
@@ -216,7 +215,7 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
             select(OfficeQuery.created_at, OfficeQuery.closed_at).where(
                 col(OfficeQuery.closed_at).is_not(None),
                 col(OfficeQuery.closed_at) >= since,
-                col(OfficeQuery.status).in_(["answered", "closed"]),
+                col(OfficeQuery.status).in_([QueryStatus.ANSWERED, QueryStatus.CLOSED]),
                 # closed because the order was released, rejected or cancelled: the office
                 # did nothing, so it says nothing of the office's turnaround
                 col(OfficeQuery.closed_reason).not_in(ORDER_LEFT_THE_QUEUE),
@@ -224,14 +223,14 @@ def snapshot(session: Session, *, window_hours: int = 24, now: datetime | None =
         ).all()
     ]
 
-    outbox = {s.value: 0 for s in OutboxStatus}
+    outbox = {str(s): 0 for s in OutboxStatus}
     for status, n in session.exec(
         select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)
     ):
         outbox[str(status)] = int(n)
     failing = session.exec(
         select(func.count()).where(
-            col(OutboxEntry.status) == OutboxStatus.PENDING.value, col(OutboxEntry.attempts) > 0
+            col(OutboxEntry.status) == OutboxStatus.PENDING, col(OutboxEntry.attempts) > 0
         )
     ).one()
     messages = session.exec(
@@ -269,16 +268,16 @@ def reconciliation(session: Session, since: datetime) -> Reconciliation:
     ):
         counts[str(status)] = int(n)
     closed_names = (
-        OrderStatus.REJECTED.value,
-        OrderStatus.CANCELLED.value,
-        OrderStatus.ERROR.value,
+        OrderStatus.REJECTED,
+        OrderStatus.CANCELLED,
+        OrderStatus.ERROR,
     )
-    delivered = counts[OrderStatus.DELIVERED.value]
-    closed = {name: counts[name] for name in closed_names}
+    delivered = counts[OrderStatus.DELIVERED]
+    closed = {str(name): counts[name] for name in closed_names}
     in_progress = {
         name: n
         for name, n in counts.items()
-        if name not in closed_names and name != OrderStatus.DELIVERED.value
+        if name not in closed_names and name != OrderStatus.DELIVERED
     }
     has_outbox = (
         select(OutboxEntry.id)
@@ -288,7 +287,7 @@ def reconciliation(session: Session, since: datetime) -> Reconciliation:
     unaccounted = session.exec(
         select(func.count()).where(
             col(Order.created_at) >= since,
-            col(Order.status).in_([OrderStatus.RELEASED.value, OrderStatus.DELIVERED.value]),
+            col(Order.status).in_([OrderStatus.RELEASED, OrderStatus.DELIVERED]),
             ~has_outbox,
         )
     ).one()
@@ -349,7 +348,7 @@ def order_rows(
         query = query.where(Order.status == status)
     currently_held = holds or reason or age or office is not None or sender is not None
     if (currently_held or assigned is not None) and not status and not path:
-        query = query.where(col(Order.status).in_(HOLD_STATUSES))
+        query = query.where(col(Order.status).in_(QUEUE_STATUSES))
     if received_from is not None:
         query = query.where(col(Order.created_at) >= received_from)
     if received_until is not None:
@@ -359,7 +358,7 @@ def order_rows(
             select(Verification.id)
             .where(
                 col(Verification.order_id) == col(Order.id),
-                col(Verification.outcome) == OrderStatus.HELD.value,
+                col(Verification.outcome) == OrderStatus.HELD,
             )
             .exists()
         )
@@ -392,19 +391,19 @@ def order_rows(
             .where(
                 col(Finding.order_id) == col(Order.id),
                 col(Finding.code) == reason,
-                col(Finding.state) == "open",
+                col(Finding.state) == FindingState.OPEN,
                 col(Finding.severity) == "hold",
             )
             .exists()
         )
     if out_of_date:
         query = query.where(
-            col(Order.status).in_(UNFINISHED_STATUSES),
+            col(Order.status).in_(REVERIFIABLE),
             select(Finding.id)
             .where(
                 col(Finding.order_id) == col(Order.id),
-                col(Finding.code) == FindingCode.CODE_TABLES_OUT_OF_DATE.value,
-                col(Finding.state) == "open",
+                col(Finding.code) == FindingCode.CODE_TABLES_OUT_OF_DATE,
+                col(Finding.state) == FindingState.OPEN,
             )
             .exists(),
         )

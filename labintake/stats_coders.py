@@ -23,8 +23,9 @@ from sqlmodel import Session, col, select
 from labintake.models.orders import Order, OrderEvent
 from labintake.models.users import User
 from labintake.sql_minutes import epoch_minutes
-from labintake.stats import HOLD_STATUSES, RESOLVING_ACTIONS
+from labintake.stats import RESOLVING_ACTIONS
 from labintake.stats_turnaround import Figures, Period, day_of, figures
+from labintake.statuses import QUEUE_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ def claimed_now(session: Session) -> dict[str, int]:
     """Orders on hold claimed by each coder now."""
     rows = session.execute(
         select(Order.assigned_to, func.count())
-        .where(col(Order.assigned_to).is_not(None), col(Order.status).in_(HOLD_STATUSES))
+        .where(col(Order.assigned_to).is_not(None), col(Order.status).in_(QUEUE_STATUSES))
         .group_by(Order.assigned_to)
     ).all()
     return {str(coder): int(n) for coder, n in rows}

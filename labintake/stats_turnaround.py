@@ -36,7 +36,7 @@ from labintake.models.orders import Order, OrderEvent, Verification
 from labintake.models.queue import OfficeQuery
 from labintake.models.users import User
 from labintake.sql_minutes import MINUTES_PER_DAY, epoch_minutes
-from labintake.statuses import OrderStatus
+from labintake.statuses import OrderStatus, QueryStatus
 
 MAX_RANGE_DAYS = 92
 AUTOMATIC = "automatic"
@@ -193,7 +193,7 @@ def timelines(session: Session, period: Period) -> list[Timeline]:
     # Correlated with the order even where it is nested in the first-touch subquery.
     held_at = (
         select(func.min(held.at))
-        .where(col(held.order_id) == col(Order.id), col(held.outcome) == OrderStatus.HELD.value)
+        .where(col(held.order_id) == col(Order.id), col(held.outcome) == OrderStatus.HELD)
         .correlate(Order)
         .scalar_subquery()
     )
@@ -253,9 +253,9 @@ def query_intervals(session: Session, period: Period) -> tuple[list[float], int]
     answered = [
         max(0.0, closed - created)
         for created, closed, status in rows
-        if status == "answered" and closed is not None
+        if status == QueryStatus.ANSWERED and closed is not None
     ]
-    still_open = sum(1 for _, _, status in rows if status == "open")
+    still_open = sum(1 for _, _, status in rows if status == QueryStatus.OPEN)
     return answered, still_open
 
 

@@ -1,4 +1,10 @@
-"""The contract's vocabularies: message and order statuses, finding codes and severities."""
+"""Every state the service stores, in one place: message, order, finding, office query and
+outbox statuses, delivery outcomes, finding codes and severities, and the status groups.
+
+The values are data in existing databases: a member's value never changes. These are StrEnums,
+so a member is its value (compare, store and serialise the member itself; no `.value`). Which
+order status may follow which is `labintake.lifecycle`.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +21,79 @@ class MessageStatus(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    RECEIVED = "received"
-    VERIFIED = "verified"
-    HELD = "held"
-    AWAITING_OFFICE = "awaiting_office"
-    RELEASED = "released"
-    DELIVERED = "delivered"
-    REJECTED = "rejected"
-    ERROR = "error"
-    CANCELLED = "cancelled"
+    """Where an order stands (the moves between them: `labintake.lifecycle.TRANSITIONS`)."""
+
+    RECEIVED = "received"  # read from a message, not yet verified
+    VERIFIED = "verified"  # no open hold: the release worker takes it
+    HELD = "held"  # an open hold finding: a coder looks
+    AWAITING_OFFICE = "awaiting_office"  # a coder asked the ordering office; waits for it
+    RELEASED = "released"  # its message is in the outbox for the LIS
+    DELIVERED = "delivered"  # the LIS acknowledged it
+    REJECTED = "rejected"  # a coder rejected it (the office is told why)
+    ERROR = "error"  # the rules failed on it; reason kept
+    CANCELLED = "cancelled"  # the placer cancelled it (ORC-1 CA)
+
+
+# A coder's queue: the orders that need a person.
+QUEUE_STATUSES = (OrderStatus.HELD, OrderStatus.AWAITING_OFFICE)
+# What a coder may release: a queued order, or a verified one before the release worker takes
+# it. Never a received one: it has not been verified yet.
+RELEASABLE = (*QUEUE_STATUSES, OrderStatus.VERIFIED)
+# Gone to the LIS (a second release is a no-op for the coder).
+RELEASED_STATUSES = (OrderStatus.RELEASED, OrderStatus.DELIVERED)
+# What a coder's correction or a replay may verify again.
+REVERIFIABLE = (OrderStatus.RECEIVED, *RELEASABLE)
+
+
+class FindingState(StrEnum):
+    """A finding's life across verifications of its order."""
+
+    OPEN = "open"  # raised by the latest verification, not overridden
+    OVERRIDDEN = "overridden"  # a coder released over it with a written reason
+    RESOLVED = "resolved"  # no longer raised
+
+
+# The findings that still stand (raised and not resolved).
+LIVE_FINDING_STATES = (FindingState.OPEN, FindingState.OVERRIDDEN)
+
+
+class QueryStatus(StrEnum):
+    """An office query (a compliant question to the ordering office)."""
+
+    OPEN = "open"  # written, no answer yet
+    ANSWERED = "answered"  # the office's answer was recorded
+    CLOSED = "closed"  # no longer needed
+    CANCELLED = "cancelled"  # sent in error
+
+
+# How a coder ends a query by hand.
+QUERY_CLOSINGS = (QueryStatus.CLOSED, QueryStatus.CANCELLED)
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # waiting for (re)delivery
+    DELIVERED = "delivered"  # acknowledged AA/CA by the receiver
+    REFUSED = "refused"  # answered AE/AR: a person must look (the order is held)
+    DEAD = "dead"  # gave up after the configured attempts; re-sendable from the screen
+    SUPERSEDED = "superseded"  # replaced by a newer release of the same order
+
+
+# Release messages a newer release of the same order replaces.
+SUPERSEDABLE = (OutboxStatus.PENDING, OutboxStatus.DEAD, OutboxStatus.REFUSED)
+
+
+class OutboxKind(StrEnum):
+    RELEASE = "release"  # the order to the LIS
+    REPLY = "reply"  # an order response to the placer
+
+
+class DeliveryOutcome(StrEnum):
+    """What happened to one claimed outbound message on one attempt."""
+
+    DELIVERED = "delivered"  # acknowledged AA/CA
+    REFUSED = "refused"  # answered AE/AR
+    RETRY = "retry"  # no usable answer: tried again later
+    SKIPPED = "skipped"  # not tried (the claim is given back)
 
 
 class Severity(StrEnum):

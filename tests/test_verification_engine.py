@@ -63,6 +63,17 @@ def test_order_without_diagnosis_is_held_at_dg1() -> None:
     assert "reason" in (result.findings[0].clarify or "")
 
 
+def test_a_hold_a_coder_overrode_does_not_hold_the_order_again() -> None:
+    facts = order(["CBC"], [])
+    held = verify(facts, TABLES)
+    (hold,) = held.holds
+    result = verify(replace(facts, overridden=frozenset({hold.key})), TABLES)
+    assert result.status is OrderStatus.VERIFIED  # the engine's verdict is the only one
+    assert [f.key for f in result.holds] == [hold.key]  # still raised, kept with its override
+    other = ("DX_MISSING", "DG1-3", "another subject")
+    assert verify(replace(facts, overridden=frozenset({other})), TABLES).status is OrderStatus.HELD
+
+
 def test_unknown_and_icd9_codes_are_invalid() -> None:
     facts = order(["CBC"], ["E11.99X", "250.00"])
     facts = replace(

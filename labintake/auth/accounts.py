@@ -94,7 +94,7 @@ def create_user(
     user = User(
         username=username,
         display_name=display_name or username,
-        role=role.value,
+        role=role,
         password_hash=hash_password(password, wait=60.0),
         must_change_password=must_change_password,
     )
@@ -107,7 +107,7 @@ def create_user(
         via=via,
         after={
             "user": username,
-            "role": role.value,
+            "role": role,
             "display_name": user.display_name,
             "must_change_password": must_change_password,
         },
@@ -134,7 +134,7 @@ def _keep_an_admin(session: Session, user: User, field: str) -> None:
     """
     admins = session.exec(
         select(User.id)
-        .where(User.role == Role.ADMIN.value, User.active == True)  # noqa: E712
+        .where(User.role == Role.ADMIN, User.active == True)  # noqa: E712
         .order_by(col(User.id))
         .with_for_update()
     ).all()
@@ -147,9 +147,7 @@ def _an_admin_remains(session: Session, user: User, field: str) -> None:
     no active administrator is left (never asked when there was none to begin with)."""
     session.flush()
     left = session.exec(
-        select(func.count())
-        .select_from(User)
-        .where(User.role == Role.ADMIN.value, User.active == True)  # noqa: E712
+        select(func.count()).select_from(User).where(User.role == Role.ADMIN, User.active == True)  # noqa: E712
     ).one()
     if not left:
         raise WorkflowError(_last_admin(user), field=field)
@@ -265,16 +263,16 @@ def unlock_user(session: Session, user: User, *, actor: str, via: str = "cli") -
 def set_role(session: Session, user: User, role: Role, *, actor: str, via: str = "cli") -> bool:
     """Give `user` another role; its sessions and tokens end. False when it had that role.
     Refused for the last active administrator."""
-    if user.role == role.value:
+    if user.role == role:
         return False
-    stepping_down = user.role == Role.ADMIN.value and user.active
+    stepping_down = user.role == Role.ADMIN and user.active
     if stepping_down:
         _keep_an_admin(session, user, "role")
     before = {"role": user.role}
-    user.role = role.value
+    user.role = role
     if stepping_down:
         _an_admin_remains(session, user, "role")
-    _changed(session, user, "role_changed", actor, via, before, {"role": role.value})
+    _changed(session, user, "role_changed", actor, via, before, {"role": role})
     return True
 
 
@@ -311,7 +309,7 @@ def deactivate_user(session: Session, user: User, *, actor: str, via: str = "cli
     Refused for the last active administrator."""
     if not user.active:
         return False
-    stepping_down = user.role == Role.ADMIN.value
+    stepping_down = user.role == Role.ADMIN
     if stepping_down:
         _keep_an_admin(session, user, "active")
     user.active = False

@@ -53,7 +53,7 @@ def _role(text: str) -> Role:
     try:
         return Role(text)
     except ValueError:
-        typer.secho(f"role must be one of: {', '.join(r.value for r in Role)}", fg="red", err=True)
+        typer.secho(f"role must be one of: {', '.join(Role)}", fg="red", err=True)
         raise typer.Exit(2) from None
 
 
@@ -72,7 +72,7 @@ def users_add(
     password = _read_password()
     with _accounts_session() as session:
         create_user(session, name, chosen, password, display_name=display_name)
-    typer.echo(f"user {name} added with role {chosen.value}")
+    typer.echo(f"user {name} added with role {chosen}")
 
 
 @users_app.command("passwd")
@@ -108,9 +108,9 @@ def users_role(
     with _accounts_session() as session:
         changed = set_role(session, _existing_user(session, name), chosen, actor="cli")
     typer.echo(
-        f"user {name} now has role {chosen.value}; sessions and tokens ended"
+        f"user {name} now has role {chosen}; sessions and tokens ended"
         if changed
-        else f"user {name} has role {chosen.value} already"
+        else f"user {name} has role {chosen} already"
     )
 
 

@@ -42,6 +42,8 @@ _LOCAL = re.compile(r"^[A-Z0-9][A-Z0-9_.\-]{0,19}$")
 _YES = {"yes", "y", "true", "1"}
 _NO = {"no", "n", "false", "0", ""}
 
+# The names OBR-4.3 may give a code system (HL7 table 0396 and the spellings senders use).
+# Not "HCPT": in table 0396 that is the Health Care Provider Taxonomy, not a procedure code.
 LOINC_SYSTEMS = frozenset({"LN", "LOINC"})
 CPT_SYSTEMS = frozenset({"CPT", "C4", "C5", "HCPCS", "HCPCS-II", "CPT4", "CPT-4"})
 

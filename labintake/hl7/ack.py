@@ -16,13 +16,13 @@ MSA-3.
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
+import uuid
 
 from labintake.errors import HL7Error
 from labintake.hl7.charset import encode_reply
 from labintake.hl7.header import Header
+from labintake.hl7.versions import version_numbers
 
 ACCEPT = "A"
 ERROR = "E"
@@ -52,22 +52,12 @@ TABLE_0357 = {
     "207": "Application internal error",
 }
 
-_counter = itertools.count(1)
-_id_prefix = f"{os.getpid() % 1000:03d}"
-
 
 def new_control_id() -> str:
-    """A control id for our replies: time, process and a counter, at most 20 characters."""
-    return f"{int(time.time()):010d}{_id_prefix}{next(_counter) % 10_000_000:07d}"
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts: list[int] = []
-    for part in version.split("."):
-        if not part.isdigit():
-            break
-        parts.append(int(part))
-    return tuple(parts)
+    """A message control id (MSH-10) for every message we send, ACKs, replies and releases:
+    unique across processes and instances, 20 characters (the field's length). An outbound
+    message keeps its id for all its retries."""
+    return "LI" + uuid.uuid4().hex[:18].upper()
 
 
 def reply_version(header: Header) -> str:
@@ -158,7 +148,7 @@ def build_ack_text(
     fs = header.field_separator
     component = header.component_separator
     version = reply_version(header)
-    version_tuple = _version_tuple(version)
+    version_tuple = version_numbers(version)
     event = header.trigger_event
     # Message structure ACK exists from v2.3.1; before that MSH-9 is ACK alone.
     message_type = component.join(("ACK", event, "ACK")) if version_tuple >= (2, 3, 1) else "ACK"

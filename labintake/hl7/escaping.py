@@ -9,7 +9,9 @@ writes non-ASCII as single hex bytes, so neither library's escaper fits a UTF-8 
 
 from __future__ import annotations
 
-from labintake.errors import ConfigurationError
+from labintake.hl7.versions import version_tuple
+
+__all__ = ["ESCAPES", "ESCAPES_27", "components", "esc", "escapes_for", "version_tuple"]
 
 ESCAPES: dict[int, str] = {c: f"\\X{c:02X}\\" for c in [*range(0x20), 0x7F]}
 ESCAPES.update({ord("\\"): "\\E\\", ord("|"): "\\F\\", ord("^"): "\\S\\"})
@@ -17,13 +19,6 @@ ESCAPES.update({ord("&"): "\\T\\", ord("~"): "\\R\\"})
 # From v2.7 MSH-2 also declares the truncation character "#", escaped \P\ (hl7apy writes
 # \L\, which HL7 does not define).
 ESCAPES_27 = {**ESCAPES, ord("#"): "\\P\\"}
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError as exc:
-        raise ConfigurationError(f"not an HL7 version: {version!r}") from exc
 
 
 def escapes_for(version: str) -> dict[int, str]:

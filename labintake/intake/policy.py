@@ -16,6 +16,8 @@ from labintake.hl7.ack import ACCEPT, ERROR, REJECT, SUPPORTED_VERSIONS
 from labintake.hl7.header import Header, validate_header
 from labintake.interfaces import Interface, InterfaceRegistry
 from labintake.mllp.server import PeerIdentity
+from labintake.models.limits import column_limit
+from labintake.models.messages import InboundMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,8 @@ class IntakePolicy:
                 return interface, (f"interface:{interface.name}" if enforced else ""), None, False
         if not enforced:
             return interface, "", reason, False
-        return interface, f"unproven:{address}"[:120], reason, True
+        identity_limit = column_limit(InboundMessage, "sender_identity")
+        return interface, f"unproven:{address}"[:identity_limit], reason, True
 
     def decide(self, header: Header, identity: PeerIdentity | None = None) -> Decision:
         interface, sender_identity, mismatch, refuse = self.binding(header, identity)

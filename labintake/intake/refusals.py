@@ -36,7 +36,7 @@ class IntakeRefusal:
 
 def _refused() -> list[object]:
     return [
-        col(InboundMessage.status) == MessageStatus.REJECTED.value,
+        col(InboundMessage.status) == MessageStatus.REJECTED,
         or_(
             col(InboundMessage.conflict_digest) != "",
             col(InboundMessage.sender_identity).startswith(UNPROVEN_PREFIX),

@@ -219,7 +219,6 @@ class Intake:
         try:
             header = parse_header(reading)
         except HeaderError as exc:
-            exc.ack_code = "AR"
             self._log_unstored(exc, peer, len(frame))
             return build_ack(_FALLBACK_HEADER, "AR", exc)
         if header.charset:
@@ -294,7 +293,7 @@ class Intake:
             "conflict_digest": values["content_digest"],
             "ack": ack,
             "ack_code": code,
-            "status": MessageStatus.REJECTED.value,
+            "status": MessageStatus.REJECTED,
             "error": text,
         }
         return conflict, ack
@@ -364,7 +363,7 @@ class Intake:
             "raw": frame,
             "ack_code": code,
             "ack": ack,
-            "status": (MessageStatus.RECEIVED if accepted else MessageStatus.REJECTED).value,
+            "status": (MessageStatus.RECEIVED if accepted else MessageStatus.REJECTED),
             "error": None if decision.error is None else decision.error.text,
             "read_at": None,
             "read_attempts": 0,

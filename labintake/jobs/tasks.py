@@ -21,8 +21,8 @@ from labintake.db import session_scope, utcnow
 from labintake.models.messages import InboundMessage
 from labintake.models.orders import Order
 from labintake.models.release import JobRun, Notification
-from labintake.stats import HOLD_STATUSES, snapshot
-from labintake.statuses import OrderStatus
+from labintake.stats import snapshot
+from labintake.statuses import QUEUE_STATUSES, OrderStatus
 
 
 def _notify_once(session: Session, notice: Notification) -> bool:
@@ -43,7 +43,7 @@ def follow_up_reminders(engine: Engine, now: datetime | None = None) -> int:
     with session_scope(engine) as session:
         orders = session.exec(
             select(Order).where(
-                Order.status == OrderStatus.AWAITING_OFFICE.value, col(Order.due_at) <= now
+                Order.status == OrderStatus.AWAITING_OFFICE, col(Order.due_at) <= now
             )
         ).all()
         for order in orders:
@@ -74,7 +74,7 @@ def escalate_old_holds(engine: Engine, after_hours: float, now: datetime | None 
     with session_scope(engine) as session:
         orders = session.exec(
             select(Order).where(
-                col(Order.status).in_(HOLD_STATUSES), col(Order.created_at) <= cutoff
+                col(Order.status).in_(QUEUE_STATUSES), col(Order.created_at) <= cutoff
             )
         ).all()
         for order in orders:

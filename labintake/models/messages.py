@@ -57,7 +57,7 @@ class InboundMessage(SQLModel, table=True):
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     ack_code: str = Field(default="", max_length=2)
     ack: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    status: str = Field(default=MessageStatus.RECEIVED.value, max_length=20)  # MessageStatus
+    status: str = Field(default=MessageStatus.RECEIVED, max_length=20)  # MessageStatus
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     read_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     read_attempts: int = 0

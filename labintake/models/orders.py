@@ -9,7 +9,7 @@ from sqlalchemy import JSON, Column, Index, SmallInteger, String, Text, UniqueCo
 from sqlmodel import Field, SQLModel
 
 from labintake.db import UTCDateTime, utcnow
-from labintake.statuses import OrderStatus
+from labintake.statuses import FindingState, OrderStatus
 
 FIRST_ACTION_HOURS = 24
 
@@ -60,7 +60,7 @@ class Order(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     message_id: int = Field(foreign_key="inbound_message.id", index=True)
     group_index: int
-    status: str = Field(default=OrderStatus.RECEIVED.value, max_length=20)  # OrderStatus
+    status: str = Field(default=OrderStatus.RECEIVED, max_length=20)  # OrderStatus
     # Optimistic concurrency: every change bumps it; a stale writer is refused.
     row_version: int = 1
 
@@ -188,7 +188,7 @@ class Finding(SQLModel, table=True):
     clarify: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     test_seq: int | None = None
     # open -> resolved (a later verification no longer raises it) | overridden (with reason)
-    state: str = Field(default="open", max_length=20)
+    state: str = Field(default=FindingState.OPEN, max_length=20)  # FindingState
     override_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reference: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 

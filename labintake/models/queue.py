@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
 
 from labintake.db import UTCDateTime, utcnow
+from labintake.statuses import QueryStatus
 
 
 class OfficeContact(SQLModel, table=True):
@@ -37,7 +38,7 @@ class OfficeQuery(SQLModel, table=True):
     order_id: int = Field(foreign_key="lab_order.id", index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     actor: str = Field(max_length=100)
-    status: str = Field(default="open", max_length=20)  # open | answered | closed | cancelled
+    status: str = Field(default=QueryStatus.OPEN, max_length=20)  # QueryStatus
     question: str = Field(sa_column=Column(Text, nullable=False))  # the questions, a line each
     indicators: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     choices: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

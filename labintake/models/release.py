@@ -8,7 +8,6 @@ message is recognisably the same message to the LIS.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -25,19 +24,16 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from labintake.db import UTCDateTime, utcnow
+from labintake.statuses import OutboxKind, OutboxStatus
 
-
-class OutboxStatus(StrEnum):
-    PENDING = "pending"  # waiting for (re)delivery
-    DELIVERED = "delivered"  # acknowledged AA/CA by the receiver
-    REFUSED = "refused"  # answered AE/AR: a person must look (the order is held)
-    DEAD = "dead"  # gave up after the configured attempts; re-sendable from the screen
-    SUPERSEDED = "superseded"  # replaced by a newer release of the same order
-
-
-class OutboxKind(StrEnum):
-    RELEASE = "release"  # the order to the LIS
-    REPLY = "reply"  # an order response to the placer
+__all__ = [
+    "JobLease",
+    "JobRun",
+    "Notification",
+    "OutboxEntry",
+    "OutboxKind",
+    "OutboxStatus",
+]
 
 
 class OutboxEntry(SQLModel, table=True):
@@ -52,7 +48,7 @@ class OutboxEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     order_id: int = Field(foreign_key="lab_order.id", index=True)
-    kind: str = Field(default=OutboxKind.RELEASE.value, max_length=10)
+    kind: str = Field(default=OutboxKind.RELEASE, max_length=10)
     # "lis" for the lab system; an interface name for replies to a placer.
     destination: str = Field(default="lis", max_length=100)
     # Messages with the same key are delivered in id order (one patient's orders).
@@ -60,7 +56,7 @@ class OutboxEntry(SQLModel, table=True):
     control_id: str = Field(max_length=40)
     message_type: str = Field(max_length=20)
     message: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    status: str = Field(default=OutboxStatus.PENDING.value, max_length=12)
+    status: str = Field(default=OutboxStatus.PENDING, max_length=12)
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     claimed_by: str | None = Field(default=None, max_length=100)

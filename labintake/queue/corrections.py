@@ -8,7 +8,8 @@ from sqlmodel import select
 from labintake.codes.diagnosis_check import CodeCheck, check_diagnosis_code
 from labintake.codes.icd10 import normalize_icd10
 from labintake.errors import WorkflowError
-from labintake.models.orders import Order, OrderDiagnosis
+from labintake.models.limits import column_limit
+from labintake.models.orders import Order, OrderDiagnosis, OrderTest
 from labintake.models.queue import OfficeContact
 from labintake.queue import integration
 from labintake.queue.contacts import ContactOutcome, plain_text
@@ -23,7 +24,7 @@ class Corrections(GuardedActions):
         contact = self.session.get(OfficeContact, contact_id)
         if contact is None or contact.order_id != order_id:
             raise WorkflowError(f"contact {contact_id} is not recorded on order {order_id}")
-        if contact.outcome != ContactOutcome.ANSWERED.value or not contact.answer.strip():
+        if contact.outcome != ContactOutcome.ANSWERED or not contact.answer.strip():
             raise WorkflowError(
                 "a correction must cite a contact where the office answered; "
                 f"contact {contact_id} has no answer recorded"
@@ -124,7 +125,7 @@ class Corrections(GuardedActions):
             "alt_system": test.sent_alt_system,
         }
         test.sent_code = code
-        test.sent_system = system.strip()[:40]
+        test.sent_system = system.strip()[: column_limit(OrderTest, "sent_system")]
         test.sent_alt_code = ""
         test.sent_alt_system = ""
         self.session.add(test)

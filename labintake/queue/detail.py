@@ -21,6 +21,7 @@ from labintake.models.orders import (
 )
 from labintake.models.queue import OfficeContact, OfficeQuery
 from labintake.queue.contacts import MAX_UNANSWERED_ATTEMPTS, ContactOutcome
+from labintake.statuses import FindingState, Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ class OrderDetail:
 
     @property
     def unanswered_attempts(self) -> int:
-        return sum(1 for c in self.contacts if c.outcome != ContactOutcome.ANSWERED.value)
+        return sum(1 for c in self.contacts if c.outcome != ContactOutcome.ANSWERED)
 
     @property
     def attempts_left(self) -> int:
@@ -71,7 +72,7 @@ class OrderDetail:
 
     @property
     def answered_contacts(self) -> list[OfficeContact]:
-        return [c for c in self.contacts if c.outcome == ContactOutcome.ANSWERED.value]
+        return [c for c in self.contacts if c.outcome == ContactOutcome.ANSWERED]
 
     @property
     def necessity(self) -> dict[int, dict[str, Any]]:
@@ -92,7 +93,9 @@ class OrderDetail:
 
     @property
     def open_holds(self) -> list[Finding]:
-        return [f for f in self.findings if f.state == "open" and f.severity == "hold"]
+        return [
+            f for f in self.findings if f.state == FindingState.OPEN and f.severity == Severity.HOLD
+        ]
 
 
 def _count(session: Session, table: type[OrderTest] | type[OrderDiagnosis], order_id: int) -> int:

@@ -1,9 +1,11 @@
 """The guard every queue action passes: row-version claim, replay detection, history and audit.
 
 Every action names the order's `row_version` the coder saw. The version is bumped with a
-conditional UPDATE first, so of two coders acting at once exactly one wins; the other gets
-ConcurrentChangeError with the current version. A repeated submit of the same form (same
-`action_key`) by the same person is recognised and answered with the current state instead.
+conditional UPDATE first (`lifecycle.claim_version`), so of two coders acting at once exactly
+one wins; the other gets ConcurrentChangeError with the current version. A status change the
+action makes is `lifecycle.transition` in the same transaction (one version step). A repeated
+submit of the same form (same `action_key`) by the same person is recognised and answered
+with the current state instead.
 
 An order claimed by a coder is that coder's: only the assignee or a manager (or admin) may act
 on it, on the screen and through the API alike. Anyone else is refused (PermissionDeniedError,
@@ -13,13 +15,13 @@ take the order over (`ClarificationQueue.assign` with `take_over`, asked first, 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from labintake import audit
+from labintake import audit, lifecycle
 from labintake.auth.roles import Role
 from labintake.config import Settings
 from labintake.db import utcnow
@@ -30,10 +32,11 @@ from labintake.errors import (
     PermissionDeniedError,
     WorkflowError,
 )
+from labintake.lifecycle import OrderEventKind
 from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.models.users import User
 from labintake.queue.claims import Holder
-from labintake.queue.listing import QUEUE_STATUSES
+from labintake.statuses import QUEUE_STATUSES, OrderStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,7 @@ class GuardedActions:
         order_id: int,
         expected_version: int,
         action_key: str,
-        statuses: tuple[str, ...] = QUEUE_STATUSES,
+        statuses: Collection[OrderStatus] = QUEUE_STATUSES,
         *,
         take_over: bool = False,
     ) -> Order | None:
@@ -77,12 +80,7 @@ class GuardedActions:
 
         `take_over`: the actor takes the order from its holder (the caller logs it)."""
         session = self.session
-        claimed = session.execute(
-            update(Order)
-            .where(col(Order.id) == order_id, col(Order.row_version) == expected_version)
-            .values(row_version=col(Order.row_version) + 1, updated_at=utcnow())
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        if not lifecycle.claim_version(session, order_id, expected_version):
             session.rollback()
             current = session.get(Order, order_id, populate_existing=True)
             if current is None:
@@ -173,20 +171,64 @@ class GuardedActions:
         **extra: Any,
     ) -> None:
         assert order.id is not None
-        self.session.add(
-            OrderEvent(
-                order_id=order.id,
-                actor=actor.username,
-                action=action,
-                detail={
-                    "before": before,
-                    "after": after,
-                    "action_key": action_key,
-                    "via": actor.via,
-                    **extra,
-                },
-            )
+        lifecycle.record_event(
+            self.session,
+            order.id,
+            action,
+            self._detail(actor, before, after, action_key, extra),
+            actor=actor.username,
         )
+        self._audit(actor, order, action, before, after, extra)
+
+    def _move(
+        self,
+        actor: Actor,
+        order: Order,
+        to: OrderStatus,
+        kind: OrderEventKind,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        action_key: str,
+    ) -> None:
+        """Change the order's status (its version was claimed by `_take`), with history and
+        audit."""
+        lifecycle.transition(
+            self.session,
+            order,
+            to,
+            kind,
+            actor=actor.username,
+            detail=self._detail(actor, before, after, action_key, {}),
+            version_claimed=True,
+        )
+        self._audit(actor, order, kind, before, after, {})
+
+    @staticmethod
+    def _detail(
+        actor: Actor,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        action_key: str,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "before": before,
+            "after": after,
+            "action_key": action_key,
+            "via": actor.via,
+            **extra,
+        }
+
+    def _audit(
+        self,
+        actor: Actor,
+        order: Order,
+        action: str,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        extra: dict[str, Any],
+    ) -> None:
+        assert order.id is not None
         audit.record(
             self.session,
             actor.username,

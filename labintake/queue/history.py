@@ -67,7 +67,7 @@ def _contact(detail: dict[str, Any], where: Mapping[str, str]) -> str:
     answer = str(after.get("answer") or "")
     if not channel:
         return "Contact recorded."
-    if outcome == ContactOutcome.ANSWERED.value:
+    if outcome == ContactOutcome.ANSWERED:
         return (
             f"Office answered by {channel}: “{answer}”"
             if answer

@@ -30,10 +30,11 @@ def reverify(session: Session, settings: Settings, order_id: int, actor: str) ->
 
 
 def release(session: Session, order: Order, actor: str, modifiers: Iterable[str]) -> Any:
-    """Release the order to the LIS through the outbox (same transaction)."""
+    """Release the order to the LIS through the outbox (same transaction, in which the queue's
+    guard already took the order's row_version)."""
     from labintake.release.outbox import enqueue_release
 
-    return enqueue_release(session, order, actor, modifiers=tuple(modifiers))
+    return enqueue_release(session, order, actor, modifiers=tuple(modifiers), version_claimed=True)
 
 
 def reprocess(engine: Engine, settings: Settings, message_id: int, actor: str) -> Any:

@@ -25,9 +25,8 @@ from labintake.models.orders import Finding, Order, OrderTest
 from labintake.models.queue import OfficeContact
 from labintake.queue.ordering import QueueSort, decode_cursor, make_cursor, sort_keys
 from labintake.search_keys import PRIORITY_LABELS, ROUTINE_RANK, STAT_RANK, fold
-from labintake.statuses import OrderStatus
+from labintake.statuses import QUEUE_STATUSES, FindingState
 
-QUEUE_STATUSES = (OrderStatus.HELD.value, OrderStatus.AWAITING_OFFICE.value)
 # Literal, so SQLite recognises the partial index's WHERE clause in the query.
 IN_QUEUE = text("lab_order.status IN ('held', 'awaiting_office')")
 MAX_PAGE = 200
@@ -64,9 +63,9 @@ class QueueFilter:
             "assignee": self.assignee,
             "status": self.status,
             "min_age_days": self.min_age_days,
-            "due": self.due.value if self.due else "",
+            "due": self.due or "",
             "search": self.search,
-            "priority": self.priority.value if self.priority else "",
+            "priority": self.priority or "",
         }
 
 
@@ -187,7 +186,7 @@ def _conditions(session: Session, filters: QueueFilter, now: datetime) -> list[C
         conditions.append(
             exists().where(
                 col(Finding.order_id) == col(Order.id),
-                col(Finding.state) == "open",
+                col(Finding.state) == FindingState.OPEN,
                 col(Finding.code) == filters.reason,
             )
         )
@@ -307,7 +306,7 @@ def open_reasons(session: Session, order_ids: list[int]) -> dict[int, list[str]]
         return {}
     statement = (
         select(Finding.order_id, Finding.code, Finding.severity)
-        .where(col(Finding.order_id).in_(order_ids), col(Finding.state) == "open")
+        .where(col(Finding.order_id).in_(order_ids), col(Finding.state) == FindingState.OPEN)
         .order_by(col(Finding.order_id), col(Finding.id))
     )
     found: dict[int, list[str]] = defaultdict(list)
@@ -326,7 +325,7 @@ def open_warnings(session: Session, order_ids: list[int]) -> dict[int, set[str]]
     if not order_ids:
         return {}
     statement = select(Finding.order_id, Finding.code, Finding.severity).where(
-        col(Finding.order_id).in_(order_ids), col(Finding.state) == "open"
+        col(Finding.order_id).in_(order_ids), col(Finding.state) == FindingState.OPEN
     )
     warns: dict[int, set[str]] = defaultdict(set)
     holds: dict[int, set[str]] = defaultdict(set)

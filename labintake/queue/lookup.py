@@ -31,7 +31,7 @@ def find_orders(
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[Order], str | None]:
-    if status and status not in {s.value for s in OrderStatus}:
+    if status and status not in set(OrderStatus):
         raise WorkflowError(f"unknown status {status!r}")
     limit = max(1, min(limit, MAX_LIMIT))
     statement = select(Order)

@@ -14,14 +14,13 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from labintake import lifecycle
 from labintake.db import utcnow
-from labintake.models.orders import OrderEvent
 from labintake.models.queue import OfficeQuery
-
-OPEN = "open"
+from labintake.statuses import QueryStatus
 
 
 class ClosedBecause(StrEnum):
@@ -36,11 +35,7 @@ class ClosedBecause(StrEnum):
 
 
 # Reasons that say the order left the queue, not that the office answered.
-ORDER_LEFT_THE_QUEUE = (
-    ClosedBecause.RELEASED.value,
-    ClosedBecause.REJECTED.value,
-    ClosedBecause.CANCELLED.value,
-)
+ORDER_LEFT_THE_QUEUE = (ClosedBecause.RELEASED, ClosedBecause.REJECTED, ClosedBecause.CANCELLED)
 
 
 def open_query_for(
@@ -50,7 +45,7 @@ def open_query_for(
     wanted = sorted(finding_keys)
     for query in session.exec(
         select(OfficeQuery)
-        .where(OfficeQuery.order_id == order_id, OfficeQuery.status == OPEN)
+        .where(OfficeQuery.order_id == order_id, OfficeQuery.status == QueryStatus.OPEN)
         .order_by(col(OfficeQuery.id).desc())
     ):
         if query.questions and sorted(query.finding_keys) == wanted:
@@ -74,7 +69,7 @@ def close_open_queries(
     ids = sorted(set(order_ids))
     found = session.execute(
         select(col(OfficeQuery.id), col(OfficeQuery.order_id)).where(
-            col(OfficeQuery.order_id).in_(ids), col(OfficeQuery.status) == OPEN
+            col(OfficeQuery.order_id).in_(ids), col(OfficeQuery.status) == QueryStatus.OPEN
         )
     ).all()
     if not found:
@@ -82,21 +77,21 @@ def close_open_queries(
     session.execute(
         update(OfficeQuery)
         .where(col(OfficeQuery.id).in_([query_id for query_id, _ in found]))
-        .values(status="closed", closed_at=now, closed_reason=reason.value)
+        .values(status=QueryStatus.CLOSED, closed_at=now, closed_reason=reason)
     )
     by_order: dict[int, list[int]] = {}
     for query_id, order_id in found:
         by_order.setdefault(order_id, []).append(query_id)
-    session.execute(
-        insert(OrderEvent),
+    lifecycle.insert_events(
+        session,
         [
-            {
-                "order_id": order_id,
-                "at": now,
-                "actor": actor,
-                "action": "queries_closed",
-                "detail": {"query_ids": sorted(query_ids), "reason": reason.value},
-            }
+            lifecycle.event_row(
+                order_id,
+                "queries_closed",
+                {"query_ids": sorted(query_ids), "reason": reason},
+                actor=actor,
+                now=now,
+            )
             for order_id, query_ids in sorted(by_order.items())
         ],
     )

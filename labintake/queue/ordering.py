@@ -57,7 +57,7 @@ def sort_keys(sort: QueueSort) -> tuple[list[Any], bool]:
         QueueSort.PAYER: [col(Order.payer_company_name)],
         QueueSort.TESTS: [func.coalesce(_first_test(), "")],
     }
-    ascending = QueueSort(sort.value.removeprefix("-"))
+    ascending = QueueSort(sort.removeprefix("-"))
     return keys[ascending], sort in (
         QueueSort.NEWEST,
         QueueSort.DOS_DESC,
@@ -89,7 +89,7 @@ def _decode(value: Any) -> Any:
 
 def make_cursor(sort: QueueSort, keys: Sequence[Any], order_id: int) -> str:
     """The cursor of the page that starts after the row with these sort keys and id."""
-    raw = json.dumps([sort.value, [_encode(k) for k in keys], order_id])
+    raw = json.dumps([sort, [_encode(k) for k in keys], order_id])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -97,7 +97,7 @@ def decode_cursor(cursor: str, sort: QueueSort) -> tuple[list[Any], int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         kind, keys, order_id = json.loads(base64.urlsafe_b64decode(padded))
-        if kind != sort.value:
+        if kind != sort:
             raise ValueError("cursor from another sort order")
         expected = len(sort_keys(sort)[0])
         if not isinstance(keys, list) or len(keys) != expected:

@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from labintake.auth.roles import Role
 from labintake.db import utcnow
 from labintake.errors import NotFoundError, PermissionDeniedError, WorkflowError
+from labintake.lifecycle import OrderEventKind
 from labintake.models.orders import Finding, Order
 from labintake.models.queue import OfficeContact, OfficeQuery
 from labintake.models.users import User
@@ -28,10 +29,18 @@ from labintake.queue.contacts import (
 )
 from labintake.queue.corrections import Corrections
 from labintake.queue.guard import ActionResult, Actor
-from labintake.queue.listing import QUEUE_STATUSES
 from labintake.queue.office_query import compose_query
-from labintake.queue.open_queries import OPEN, ClosedBecause, close_open_queries, open_query_for
-from labintake.statuses import OrderStatus, Severity
+from labintake.queue.open_queries import ClosedBecause, close_open_queries, open_query_for
+from labintake.statuses import (
+    QUERY_CLOSINGS,
+    RELEASABLE,
+    RELEASED_STATUSES,
+    FindingState,
+    OrderStatus,
+    QueryStatus,
+    Severity,
+)
+from labintake.verification.modifiers import ABN_MODIFIERS
 
 __all__ = [
     "ABN_MODIFIERS",
@@ -43,9 +52,6 @@ __all__ = [
     "ClarificationQueue",
 ]
 
-ABN_MODIFIERS = ("GA", "GZ", "GX", "GY")
-# A coder may release a held order, or a verified one before the release job takes it.
-RELEASABLE = (*QUEUE_STATUSES, OrderStatus.VERIFIED.value)
 OTHER_REASON = "Other"  # the reject reason that needs its details written out
 ALREADY_RELEASED = "already_released"  # ActionResult.note: released meanwhile, nothing to do
 QUERY_EXISTS = "query_exists"  # ActionResult.note: an open query already asks this
@@ -112,7 +118,7 @@ class ClarificationQueue(Corrections):
     def unanswered_attempts(self, order_id: int) -> int:
         statement = select(func.count()).where(
             col(OfficeContact.order_id) == order_id,
-            col(OfficeContact.outcome) != ContactOutcome.ANSWERED.value,
+            col(OfficeContact.outcome) != ContactOutcome.ANSWERED,
         )
         return int(self.session.exec(statement).one())
 
@@ -142,12 +148,13 @@ class ClarificationQueue(Corrections):
         if order is None:
             return self._replayed(order_id), None
         before = {"status": order.status, "due_at": order.due_at.isoformat()}
+        target = order.status
         row = OfficeContact(
             order_id=order_id,
             at=now,
             actor=actor.username,
-            channel=contact.channel.value,
-            outcome=contact.outcome.value,
+            channel=contact.channel,
+            outcome=contact.outcome,
             person=contact.person,
             answer=contact.answer,
             follow_up_on=contact.follow_up_on,
@@ -156,22 +163,22 @@ class ClarificationQueue(Corrections):
         self.session.add(row)
         cap_reached = not answered and attempts + 1 >= MAX_UNANSWERED_ATTEMPTS
         if answered or cap_reached:
-            order.status = OrderStatus.HELD.value
+            target = OrderStatus.HELD
             order.due_at = now
         else:
             assert contact.follow_up_on is not None
-            order.status = OrderStatus.AWAITING_OFFICE.value
+            target = OrderStatus.AWAITING_OFFICE
             order.due_at = datetime.combine(contact.follow_up_on, time.min, tzinfo=UTC)
-        if query is not None and answered and query.status == OPEN:
-            query.status = "answered"
+        if query is not None and answered and query.status == QueryStatus.OPEN:
+            query.status = QueryStatus.ANSWERED
             query.closed_at = now
-            query.closed_reason = ClosedBecause.ANSWERED.value
+            query.closed_reason = ClosedBecause.ANSWERED
             self.session.add(query)
         self._claim_if_free(actor, order)
         self.session.add(order)
         self.session.flush()
         after = {
-            "status": order.status,
+            "status": target,
             "due_at": order.due_at.isoformat(),
             "contact_id": row.id,
             "channel": row.channel,
@@ -179,7 +186,7 @@ class ClarificationQueue(Corrections):
             "answer": row.answer,
             "follow_up_on": row.follow_up_on.isoformat() if row.follow_up_on else None,
         }
-        self._log(actor, order, "contact_recorded", before, after, action_key)
+        self._move(actor, order, target, OrderEventKind.CONTACT_RECORDED, before, after, action_key)
         if cap_reached:
             self._log(
                 actor,
@@ -204,7 +211,9 @@ class ClarificationQueue(Corrections):
             raise NotFoundError(f"no order {order_id}")
         findings = list(
             self.session.exec(
-                select(Finding).where(Finding.order_id == order_id, Finding.state == "open")
+                select(Finding).where(
+                    Finding.order_id == order_id, Finding.state == FindingState.OPEN
+                )
             )
         )
         draft = compose_query(order, findings, self._diagnoses(order_id), self._tests(order_id))
@@ -245,7 +254,7 @@ class ClarificationQueue(Corrections):
         action_key: str = "",
     ) -> ActionResult:
         """Close a query (no longer needed) or cancel it (sent in error)."""
-        if status not in ("closed", "cancelled"):
+        if status not in QUERY_CLOSINGS:
             raise WorkflowError("a query is closed or cancelled")
         query = self.session.get(OfficeQuery, query_id)
         if query is None or query.order_id != order_id:
@@ -253,15 +262,15 @@ class ClarificationQueue(Corrections):
         order = self._take(actor, order_id, expected_version, action_key)
         if order is None:
             return self._replayed(order_id)
-        if query.status != OPEN:
+        if query.status != QueryStatus.OPEN:
             self.session.rollback()
             raise WorkflowError(f"query {query_id} is {query.status} already; nothing was changed")
         before = {"query_id": query_id, "status": query.status}
         query.status = status
         query.closed_at = utcnow()
         query.closed_reason = (
-            ClosedBecause.BY_CODER if status == "closed" else ClosedBecause.SENT_IN_ERROR
-        ).value
+            ClosedBecause.BY_CODER if status == QueryStatus.CLOSED else ClosedBecause.SENT_IN_ERROR
+        )
         self.session.add(query)
         self._log(actor, order, f"query_{status}", before, {"status": status}, action_key)
         self.session.commit()
@@ -274,8 +283,8 @@ class ClarificationQueue(Corrections):
             self.session.exec(
                 select(Finding).where(
                     Finding.order_id == order_id,
-                    Finding.state == "open",
-                    Finding.severity == Severity.HOLD.value,
+                    Finding.state == FindingState.OPEN,
+                    Finding.severity == Severity.HOLD,
                 )
             )
         )
@@ -296,10 +305,7 @@ class ClarificationQueue(Corrections):
         took it, or someone else released it) is what the coder asked for: answered with
         ALREADY_RELEASED, not as a conflict."""
         current = self.session.get(Order, order_id)
-        if current is not None and current.status in (
-            OrderStatus.RELEASED.value,
-            OrderStatus.DELIVERED.value,
-        ):
+        if current is not None and current.status in RELEASED_STATUSES:
             return ActionResult(current, replayed=True, note=ALREADY_RELEASED)
         reason = plain_text(override_reason, "the override reason")
         modifier = plain_text(modifier, "the modifier").upper()
@@ -322,7 +328,7 @@ class ClarificationQueue(Corrections):
         before = {"status": order.status}
         if holds:
             for finding in self.open_holds(order_id):
-                finding.state = "overridden"
+                finding.state = FindingState.OVERRIDDEN
                 finding.override_reason = reason
                 self.session.add(finding)
             self._log(
@@ -383,13 +389,13 @@ class ClarificationQueue(Corrections):
         if order is None:
             return self._replayed(order_id)
         before = {"status": order.status}
-        order.status = OrderStatus.REJECTED.value
         # Read by the placer replies (ORR/ORL "unable to accept", with this reason).
         order.details = {**order.details, "reject_reason": reason}
         self._claim_if_free(actor, order)
         self.session.add(order)
-        self._log(
-            actor, order, "rejected", before, {"status": order.status, "reason": reason}, action_key
+        after = {"status": OrderStatus.REJECTED, "reason": reason}
+        self._move(
+            actor, order, OrderStatus.REJECTED, OrderEventKind.REJECTED, before, after, action_key
         )
         self.session.flush()
         close_open_queries(self.session, [order_id], ClosedBecause.REJECTED, actor=actor.username)

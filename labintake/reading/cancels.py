@@ -63,7 +63,7 @@ def resolve_cancels(
                     CancelTarget(
                         batch_key=batch_key,
                         previous_status=(
-                            OrderStatus.CANCELLED.value if already else OrderStatus.RECEIVED.value
+                            OrderStatus.CANCELLED if already else OrderStatus.RECEIVED
                         ),
                         repeated=already,
                         location=cancel.location,
@@ -85,13 +85,13 @@ def resolve_cancels(
                     mismatches.append((application, mrn))
                     continue
                 if order_id in cancelled_stored or order_id in claimed_stored:
-                    status = OrderStatus.CANCELLED.value
+                    status = OrderStatus.CANCELLED
                 claimed_stored.add(order_id)
                 targets.append(
                     CancelTarget(
                         order_id=order_id,
                         previous_status=status,
-                        repeated=status == OrderStatus.CANCELLED.value,
+                        repeated=status == OrderStatus.CANCELLED,
                         location=cancel.location,
                     )
                 )
@@ -167,7 +167,7 @@ def _older_unread(session: Session, message_id: int, batch_ids: list[int]) -> bo
         select(col(InboundMessage.id))
         .where(
             col(InboundMessage.id) < message_id,
-            col(InboundMessage.status) == MessageStatus.RECEIVED.value,
+            col(InboundMessage.status) == MessageStatus.RECEIVED,
             col(InboundMessage.id).not_in(batch_ids),
         )
         .limit(1)

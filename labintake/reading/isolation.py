@@ -139,7 +139,7 @@ class IsolatedReader:
                 col(InboundMessage.sending_facility),
             )
             .where(
-                col(InboundMessage.status) == MessageStatus.RECEIVED.value,
+                col(InboundMessage.status) == MessageStatus.RECEIVED,
                 or_(
                     col(InboundMessage.read_attempts) > 0,
                     func.length(col(InboundMessage.raw)) > self.largest,
@@ -178,7 +178,7 @@ class IsolatedReader:
                 update(InboundMessage)
                 .where(
                     col(InboundMessage.id) == message_id,
-                    col(InboundMessage.status) == MessageStatus.RECEIVED.value,
+                    col(InboundMessage.status) == MessageStatus.RECEIVED,
                 )
                 .values(read_attempts=InboundMessage.read_attempts + 1)
                 .returning(col(InboundMessage.read_attempts))

@@ -55,7 +55,7 @@ def error_queue(engine: Engine, limit: int = 100, after_id: int = 0) -> list[Que
         rows = session.execute(
             select(InboundMessage)
             .where(
-                col(InboundMessage.status) == MessageStatus.ERROR.value,
+                col(InboundMessage.status) == MessageStatus.ERROR,
                 col(InboundMessage.id) > after_id,
             )
             .order_by(col(InboundMessage.id))
@@ -82,7 +82,7 @@ def count_errors(engine: Engine) -> int:
             session.execute(
                 select(func.count())
                 .select_from(InboundMessage)
-                .where(col(InboundMessage.status) == MessageStatus.ERROR.value)
+                .where(col(InboundMessage.status) == MessageStatus.ERROR)
             ).scalar_one()
         )
 
@@ -101,7 +101,7 @@ def reprocess_message(
         message = session.get(InboundMessage, message_id)
         if message is None:
             raise NotFoundError(f"no message {message_id}")
-        if message.status != MessageStatus.ERROR.value:
+        if message.status != MessageStatus.ERROR:
             raise WorkflowError(
                 f"message {message_id} is {message.status!r}: only messages in error are "
                 "reprocessed"
@@ -144,7 +144,7 @@ def reprocess_message(
                     "action": "reprocessed",
                     "detail": {
                         "previous_error": previous,
-                        "outcome": status.value,
+                        "outcome": status,
                         "error": plan.reason,
                         "order_ids": list(order_ids),
                         "cancelled_order_ids": list(cancelled),

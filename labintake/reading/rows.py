@@ -13,30 +13,18 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from labintake.codes.catalog import CPT_SYSTEMS, LOINC_SYSTEMS
 from labintake.domain import OrderRequest, TestRequest
 from labintake.hl7.reader import MessageHeader
 from labintake.interfaces import Interface
 from labintake.models import Order, OrderDiagnosis, OrderTest
+from labintake.models.limits import column_limits
 from labintake.search_keys import fold, priority_rank
 from labintake.verification.beneficiary import patient_key
 
-LOINC_SYSTEMS = {"LN", "LOINC"}
-CPT_SYSTEMS = {"CPT", "C4", "C5", "CPT4", "CPT-4", "HCPCS", "HCPT"}
-
-
-def _limits(table: Any) -> dict[str, int]:
-    """Column name -> maximum length, for every length-limited text column of a table."""
-    limits: dict[str, int] = {}
-    for column in table.__table__.columns:
-        length = getattr(column.type, "length", None)
-        if isinstance(length, int) and length > 0:
-            limits[column.name] = length
-    return limits
-
-
-_ORDER_LIMITS = _limits(Order)
-_TEST_LIMITS = _limits(OrderTest)
-_DIAGNOSIS_LIMITS = _limits(OrderDiagnosis)
+_ORDER_LIMITS = column_limits(Order)
+_TEST_LIMITS = column_limits(OrderTest)
+_DIAGNOSIS_LIMITS = column_limits(OrderDiagnosis)
 
 
 @dataclass(slots=True)
@@ -175,8 +163,8 @@ def order_rows(
     }
     cut: list[str] = []
     _fit(row, _ORDER_LIMITS, cut, "order")
-    row["family_fold"] = fold(row["patient_family_name"])[:200]
-    row["given_fold"] = fold(row["patient_given_name"])[:200]
+    row["family_fold"] = fold(row["patient_family_name"])[: _ORDER_LIMITS["family_fold"]]
+    row["given_fold"] = fold(row["patient_given_name"])[: _ORDER_LIMITS["given_fold"]]
     row["priority_rank"] = priority_rank(row["priority"])
     row["beneficiary_key"] = patient_key(
         patient.identifiers,

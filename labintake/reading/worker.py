@@ -121,7 +121,7 @@ def _pending(limit: int, largest: int) -> Any:
     return (
         select(*_COLUMNS)
         .where(
-            col(InboundMessage.status) == MessageStatus.RECEIVED.value,
+            col(InboundMessage.status) == MessageStatus.RECEIVED,
             col(InboundMessage.read_attempts) == 0,
             or_(
                 col(InboundMessage.raw).is_(None),

@@ -13,19 +13,20 @@ from typing import Any
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col
 
+from labintake import lifecycle
 from labintake.db import utcnow
+from labintake.lifecycle import OrderEventKind
 from labintake.models import (
     InboundMessage,
     MessageEvent,
     Order,
     OrderDiagnosis,
-    OrderEvent,
     OrderTest,
 )
 from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.reading.cancels import resolve_cancels
 from labintake.reading.plan import MessagePlan
-from labintake.statuses import MessageStatus, OrderStatus
+from labintake.statuses import RELEASED_STATUSES, MessageStatus, OrderStatus
 
 PLACER = "placer"
 
@@ -46,7 +47,7 @@ def claim(
         update(InboundMessage)
         .where(
             col(InboundMessage.id).in_(message_ids),
-            col(InboundMessage.status) == status.value,
+            col(InboundMessage.status) == status,
         )
         .values(read_attempts=attempts)
         .returning(col(InboundMessage.id))
@@ -112,20 +113,12 @@ def write_plans(
                 "group_index": group,
                 **context,
             }
-            events.append(
-                {
-                    "order_id": order_id,
-                    "at": now,
-                    "actor": actor,
-                    "action": "received",
-                    "detail": detail,
-                }
-            )
+            events.append(lifecycle.event_row(order_id, "received", detail, actor=actor, now=now))
         if tests:
             session.execute(insert(OrderTest), tests)
         if diagnoses:
             session.execute(insert(OrderDiagnosis), diagnoses)
-        session.execute(insert(OrderEvent), events)
+        lifecycle.insert_events(session, events)
 
     _apply_cancels(session, good, ids, now)
     _finish_messages(session, done, now, actor, context)
@@ -162,46 +155,39 @@ def _record_failures(
 def _apply_cancels(
     session: Session, plans: list[MessagePlan], ids: dict[tuple[int, int], int], now: Any
 ) -> None:
-    events: list[dict[str, Any]] = []
-    to_cancel: set[int] = set()
+    repeated: list[dict[str, Any]] = []
+    cancels: dict[int, dict[str, Any]] = {}
     for plan in plans:
         for target in plan.targets:
             order_id = target.order_id
-            previous = target.previous_status or OrderStatus.RECEIVED.value
+            previous = target.previous_status or OrderStatus.RECEIVED
             if target.batch_key is not None:
                 order_id = ids[target.batch_key]
             assert order_id is not None
-            if not target.repeated:
-                to_cancel.add(order_id)
-            events.append(
-                {
-                    "order_id": order_id,
-                    "at": now,
-                    "actor": PLACER,
-                    "action": "cancel_repeated" if target.repeated else "cancelled",
-                    "detail": {
-                        "message_id": plan.message_id,
-                        "control_id": plan.control_id,
-                        "location": target.location,
-                        "previous_status": previous,
-                        "after_release": previous
-                        in (OrderStatus.RELEASED.value, OrderStatus.DELIVERED.value),
-                    },
-                }
-            )
-    if to_cancel:
-        session.execute(
-            update(Order)
-            .where(col(Order.id).in_(sorted(to_cancel)))
-            .values(
-                status=OrderStatus.CANCELLED.value,
-                row_version=Order.row_version + 1,
-                updated_at=now,
-            )
-        )
-    if events:
-        session.execute(insert(OrderEvent), events)
-    close_open_queries(session, to_cancel, ClosedBecause.CANCELLED, actor=PLACER, now=now)
+            detail = {
+                "message_id": plan.message_id,
+                "control_id": plan.control_id,
+                "location": target.location,
+                "previous_status": previous,
+                "after_release": previous in RELEASED_STATUSES,
+            }
+            if target.repeated:
+                repeated.append(
+                    lifecycle.event_row(order_id, "cancel_repeated", detail, actor=PLACER, now=now)
+                )
+            else:
+                cancels[order_id] = detail
+    cancelled = lifecycle.transition_many(
+        session,
+        list(cancels),
+        OrderStatus.CANCELLED,
+        OrderEventKind.CANCELLED,
+        actor=PLACER,
+        detail=cancels,
+        now=now,
+    )
+    lifecycle.insert_events(session, repeated)
+    close_open_queries(session, cancelled, ClosedBecause.CANCELLED, actor=PLACER, now=now)
 
 
 def _finish_messages(
@@ -212,7 +198,7 @@ def _finish_messages(
         session.execute(
             update(InboundMessage)
             .where(col(InboundMessage.id).in_(read_ids))
-            .values(status=MessageStatus.READ.value, read_at=now, error=None)
+            .values(status=MessageStatus.READ, read_at=now, error=None)
         )
     failed = [p for p in plans if p.reason is not None]
     if failed:
@@ -220,7 +206,7 @@ def _finish_messages(
         session.execute(
             update(table)
             .where(table.c.id == bindparam("message_id"))
-            .values(status=MessageStatus.ERROR.value, read_at=now, error=bindparam("reason")),
+            .values(status=MessageStatus.ERROR, read_at=now, error=bindparam("reason")),
             [{"message_id": p.message_id, "reason": p.reason} for p in failed],
         )
         session.execute(

@@ -12,25 +12,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, tuple_, update
+from sqlalchemy import and_, insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from labintake import lifecycle
 from labintake.db import session_scope, utcnow
+from labintake.hl7.ack import new_control_id
 from labintake.hl7.order_builder import LisProfile, build_order_message
-from labintake.models.orders import Order, OrderEvent, OrderTest
+from labintake.lifecycle import OrderEventKind
+from labintake.models.orders import Order, OrderTest
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
 from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.release.outbox import (
     LIS_DESTINATION,
     active_profile,
-    new_control_id,
     outbound_order,
     parts_by_order,
     sequence_key,
 )
-from labintake.statuses import OrderStatus
+from labintake.statuses import SUPERSEDABLE, OrderStatus
 
 
 def _release_chunk(
@@ -40,40 +42,38 @@ def _release_chunk(
     the row_version read (others changed meanwhile or were taken by another instance and
     are skipped), supersede their older outbound messages, write outbox rows and history."""
     by_id = {p.order_id: p for p in prepared}
-    claimed = {
-        row[0]
-        for row in session.execute(
-            update(Order)
-            .where(
-                tuple_(col(Order.id), col(Order.row_version)).in_(
-                    [(p.order_id, p.row_version) for p in prepared]
-                ),
-                col(Order.status) == OrderStatus.VERIFIED.value,
-            )
-            .values(
-                status=OrderStatus.RELEASED.value,
-                released_at=now,
-                delivered_at=None,
-                updated_at=now,
-                row_version=Order.row_version + 1,
-            )
-            .returning(col(Order.id))
-        )
-    }
+    claimed = lifecycle.transition_many(
+        session,
+        list(by_id),
+        OrderStatus.RELEASED,
+        OrderEventKind.RELEASED,
+        detail={
+            p.order_id: {
+                "before": {"status": OrderStatus.VERIFIED},
+                "after": {"status": OrderStatus.RELEASED},
+                "control_id": p.control_id,
+                "message_type": profile.message_type,
+                "modifiers": p.modifiers,
+            }
+            for p in prepared
+        },
+        sources=[OrderStatus.VERIFIED],
+        versions={p.order_id: p.row_version for p in prepared},
+        values={"released_at": now, "delivered_at": None},
+        now=now,
+    )
     if not claimed:
         return 0
     session.execute(
         update(OutboxEntry)
         .where(
             col(OutboxEntry.order_id).in_(claimed),
-            col(OutboxEntry.kind) == OutboxKind.RELEASE.value,
-            col(OutboxEntry.status).in_(
-                [OutboxStatus.PENDING.value, OutboxStatus.DEAD.value, OutboxStatus.REFUSED.value]
-            ),
+            col(OutboxEntry.kind) == OutboxKind.RELEASE,
+            col(OutboxEntry.status).in_(SUPERSEDABLE),
         )
-        .values(status=OutboxStatus.SUPERSEDED.value, claimed_by=None, updated_at=now)
+        .values(status=OutboxStatus.SUPERSEDED, claimed_by=None, updated_at=now)
     )
-    rows = [by_id[i] for i in sorted(claimed)]
+    rows = [by_id[i] for i in claimed]
     changed = [
         {"id": test_id, "modifiers": modifiers}
         for p in rows
@@ -86,38 +86,19 @@ def _release_chunk(
         [
             {
                 "order_id": p.order_id,
-                "kind": OutboxKind.RELEASE.value,
+                "kind": OutboxKind.RELEASE,
                 "destination": LIS_DESTINATION,
                 "sequence_key": p.sequence_key,
                 "control_id": p.control_id,
                 "message_type": profile.message_type,
                 "message": p.message,
-                "status": OutboxStatus.PENDING.value,
+                "status": OutboxStatus.PENDING,
                 "attempts": 0,
                 "ack_code": "",
                 "created_by": "system",
                 "created_at": now,
                 "updated_at": now,
                 "next_attempt_at": now,
-            }
-            for p in rows
-        ],
-    )
-    session.execute(
-        insert(OrderEvent),
-        [
-            {
-                "order_id": p.order_id,
-                "at": now,
-                "actor": "system",
-                "action": "released",
-                "detail": {
-                    "before": {"status": OrderStatus.VERIFIED.value},
-                    "after": {"status": OrderStatus.RELEASED.value},
-                    "control_id": p.control_id,
-                    "message_type": profile.message_type,
-                    "modifiers": p.modifiers,
-                },
             }
             for p in rows
         ],
@@ -148,11 +129,11 @@ def _releasable() -> Any:
         select(sibling.id)
         .where(
             sibling.message_id == Order.message_id,
-            sibling.status == OrderStatus.RECEIVED.value,
+            sibling.status == OrderStatus.RECEIVED,
         )
         .exists()
     )
-    return and_(col(Order.status) == OrderStatus.VERIFIED.value, ~waiting)
+    return and_(col(Order.status) == OrderStatus.VERIFIED, ~waiting)
 
 
 def has_verified(engine: Engine) -> bool:

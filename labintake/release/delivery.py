@@ -13,16 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, text, update
+from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from labintake import audit
+from labintake import audit, lifecycle
 from labintake.db import session_scope, utcnow
-from labintake.errors import NotFoundError, WorkflowError
-from labintake.models.orders import Finding, Order, OrderEvent, Verification
+from labintake.errors import ConcurrentChangeError, NotFoundError, WorkflowError
+from labintake.lifecycle import OrderEventKind
+from labintake.models.orders import Finding, Order, Verification
 from labintake.models.release import Notification, OutboxEntry, OutboxKind, OutboxStatus
-from labintake.statuses import FindingCode, OrderStatus, Severity
+from labintake.statuses import DeliveryOutcome, FindingCode, OrderStatus, Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ class Outcome:
     """What happened to one claimed message."""
 
     entry_id: int
-    kind: str  # delivered | refused | retry | skipped
+    kind: DeliveryOutcome
     ack_code: str = ""
     text: str = ""
 
@@ -134,42 +135,30 @@ def release_claims(engine: Engine, token: str, entry_ids: Sequence[int]) -> None
         )
 
 
-def _order_delivered(session: Session, entry: OutboxEntry, now: datetime) -> None:
-    order = session.get(Order, entry.order_id)
-    if order is None or order.status != OrderStatus.RELEASED.value:
-        return
-    order.status = OrderStatus.DELIVERED.value
-    order.delivered_at = now
-    order.updated_at = now
-    order.row_version += 1
-    session.add(order)
-    session.add(
-        OrderEvent(
-            order_id=entry.order_id,
-            at=now,
-            action="delivered",
-            detail={
-                "before": {"status": OrderStatus.RELEASED.value},
-                "after": {"status": OrderStatus.DELIVERED.value},
-                "control_id": entry.control_id,
-                "ack_code": entry.ack_code,
-                "attempts": entry.attempts,
-            },
-        )
-    )
-
-
 def _order_refused(session: Session, entry: OutboxEntry, reason: str, now: datetime) -> None:
     """The LIS said AE/AR: the order goes back to the coders, held with the LIS's words."""
     order = session.get(Order, entry.order_id)
-    if order is None or order.status != OrderStatus.RELEASED.value:
+    if order is None or order.status != OrderStatus.RELEASED:
         return
-    order.status = OrderStatus.HELD.value
-    order.updated_at = now
-    order.row_version += 1
-    session.add(order)
+    try:
+        lifecycle.transition(
+            session,
+            order,
+            OrderStatus.HELD,
+            OrderEventKind.LIS_REFUSED,
+            detail={
+                "before": {"status": OrderStatus.RELEASED},
+                "after": {"status": OrderStatus.HELD},
+                "control_id": entry.control_id,
+                "ack_code": entry.ack_code,
+                "reason": reason,
+            },
+            now=now,
+        )
+    except ConcurrentChangeError:
+        return  # no longer released (cancelled meanwhile): nothing to hold
     verification = Verification(
-        order_id=entry.order_id, at=now, rules_version="lis-ack", outcome="held"
+        order_id=entry.order_id, at=now, rules_version="lis-ack", outcome=OrderStatus.HELD
     )
     session.add(verification)
     session.flush()
@@ -178,25 +167,11 @@ def _order_refused(session: Session, entry: OutboxEntry, reason: str, now: datet
         Finding(
             order_id=entry.order_id,
             verification_id=verification.id,
-            code=FindingCode.LIS_REJECTED.value,
-            severity=Severity.HOLD.value,
+            code=FindingCode.LIS_REJECTED,
+            severity=Severity.HOLD,
             location="MSA",
             message=f"The LIS answered {entry.ack_code}: {reason or 'no reason given'}",
             reference={"control_id": entry.control_id, "ack_code": entry.ack_code},
-        )
-    )
-    session.add(
-        OrderEvent(
-            order_id=entry.order_id,
-            at=now,
-            action="lis_refused",
-            detail={
-                "before": {"status": OrderStatus.RELEASED.value},
-                "after": {"status": OrderStatus.HELD.value},
-                "control_id": entry.control_id,
-                "ack_code": entry.ack_code,
-                "reason": reason,
-            },
         )
     )
 
@@ -214,7 +189,7 @@ def _record_deliveries(
             update(OutboxEntry)
             .where(col(OutboxEntry.id).in_(ids), col(OutboxEntry.claimed_by) == token)
             .values(
-                status=OutboxStatus.DELIVERED.value,
+                status=OutboxStatus.DELIVERED,
                 ack_code=ack_code,
                 delivered_at=now,
                 updated_at=now,
@@ -234,44 +209,28 @@ def _record_deliveries(
         releases = {
             order_id: (control_id, attempts)
             for order_id, kind, control_id, attempts in rows
-            if kind == OutboxKind.RELEASE.value
+            if kind == OutboxKind.RELEASE
         }
         if not releases:
             continue
-        moved = session.execute(
-            update(Order)
-            .where(
-                col(Order.id).in_(list(releases)),
-                col(Order.status) == OrderStatus.RELEASED.value,
-            )
-            .values(
-                status=OrderStatus.DELIVERED.value,
-                delivered_at=now,
-                updated_at=now,
-                row_version=Order.row_version + 1,
-            )
-            .returning(col(Order.id))
-        ).all()
-        if moved:
-            session.execute(
-                insert(OrderEvent),
-                [
-                    {
-                        "order_id": order_id,
-                        "at": now,
-                        "actor": "system",
-                        "action": "delivered",
-                        "detail": {
-                            "before": {"status": OrderStatus.RELEASED.value},
-                            "after": {"status": OrderStatus.DELIVERED.value},
-                            "control_id": releases[order_id][0],
-                            "ack_code": ack_code,
-                            "attempts": releases[order_id][1],
-                        },
-                    }
-                    for (order_id,) in moved
-                ],
-            )
+        lifecycle.transition_many(
+            session,
+            list(releases),
+            OrderStatus.DELIVERED,
+            OrderEventKind.DELIVERED,
+            detail={
+                order_id: {
+                    "before": {"status": OrderStatus.RELEASED},
+                    "after": {"status": OrderStatus.DELIVERED},
+                    "control_id": control_id,
+                    "ack_code": ack_code,
+                    "attempts": attempts,
+                }
+                for order_id, (control_id, attempts) in releases.items()
+            },
+            values={"delivered_at": now},
+            now=now,
+        )
     return delivered
 
 
@@ -291,10 +250,10 @@ def record_outcomes(
     now = now or utcnow()
     with session_scope(engine) as session:
         delivered = _record_deliveries(
-            session, token, [o for o in outcomes if o.kind == "delivered"], now
+            session, token, [o for o in outcomes if o.kind is DeliveryOutcome.DELIVERED], now
         )
         for outcome in outcomes:
-            if outcome.kind == "delivered":
+            if outcome.kind is DeliveryOutcome.DELIVERED:
                 continue
             entry = session.get(OutboxEntry, outcome.entry_id, with_for_update=True)
             if entry is None or entry.claimed_by != token:
@@ -302,20 +261,20 @@ def record_outcomes(
             entry.claimed_by = None
             entry.claimed_until = None
             entry.updated_at = now
-            if outcome.kind == "skipped":
+            if outcome.kind is DeliveryOutcome.SKIPPED:
                 session.add(entry)
                 continue
             entry.attempts += 1
-            if outcome.kind == "refused":
-                entry.status = OutboxStatus.REFUSED.value
+            if outcome.kind is DeliveryOutcome.REFUSED:
+                entry.status = OutboxStatus.REFUSED
                 entry.ack_code = outcome.ack_code
                 entry.last_error = outcome.text or f"answered {outcome.ack_code}"
-                if entry.kind == OutboxKind.RELEASE.value:
+                if entry.kind == OutboxKind.RELEASE:
                     _order_refused(session, entry, outcome.text, now)
             else:
                 entry.last_error = outcome.text
                 if entry.attempts >= policy.max_attempts:
-                    entry.status = OutboxStatus.DEAD.value
+                    entry.status = OutboxStatus.DEAD
                     entry.dead_at = now
                     session.add(
                         Notification(
@@ -341,7 +300,7 @@ def resend_dead_letter(session: Session, entry_id: int, actor: str) -> OutboxEnt
     entry = session.get(OutboxEntry, entry_id)
     if entry is None:
         raise NotFoundError(f"no outbound message {entry_id}")
-    if entry.status != OutboxStatus.DEAD.value:
+    if entry.status != OutboxStatus.DEAD:
         raise WorkflowError(f"message {entry.control_id} is {entry.status}, not a dead letter")
     now = utcnow()
     audit.record(
@@ -350,22 +309,21 @@ def resend_dead_letter(session: Session, entry_id: int, actor: str) -> OutboxEnt
         "outbox.resend",
         order_id=entry.order_id,
         before={"status": entry.status, "attempts": entry.attempts, "error": entry.last_error},
-        after={"status": OutboxStatus.PENDING.value, "control_id": entry.control_id},
+        after={"status": OutboxStatus.PENDING, "control_id": entry.control_id},
     )
-    entry.status = OutboxStatus.PENDING.value
+    entry.status = OutboxStatus.PENDING
     entry.attempts = 0
     entry.next_attempt_at = now
     entry.dead_at = None
     entry.updated_at = now
     session.add(entry)
-    session.add(
-        OrderEvent(
-            order_id=entry.order_id,
-            at=now,
-            actor=actor,
-            action="resent",
-            detail={"control_id": entry.control_id, "last_error": entry.last_error},
-        )
+    lifecycle.record_event(
+        session,
+        entry.order_id,
+        "resent",
+        {"control_id": entry.control_id, "last_error": entry.last_error},
+        actor=actor,
+        now=now,
     )
     session.flush()
     return entry
@@ -376,7 +334,7 @@ def list_outbox(session: Session, status: str, limit: int = 500) -> list[OutboxE
     query = select(OutboxEntry)
     if status == "failing":
         query = query.where(
-            OutboxEntry.status == OutboxStatus.PENDING.value, col(OutboxEntry.attempts) > 0
+            OutboxEntry.status == OutboxStatus.PENDING, col(OutboxEntry.attempts) > 0
         )
     else:
         query = query.where(OutboxEntry.status == status)

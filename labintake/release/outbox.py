@@ -8,16 +8,17 @@ action calls it inside its own transaction. Orders the rules verified are releas
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from labintake import lifecycle
 from labintake.config import Settings
 from labintake.db import utcnow
 from labintake.errors import WorkflowError
+from labintake.hl7.ack import new_control_id
 from labintake.hl7.order_builder import (
     LisProfile,
     OutboundDiagnosis,
@@ -25,20 +26,12 @@ from labintake.hl7.order_builder import (
     OutboundTest,
     build_order_message,
 )
-from labintake.models.orders import Order, OrderDiagnosis, OrderEvent, OrderTest
+from labintake.lifecycle import OrderEventKind
+from labintake.models.orders import Order, OrderDiagnosis, OrderTest
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
 from labintake.queue.open_queries import ClosedBecause, close_open_queries
-from labintake.statuses import OrderStatus
+from labintake.statuses import SUPERSEDABLE, OrderStatus
 
-# Orders a person or the rules may release; anything else is refused with WorkflowError.
-RELEASABLE = frozenset(
-    {
-        OrderStatus.RECEIVED.value,
-        OrderStatus.VERIFIED.value,
-        OrderStatus.HELD.value,
-        OrderStatus.AWAITING_OFFICE.value,
-    }
-)
 LIS_DESTINATION = "lis"
 
 _profile = LisProfile()
@@ -68,11 +61,6 @@ def configure_release(settings: Settings) -> LisProfile:
 
 def active_profile() -> LisProfile:
     return _profile
-
-
-def new_control_id() -> str:
-    """A message control id that stays with the outbound message for all its retries."""
-    return "LI" + uuid.uuid4().hex[:18].upper()
 
 
 def sequence_key(order: Order) -> str:
@@ -150,6 +138,7 @@ def _record(
     profile: LisProfile,
     actor: str,
     now: datetime,
+    version_claimed: bool,
 ) -> OutboxEntry:
     """Outbox row, superseded older rows, order state and history: the caller commits."""
     assert order.id is not None
@@ -157,12 +146,10 @@ def _record(
         update(OutboxEntry)
         .where(
             col(OutboxEntry.order_id) == order.id,
-            col(OutboxEntry.kind) == OutboxKind.RELEASE.value,
-            col(OutboxEntry.status).in_(
-                [OutboxStatus.PENDING.value, OutboxStatus.DEAD.value, OutboxStatus.REFUSED.value]
-            ),
+            col(OutboxEntry.kind) == OutboxKind.RELEASE,
+            col(OutboxEntry.status).in_(SUPERSEDABLE),
         )
-        .values(status=OutboxStatus.SUPERSEDED.value, claimed_by=None, updated_at=now)
+        .values(status=OutboxStatus.SUPERSEDED, claimed_by=None, updated_at=now)
     )
     by_seq = {t.seq: t for t in outbound.tests}
     for test in tests:
@@ -172,7 +159,7 @@ def _record(
             session.add(test)
     entry = OutboxEntry(
         order_id=order.id,
-        kind=OutboxKind.RELEASE.value,
+        kind=OutboxKind.RELEASE,
         destination=LIS_DESTINATION,
         sequence_key=sequence_key(order),
         control_id=control_id,
@@ -184,27 +171,22 @@ def _record(
         next_attempt_at=now,
     )
     session.add(entry)
-    before = order.status
-    order.status = OrderStatus.RELEASED.value
-    order.released_at = now
-    order.delivered_at = None
-    order.updated_at = now
-    order.row_version += 1
-    session.add(order)
-    session.add(
-        OrderEvent(
-            order_id=order.id,
-            at=now,
-            actor=actor,
-            action="released",
-            detail={
-                "before": {"status": before},
-                "after": {"status": order.status},
-                "control_id": control_id,
-                "message_type": profile.message_type,
-                "modifiers": sorted({m for t in outbound.tests for m in t.modifiers}),
-            },
-        )
+    lifecycle.transition(
+        session,
+        order,
+        OrderStatus.RELEASED,
+        OrderEventKind.RELEASED,
+        actor=actor,
+        detail={
+            "before": {"status": order.status},
+            "after": {"status": OrderStatus.RELEASED},
+            "control_id": control_id,
+            "message_type": profile.message_type,
+            "modifiers": sorted({m for t in outbound.tests for m in t.modifiers}),
+        },
+        values={"released_at": now, "delivered_at": None},
+        version_claimed=version_claimed,
+        now=now,
     )
     session.flush()
     close_open_queries(session, [order.id], ClosedBecause.RELEASED, actor=actor, now=now)
@@ -218,12 +200,14 @@ def enqueue_release(
     modifiers: Iterable[str] = (),
     *,
     profile: LisProfile | None = None,
+    version_claimed: bool = False,
 ) -> OutboxEntry:
     """Set `order` released and write its outbound message to the outbox, in the caller's
     transaction. `modifiers` (e.g. ``("GA",)`` when an ABN is on file) are added to every
-    test. Raises WorkflowError when the order is not in a releasable state."""
-    if order.status not in RELEASABLE:
-        raise WorkflowError(f"an order in status {order.status!r} cannot be released")
+    test. Raises IllegalTransitionError (a WorkflowError) when the order is not in a
+    releasable state. `version_claimed`: the caller's action already took the order's
+    row_version in this transaction (`lifecycle.transition`)."""
+    lifecycle.check(order.status, OrderStatus.RELEASED, OrderEventKind.RELEASED, order.id)
     if order.id is None:
         session.flush()
     assert order.id is not None
@@ -234,7 +218,9 @@ def enqueue_release(
     outbound = outbound_order(order, tests, diagnoses_of[order.id], modifiers)
     control_id = new_control_id()
     message = build_order_message(outbound, profile, control_id, now)
-    return _record(session, order, outbound, tests, control_id, message, profile, actor, now)
+    return _record(
+        session, order, outbound, tests, control_id, message, profile, actor, now, version_claimed
+    )
 
 
 def parts_by_order(

@@ -14,16 +14,17 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from labintake import lifecycle
 from labintake.db import session_scope, utcnow
 from labintake.errors import ConfigurationError
+from labintake.hl7.ack import new_control_id
 from labintake.hl7.replies import ReplyFacts, build_reply
 from labintake.models.messages import InboundMessage
-from labintake.models.orders import Order, OrderEvent
+from labintake.models.orders import Order
 from labintake.models.release import OutboxEntry, OutboxKind
-from labintake.release.outbox import new_control_id
 from labintake.statuses import OrderStatus
 
-REPLY_CONTROL = {OrderStatus.REJECTED.value: "UA", OrderStatus.CANCELLED.value: "CR"}
+REPLY_CONTROL: dict[str, str] = {OrderStatus.REJECTED: "UA", OrderStatus.CANCELLED: "CR"}
 LOOKBACK = timedelta(days=7)
 
 
@@ -64,7 +65,7 @@ def enqueue_placer_replies(
         select(OutboxEntry.id)
         .where(
             col(OutboxEntry.order_id) == col(Order.id),
-            col(OutboxEntry.kind) == OutboxKind.REPLY.value,
+            col(OutboxEntry.kind) == OutboxKind.REPLY,
         )
         .exists()
     )
@@ -91,7 +92,7 @@ def enqueue_placer_replies(
             session.add(
                 OutboxEntry(
                     order_id=order.id,
-                    kind=OutboxKind.REPLY.value,
+                    kind=OutboxKind.REPLY,
                     destination=message.interface,
                     sequence_key=f"reply:{order.id}",
                     control_id=control_id,
@@ -102,13 +103,12 @@ def enqueue_placer_replies(
                     next_attempt_at=now,
                 )
             )
-            session.add(
-                OrderEvent(
-                    order_id=order.id,
-                    at=now,
-                    action="placer_reply_queued",
-                    detail={"control_id": control_id, "order_control": facts.order_control},
-                )
+            lifecycle.record_event(
+                session,
+                order.id,
+                "placer_reply_queued",
+                {"control_id": control_id, "order_control": facts.order_control},
+                now=now,
             )
             queued += 1
     return queued
@@ -117,8 +117,6 @@ def enqueue_placer_replies(
 def reply_destinations(session: Session) -> list[str]:
     """Interfaces that have replies waiting (for starting their senders)."""
     rows = session.exec(
-        select(OutboxEntry.destination)
-        .where(col(OutboxEntry.kind) == OutboxKind.REPLY.value)
-        .distinct()
+        select(OutboxEntry.destination).where(col(OutboxEntry.kind) == OutboxKind.REPLY).distinct()
     ).all()
     return [str(r) for r in rows]

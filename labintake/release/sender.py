@@ -43,6 +43,7 @@ from labintake.release.delivery import (
     record_outcomes,
     release_claims,
 )
+from labintake.statuses import DeliveryOutcome
 
 log = logging.getLogger(__name__)
 
@@ -147,17 +148,21 @@ class Sender:
                 log.warning("delivery of %s failed: %s", entry.control_id, exc)
                 rest = [e.id for e in entries[index + 1 :]]
                 if exc.unreachable:
-                    pending.extend(Outcome(i, "retry", text=str(exc)) for i in [entry.id, *rest])
+                    pending.extend(
+                        Outcome(i, DeliveryOutcome.RETRY, text=str(exc)) for i in [entry.id, *rest]
+                    )
                 else:
-                    pending.append(Outcome(entry.id, "retry", text=str(exc)))
+                    pending.append(Outcome(entry.id, DeliveryOutcome.RETRY, text=str(exc)))
                     untried = rest
                 break
             if reply.accepted:
-                pending.append(Outcome(entry.id, "delivered", ack_code=reply.code))
+                pending.append(Outcome(entry.id, DeliveryOutcome.DELIVERED, ack_code=reply.code))
             elif reply.code in REFUSED:
-                pending.append(Outcome(entry.id, "refused", reply.code, reply.text))
+                pending.append(Outcome(entry.id, DeliveryOutcome.REFUSED, reply.code, reply.text))
             else:
-                pending.append(Outcome(entry.id, "retry", text=f"unknown ACK code {reply.code}"))
+                pending.append(
+                    Outcome(entry.id, DeliveryOutcome.RETRY, text=f"unknown ACK code {reply.code}")
+                )
             if self.after_exchange is not None:
                 self.after_exchange(index)
             if len(pending) >= self.options.commit_every:

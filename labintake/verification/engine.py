@@ -4,8 +4,9 @@ Pure: values in, values out. The rules run in a fixed order (tests, diagnoses, p
 necessity, history, bundling); later rules use what earlier ones found (the valid diagnoses,
 the catalog entry of each test). The order groups of one message are one requisition and are
 verified together (`verify_message`); `verify` is the one-order case. An order with no hold
-finding is verified; any hold makes it held. Every result records the code-table versions and
-the rules version that produced it.
+finding is verified; any hold not overridden by a coder makes it held: this verdict is the
+only one (`labintake.lifecycle.after_verification` says where it takes the stored order).
+Every result records the code-table versions and the rules version that produced it.
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ def _result(ctx: RuleContext) -> VerificationResult:
     findings = ctx.findings
     if len(findings) > 1:
         findings.sort(key=lambda f: _SEVERITY_ORDER[f.severity])
-    held = any(f.severity is Severity.HOLD for f in findings)
+    held = any(f.is_hold and f.key not in order.overridden for f in findings)
     resolved = tuple(
         ResolvedTest(
             seq=test.seq,

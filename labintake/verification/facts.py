@@ -69,6 +69,9 @@ class OrderFacts:
     interface_codes: Mapping[str, str] = field(default_factory=lambda: _NO_CODES)
     signature_on_file: bool | None = None  # None: the sender says nothing
     placer_order_number: str = ""
+    # Findings a coder released over with a written reason, by key (code, location, subject):
+    # raised again, they keep their override and do not hold the order.
+    overridden: frozenset[tuple[str, str, str]] = frozenset()
 
     def all_payers(self) -> tuple[PayerFacts, ...]:
         """Primary first, then the others; just `payer` when the list was not given."""

@@ -40,7 +40,7 @@ class Finding:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return (self.code.value, self.location, self.subject)
+        return (self.code, self.location, self.subject)
 
     @property
     def is_hold(self) -> bool:
@@ -74,4 +74,4 @@ class VerificationResult:
         return tuple(f for f in self.findings if f.severity is Severity.HOLD)
 
     def codes(self) -> list[str]:
-        return [f.code.value for f in self.findings]
+        return [f.code for f in self.findings]

@@ -20,8 +20,9 @@ from __future__ import annotations
 from labintake.verification.facts import TestFacts
 
 NECESSITY_MODIFIERS = ("GA", "GZ")
-EXCLUSION_MODIFIERS = ("GY", "GX")
-LIABILITY_MODIFIERS = frozenset(NECESSITY_MODIFIERS + EXCLUSION_MODIFIERS)
+EXCLUSION_MODIFIERS = ("GX", "GY")
+# Every liability modifier, in the order a coder is offered them when releasing over a hold.
+ABN_MODIFIERS = NECESSITY_MODIFIERS + EXCLUSION_MODIFIERS
 
 ABN_ADVICE = (
     " If the record documents no other reason, ask whether the patient signed an Advance "
@@ -42,7 +43,7 @@ def decided(test: TestFacts, modifiers: tuple[str, ...]) -> str | None:
 
 def wrong_kind(test: TestFacts, modifiers: tuple[str, ...]) -> str | None:
     """A liability modifier of the other kind (GY on a necessity denial, GA on an exclusion)."""
-    others = LIABILITY_MODIFIERS.difference(modifiers)
+    others = [m for m in ABN_MODIFIERS if m not in modifiers]
     return next((m for m in test.modifiers if m in others), None)
 
 

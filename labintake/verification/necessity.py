@@ -32,15 +32,13 @@ from labintake.verification.findings import (
     NECESSITY_UNVERIFIED,
 )
 from labintake.verification.matching import code_in
-from labintake.verification.modifiers import LIABILITY_MODIFIERS, advice
+from labintake.verification.modifiers import ABN_MODIFIERS, advice
 from labintake.verification.screening import (
     check_screening_codes,
     code_without_reason,
     eligibility_problem,
     outside_eligibility,
 )
-
-ABN_MODIFIERS = LIABILITY_MODIFIERS
 
 
 def abn_decided(test: TestFacts) -> str | None:

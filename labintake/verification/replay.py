@@ -23,15 +23,17 @@ from sqlalchemy import and_, func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from labintake import lifecycle
 from labintake.codes.tables import CodeTables
 from labintake.interfaces import InterfaceRegistry
+from labintake.lifecycle import OrderEventKind
 from labintake.models import Order, Verification
-from labintake.statuses import FindingCode, OrderStatus
+from labintake.statuses import REVERIFIABLE, FindingCode, FindingState
 from labintake.verification.findings import VerificationResult
 from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
-from labintake.verification.service import REVERIFIABLE, verify_stored
-from labintake.verification.stored import NOT_HISTORY, StoredOrder, load_orders
-from labintake.verification.writer import new_status, write_results
+from labintake.verification.service import verify_stored
+from labintake.verification.stored import NOT_HISTORY, StoredOrder, finding_key, load_orders
+from labintake.verification.writer import write_results
 
 if TYPE_CHECKING:
     from labintake.config import Settings
@@ -166,10 +168,7 @@ def replay(
                 assert not isinstance(result, str)
                 report.checked += 1
                 order = item.order
-                current = {
-                    (f.code, f.location, str((f.reference or {}).get("subject", ""))): f
-                    for f in item.findings
-                }
+                current = {finding_key(f): f for f in item.findings}
                 raised = {f.key: f for f in result.findings}
                 if any(f.code is FindingCode.CODE_TABLES_OUT_OF_DATE for f in result.findings):
                     report.out_of_date += 1
@@ -177,14 +176,14 @@ def replay(
                 removed = [
                     _label(k[0], k[1])
                     for k, row in current.items()
-                    if k not in raised and row.state == "open"
-                ]
-                pairs = [
-                    (current[k].state if k in current else "open", f.severity.value)
-                    for k, f in raised.items()
+                    if k not in raised and row.state == FindingState.OPEN
                 ]
                 changeable = order.status in REVERIFIABLE
-                after = new_status(order.status, pairs) if changeable else order.status
+                after = (
+                    lifecycle.after_verification(order.status, result.status)
+                    if changeable
+                    else order.status
+                )
                 if not added and not removed and after == order.status:
                     continue
                 change = ReplayChange(
@@ -199,14 +198,18 @@ def replay(
                     versions_before=before.get(item.id, {}),
                 )
                 if not changeable:
-                    would = new_status(OrderStatus.HELD.value, pairs)
-                    change.note = f"already {order.status}; would now be {would}; not changed"
+                    change.note = (
+                        f"already {order.status}; would now be {result.status}; not changed"
+                    )
                 elif apply:
                     to_write.append((item, result, order.status))
                     pending[item.id] = change
                 report.changes.append(change)
             if apply and to_write:
-                written = {o.order_id for o in write_results(session, to_write, actor, "replayed")}
+                written = {
+                    o.order_id
+                    for o in write_results(session, to_write, actor, OrderEventKind.REPLAYED)
+                }
                 session.commit()
                 for order_id, change in pending.items():
                     change.applied = order_id in written

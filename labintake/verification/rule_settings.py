@@ -212,7 +212,7 @@ def _check_choices(choices: Mapping[FindingCode, Choice], where: str = "rules") 
     for code, choice in choices.items():
         if code in SOFT_ONLY and choice is Severity.HOLD:
             raise ConfigurationError(
-                f"{where}: {code.value} can only be warn, info or off (never a hold)"
+                f"{where}: {code} can only be warn, info or off (never a hold)"
             )
 
 

@@ -19,16 +19,16 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from labintake import lifecycle
 from labintake.codes.tables import CodeTables
-from labintake.db import utcnow
 from labintake.errors import ConcurrentChangeError, WorkflowError
 from labintake.interfaces import InterfaceRegistry
-from labintake.models import Order, OrderEvent
-from labintake.statuses import OrderStatus
+from labintake.lifecycle import OrderEventKind
+from labintake.models import Order
+from labintake.statuses import REVERIFIABLE, OrderStatus
 from labintake.verification.engine import verify_message
 from labintake.verification.findings import VerificationResult
 from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
@@ -47,16 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "verifier"
-# Statuses in which an order may be verified again (after a correction, or by a replay).
-REVERIFIABLE = frozenset(
-    {
-        OrderStatus.RECEIVED.value,
-        OrderStatus.VERIFIED.value,
-        OrderStatus.HELD.value,
-        OrderStatus.AWAITING_OFFICE.value,
-    }
-)
 _WRITE_CHUNK = 100
+_REASON_LIMIT = 2000  # of a failure's text kept in the order's error and its event
 
 
 def verify_stored(
@@ -115,7 +107,7 @@ def _interface_codes(registry: InterfaceRegistry | None) -> dict[str, Mapping[st
 def _pending(limit: int) -> Any:
     return (
         select(Order)
-        .where(col(Order.status) == OrderStatus.RECEIVED.value)
+        .where(col(Order.status) == OrderStatus.RECEIVED)
         .order_by(col(Order.id))
         .limit(limit)
     )
@@ -129,7 +121,7 @@ def _pending_siblings(orders: Sequence[Order]) -> Any:
         select(Order)
         .where(
             col(Order.message_id).in_(sorted({o.message_id for o in orders})),
-            col(Order.status) == OrderStatus.RECEIVED.value,
+            col(Order.status) == OrderStatus.RECEIVED,
             col(Order.id).not_in(ids),
         )
         .order_by(col(Order.id))
@@ -188,8 +180,8 @@ def _write_all(
         if isinstance(result, str):
             done += _mark_failed(session, item, result, actor)
         else:
-            batch.append((item, result, OrderStatus.RECEIVED.value))
-    outcomes = write_results(session, batch, actor, "verified")
+            batch.append((item, result, OrderStatus.RECEIVED))
+    outcomes = write_results(session, batch, actor, OrderEventKind.VERIFIED)
     if len(outcomes) < len(batch):
         log.info("%d order(s) changed while being verified", len(batch) - len(outcomes))
     return done + len(outcomes)
@@ -197,30 +189,18 @@ def _write_all(
 
 def _mark_failed(session: Session, stored: StoredOrder, reason: str, actor: str) -> int:
     """Status `error` with the reason (listed, reprocessable), instead of retrying forever."""
-    now = utcnow()
-    claimed = session.execute(
-        update(Order)
-        .where(col(Order.id) == stored.id, col(Order.status) == OrderStatus.RECEIVED.value)
-        .values(
-            status=OrderStatus.ERROR.value,
-            error=reason[:2000],
-            row_version=col(Order.row_version) + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session="fetch")
+    reason = reason[:_REASON_LIMIT]
+    moved = lifecycle.transition_many(
+        session,
+        [stored.id],
+        OrderStatus.ERROR,
+        OrderEventKind.VERIFICATION_FAILED,
+        actor=actor,
+        detail={"status_before": OrderStatus.RECEIVED, "reason": reason},
+        sources=[OrderStatus.RECEIVED],
+        values={"error": reason},
     )
-    if getattr(claimed, "rowcount", 1) != 1:
-        return 0
-    session.add(
-        OrderEvent(
-            order_id=stored.id,
-            at=now,
-            actor=actor,
-            action="verification_failed",
-            detail={"status_before": OrderStatus.RECEIVED.value, "reason": reason[:2000]},
-        )
-    )
-    return 1
+    return len(moved)
 
 
 def verify_order(
@@ -231,7 +211,7 @@ def verify_order(
     *,
     registry: InterfaceRegistry | None = None,
     rules: RuleSettings = DEFAULT_RULES,
-    action: str = "re_verified",
+    action: OrderEventKind = OrderEventKind.RE_VERIFIED,
 ) -> VerificationResult:
     """Verify one stored order again in the caller's transaction (after a coder's correction).
 

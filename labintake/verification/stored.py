@@ -26,7 +26,12 @@ from labintake.codes.icd10 import normalize_icd10
 from labintake.codes.tables import CodeTables
 from labintake.models import Finding as FindingRow
 from labintake.models import Order, OrderDiagnosis, OrderEvent, OrderTest
-from labintake.statuses import OrderStatus
+from labintake.statuses import (
+    LIVE_FINDING_STATES,
+    QUEUE_STATUSES,
+    FindingState,
+    OrderStatus,
+)
 from labintake.verification.beneficiary import stored_patient_key
 from labintake.verification.facts import (
     DiagnosisFacts,
@@ -38,12 +43,7 @@ from labintake.verification.facts import (
 )
 
 TEST_CORRECTED = "test_code_corrected"  # the clarification queue's event for a test correction
-NOT_HISTORY = (OrderStatus.CANCELLED.value, OrderStatus.REJECTED.value, OrderStatus.ERROR.value)
-# orders held for a coder or the office may still be rejected: their tests do not count toward
-# frequency limits until released. Received orders count (they are verified in the same batch,
-# before their own status changes), as do verified, released and delivered ones.
-HELD_BACK = frozenset({OrderStatus.HELD.value, OrderStatus.AWAITING_OFFICE.value})
-LIVE_STATES = ("open", "overridden")
+NOT_HISTORY = (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.ERROR)
 MIN_WINDOW_DAYS = 366
 LIFETIME_DAYS = 366 * 30  # "once in a lifetime" with no start date given
 _CHUNK = 500
@@ -96,7 +96,10 @@ def load_orders(session: Session, orders: Sequence[Order]) -> list[StoredOrder]:
             stored[dx.order_id].diagnoses.append(dx)
         for finding in session.exec(
             select(FindingRow)
-            .where(col(FindingRow.order_id).in_(chunk), col(FindingRow.state).in_(LIVE_STATES))
+            .where(
+                col(FindingRow.order_id).in_(chunk),
+                col(FindingRow.state).in_(LIVE_FINDING_STATES),
+            )
             .order_by(col(FindingRow.id))
         ):
             stored[finding.order_id].findings.append(finding)
@@ -196,7 +199,15 @@ def facts_of(stored: StoredOrder, extra_codes: dict[str, str] | None = None) -> 
         interface_codes=codes,
         signature_on_file=signature if isinstance(signature, bool) else None,
         placer_order_number=order.placer_order_number,
+        overridden=frozenset(
+            finding_key(row) for row in stored.findings if row.state == FindingState.OVERRIDDEN
+        ),
     )
+
+
+def finding_key(row: FindingRow) -> tuple[str, str, str]:
+    """A stored finding's key, as `Finding.key` names a raised one (code, location, subject)."""
+    return (row.code, row.location, str((row.reference or {}).get("subject", "")))
 
 
 def _payers(details: dict[str, Any]) -> tuple[PayerFacts, ...]:
@@ -299,7 +310,11 @@ def load_histories(
             )
         )
         for order_id, key, dos, placer, message_id, status in rows:
-            others[order_id] = (key, dos, placer, status not in HELD_BACK)
+            # orders held for a coder or the office may still be rejected: their tests do not
+            # count toward frequency limits until released. Received orders count (they are
+            # verified in the same batch, before their own status changes), as do verified,
+            # released and delivered ones.
+            others[order_id] = (key, dos, placer, status not in QUEUE_STATUSES)
             message_of[order_id] = message_id
     if not others:
         return histories

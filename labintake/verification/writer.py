@@ -1,11 +1,12 @@
 """Storing verifications: a batch of results in a handful of statements.
 
-For each order whose status is still the one it was verified in (the status update is the
-claim, made with one UPDATE ... RETURNING for the batch): a `Verification` row, its findings
-reconciled with the order's live ones (raised again: updated in place and linked to the new
-verification, an override kept; no longer raised: `resolved`; new: inserted `open`), the
-resolved codes of each test, and an `OrderEvent` with what changed. Orders someone else
-changed meanwhile get nothing written.
+For each order whose status is still the one it was verified in (the status change is the
+claim: `lifecycle.transition_many`, one UPDATE ... RETURNING for the batch, to where the
+engine's verdict takes it): a `Verification` row, its findings reconciled with the order's
+live ones (raised again: updated in place and linked to the new verification, an override
+kept; no longer raised: `resolved`; new: inserted `open`), the resolved codes of each test,
+and an `OrderEvent` with what changed. Orders someone else changed meanwhile get nothing
+written.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.sql.schema import Table
 from sqlmodel import Session
 
+from labintake import lifecycle
 from labintake.db import utcnow
+from labintake.lifecycle import OrderEventKind
 from labintake.models import Finding as FindingRow
-from labintake.models import Order, OrderEvent, OrderTest, Verification
-from labintake.statuses import OrderStatus, Severity
+from labintake.models import OrderTest, Verification
+from labintake.statuses import FindingState, OrderStatus
 from labintake.verification.findings import Finding, VerificationResult
-from labintake.verification.stored import StoredOrder
+from labintake.verification.stored import StoredOrder, finding_key
 
 
 def _table(model: Any) -> Table:
@@ -31,11 +34,9 @@ def _table(model: Any) -> Table:
     return table
 
 
-ORDERS = _table(Order)
 VERIFICATIONS = _table(Verification)
 FINDINGS = _table(FindingRow)
 TESTS = _table(OrderTest)
-EVENTS = _table(OrderEvent)
 
 
 @dataclass(slots=True)
@@ -54,8 +55,8 @@ class Outcome:
 class _Plan:
     stored: StoredOrder
     result: VerificationResult
-    expected_status: str
-    status: str
+    expected_status: OrderStatus
+    status: OrderStatus
     pairs: list[tuple[Finding, FindingRow | None]]
     resolved: list[FindingRow]
 
@@ -64,27 +65,8 @@ def _label(code: str, location: str) -> str:
     return f"{code}@{location}"
 
 
-def finding_key(row: FindingRow) -> tuple[str, str, str]:
-    return (row.code, row.location, str((row.reference or {}).get("subject", "")))
-
-
 def _reference(finding: Finding) -> dict[str, Any]:
     return {**finding.reference, "subject": finding.subject}
-
-
-def new_status(current: str, findings: Sequence[tuple[str, str]]) -> str:
-    """Held while an open hold remains (an order awaiting the office keeps waiting).
-
-    `findings` are the (state, severity) pairs of the findings raised by this verification.
-    """
-    open_hold = any(
-        state == "open" and severity == Severity.HOLD.value for state, severity in findings
-    )
-    if not open_hold:
-        return OrderStatus.VERIFIED.value
-    if current == OrderStatus.AWAITING_OFFICE.value:
-        return current
-    return OrderStatus.HELD.value
 
 
 def _plan(stored: StoredOrder, result: VerificationResult, expected_status: str) -> _Plan:
@@ -95,52 +77,57 @@ def _plan(stored: StoredOrder, result: VerificationResult, expected_status: str)
         if finding.key not in raised:
             raised.add(finding.key)
             pairs.append((finding, existing.get(finding.key)))
-    status = new_status(
-        expected_status,
-        [(row.state if row is not None else "open", f.severity.value) for f, row in pairs],
-    )
-    resolved = [row for key, row in existing.items() if key not in raised and row.state == "open"]
-    return _Plan(stored, result, expected_status, status, pairs, resolved)
-
-
-def _claim(session: Session, plans: list[_Plan], now: Any) -> set[int]:
-    claimed: set[int] = set()
-    by_expected: dict[str, list[_Plan]] = {}
-    for plan in plans:
-        by_expected.setdefault(plan.expected_status, []).append(plan)
-    for expected, group in by_expected.items():
-        statuses = {plan.stored.id: plan.status for plan in group}
-        statement = (
-            update(ORDERS)
-            .where(ORDERS.c.id.in_(sorted(statuses)), ORDERS.c.status == expected)
-            .values(
-                status=case(statuses, value=ORDERS.c.id),
-                row_version=ORDERS.c.row_version + 1,
-                updated_at=now,
-                verified_at=now,
-            )
-            .returning(ORDERS.c.id)
-        )
-        claimed.update(session.execute(statement).scalars())
-    return claimed
+    resolved = [
+        row for key, row in existing.items() if key not in raised and row.state == FindingState.OPEN
+    ]
+    expected = OrderStatus(expected_status)
+    status = lifecycle.after_verification(expected, result.status)
+    return _Plan(stored, result, expected, status, pairs, resolved)
 
 
 def write_results(
     session: Session,
     batch: Sequence[tuple[StoredOrder, VerificationResult, str]],
     actor: str,
-    action: str,
+    action: OrderEventKind,
 ) -> list[Outcome]:
     """Store (stored order, result, status it was verified in) triples; the outcomes of the
     orders written (those whose status changed meanwhile are left out)."""
-    if not batch:
-        return []
     now = utcnow()
-    plans = [_plan(stored, result, expected) for stored, result, expected in batch]
-    claimed = _claim(session, plans, now)
-    plans = [plan for plan in plans if plan.stored.id in claimed]
+    by_expected: dict[OrderStatus, list[_Plan]] = {}
+    for stored, result, expected in batch:
+        plan = _plan(stored, result, expected)
+        by_expected.setdefault(plan.expected_status, []).append(plan)
+    outcomes: list[Outcome] = []
+    for expected, plans in by_expected.items():
+        by_id = {plan.stored.id: plan for plan in plans}
+
+        def write(moved: Sequence[int], by_id: dict[int, _Plan] = by_id) -> dict[int, Any]:
+            written = _write(session, [by_id[i] for i in moved], now)
+            outcomes.extend(outcome for outcome, _ in written.values())
+            return {i: detail for i, (_, detail) in written.items()}
+
+        lifecycle.transition_many(
+            session,
+            list(by_id),
+            {i: plan.status for i, plan in by_id.items()},
+            action,
+            actor=actor,
+            detail=write,
+            sources=[expected],
+            values={"verified_at": now},
+            now=now,
+        )
+    return outcomes
+
+
+def _write(
+    session: Session, plans: list[_Plan], now: Any
+) -> dict[int, tuple[Outcome, dict[str, Any]]]:
+    """The rows of the orders claimed: verifications, findings, tests; each order's outcome
+    and its event's detail."""
     if not plans:
-        return []
+        return {}
     ids = session.execute(
         insert(VERIFICATIONS).returning(
             VERIFICATIONS.c.id, VERIFICATIONS.c.order_id, sort_by_parameter_order=True
@@ -151,7 +138,7 @@ def write_results(
                 "at": now,
                 "table_versions": dict(plan.result.table_versions),
                 "rules_version": plan.result.rules_version,
-                "outcome": plan.result.status.value,
+                "outcome": plan.result.status,
             }
             for plan in plans
         ],
@@ -161,8 +148,7 @@ def write_results(
     kept_rows: list[dict[str, Any]] = []
     resolved_ids: list[int] = []
     test_rows: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    outcomes: list[Outcome] = []
+    written: dict[int, tuple[Outcome, dict[str, Any]]] = {}
     for plan in plans:
         order_id = plan.stored.id
         vid = verification_of[order_id]
@@ -170,21 +156,21 @@ def write_results(
         for finding, row in plan.pairs:
             values = {
                 "verification_id": vid,
-                "severity": finding.severity.value,
+                "severity": finding.severity,
                 "message": finding.message,
                 "clarify": finding.clarify,
                 "test_seq": finding.test_seq,
                 "reference": _reference(finding),
             }
-            label = _label(finding.code.value, finding.location)
+            label = _label(finding.code, finding.location)
             if row is None:
                 new_rows.append(
                     {
                         **values,
                         "order_id": order_id,
-                        "code": finding.code.value,
+                        "code": finding.code,
                         "location": finding.location,
-                        "state": "open",
+                        "state": FindingState.OPEN,
                         "override_reason": None,
                     }
                 )
@@ -213,16 +199,7 @@ def write_results(
                         "b_cpt": codes[2],
                     }
                 )
-        events.append(
-            {
-                "order_id": order_id,
-                "at": now,
-                "actor": actor,
-                "action": action,
-                "detail": _event_detail(outcome, plan.result, vid),
-            }
-        )
-        outcomes.append(outcome)
+        written[order_id] = (outcome, _event_detail(outcome, plan.result, vid))
     if new_rows:
         session.execute(insert(FINDINGS), new_rows)
     if kept_rows:
@@ -241,7 +218,9 @@ def write_results(
         )
     if resolved_ids:
         session.execute(
-            update(FINDINGS).where(FINDINGS.c.id.in_(resolved_ids)).values(state="resolved")
+            update(FINDINGS)
+            .where(FINDINGS.c.id.in_(resolved_ids))
+            .values(state=FindingState.RESOLVED)
         )
     if test_rows:
         session.execute(
@@ -254,8 +233,7 @@ def write_results(
             ),
             test_rows,
         )
-    session.execute(insert(EVENTS), events)
-    return outcomes
+    return written
 
 
 def _event_detail(outcome: Outcome, result: VerificationResult, vid: int) -> dict[str, Any]:

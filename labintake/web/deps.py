@@ -161,11 +161,11 @@ def require_role(role: Role) -> Callable[..., User]:
 
     def dependency(principal: CurrentPrincipal) -> User:
         if not principal.role.allows(role):
-            raise PermissionDeniedError(f"this needs the {role.value} role")
+            raise PermissionDeniedError(f"this needs the {role} role")
         return principal.user
 
     dependency.required_role = role  # type: ignore[attr-defined]  # read by the route tests
-    dependency.__name__ = f"require_{role.value}"
+    dependency.__name__ = f"require_{role}"
     return dependency
 
 

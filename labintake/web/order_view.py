@@ -7,8 +7,7 @@ from labintake.finding_labels import finding_label
 from labintake.models.orders import OrderEvent
 from labintake.queue.detail import OrderDetail
 from labintake.queue.history import describe
-from labintake.queue.listing import QUEUE_STATUSES
-from labintake.statuses import OrderStatus
+from labintake.statuses import QUEUE_STATUSES, FindingState, OrderStatus
 
 # Findings a diagnosis correction settles (the correction form offers the failing code).
 DIAGNOSIS_HOLDS = ("DX_INVALID", "DX_NOT_BILLABLE", "DX_NOT_EFFECTIVE", "DX_EXCLUDES1")
@@ -18,7 +17,7 @@ def failing_diagnoses(detail: OrderDetail) -> dict[str, list[str]]:
     """Field location of a diagnosis -> what its open findings say, in words."""
     failing: dict[str, list[str]] = {}
     for finding in detail.findings:
-        if finding.state == "open" and finding.location:
+        if finding.state == FindingState.OPEN and finding.location:
             failing.setdefault(finding.location, []).append(finding_label(finding.code))
     return failing
 
@@ -40,7 +39,7 @@ def next_step(detail: OrderDetail) -> str:
     - "release": no hold is left (or only verified): the Release button;
     - "": nothing to do here (released, rejected...)."""
     status = detail.order.status
-    if status == OrderStatus.VERIFIED.value:
+    if status == OrderStatus.VERIFIED:
         return "release"
     if status not in QUEUE_STATUSES:
         return ""

@@ -123,7 +123,7 @@ def order_page(
             "next_step": "" if stale else next_step(detail),
             "holder": holder,
             "take_over_question": holder.question(coder_zone(request)) if holder else "",
-            "channels": [c.value for c in ContactChannel],
+            "channels": [str(c) for c in ContactChannel],
             "outcomes": OUTCOME_LABELS,
             "abn_modifiers": ABN_MODIFIERS,
             "reject_reasons": settings.reject_reasons,

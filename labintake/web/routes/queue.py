@@ -97,9 +97,9 @@ def _sort_links(params: Mapping[str, str], current: QueueSort) -> dict[str, dict
     for column, (up, down) in SORTABLE.items():
         state = "none"
         target = up
-        if current.value == up:
+        if current == up:
             state, target = "ascending", down
-        elif current.value == down:
+        elif current == down:
             state, target = "descending", up
         links[column] = {
             "href": "/queue?" + urlencode({**kept, "apply": "1", "sort": target}),
@@ -116,7 +116,7 @@ def parse_filters(
         raise WorkflowError("age must be a whole number of days (at most 9999)")
     due = params.get("due", "")
     priority = params.get("priority", "")
-    sort = params.get("sort", "") or QueueSort.URGENT.value
+    sort = params.get("sort", "") or QueueSort.URGENT
     assignee = params.get("assignee", "").strip()
     try:
         filters = QueueFilter(
@@ -186,7 +186,7 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         "released_meanwhile": released_note(session, params.get("order", ""))
         if params.get("done") == ALREADY_RELEASED
         else None,
-        "reasons": [c.value for c in FindingCode],
+        "reasons": [str(c) for c in FindingCode],
         "mine_selected": params.get("assignee") == "mine",
         "more_url": more_url,
         "counts_url": "/queue/counts?"
