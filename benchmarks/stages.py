@@ -16,6 +16,8 @@ that stage (which inflates its times).
 In the same run it measures python-hl7's in-memory parse and ACK (`hl7.parse` plus
 `create_ack`, the work of the listener peer in benchmarks/peers) on the same messages and
 prints each stage's CPU per order as a multiple of it, so runs on a loaded machine compare.
+Before the stages it settles the garbage collector as the worker processes do
+(`labintake.heap.settle`); `--no-settle` leaves it as Python starts it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from sqlmodel import SQLModel
 
 import labintake.models
 from benchmarks.messages import SENDING_APPLICATION, SENDING_FACILITY, synthetic_orders
+from labintake import heap
 from labintake.config import Settings
 from labintake.db import make_engine, migrate, utcnow
 from labintake.interfaces import load_interfaces
@@ -116,7 +119,9 @@ def timed(name: str, run: Callable[[], int], profile: bool) -> StageTime:
     return stage
 
 
-def run_stages(url: str, count: int, profile: str) -> tuple[list[StageTime], float, int]:
+def run_stages(
+    url: str, count: int, profile: str, settle: bool = True
+) -> tuple[list[StageTime], float, int]:
     migrate(url)
     engine = make_engine(url)
     try:
@@ -131,6 +136,8 @@ def run_stages(url: str, count: int, profile: str) -> tuple[list[StageTime], flo
         registry = load_interfaces(settings.interfaces_dir)
         verify = pending_verifier(settings, engine, registry)
         verify(1)  # loads the code tables outside the measured time
+        if settle:
+            heap.settle()  # as the worker processes do once started
         stages = [
             timed(
                 "reading",
@@ -159,13 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--profile", choices=STAGES, default="")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--no-settle",
+        action="store_true",
+        help="leave the garbage collector as Python starts it (no labintake.heap.settle)",
+    )
     args = parser.parse_args(argv)
 
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'stages.sqlite3'}"
-        stages, peer, orders = run_stages(url, args.count, args.profile)
+        stages, peer, orders = run_stages(url, args.count, args.profile, not args.no_settle)
 
     per = max(orders, 1)
     peer_ms = peer * 1000
