@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 
+from labintake import heap
 from labintake.config import Settings
 from labintake.errors import ConfigurationError
 
@@ -325,6 +326,7 @@ def register_workers(
         attempts=settings.read_attempts,
     )
     workers.register("isolated-reader", isolated.read_next)
+    heap.settle()  # what the workers keep is loaded: out of the collector's way
     return [release, isolated, batch_sandbox]
 
 

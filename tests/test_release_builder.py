@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from labintake.errors import ConfigurationError
 from labintake.hl7.escapes import EncodingCharacters, unescape
+from labintake.hl7.escaping import ESCAPES, ESCAPES_27
 from labintake.hl7.layout import message_layout
 from labintake.hl7.order_builder import (
     LisProfile,
@@ -182,6 +183,20 @@ def test_escaping_uses_the_five_delimiter_escapes_and_keeps_utf8_text() -> None:
     assert esc("line\rnext\n") == "line\\X0D\\next\\X0A\\"
     for original in ["a|b^c~d\\e&f", "Zoë", "two\rlines", "tab\there", "\\X41\\"]:
         assert unescape(esc(original), EncodingCharacters()) == original
+
+
+@given(st.text(max_size=12))
+def test_the_fast_path_of_esc_matches_the_full_translation(value: str) -> None:
+    for table in (ESCAPES, ESCAPES_27):
+        expected = value.translate(table) if value and not value.isspace() else ""
+        assert esc(value, table) == expected
+
+
+def test_the_fast_path_of_esc_knows_every_character_its_table_escapes() -> None:
+    for table in (ESCAPES, ESCAPES_27):
+        for code in range(0x250):
+            char = chr(code)
+            assert (esc("a" + char, table) != "a" + char) == (code in table), hex(code)
 
 
 def test_truncation_character_is_escaped_from_v27_only() -> None:

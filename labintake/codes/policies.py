@@ -22,8 +22,11 @@ if TYPE_CHECKING:
 PROCEDURE_CODE = re.compile(r"^([0-9]{4}[0-9FTU]|[A-Z][0-9]{4})$")
 
 
+_BLANKS_AND_DOTS = re.compile(r"[\s.]+")
+
+
 def _bare(code: str) -> str:
-    return re.sub(r"[\s.]+", "", code).upper()
+    return _BLANKS_AND_DOTS.sub("", code).upper()
 
 
 class CodeSet:

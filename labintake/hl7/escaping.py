@@ -9,6 +9,8 @@ writes non-ASCII as single hex bytes, so neither library's escaper fits a UTF-8 
 
 from __future__ import annotations
 
+import re
+
 from labintake.hl7.versions import version_tuple
 
 __all__ = ["ESCAPES", "ESCAPES_27", "components", "esc", "escapes_for", "version_tuple"]
@@ -21,6 +23,12 @@ ESCAPES.update({ord("&"): "\\T\\", ord("~"): "\\R\\"})
 ESCAPES_27 = {**ESCAPES, ord("#"): "\\P\\"}
 
 
+# Whether a value holds any character of a table: one regex scan, so the usual value (plain
+# letters and digits) skips `str.translate`'s per-character table look-ups.
+_NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\|^&~]")
+_NEEDS_ESCAPE_27 = re.compile(r"[\x00-\x1f\x7f\\|^&~#]")
+
+
 def escapes_for(version: str) -> dict[int, str]:
     """The escape table of `version`'s default encoding characters."""
     return ESCAPES_27 if version_tuple(version) >= (2, 7) else ESCAPES
@@ -29,7 +37,13 @@ def escapes_for(version: str) -> dict[int, str]:
 def esc(value: str, table: dict[int, str] = ESCAPES) -> str:
     """One leaf value with the HL7 escape sequences for the default encoding characters;
     a value of nothing but white space is empty (as hl7apy has it)."""
-    return value.translate(table) if value and not value.isspace() else ""
+    if not value or value.isspace():
+        return ""
+    if table is ESCAPES:
+        return value.translate(table) if _NEEDS_ESCAPE.search(value) else value
+    if table is ESCAPES_27:
+        return value.translate(table) if _NEEDS_ESCAPE_27.search(value) else value
+    return value.translate(table)
 
 
 def components(*values: str, table: dict[int, str] = ESCAPES) -> str:

@@ -86,7 +86,13 @@ class Segment:
         key = (number, rep)
         parts = self._components.get(key)
         if parts is None:
-            parts = _part(self._repetition_list(number), rep).split(self.chars.component)
+            fields = self.fields
+            value = fields[number] if 0 < number < len(fields) else ""
+            if rep == 1 and self.chars.repetition not in value:
+                first = value  # one repetition (the usual field): no split needed
+            else:
+                first = _part(self._repetition_list(number), rep)
+            parts = first.split(self.chars.component)
             self._components[key] = parts
         return parts
 
@@ -109,15 +115,23 @@ class Segment:
     def text(self, number: int, component: int = 1, rep: int = 1, sub: int = 1) -> str:
         """One leaf value, escapes decoded, `""` read as empty, surrounding blanks removed."""
         key = (number, component, rep, sub)
-        cached = self._texts.get(key)
+        texts = self._texts
+        cached = texts.get(key)
         if cached is not None:
             return cached
-        if self.name == "MSH" and number in (1, 2):
+        if self.name == "MSH" and (number == 1 or number == 2):
             value = self._field(number)
         else:
-            chars = self.chars
-            parts = self._components.get((number, rep)) or self._component_list(number, rep)
+            # The reader asks some eighty leaves of a nine-segment order: the component list
+            # is looked up once here, and an empty component (most of them) returns at once.
+            parts = self._components.get((number, rep))
+            if parts is None:
+                parts = self._component_list(number, rep)
             value = parts[component - 1] if 0 < component <= len(parts) else ""
+            if not value:
+                texts[key] = ""
+                return ""
+            chars = self.chars
             if chars.subcomponent in value:
                 value = self._subcomponent(number, component, rep, sub, value)
             elif sub != 1:
@@ -129,7 +143,7 @@ class Segment:
                 value = unescape(value, chars, self.codec, remarks)
                 self.remarks.extend(f"{self.loc(number, component)}: {r}" for r in remarks)
             value = value.strip()
-        self._texts[key] = value
+        texts[key] = value
         return value
 
     def components(self, number: int, rep: int = 1) -> list[str]:

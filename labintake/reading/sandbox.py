@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from labintake import heap
 from labintake.errors import LabintakeError
 from labintake.hl7.limits import ReadingLimits
 
@@ -61,6 +62,7 @@ def _child(
 
     read = read or plan_message
     registry = load_interfaces(interfaces_dir)
+    heap.settle()
     pipe.send("ready")
     while True:
         try:

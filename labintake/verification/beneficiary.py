@@ -32,8 +32,11 @@ MEDICARE_ID_TYPES = frozenset({"MC"})
 MEMBER_ID_TYPES = frozenset({"MB", "MI"})
 
 
+_BLANKS_AND_DASHES = re.compile(r"[\s-]+")
+
+
 def normalize_mbi(value: str) -> str:
-    return re.sub(r"[\s-]+", "", value).upper()
+    return _BLANKS_AND_DASHES.sub("", value).upper()
 
 
 def is_mbi(value: str) -> bool:

@@ -1,0 +1,205 @@
+"""CPU per order of each pipeline stage, in-process: reading, verification, release.
+
+    .venv/bin/python -m benchmarks.stages                     # 2000 orders, SQLite
+    .venv/bin/python -m benchmarks.stages --count 5000 --profile release
+    .venv/bin/python -m benchmarks.stages --database-url postgresql+psycopg://...
+
+Stores `--count` synthetic nine-segment ORM^O01 messages as intake leaves them (status
+`received`) in a fresh SQLite file (or the PostgreSQL database given: its tables are emptied
+first, so use a scratch database), then runs, one after the other in this process, reading
+(`read_until_empty`), verification (the `pending_verifier` loop) and release (the
+`release_verified` loop), and prints for each stage its wall time, CPU time
+(`time.process_time`, this process only: the database server's CPU is not counted on
+PostgreSQL) and CPU milliseconds per order. `--profile STAGE` prints a cProfile top 25 for
+that stage (which inflates its times).
+
+In the same run it measures python-hl7's in-memory parse and ACK (`hl7.parse` plus
+`create_ack`, the work of the listener peer in benchmarks/peers) on the same messages and
+prints each stage's CPU per order as a multiple of it, so runs on a loaded machine compare.
+Before the stages it settles the garbage collector as the worker processes do
+(`labintake.heap.settle`); `--no-settle` leaves it as Python starts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import hl7
+from sqlalchemy import Engine, insert, text
+from sqlmodel import SQLModel
+
+import labintake.models
+from benchmarks.messages import SENDING_APPLICATION, SENDING_FACILITY, synthetic_orders
+from labintake import heap
+from labintake.config import Settings
+from labintake.db import make_engine, migrate, utcnow
+from labintake.interfaces import load_interfaces
+from labintake.reading import read_until_empty
+from labintake.release.bulk import release_verified
+from labintake.verification.service import pending_verifier
+
+REPO = Path(__file__).resolve().parent.parent
+STAGES = ("reading", "verification", "release")
+TARGET_MS = 0.5  # CPU per order, whole pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class StageTime:
+    name: str
+    done: int
+    wall: float
+    cpu: float
+
+
+def store_messages(engine: Engine, count: int) -> list[bytes]:
+    """Empty every table, then insert `count` synthetic messages as `received`."""
+    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        for name in tables:
+            conn.execute(text(f"DELETE FROM {name}"))
+    messages = list(synthetic_orders("STAGE", count))
+    rows = [
+        {
+            "received_at": utcnow(),
+            "sending_application": SENDING_APPLICATION,
+            "sending_facility": SENDING_FACILITY,
+            "control_id": message.control_id,
+            "message_type": "ORM^O01",
+            "version": "2.5.1",
+            "raw": message.raw,
+            "ack_code": "AA",
+            "ack": b"MSA|AA",
+            "status": "received",
+        }
+        for message in messages
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(labintake.models.InboundMessage), rows)
+    return [message.raw for message in messages]
+
+
+def peer_cpu_per_message(raws: list[bytes]) -> float:
+    """python-hl7's parse plus ACK, in memory: CPU seconds per message."""
+    texts = [raw.decode("ascii") for raw in raws]
+    started = time.process_time()
+    for message in texts:
+        str(hl7.parse(message).create_ack("AA"))
+    return (time.process_time() - started) / len(texts)
+
+
+def until_empty(step: Callable[[], int]) -> int:
+    total = 0
+    while done := step():
+        total += done
+    return total
+
+
+def timed(name: str, run: Callable[[], int], profile: bool) -> StageTime:
+    profiler = cProfile.Profile() if profile else None
+    wall, cpu = time.perf_counter(), time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    done = run()
+    if profiler is not None:
+        profiler.disable()
+    stage = StageTime(name, done, time.perf_counter() - wall, time.process_time() - cpu)
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+        print(f"--- cProfile: {name} (top 25, cumulative) ---\n{out.getvalue()}")
+    return stage
+
+
+def run_stages(
+    url: str, count: int, profile: str, settle: bool = True
+) -> tuple[list[StageTime], float, int]:
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        raws = store_messages(engine, count)
+        peer = peer_cpu_per_message(raws)
+        settings = Settings(
+            development=True,
+            database_url=url,
+            interfaces_dir=REPO / "interfaces",
+            code_tables_dir=REPO / "code_tables",
+        )
+        registry = load_interfaces(settings.interfaces_dir)
+        verify = pending_verifier(settings, engine, registry)
+        verify(1)  # loads the code tables outside the measured time
+        if settle:
+            heap.settle()  # as the worker processes do once started
+        stages = [
+            timed(
+                "reading",
+                lambda: read_until_empty(engine, registry, limit=500),
+                profile == "reading",
+            ),
+            timed(
+                "verification", lambda: until_empty(lambda: verify(500)), profile == "verification"
+            ),
+            timed(
+                "release",
+                lambda: until_empty(lambda: release_verified(engine, limit=500)),
+                profile == "release",
+            ),
+        ]
+        with engine.connect() as conn:
+            orders = int(conn.execute(text("SELECT count(*) FROM lab_order")).scalar_one())
+    finally:
+        engine.dispose()
+    return stages, peer, orders
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--profile", choices=STAGES, default="")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--no-settle",
+        action="store_true",
+        help="leave the garbage collector as Python starts it (no labintake.heap.settle)",
+    )
+    args = parser.parse_args(argv)
+
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        url = args.database_url or f"sqlite:///{Path(tmp) / 'stages.sqlite3'}"
+        stages, peer, orders = run_stages(url, args.count, args.profile, not args.no_settle)
+
+    per = max(orders, 1)
+    peer_ms = peer * 1000
+    print(f"backend    {url.split(':', 1)[0]}   orders {orders}   load average {_load()}")
+    print(f"peer       python-hl7 parse+ACK {peer_ms:.3f} ms CPU per message")
+    print(f"{'stage':<14}{'done':>7}{'wall s':>9}{'CPU s':>9}{'CPU ms/order':>14}{'x peer':>9}")
+    total = 0.0
+    for s in stages:
+        ms = s.cpu * 1000 / per
+        total += ms
+        print(f"{s.name:<14}{s.done:>7}{s.wall:>9.2f}{s.cpu:>9.2f}{ms:>14.3f}{ms / peer_ms:>9.1f}")
+    print(f"{'total':<14}{'':>7}{'':>9}{'':>9}{total:>14.3f}{total / peer_ms:>9.1f}")
+    print(f"target     <= {TARGET_MS} ms CPU per order for the whole pipeline")
+    return 0
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
