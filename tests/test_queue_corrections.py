@@ -19,7 +19,7 @@ from labintake.config import Settings
 from labintake.errors import WorkflowError
 from labintake.models.orders import Order, OrderDiagnosis, OrderEvent
 from labintake.queue.contacts import ContactChannel, ContactInput, ContactOutcome
-from labintake.queue.outcomes import released_note
+from labintake.queue.outcomes import release_note
 from labintake.queue.service import ALREADY_RELEASED, Actor, ClarificationQueue
 from labintake.release.bulk import release_verified
 from labintake.statuses import OrderStatus
@@ -169,14 +169,19 @@ def test_release_after_the_worker_released_the_order_says_so_instead_of_a_confli
             replaces="E11",
         )
     seen = _version(engine, order_id)  # the page the coder still has open
+    with Session(engine) as session:
+        waiting = release_note(session, str(order_id))
+        assert waiting is not None
+        assert waiting.pending  # verified: the worker has not taken it yet
     assert release_verified(engine) == 1  # the worker takes the now verified order
     with Session(engine) as session:
         result = ClarificationQueue(session, settings).release(ANN, order_id, seen)
     assert result.note == ALREADY_RELEASED
     assert result.order.status == OrderStatus.RELEASED.value
     with Session(engine) as session:
-        note = released_note(session, str(order_id))
+        note = release_note(session, str(order_id))
         assert note is not None
+        assert not note.pending
         assert note.by is None  # by the rules, not by a person
         assert note.patient == "Lindqvist, Marta"
-        assert released_note(session, "9" * 30) is None
+        assert release_note(session, "9" * 30) is None

@@ -36,11 +36,14 @@ def next_step(detail: OrderDetail) -> str:
     - "answer": nothing answered yet, so the office's answer is the next thing to record;
     - "new_code": a diagnosis fails and an answer can be cited: the code to replace it with;
     - "finding": another hold is open: the first one, to read what it needs;
-    - "release": no hold is left (or only verified): the Release button;
+    - "next": verified, no hold left: the release worker sends it to the lab by itself, so
+      the next order (Release stays on the page for a coder who wants it sent now);
+    - "release": in the queue with no open hold (the worker takes verified orders only): the
+      Release button;
     - "": nothing to do here (released, rejected...)."""
     status = detail.order.status
     if status == OrderStatus.VERIFIED:
-        return "release"
+        return "next"
     if status not in QUEUE_STATUSES:
         return ""
     holds = detail.open_holds

@@ -117,7 +117,11 @@ def _fix_the_diagnosis(page: object) -> None:
     expect(page.locator(".alert-ok")).to_have_text("Contact recorded.")
     page.fill("#correct-diagnosis input[name=new_code]", "E11.9")
     page.click("text=Correct diagnosis and re-verify")
-    expect(page.locator(".alert-ok")).to_contain_text("Correction saved")
+    # No hold left: the next order opens; the note leads back to the corrected one.
+    note = page.locator("#released-meanwhile")
+    expect(note).to_contain_text("All holds resolved: Lindqvist, Marta goes to the lab")
+    note.locator("a", has_text="Lindqvist, Marta").click()
+    expect(page.locator("h1")).to_contain_text("Lindqvist, Marta")
 
 
 def test_the_history_reads_as_sentences_with_the_recorded_detail_kept(
@@ -195,7 +199,7 @@ def test_skip_link_escape_focus_on_the_next_thing_and_the_queue_at_820_px(
     expect(page.locator("details.columns summary")).to_be_focused()
 
     # On the queue as it opens, Enter opens the most urgent order; focus is on the office's
-    # answer, then on the replacement code, then on Release.
+    # answer, then on the replacement code; once no hold is left, the next order opens.
     page.goto(f"{live_url}/queue")
     page.keyboard.press("Enter")
     expect(page.locator("h1")).to_contain_text("Lindqvist, Marta")
@@ -214,8 +218,9 @@ def test_skip_link_escape_focus_on_the_next_thing_and_the_queue_at_820_px(
     page.locator("#correct-diagnosis input[name=new_code]").focus()
     page.keyboard.type("E11.9")
     page.keyboard.press("Enter")
-    expect(page.locator(".alert-ok")).to_contain_text("Correction saved")
-    expect(page.get_by_role("button", name="Release (r)", exact=True)).to_be_focused()
+    expect(page.locator("#released-meanwhile")).to_contain_text("goes to the lab automatically")
+    expect(page.locator("h1")).to_contain_text("Okafor, Chidi")
+    expect(page.locator("#record-contact textarea[name=answer]")).to_be_focused()
 
     # The queue at 820 px: no sideways scrolling, even with every column switched on.
     narrow = open_page(chromium, [], width=820, height=900)

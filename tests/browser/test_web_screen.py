@@ -169,10 +169,15 @@ def test_a_coder_works_a_held_order_from_queue_to_release_and_a_second_coder_is_
     ann.select_option("select[name=replaces]", "E11")
     ann.fill("input[name=new_code]", "E11.9")
     ann.click("text=Correct diagnosis and re-verify")
-    expect(ann.locator(".alert-ok")).to_contain_text("Correction saved")
-    expect(ann.locator(".status")).to_have_text("verified")
+    expect(ann.locator("#released-meanwhile")).to_contain_text(
+        "All holds resolved: Lindqvist, Marta goes to the lab automatically"
+    )
+    assert ann.url != order_url  # no hold left: the next order opens by itself
 
-    # Release: confirmed once, then the next order opens by itself.
+    # Back on it before the release worker takes it: Release still sends it at once,
+    # confirmed once, then the next order opens by itself.
+    ann.goto(order_url)
+    expect(ann.locator(".status")).to_have_text("verified")
     ann.click("text=Release (r)")
     expect(ann.locator(".alert-ok")).to_contain_text("Order released to the lab")
     assert ann.url != order_url

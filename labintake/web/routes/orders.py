@@ -24,12 +24,14 @@ from labintake.queue.contacts import (
     next_working_day,
 )
 from labintake.queue.detail import load_order_detail
+from labintake.queue.guard import ActionResult
 from labintake.queue.listing import next_in_queue
 from labintake.queue.lookup import load_order
 from labintake.queue.notes import add_note, notes_for
-from labintake.queue.outcomes import released_note
+from labintake.queue.outcomes import HOLDS_CLEARED, RELEASE_NOTES, release_note
 from labintake.queue.raw_message import show_message
 from labintake.queue.service import ABN_MODIFIERS, ALREADY_RELEASED, QUERY_EXISTS
+from labintake.statuses import RELEASED_STATUSES, OrderStatus
 from labintake.web.deps import (
     MAX_DB_INT,
     CoderActor,
@@ -50,6 +52,8 @@ RowVersion = Annotated[int, Form(ge=1, le=MAX_DB_INT)]
 FormId = Annotated[int, Form(ge=1, le=MAX_DB_INT)]
 ActionKey = Annotated[str, Form(max_length=64)]
 Text = Annotated[str, Form(max_length=4000)]
+# HTMX stops polling on this status (the note is final: released, or no longer waiting).
+STOP_POLLING = 286
 
 DONE_MESSAGES = {
     "claimed": "You have claimed this order.",
@@ -90,13 +94,12 @@ def order_page(
     is_manager = Role(user.role).allows(Role.MANAGER)
     done = request.query_params.get("done", "")
     stale = request.query_params.get("stale") == "1"
-    released_meanwhile = (
-        released_note(session, request.query_params.get("order", ""))
-        if done == ALREADY_RELEASED
-        else None
-    )
-    last_event = detail.events[-1] if detail.events else None
     order = detail.order
+    release_of = request.query_params.get("order", "") if done in RELEASE_NOTES else ""
+    if not release_of and order.status == OrderStatus.VERIFIED:
+        release_of = str(order_id)  # this order waits for the release worker: say so
+    released_meanwhile = release_note(session, release_of) if release_of else None
+    last_event = detail.events[-1] if detail.events else None
     taken = taken_from(session, order, detail.events, user.username)
     if done == "claimed" and order.assigned_to != user.username:
         done = ""  # an old "You have claimed this order" link, reloaded after a take-over
@@ -135,11 +138,11 @@ def order_page(
 
 
 def _after(request: Request, session: SessionDep, order_id: int, done: str, user: User) -> Response:
-    if done in ("released", "rejected", "parked", ALREADY_RELEASED):
+    if done in ("released", "rejected", "parked", *RELEASE_NOTES):
         following = next_in_queue(
             session, order_id, user.username, working=working_list(request, user)
         )
-        extra = f"&order={order_id}" if done == ALREADY_RELEASED else ""
+        extra = f"&order={order_id}" if done in RELEASE_NOTES else ""
         if following is not None:
             return go_to(request, f"/orders/{following}?done={done}{extra}")
         return go_to(request, f"/queue?done={done}{extra}")
@@ -165,6 +168,22 @@ def assign(
     queue.assign(actor, order_id, row_version, target, action_key, take_over=take_over)
     done = "claimed" if target == user.username else "assigned"
     return _after(request, session, order_id, done, user)
+
+
+@router.get("/orders/{order_id}/release-watch")
+def release_watch(
+    request: Request, order_id: RowId, user: CoderUser, session: SessionDep
+) -> Response:
+    """Polled by the note "All holds resolved: ... goes to the lab automatically" until the
+    release worker has taken the order; then the note says when it was released."""
+    note = release_note(session, str(order_id))
+    final = note is None or not note.pending
+    return render(
+        request,
+        "partials/release_note_text.html",
+        {"r": note, "order_id": order_id},
+        status_code=STOP_POLLING if final else 200,
+    )
 
 
 @router.get("/orders/{order_id}/claim-watch")
@@ -268,9 +287,9 @@ def correct(
     npi: Annotated[str, Form(max_length=20)] = "",
     action_key: ActionKey = "",
 ) -> Response:
-    done = "corrected"
+    result: ActionResult
     if kind == "test":
-        queue.correct_test(
+        result = queue.correct_test(
             actor,
             order_id,
             row_version,
@@ -281,7 +300,7 @@ def correct(
             action_key=action_key,
         )
     elif kind == "remove":
-        queue.remove_diagnosis(
+        result = queue.remove_diagnosis(
             actor,
             order_id,
             row_version,
@@ -289,13 +308,12 @@ def correct(
             code=replaces,
             action_key=action_key,
         )
-        done = "removed"
     elif kind == "npi":
-        queue.correct_provider_npi(
+        result = queue.correct_provider_npi(
             actor, order_id, row_version, contact_id=contact_id, npi=npi, action_key=action_key
         )
     else:
-        queue.correct_diagnosis(
+        result = queue.correct_diagnosis(
             actor,
             order_id,
             row_version,
@@ -304,7 +322,15 @@ def correct(
             replaces=replaces,
             action_key=action_key,
         )
-    return _after(request, session, order_id, done, user)
+    return _after(request, session, order_id, _corrected(kind, result), user)
+
+
+def _corrected(kind: str, result: ActionResult) -> str:
+    """What a correction led to: no hold left (on to the next order while the worker releases
+    this one), or the order still held (stay on it, focus on what is left)."""
+    if result.order.status in (OrderStatus.VERIFIED, *RELEASED_STATUSES):
+        return HOLDS_CLEARED
+    return "removed" if kind == "remove" else "corrected"
 
 
 @router.post("/orders/{order_id}/notes")

@@ -24,8 +24,7 @@ from labintake.queue.listing import (
     queue_counts,
 )
 from labintake.queue.ordering import QueueSort
-from labintake.queue.outcomes import released_note
-from labintake.queue.service import ALREADY_RELEASED
+from labintake.queue.outcomes import RELEASE_NOTES, release_note
 from labintake.statuses import FindingCode
 from labintake.web.claim_report import claim_report
 from labintake.web.deps import CoderActor, CoderUser, QueueDep, SessionDep
@@ -183,8 +182,8 @@ def queue_page(request: Request, user: CoderUser, session: SessionDep) -> Respon
         "page_sizes": PAGE_SIZES,
         "done_message": DONE_MESSAGES.get(params.get("done", ""), ""),
         "claims": claim_report(session, params, user.username, coder_zone(request)),
-        "released_meanwhile": released_note(session, params.get("order", ""))
-        if params.get("done") == ALREADY_RELEASED
+        "released_meanwhile": release_note(session, params.get("order", ""))
+        if params.get("done") in RELEASE_NOTES
         else None,
         "reasons": [str(c) for c in FindingCode],
         "mine_selected": params.get("assignee") == "mine",

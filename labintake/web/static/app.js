@@ -71,7 +71,8 @@
   document.addEventListener("DOMContentLoaded", restoreDraft);
 
   // After each action the page says where the next thing to do is (data-autofocus: the
-  // office's answer, the replacement code, the next open hold, or the Release button).
+  // office's answer, the replacement code, the next open hold, the Release button, or, on a
+  // verified order the release worker sends by itself, the next order).
   // Kept typing (restoreDraft) and a link to a part of the page (#notes) come first.
   document.addEventListener("DOMContentLoaded", function () {
     if (location.hash || location.search.indexOf("stale=1") >= 0) return;
