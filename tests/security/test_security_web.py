@@ -59,11 +59,13 @@ class Site:
     order_id: int
     message_id: int
     routes: list[tuple[str, str, APIRoute | None]]
+    user_id: int  # a bystander account for the admin routes: not one of the callers
 
     def concrete(self, path: str) -> str:
         path = path.replace("{order_id}", str(self.order_id))
         path = path.replace("{message_id}", str(self.message_id))
         path = path.replace("{name}", "holds")
+        path = path.replace("{user_id}", str(self.user_id))
         return re.sub(r"\{[^}]+\}", "1", path)
 
     def bearer(self, role: Role) -> dict[str, str]:
@@ -101,11 +103,15 @@ def site(settings: Settings, engine: Engine) -> Iterator[Site]:
     for role in Role:
         make_user(engine, f"sec-{role.value}", role)
         tokens[role] = make_token(engine, f"sec-{role.value}")
+    # The admin routes change an account (role, password, deactivate) and end its sessions
+    # and tokens: they act on a bystander, so the callers' tokens stay valid.
+    bystander = make_user(engine, "sec-bystander", Role.CODER)
+    assert bystander.id is not None
     order_id = held_order(engine, settings, _hostile_spec())
     message_id = _broken_message(engine, settings)
     app = create_app(settings, engine)
     with TestClient(app) as client:
-        yield Site(client, tokens, order_id, message_id, list(iter_routes(app)))
+        yield Site(client, tokens, order_id, message_id, list(iter_routes(app)), bystander.id)
 
 
 def test_every_route_and_role_gets_exactly_what_the_role_allows(site: Site) -> None:
