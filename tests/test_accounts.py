@@ -39,7 +39,7 @@ _LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 def counted_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every password hash checked against a real account's hash (not the dummy one)."""
     checked: list[str] = []
-    real = signin.verify_password
+    real = hashing.verify_password
 
     def counting(password_hash: str, password: str) -> bool:
         if password_hash != signin._dummy_hash():
