@@ -40,7 +40,12 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 
-from labintake.childproc import ChildProcess, ChildStartError, wait_for_stop_request
+from labintake.childproc import (
+    ChildProcess,
+    ChildStartError,
+    InChildProcess,
+    wait_for_stop_request,
+)
 from labintake.config import Settings
 from labintake.errors import ConfigurationError
 
@@ -372,7 +377,7 @@ def _child_main(settings: Settings, demo: bool, intake: Any, parent: int, pipe: 
     engine.dispose()
 
 
-class WorkerProcess:
+class WorkerProcess(InChildProcess):
     """The background workers of `labintake serve`, in a spawned child process."""
 
     name = "worker"
@@ -384,15 +389,6 @@ class WorkerProcess:
         self.intake_signal = IntakeSignal.create(self._child.context)
         self.names: list[str] = []
         self.description = ""  # the child's threads and what each runs
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
-
-    @property
-    def exitcode(self) -> int | None:
-        """None while the child runs (or was not started); its exit code once it ended."""
-        return self._child.exitcode
 
     def start(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
         """Start the child and wait until its workers run (blocking)."""

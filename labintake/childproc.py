@@ -29,7 +29,13 @@ from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-__all__ = ["ChildProcess", "ChildStartError", "spawn_context", "wait_for_stop_request"]
+__all__ = [
+    "ChildProcess",
+    "ChildStartError",
+    "InChildProcess",
+    "spawn_context",
+    "wait_for_stop_request",
+]
 
 # How often a child checks that its parent is still there.
 PARENT_CHECK_SECONDS = 1.0
@@ -115,7 +121,7 @@ class ChildProcess:
         with `late`, log its warning and terminate (SIGTERM: the child's own shutdown);
         then, with `kill`, kill what is still alive. The pipe is closed in any case."""
         if self.process is None:
-            self._close_pipe()
+            self._forget()
             return
         if self.pipe is not None:
             with contextlib.suppress(OSError):  # the child may be gone
@@ -126,24 +132,39 @@ class ChildProcess:
             logger.warning(warning)
             self.process.terminate()
             self.process.join(REAP_SECONDS)
-        if kill and self.process.is_alive():
-            self.process.kill()
-            self.process.join(REAP_SECONDS)
-        self.process = None
-        self._close_pipe()
+        if kill:
+            self.kill()  # a child that has ended is not signalled
+        else:
+            self._forget()
 
     def kill(self) -> None:
         """Kill the child at once (its work is given up) and forget it."""
         if self.process is not None:
             self.process.kill()
             self.process.join(REAP_SECONDS)
-        self.process = None
-        self._close_pipe()
+        self._forget()
 
-    def _close_pipe(self) -> None:
+    def _forget(self) -> None:
+        self.process = None
         if self.pipe is not None:
             self.pipe.close()
         self.pipe = None
+
+
+class InChildProcess:
+    """A part of `labintake serve` that runs in a child process of its own (`_child`): what
+    the supervisor asks of it besides its name."""
+
+    _child: ChildProcess
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """None while the child runs (or was not started); its exit code once it ended."""
+        return self._child.exitcode
 
 
 def wait_for_stop_request(

@@ -27,7 +27,12 @@ from multiprocessing.connection import Connection
 
 import uvicorn
 
-from labintake.childproc import ChildProcess, ChildStartError, wait_for_stop_request
+from labintake.childproc import (
+    ChildProcess,
+    ChildStartError,
+    InChildProcess,
+    wait_for_stop_request,
+)
 from labintake.config import Settings
 from labintake.errors import ConfigurationError
 from labintake.preflight import bind_error
@@ -130,7 +135,7 @@ async def _serve(
     await task
 
 
-class WebProcess:
+class WebProcess(InChildProcess):
     """The web app of `labintake serve`, in a spawned child serving the parent's socket."""
 
     name = "web"
@@ -139,14 +144,6 @@ class WebProcess:
         self.settings = settings
         self._socket: socket.socket | None = None
         self._child = ChildProcess("labintake-web")
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
-
-    @property
-    def exitcode(self) -> int | None:
-        return self._child.exitcode
 
     @property
     def port(self) -> int:
