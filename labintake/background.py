@@ -42,7 +42,6 @@ from sqlalchemy.engine import Engine
 
 from labintake.childproc import (
     ChildProcess,
-    ChildStartError,
     InChildProcess,
     wait_for_stop_request,
 )
@@ -395,20 +394,12 @@ class WorkerProcess(InChildProcess):
         self._child.spawn(
             _child_main, self.settings, self.demo, self.intake_signal.shared, os.getpid()
         )
-        try:
-            kind, detail = self._child.wait_ready(timeout)
-        except ChildStartError as exc:
-            self.stop()
-            if exc.ended:
-                raise ConfigurationError("background worker process ended during startup") from exc
-            raise ConfigurationError("background workers did not start in time") from None
-        if kind == "configuration":
-            self.stop()
-            raise ConfigurationError(detail)
-        if kind != "ready":
-            self.stop()
-            raise ConfigurationError(f"background workers could not start: {detail}")
-        names, self.description = detail
+        names, self.description = self._wait_started(
+            timeout,
+            late="background workers did not start in time",
+            ended="background worker process ended during startup",
+            refused="background workers could not start",
+        )
         self.names = list(names)
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:

@@ -29,6 +29,8 @@ from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from labintake.errors import ConfigurationError
+
 __all__ = [
     "ChildProcess",
     "ChildStartError",
@@ -152,10 +154,32 @@ class ChildProcess:
 
 
 class InChildProcess:
-    """A part of `labintake serve` that runs in a child process of its own (`_child`): what
-    the supervisor asks of it besides its name."""
+    """A part of `labintake serve` that runs in a child process of its own (`_child`), which
+    answers its start with ``("ready", detail)``, ``("configuration", problem)`` or
+    ``("error", problem)``."""
 
     _child: ChildProcess
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _wait_started(self, timeout: float, *, late: str, ended: str, refused: str) -> Any:
+        """The `detail` of the child's "ready". Otherwise the child is stopped and
+        ConfigurationError raised: `late` (nothing in time), `ended` (it ended first), the
+        problem itself (a setting), or `refused` and the problem (any other error)."""
+        try:
+            kind, detail = self._child.wait_ready(timeout)
+        except ChildStartError as exc:
+            self.stop()
+            if exc.ended:
+                raise ConfigurationError(ended) from exc
+            raise ConfigurationError(late) from None
+        if kind == "ready":
+            return detail
+        self.stop()
+        if kind == "configuration":
+            raise ConfigurationError(detail)
+        raise ConfigurationError(f"{refused}: {detail}")
 
     @property
     def pid(self) -> int | None:

@@ -11,7 +11,13 @@ from multiprocessing.connection import Connection
 
 import pytest
 
-from labintake.childproc import ChildProcess, ChildStartError, wait_for_stop_request
+from labintake.childproc import (
+    ChildProcess,
+    ChildStartError,
+    InChildProcess,
+    wait_for_stop_request,
+)
+from labintake.errors import ConfigurationError
 
 log = logging.getLogger("tests.childproc")
 
@@ -115,3 +121,36 @@ def test_an_orphaned_child_stops_waiting_and_says_why(
     assert "gone" in caplog.text
     reader.close()
     writer.close()
+
+
+def _refuses(kind: str, pipe: Connection) -> None:
+    pipe.send((kind, "LABINTAKE_SOMETHING is not a number"))
+
+
+class _Part(InChildProcess):
+    def __init__(self) -> None:
+        self._child = ChildProcess("labintake-test-part")
+        self.stopped = 0
+
+    def stop(self) -> None:
+        self.stopped += 1
+        self._child.stop(5)
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("configuration", "LABINTAKE_SOMETHING is not a number"),
+        ("error", "the part could not start: LABINTAKE_SOMETHING is not a number"),
+    ],
+)
+def test_a_part_whose_child_refuses_to_start_is_stopped_with_the_reason(
+    kind: str, said: str
+) -> None:
+    part = _Part()
+    part._child.spawn(_refuses, kind)
+    with pytest.raises(ConfigurationError) as caught:
+        part._wait_started(60, late="late", ended="ended", refused="the part could not start")
+    assert str(caught.value) == said
+    assert part.stopped == 1
+    assert part.pid is None

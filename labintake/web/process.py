@@ -29,7 +29,6 @@ import uvicorn
 
 from labintake.childproc import (
     ChildProcess,
-    ChildStartError,
     InChildProcess,
     wait_for_stop_request,
 )
@@ -160,16 +159,12 @@ class WebProcess(InChildProcess):
         """Start the child and wait until it serves (blocking)."""
         self.bind()
         self._child.spawn(run_web_process, self.settings, self._socket, os.getpid())
-        try:
-            kind, detail = self._child.wait_ready(timeout)
-        except ChildStartError as exc:
-            self.stop()
-            if exc.ended:
-                raise ConfigurationError("the web process ended during startup") from exc
-            raise ConfigurationError("the web app did not start in time") from None
-        if kind != "ready":
-            self.stop()
-            raise ConfigurationError(f"the web app could not start: {detail}")
+        self._wait_started(
+            timeout,
+            late="the web app did not start in time",
+            ended="the web process ended during startup",
+            refused="the web app could not start",
+        )
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Ask the child to finish its requests and exit; wait for it (blocking), then
