@@ -13,6 +13,10 @@ Each talks to its child over one pipe, and each needs the same steps done the sa
   and/or kill what is still alive, and close the pipe; :meth:`ChildProcess.kill` when the
   child's work is given up at once.
 
+:class:`InChildProcess` is a part of `labintake serve` in such a child (the web app, the
+background workers): its pid and exit code for the supervisor, and its start-up answer made a
+ConfigurationError when it is not "ready".
+
 On the child's side, :func:`wait_for_stop_request` blocks until the parent asks it to stop,
 closes its end, or goes away (an orphaned child must not run on by itself).
 """
