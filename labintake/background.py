@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -42,6 +41,11 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 
 from labintake import heap
+from labintake.childproc import (
+    ChildProcess,
+    InChildProcess,
+    wait_for_stop_request,
+)
 from labintake.config import Settings
 from labintake.errors import ConfigurationError
 
@@ -70,6 +74,8 @@ LOAD_SAMPLE_SECONDS = 0.5
 # The worker process's nice value: below the listener, which keeps the default priority.
 WORKER_NICENESS = 10
 STARTUP_TIMEOUT_SECONDS = 120.0
+# How long a stop waits for the current batches before the child is terminated.
+STOP_TIMEOUT_SECONDS = 60.0
 
 
 class IntakeSignal:
@@ -330,7 +336,7 @@ def register_workers(
     return [release, isolated, batch_sandbox]
 
 
-def _child_main(settings: Settings, demo: bool, intake: Any, pipe: Connection, parent: int) -> None:
+def _child_main(settings: Settings, demo: bool, intake: Any, parent: int, pipe: Connection) -> None:
     """The worker process: run the workers until told to stop or orphaned."""
     from labintake.db import make_engine
     from labintake.logs import configure_logging
@@ -360,23 +366,19 @@ def _child_main(settings: Settings, demo: bool, intake: Any, pipe: Connection, p
         pipe.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     pipe.send(("ready", (workers.names, workers.describe())))
-    try:
-        while not stop.is_set():
-            if pipe.poll(1.0):
-                pipe.recv()  # the parent's stop request
-                break
-            if os.getppid() != parent:
-                log.warning("labintake serve went away; background workers stop")
-                break
-    except (EOFError, OSError):  # the parent closed its end: stop as well
-        pass
+    wait_for_stop_request(
+        pipe,
+        parent,
+        running=lambda: not stop.is_set(),
+        orphaned=(log, "labintake serve went away; background workers stop"),
+    )
     for extra in extras:
         extra.stop()
     workers.stop()
     engine.dispose()
 
 
-class WorkerProcess:
+class WorkerProcess(InChildProcess):
     """The background workers of `labintake serve`, in a spawned child process."""
 
     name = "worker"
@@ -384,63 +386,30 @@ class WorkerProcess:
     def __init__(self, settings: Settings, *, demo: bool = False) -> None:
         self.settings = settings
         self.demo = demo
-        self._context = multiprocessing.get_context("spawn")
-        self.intake_signal = IntakeSignal.create(self._context)
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._pipe: Connection | None = None
+        self._child = ChildProcess("labintake-workers")
+        self.intake_signal = IntakeSignal.create(self._child.context)
         self.names: list[str] = []
         self.description = ""  # the child's threads and what each runs
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def exitcode(self) -> int | None:
-        """None while the child runs (or was not started); its exit code once it ended."""
-        return self._process.exitcode if self._process is not None else None
-
     def start(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
         """Start the child and wait until its workers run (blocking)."""
-        parent_end, child_end = self._context.Pipe()
-        self._pipe = parent_end
-        self._process = self._context.Process(
-            target=_child_main,
-            args=(self.settings, self.demo, self.intake_signal.shared, child_end, os.getpid()),
-            name="labintake-workers",
+        self._child.spawn(
+            _child_main, self.settings, self.demo, self.intake_signal.shared, os.getpid()
         )
-        self._process.start()
-        child_end.close()
-        if not parent_end.poll(timeout):
-            self.stop()
-            raise ConfigurationError("background workers did not start in time")
-        try:
-            kind, detail = parent_end.recv()
-        except EOFError as exc:
-            self.stop()
-            raise ConfigurationError("background worker process ended during startup") from exc
-        if kind == "configuration":
-            self.stop()
-            raise ConfigurationError(detail)
-        if kind != "ready":
-            self.stop()
-            raise ConfigurationError(f"background workers could not start: {detail}")
-        names, self.description = detail
+        names, self.description = self._wait_started(
+            timeout,
+            late="background workers did not start in time",
+            ended="background worker process ended during startup",
+            refused="background workers could not start",
+        )
         self.names = list(names)
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Ask the child to finish its current batches and exit; wait for it (blocking)."""
-        if self._process is None:
-            return
-        if self._pipe is not None:
-            with contextlib.suppress(BrokenPipeError, OSError):  # the child may be gone
-                self._pipe.send("stop")
-        self._process.join(timeout)
-        if self._process.is_alive():
-            log.warning("background workers did not stop in time; terminating them")
-            self._process.terminate()
-            self._process.join(5)
-        if self._pipe is not None:
-            self._pipe.close()
-        self._process = None
-        self._pipe = None
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """Ask the child to finish its current batches and exit; wait for it (blocking), then
+        terminate it. It is not killed: on SIGTERM it still stops its workers, whose last
+        transactions may take longer."""
+        self._child.stop(
+            timeout,
+            late=(log, "background workers did not stop in time; terminating them"),
+            kill=False,
+        )

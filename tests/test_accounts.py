@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-from labintake.auth import accounts, hashing
-from labintake.auth.accounts import check_password
+from labintake.auth import accounts, hashing, signin
 from labintake.auth.policy import LoginPolicy
 from labintake.auth.roles import Role
+from labintake.auth.signin import check_password
 from labintake.cli import app as cli_app
 from labintake.config import Settings
 from labintake.errors import NotAuthenticatedError, WorkflowError
@@ -39,14 +39,14 @@ _LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 def counted_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every password hash checked against a real account's hash (not the dummy one)."""
     checked: list[str] = []
-    real = accounts.verify_password
+    real = hashing.verify_password
 
     def counting(password_hash: str, password: str) -> bool:
-        if password_hash != accounts._dummy_hash():
+        if password_hash != signin._dummy_hash():
             checked.append(password)
         return real(password_hash, password)
 
-    monkeypatch.setattr(accounts, "verify_password", counting)
+    monkeypatch.setattr(signin, "verify_password", counting)
     monkeypatch.setattr(hashing, "HASH_WAIT_SECONDS", 60.0)  # the test's threads all wait
     return checked
 
@@ -481,4 +481,4 @@ def test_passwords_are_hashed_in_threads_at_the_lowest_cpu_priority() -> None:
     assert niceness() < hashing.HASH_NICENESS  # the caller's own priority is left alone
     assert hashing._in_hashing_thread(niceness) == hashing.HASH_NICENESS
     assert niceness() < hashing.HASH_NICENESS
-    assert accounts.verify_password(hashing.hash_password(PASSWORD), PASSWORD)
+    assert hashing.verify_password(hashing.hash_password(PASSWORD), PASSWORD)

@@ -11,9 +11,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from labintake.auth.accounts import check_password
 from labintake.auth.policy import LoginPolicy
 from labintake.auth.roles import Role
+from labintake.auth.signin import check_password
 from labintake.cli import app as cli_app
 from labintake.config import Settings
 from labintake.models.users import ApiToken, User, WebSession

@@ -92,9 +92,10 @@ def test_a_reading_process_that_died_while_idle_blames_no_message(
     assert read_pending(engine, REGISTRY, reading=reading) == 0
     first = new_order(engine, "IDLE1", "PL4")
     assert read_pending(engine, REGISTRY, reading=reading) == 1
-    assert batch_sandbox._process is not None
-    batch_sandbox._process.kill()  # as the kernel's OOM killer would, between two batches
-    batch_sandbox._process.join(5)
+    child = batch_sandbox._child.process
+    assert child is not None
+    child.kill()  # as the kernel's OOM killer would, between two batches
+    child.join(5)
     second = new_order(engine, "IDLE2", "PL5")
     assert read_pending(engine, REGISTRY, reading=reading) == 1
     assert [message(engine, m).status for m in (first, second)] == ["read", "read"]

@@ -11,7 +11,7 @@ memory, which is what a flood threatens, and cost no database write per request 
 every write competes with the MLLP intake for the one write lock). With several web
 processes or instances each keeps its own windows, so an address may make that many times
 the limit in all; guessing one account's password stays bounded across all of them by the
-account lockout, which is counted in the database (see `labintake.auth.accounts`).
+account lockout, which is counted in the database (see `labintake.auth.signin`).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -47,51 +49,34 @@ class Corrections(GuardedActions):
         Refused unless the code is complete and billable in the ICD-10-CM release used for the
         order's date of service: a correction never makes an order worse."""
         typed = plain_text(new_code, "the code")
-        contact = self._answer(order_id, contact_id)
-        order = self._take(actor, order_id, expected_version, action_key)
-        if order is None:
-            return self._replayed(order_id)
-        check = self.check_code(order, typed)
-        if not check.ok:
-            self.session.rollback()
-            raise WorkflowError(check.reason, field="new_code")
-        code = check.code
-        current = self._diagnoses(order_id)
-        if any(normalize_icd10(d.code) == code for d in current):
-            self.session.rollback()
-            raise WorkflowError(f"{code} is already on the order.", field="new_code")
-        before = {"diagnoses": [d.code for d in current]}
-        if replaces:
-            old = normalize_icd10(replaces)
-            matches = [d for d in current if normalize_icd10(d.code) == old]
-            if not matches:
-                self.session.rollback()
-                raise WorkflowError(f"the order has no active diagnosis {replaces!r}")
-            for dx in matches:
-                dx.active = False
-                self.session.add(dx)
-        all_seqs = self.session.exec(
-            select(func.max(OrderDiagnosis.seq)).where(OrderDiagnosis.order_id == order_id)
-        ).one()
-        self.session.add(
-            OrderDiagnosis(
-                order_id=order_id,
-                seq=int(all_seqs or 0) + 1,
-                code=code,
-                text=check.description,
-                system="I10",
-                location=f"contact {contact.id}",
-                source="correction",
+
+        def add(order: Order, current: list[OrderDiagnosis], contact: OfficeContact) -> None:
+            check = self.check_code(order, typed)
+            if not check.ok:
+                raise WorkflowError(check.reason, field="new_code")
+            code = check.code
+            if any(normalize_icd10(d.code) == code for d in current):
+                raise WorkflowError(f"{code} is already on the order.", field="new_code")
+            if replaces:
+                self._strike(current, replaces, replaces)
+            all_seqs = self.session.exec(
+                select(func.max(OrderDiagnosis.seq)).where(OrderDiagnosis.order_id == order_id)
+            ).one()
+            self.session.add(
+                OrderDiagnosis(
+                    order_id=order_id,
+                    seq=int(all_seqs or 0) + 1,
+                    code=code,
+                    text=check.description,
+                    system="I10",
+                    location=f"contact {contact.id}",
+                    source="correction",
+                )
             )
+
+        return self._change_diagnoses(
+            actor, order_id, expected_version, contact_id, action_key, "diagnosis_corrected", add
         )
-        self._claim_if_free(actor, order)
-        self.session.add(order)
-        self.session.flush()
-        after = {"diagnoses": [d.code for d in self._diagnoses(order_id)]}
-        self._log(
-            actor, order, "diagnosis_corrected", before, after, action_key, contact_id=contact.id
-        )
-        return self._reverify(actor, order)
 
     def correct_test(
         self,
@@ -149,28 +134,57 @@ class Corrections(GuardedActions):
     ) -> ActionResult:
         """Take a diagnosis off the order because the office said it does not apply (kept,
         struck through, in the history), then re-verify at once."""
+
+        def remove(order: Order, current: list[OrderDiagnosis], contact: OfficeContact) -> None:
+            self._strike(current, plain_text(code, "the code"), code, field="code")
+
+        return self._change_diagnoses(
+            actor, order_id, expected_version, contact_id, action_key, "diagnosis_removed", remove
+        )
+
+    def _change_diagnoses(
+        self,
+        actor: Actor,
+        order_id: int,
+        expected_version: int,
+        contact_id: int,
+        action_key: str,
+        action: str,
+        change: Callable[[Order, list[OrderDiagnosis], OfficeContact], None],
+    ) -> ActionResult:
+        """What the diagnosis corrections share: the cited answer, the order taken at
+        `expected_version` (an action already saved is answered as before), `change` applied
+        to its active diagnoses (a WorkflowError it raises rolls the action back), the order
+        claimed, `action` logged with the diagnoses before and after, and re-verified."""
         contact = self._answer(order_id, contact_id)
         order = self._take(actor, order_id, expected_version, action_key)
         if order is None:
             return self._replayed(order_id)
         current = self._diagnoses(order_id)
-        wanted = normalize_icd10(plain_text(code, "the code"))
-        matches = [d for d in current if normalize_icd10(d.code) == wanted]
-        if not matches:
-            self.session.rollback()
-            raise WorkflowError(f"the order has no active diagnosis {code!r}", field="code")
         before = {"diagnoses": [d.code for d in current]}
-        for dx in matches:
-            dx.active = False
-            self.session.add(dx)
+        try:
+            change(order, current, contact)
+        except WorkflowError:
+            self.session.rollback()
+            raise
         self._claim_if_free(actor, order)
         self.session.add(order)
         self.session.flush()
         after = {"diagnoses": [d.code for d in self._diagnoses(order_id)]}
-        self._log(
-            actor, order, "diagnosis_removed", before, after, action_key, contact_id=contact.id
-        )
+        self._log(actor, order, action, before, after, action_key, contact_id=contact.id)
         return self._reverify(actor, order)
+
+    def _strike(
+        self, current: list[OrderDiagnosis], code: str, as_typed: str, *, field: str = ""
+    ) -> None:
+        """Strike the active diagnoses that are `code` (kept in the history, inactive)."""
+        wanted = normalize_icd10(code)
+        matches = [d for d in current if normalize_icd10(d.code) == wanted]
+        if not matches:
+            raise WorkflowError(f"the order has no active diagnosis {as_typed!r}", field=field)
+        for dx in matches:
+            dx.active = False
+            self.session.add(dx)
 
     def correct_provider_npi(
         self,

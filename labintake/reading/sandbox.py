@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from labintake import heap
+from labintake.childproc import ChildProcess, ChildStartError
 from labintake.errors import LabintakeError
 from labintake.hl7.limits import ReadingLimits
 
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # Spawning the child and importing the reader, on a loaded 2-core machine: not part of any
 # message's time budget.
 STARTUP_SECONDS = 60.0
+# An idle child asked to exit: past this it is killed.
+STOP_SECONDS = 5.0
 
 
 class SandboxError(LabintakeError):
@@ -55,7 +57,7 @@ class StoredMessage:
 
 
 def _child(
-    interfaces_dir: Path, limits: ReadingLimits, pipe: Connection, read: Callable[..., Any] | None
+    interfaces_dir: Path, limits: ReadingLimits, read: Callable[..., Any] | None, pipe: Connection
 ) -> None:
     from labintake.interfaces import load_interfaces
     from labintake.reading.plan import plan_message
@@ -98,51 +100,37 @@ class ReadingSandbox:
         self.interfaces_dir = interfaces_dir
         self.limits = limits
         self.read_function = read
-        self._context = multiprocessing.get_context("spawn")
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._pipe: Connection | None = None
+        self._child = ChildProcess("labintake-reader", daemon=True)
         self._ready = False
         self.restarts = 0
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self._child.pid
 
     def start(self) -> None:
         """Start the child (not waiting for it): the first read waits for it to be ready."""
-        if self._process is not None:
+        if self._child.started:
             return
-        parent_end, child_end = self._context.Pipe()
-        self._process = self._context.Process(
-            target=_child,
-            args=(self.interfaces_dir, self.limits, child_end, self.read_function),
-            name="labintake-reader",
-            daemon=True,
-        )
-        self._process.start()
-        child_end.close()
-        self._pipe = parent_end
+        self._child.spawn(_child, self.interfaces_dir, self.limits, self.read_function)
         self._ready = False
 
     def read(self, message: StoredMessage, timeout: float) -> Any:
         """The message's `MessagePlan`; SandboxError when it is not back within `timeout`."""
-        self.start()
-        assert self._pipe is not None
-        if not self._ready:
-            self._wait_ready()
+        pipe = self._ready_pipe()
         started = time.monotonic()
         try:
-            self._pipe.send(message)
-            if not self._pipe.poll(timeout):
+            pipe.send(message)
+            if not pipe.poll(timeout):
                 elapsed = time.monotonic() - started
                 self._abandon()
                 raise SandboxError(
                     f"reading took longer than {timeout:g} s (stopped after {elapsed:.1f} s; "
                     "LABINTAKE_READ_TIMEOUT_SECONDS)"
                 )
-            return self._pipe.recv()
+            return pipe.recv()
         except (EOFError, OSError) as exc:
-            code = self._process.exitcode if self._process is not None else None
+            code = self._child.exitcode
             self._abandon()
             raise SandboxError(
                 f"the reading process ended while reading (exit code {code})"
@@ -156,67 +144,51 @@ class ReadingSandbox:
         messages after it are not read."""
         if not messages:
             return [], None
-        if self._process is not None and not self._process.is_alive():
+        if self._child.started and not self._child.is_alive():
             self._abandon()  # died while idle: no message of this batch is to blame
-        self.start()
-        assert self._pipe is not None
-        if not self._ready:
-            self._wait_ready()
+        pipe = self._ready_pipe()
         plans: list[Any] = []
         try:
-            self._pipe.send(messages)
+            pipe.send(messages)
             for _ in messages:
                 started = time.monotonic()
-                if not self._pipe.poll(timeout):
+                if not pipe.poll(timeout):
                     elapsed = time.monotonic() - started
                     self._abandon()
                     return plans, SandboxError(
                         f"reading took longer than {timeout:g} s (stopped after "
                         f"{elapsed:.1f} s; LABINTAKE_{setting})"
                     )
-                plans.append(self._pipe.recv())
+                plans.append(pipe.recv())
         except (EOFError, OSError):
-            code = self._process.exitcode if self._process is not None else None
+            code = self._child.exitcode
             self._abandon()
             return plans, SandboxError(
                 f"the reading process ended while reading (exit code {code})"
             )
         return plans, None
 
-    def _wait_ready(self) -> None:
-        assert self._pipe is not None
-        try:
-            if self._pipe.poll(STARTUP_SECONDS) and self._pipe.recv() == "ready":
-                self._ready = True
-                return
-        except (EOFError, OSError):
-            pass
-        self._abandon()
-        raise SandboxError("the reading process did not start")
+    def _ready_pipe(self) -> Connection:
+        """The pipe to a started child that said it is ready (SandboxError when it does not
+        within STARTUP_SECONDS: it is killed)."""
+        self.start()
+        if not self._ready:
+            with contextlib.suppress(ChildStartError):
+                self._ready = self._child.wait_ready(STARTUP_SECONDS) == "ready"
+            if not self._ready:
+                self._abandon()
+                raise SandboxError("the reading process did not start")
+        assert self._child.pipe is not None
+        return self._child.pipe
 
     def _abandon(self) -> None:
         """Kill the child (its read is given up) and forget it; the next read starts anew."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.join(5)
+        if self._child.started:
             self.restarts += 1
-        if self._pipe is not None:
-            self._pipe.close()
-        self._process = None
-        self._pipe = None
+        self._child.kill()
         self._ready = False
 
     def stop(self) -> None:
-        if self._pipe is not None:
-            with contextlib.suppress(OSError):
-                self._pipe.send(None)
-        if self._process is not None:
-            self._process.join(5)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(5)
-        if self._pipe is not None:
-            self._pipe.close()
-        self._process = None
-        self._pipe = None
+        """Ask the child to exit; kill it when it has not within a few seconds."""
+        self._child.stop(STOP_SECONDS, request=None)
         self._ready = False

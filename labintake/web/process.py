@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
 import socket
@@ -28,6 +27,11 @@ from multiprocessing.connection import Connection
 
 import uvicorn
 
+from labintake.childproc import (
+    ChildProcess,
+    InChildProcess,
+    wait_for_stop_request,
+)
 from labintake.config import Settings
 from labintake.errors import ConfigurationError
 from labintake.preflight import bind_error
@@ -39,9 +43,10 @@ __all__ = ["WebProcess", "run_web_process"]
 # Below the listener (0), above the background workers (10).
 WEB_NICENESS = 5
 STARTUP_TIMEOUT_SECONDS = 60.0
+# How long a stop waits for running requests before the child is terminated.
+STOP_TIMEOUT_SECONDS = 30.0
 # Connections and requests uvicorn serves at once; beyond, it answers 503 at once.
 MAX_CONCURRENT_REQUESTS = 200
-PARENT_CHECK_SECONDS = 1.0
 # Requests still running this long after a stop is asked for are cut off.
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
@@ -71,20 +76,16 @@ def bind_web_socket(host: str, port: int) -> socket.socket:
 
 def _watch_parent(server: uvicorn.Server, pipe: Connection, parent: int) -> None:
     """Ask uvicorn to exit when the parent says so, closes the pipe, or goes away."""
-    try:
-        while not server.should_exit:
-            if pipe.poll(PARENT_CHECK_SECONDS):
-                pipe.recv()
-                break
-            if os.getppid() != parent:
-                log.warning("labintake serve went away; the web app stops")
-                break
-    except (EOFError, OSError):
-        pass
+    wait_for_stop_request(
+        pipe,
+        parent,
+        running=lambda: not server.should_exit,
+        orphaned=(log, "labintake serve went away; the web app stops"),
+    )
     server.should_exit = True
 
 
-def run_web_process(settings: Settings, sock: socket.socket, pipe: Connection, parent: int) -> None:
+def run_web_process(settings: Settings, sock: socket.socket, parent: int, pipe: Connection) -> None:
     """The web process's entry point: serve `sock` until told to stop."""
     from labintake.db import make_engine
     from labintake.logs import configure_logging
@@ -133,25 +134,15 @@ async def _serve(
     await task
 
 
-class WebProcess:
+class WebProcess(InChildProcess):
     """The web app of `labintake serve`, in a spawned child serving the parent's socket."""
 
     name = "web"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._context = multiprocessing.get_context("spawn")
         self._socket: socket.socket | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._pipe: Connection | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def exitcode(self) -> int | None:
-        return self._process.exitcode if self._process is not None else None
+        self._child = ChildProcess("labintake-web")
 
     @property
     def port(self) -> int:
@@ -167,46 +158,18 @@ class WebProcess:
     def start(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
         """Start the child and wait until it serves (blocking)."""
         self.bind()
-        parent_end, child_end = self._context.Pipe()
-        self._pipe = parent_end
-        self._process = self._context.Process(
-            target=run_web_process,
-            args=(self.settings, self._socket, child_end, os.getpid()),
-            name="labintake-web",
+        self._child.spawn(run_web_process, self.settings, self._socket, os.getpid())
+        self._wait_started(
+            timeout,
+            late="the web app did not start in time",
+            ended="the web process ended during startup",
+            refused="the web app could not start",
         )
-        self._process.start()
-        child_end.close()
-        if not parent_end.poll(timeout):
-            self.stop()
-            raise ConfigurationError("the web app did not start in time")
-        try:
-            kind, detail = parent_end.recv()
-        except EOFError as exc:
-            self.stop()
-            raise ConfigurationError("the web process ended during startup") from exc
-        if kind != "ready":
-            self.stop()
-            raise ConfigurationError(f"the web app could not start: {detail}")
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask the child to finish its requests and exit; wait for it (blocking)."""
-        if self._process is None:
-            return
-        if self._pipe is not None:
-            with contextlib.suppress(OSError):  # the child may be gone
-                self._pipe.send("stop")
-        self._process.join(timeout)
-        if self._process.is_alive():
-            log.warning("the web app did not stop in time; terminating it")
-            self._process.terminate()
-            self._process.join(5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
-        if self._pipe is not None:
-            self._pipe.close()
-        self._process = None
-        self._pipe = None
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """Ask the child to finish its requests and exit; wait for it (blocking), then
+        terminate it, then kill it."""
+        self._child.stop(timeout, late=(log, "the web app did not stop in time; terminating it"))
 
     def close(self) -> None:
         """Stop the child and release the port."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -90,13 +92,22 @@ class RejectBody(Versioned):
     reason: str = Field(default="", max_length=4000, description="details, or the whole reason")
 
 
-def _bind(
-    session: SessionDep, username: str, key: str, action: str, order_id: int, body: BaseModel
-) -> None:
-    bind_idempotency_key(session, username, key, action, order_id, body.model_dump(mode="json"))
-
-
-def _fresh(session: SessionDep, order_id: int) -> dict[str, Any]:
+def _act(
+    session: SessionDep,
+    actor: CoderActor,
+    idempotency_key: str,
+    action: str,
+    order_id: int,
+    body: Versioned,
+    run: Callable[..., object],
+) -> dict[str, Any]:
+    """Bind the Idempotency-Key to `action` and `body`, run the queue action (`run`: a queue
+    method given all but the actor, order, row version and key), and answer with the order
+    as it is now."""
+    bind_idempotency_key(
+        session, actor.username, idempotency_key, action, order_id, body.model_dump(mode="json")
+    )
+    run(actor, order_id, body.row_version, action_key=idempotency_key)
     session.expire_all()
     return order_detail_json(load_order_detail(session, order_id))
 
@@ -202,11 +213,8 @@ def assign(
     session: SessionDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
-    _bind(session, actor.username, idempotency_key, "assign", order_id, body)
-    queue.assign(
-        actor, order_id, body.row_version, body.assignee, idempotency_key, take_over=body.take_over
-    )
-    return _fresh(session, order_id)
+    action = partial(queue.assign, assignee=body.assignee, take_over=body.take_over)
+    return _act(session, actor, idempotency_key, "assign", order_id, body, action)
 
 
 @router.post("/{order_id}/contacts", response_model=OrderDetail)
@@ -218,12 +226,11 @@ def record_contact(
     session: SessionDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
-    _bind(session, actor.username, idempotency_key, "contacts", order_id, body)
     contact = ContactInput(
         body.channel, body.outcome, body.answer, body.person, body.follow_up_on, body.query_id
     )
-    queue.record_contact(actor, order_id, body.row_version, contact, idempotency_key)
-    return _fresh(session, order_id)
+    action = partial(queue.record_contact, contact=contact)
+    return _act(session, actor, idempotency_key, "contacts", order_id, body, action)
 
 
 @router.post("/{order_id}/corrections", response_model=OrderDetail)
@@ -235,47 +242,21 @@ def correct(
     session: SessionDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
-    _bind(session, actor.username, idempotency_key, "corrections", order_id, body)
-    if body.kind == "test":
-        queue.correct_test(
-            actor,
-            order_id,
-            body.row_version,
-            contact_id=body.contact_id,
+    by_kind = {
+        "diagnosis": partial(
+            queue.correct_diagnosis, new_code=body.new_code, replaces=body.replaces
+        ),
+        "test": partial(
+            queue.correct_test,
             test_seq=body.test_seq or 0,
             new_code=body.new_code,
             system=body.system,
-            action_key=idempotency_key,
-        )
-    elif body.kind == "remove_diagnosis":
-        queue.remove_diagnosis(
-            actor,
-            order_id,
-            body.row_version,
-            contact_id=body.contact_id,
-            code=body.replaces,
-            action_key=idempotency_key,
-        )
-    elif body.kind == "provider_npi":
-        queue.correct_provider_npi(
-            actor,
-            order_id,
-            body.row_version,
-            contact_id=body.contact_id,
-            npi=body.npi,
-            action_key=idempotency_key,
-        )
-    else:
-        queue.correct_diagnosis(
-            actor,
-            order_id,
-            body.row_version,
-            contact_id=body.contact_id,
-            new_code=body.new_code,
-            replaces=body.replaces,
-            action_key=idempotency_key,
-        )
-    return _fresh(session, order_id)
+        ),
+        "remove_diagnosis": partial(queue.remove_diagnosis, code=body.replaces),
+        "provider_npi": partial(queue.correct_provider_npi, npi=body.npi),
+    }
+    action = partial(by_kind[body.kind], contact_id=body.contact_id)
+    return _act(session, actor, idempotency_key, "corrections", order_id, body, action)
 
 
 @router.post("/{order_id}/release", response_model=OrderDetail)
@@ -287,16 +268,8 @@ def release(
     session: SessionDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
-    _bind(session, actor.username, idempotency_key, "release", order_id, body)
-    queue.release(
-        actor,
-        order_id,
-        body.row_version,
-        override_reason=body.override_reason,
-        modifier=body.modifier,
-        action_key=idempotency_key,
-    )
-    return _fresh(session, order_id)
+    action = partial(queue.release, override_reason=body.override_reason, modifier=body.modifier)
+    return _act(session, actor, idempotency_key, "release", order_id, body, action)
 
 
 @router.post("/{order_id}/reject", response_model=OrderDetail)
@@ -308,13 +281,5 @@ def reject(
     session: SessionDep,
     idempotency_key: IdempotencyKey = "",
 ) -> dict[str, Any]:
-    _bind(session, actor.username, idempotency_key, "reject", order_id, body)
-    queue.reject(
-        actor,
-        order_id,
-        body.row_version,
-        reason=body.reason,
-        category=body.category,
-        action_key=idempotency_key,
-    )
-    return _fresh(session, order_id)
+    action = partial(queue.reject, reason=body.reason, category=body.category)
+    return _act(session, actor, idempotency_key, "reject", order_id, body, action)

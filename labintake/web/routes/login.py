@@ -20,9 +20,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from labintake.auth.accounts import check_password
 from labintake.auth.policy import LoginPolicy
 from labintake.auth.sessions import close_session, open_session, purge_expired
+from labintake.auth.signin import check_password
 from labintake.auth.throttle import SignInThrottle
 from labintake.auth.tokens import tokens_match
 from labintake.config import Settings
