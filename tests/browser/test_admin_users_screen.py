@@ -5,27 +5,23 @@ themselves out. axe-core finds no serious or critical violation on these screens
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect
 from sqlalchemy.engine import Engine
 
 from labintake.auth.roles import Role
 from labintake.config import Settings
 from labintake.db import make_engine
-from labintake.web.app import create_app
+from tests.browser.live import serve_web
 from tests.factories import PASSWORD, make_user, screenshot_dir
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 NEW_PASSWORD = "my own new passphrase"
 
 
@@ -40,33 +36,9 @@ def live(database_url: str) -> Iterator[tuple[str, Engine]]:
     )
     engine = make_engine(database_url)
     make_user(engine, "ada", Role.ADMIN)
-    config = uvicorn.Config(
-        create_app(settings, engine), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the web server did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", engine
-    server.should_exit = True
-    thread.join(10)
+    with serve_web(settings, engine) as url:
+        yield url, engine
     engine.dispose()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        yield launched
-        launched.close()
 
 
 def _page(browser: Browser, dialogs: list[str]) -> Page:

@@ -6,16 +6,13 @@ answered by the contact that records the office's answer, closed when the order 
 from __future__ import annotations
 
 import io
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pypdf
 import pytest
-import uvicorn
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -24,13 +21,12 @@ from labintake.auth.roles import Role
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
 from labintake.models.users import User
-from labintake.web.app import create_app
+from tests.browser.live import serve_web
 from tests.factories import PASSWORD, OrderSpec, held_order, make_user
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
@@ -55,33 +51,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, int]]:
         ann = session.exec(select(User).where(User.username == "ann")).one()
         set_phone(session, ann, "(515) 555-0142", actor="admin")
         session.commit()
-    config = uvicorn.Config(
-        create_app(settings, engine), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the web server did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", order_id
-    server.should_exit = True
-    thread.join(10)
+    with serve_web(settings, engine) as url:
+        yield url, order_id
     engine.dispose()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        yield launched
-        launched.close()
 
 
 def _signed_in(browser: Browser, base_url: str) -> Page:

@@ -9,28 +9,24 @@ docs/screenshots/ (shown by the docs), so a test run never rewrites tracked file
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect
 from sqlalchemy.engine import Engine
 
 from labintake.auth.roles import Role
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
-from labintake.web.app import create_app
+from tests.browser.live import serve_web
 from tests.factories import PASSWORD, OrderSpec, held_order, make_user, screenshot_dir
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = screenshot_dir()
-CHROMIUM = "/usr/bin/chromium"
 
 HOSTILE = OrderSpec(
     control_id="EVIL1",
@@ -78,32 +74,8 @@ def seeded(tmp_path: Path) -> Iterator[tuple[Settings, Engine]]:
 @pytest.fixture
 def base_url(seeded: tuple[Settings, Engine]) -> Iterator[str]:
     settings, engine = seeded
-    config = uvicorn.Config(
-        create_app(settings, engine), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the web server did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        yield launched
-        launched.close()
+    with serve_web(settings, engine) as url:
+        yield url
 
 
 def _page(browser: Browser, dialogs: list[str]) -> Page:
