@@ -18,12 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import insert, text
-from sqlmodel import SQLModel
+from sqlalchemy import text
 
-import labintake.models
-from benchmarks.messages import SENDING_APPLICATION, SENDING_FACILITY, synthetic_orders
-from labintake.db import make_engine, migrate, utcnow
+from benchmarks.databases import store_received
+from labintake.db import make_engine, migrate
 from labintake.interfaces import load_interfaces
 from labintake.reading import read_until_empty
 
@@ -45,27 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'drain.sqlite3'}"
         migrate(url)
         engine = make_engine(url)
-        tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
-        with engine.begin() as conn:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
-        rows = [
-            {
-                "received_at": utcnow(),
-                "sending_application": SENDING_APPLICATION,
-                "sending_facility": SENDING_FACILITY,
-                "control_id": message.control_id,
-                "message_type": "ORM^O01",
-                "version": "2.5.1",
-                "raw": message.raw,
-                "ack_code": "AA",
-                "ack": b"MSA|AA",
-                "status": "received",
-            }
-            for message in synthetic_orders("DRAIN", args.count)
-        ]
-        with engine.begin() as conn:
-            conn.execute(insert(labintake.models.InboundMessage), rows)
+        store_received(engine, args.count, "DRAIN")
         registry = load_interfaces(REPO / "interfaces")
         started = time.perf_counter()
         read = read_until_empty(engine, registry, limit=args.batch)

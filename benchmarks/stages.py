@@ -34,14 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hl7
-from sqlalchemy import Engine, insert, text
-from sqlmodel import SQLModel
+from sqlalchemy import text
 
-import labintake.models
-from benchmarks.messages import SENDING_APPLICATION, SENDING_FACILITY, synthetic_orders
+from benchmarks.databases import store_received
 from labintake import heap
 from labintake.config import Settings
-from labintake.db import make_engine, migrate, utcnow
+from labintake.db import make_engine, migrate
 from labintake.interfaces import load_interfaces
 from labintake.reading import read_until_empty
 from labintake.release.bulk import release_verified
@@ -58,33 +56,6 @@ class StageTime:
     done: int
     wall: float
     cpu: float
-
-
-def store_messages(engine: Engine, count: int) -> list[bytes]:
-    """Empty every table, then insert `count` synthetic messages as `received`."""
-    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
-    with engine.begin() as conn:
-        for name in tables:
-            conn.execute(text(f"DELETE FROM {name}"))
-    messages = list(synthetic_orders("STAGE", count))
-    rows = [
-        {
-            "received_at": utcnow(),
-            "sending_application": SENDING_APPLICATION,
-            "sending_facility": SENDING_FACILITY,
-            "control_id": message.control_id,
-            "message_type": "ORM^O01",
-            "version": "2.5.1",
-            "raw": message.raw,
-            "ack_code": "AA",
-            "ack": b"MSA|AA",
-            "status": "received",
-        }
-        for message in messages
-    ]
-    with engine.begin() as conn:
-        conn.execute(insert(labintake.models.InboundMessage), rows)
-    return [message.raw for message in messages]
 
 
 def peer_cpu_per_message(raws: list[bytes]) -> float:
@@ -125,7 +96,7 @@ def run_stages(
     migrate(url)
     engine = make_engine(url)
     try:
-        raws = store_messages(engine, count)
+        raws = store_received(engine, count, "STAGE")
         peer = peer_cpu_per_message(raws)
         settings = Settings(
             development=True,
