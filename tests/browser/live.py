@@ -21,8 +21,16 @@ CHROMIUM = "/usr/bin/chromium"
 @contextmanager
 def serve_web(settings: Settings, engine: Engine, start_seconds: float = 20) -> Iterator[str]:
     """The app over `engine` in a thread; yields its base URL, stops it on the way out."""
+    # log_config=None and no log_level: uvicorn leaves the process's logging as it is (a level
+    # set here would stay on its loggers for the tests that run after in the same worker).
     config = uvicorn.Config(
-        create_app(settings, engine), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+        create_app(settings, engine),
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        log_level=None,
+        access_log=False,
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
