@@ -55,8 +55,10 @@ def test_manager_sees_the_dashboard_and_follows_a_number_to_its_orders(
         assert page.locator("table.grid tbody tr").count() == 5
         # The refresh button recomputes and shows a new as-of time.
         page.goto(f"{live_url}/dashboard")
-        page.click("text=Refresh now")
-        page.wait_for_url("**/dashboard?window=24h&refresh=1&start=*&end=*")
+        # the range section loads after the page: refresh once it is there, as a manager would
+        page.locator("#range-figures", has_text="order(s) received").wait_for()
+        with page.expect_navigation(url="**/dashboard?window=24h&refresh=1&start=*&end=*"):
+            page.click("text=Refresh now")
         assert page.locator("h1").inner_text() == "Dashboard"
 
 
