@@ -7,9 +7,9 @@
 #                     run that labintake command
 #   anything else     run it as given (a shell for debugging, say)
 #
-# The migration is retried while the database is still starting:
-# LABINTAKE_MIGRATE_RETRIES attempts (default 30), LABINTAKE_MIGRATE_RETRY_SECONDS apart
-# (default 2). Several instances starting together on one PostgreSQL may each migrate: the
+# The migration is retried while the database is still starting (`labintake migrate` exits
+# 75 when it cannot reach the database): LABINTAKE_MIGRATE_RETRIES attempts (default 30),
+# LABINTAKE_MIGRATE_RETRY_SECONDS apart (default 2). Any other failure stops at once. Several instances starting together on one PostgreSQL may each migrate: the
 # migration holds an advisory lock, so one migrates and the others find the schema current.
 # (The compose file still runs it once, in its `migrate` service.)
 set -eu
@@ -19,14 +19,20 @@ migrate_with_retries() {
     pause=${LABINTAKE_MIGRATE_RETRY_SECONDS:-2}
     attempt=1
     while :; do
-        if labintake migrate; then
+        status=0
+        labintake migrate || status=$?
+        if [ "$status" -eq 0 ]; then
             return 0
+        fi
+        if [ "$status" -ne 75 ]; then
+            echo "entrypoint: migration failed (exit status $status); not starting" >&2
+            return 1
         fi
         if [ "$attempt" -ge "$attempts" ]; then
             echo "entrypoint: migration failed after $attempt attempts; not starting" >&2
             return 1
         fi
-        echo "entrypoint: migration attempt $attempt failed; retrying in ${pause}s" >&2
+        echo "entrypoint: database not reachable (attempt $attempt); retrying in ${pause}s" >&2
         attempt=$((attempt + 1))
         sleep "$pause"
     done

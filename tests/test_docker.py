@@ -31,13 +31,14 @@ ENTRYPOINT_VARIABLES = {
 }
 
 FAKE_LABINTAKE = """#!/bin/sh
-# Records each call; `migrate` fails while the countdown file holds a number above zero.
+# Records each call; `migrate` fails (with $MIGRATE_STATUS, by default 75: database not
+# reachable) while the countdown file holds a number above zero.
 echo "labintake $*" >> "$CALLS"
 if [ "$1" = migrate ] && [ -f "$FAIL_MIGRATIONS" ]; then
     read -r left < "$FAIL_MIGRATIONS"
     if [ "$left" -gt 0 ]; then
         echo $((left - 1)) > "$FAIL_MIGRATIONS"
-        exit 1
+        exit "${MIGRATE_STATUS:-75}"
     fi
 fi
 exit 0
@@ -107,7 +108,7 @@ def test_entrypoint_retries_migration_while_the_database_starts(tmp_path: Path) 
         "labintake migrate",
         "labintake serve",
     ]
-    assert "migration attempt 2 failed" in result.stderr
+    assert "database not reachable (attempt 2)" in result.stderr
 
 
 def test_entrypoint_does_not_serve_when_migration_keeps_failing(tmp_path: Path) -> None:
@@ -118,6 +119,15 @@ def test_entrypoint_does_not_serve_when_migration_keeps_failing(tmp_path: Path) 
     assert calls.count("labintake migrate") == 3
     assert "labintake serve" not in calls
     assert "failed after 3 attempts" in result.stderr
+
+
+def test_entrypoint_does_not_retry_a_migration_that_fails_for_another_reason(
+    tmp_path: Path,
+) -> None:
+    result, calls = _run_entrypoint(tmp_path, "serve", failing_migrations=1, MIGRATE_STATUS="1")
+    assert result.returncode != 0
+    assert calls == ["labintake migrate"]
+    assert "migration failed (exit status 1); not starting" in result.stderr
 
 
 def test_entrypoint_migrate_command_runs_only_the_migration(tmp_path: Path) -> None:

@@ -108,3 +108,23 @@ def _counts(engine: Engine) -> dict[str, int]:
     tables = ("inbound_message", "lab_order", "order_test", "order_diagnosis", "finding")
     with engine.connect() as conn:
         return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
+
+
+def test_migrate_says_plainly_when_the_database_cannot_be_reached() -> None:
+    """Exit status 75 (try again later) is what the container entrypoint retries; a broken
+    install or a failing migration exits otherwise and is not retried."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABINTAKE_")}
+    env["LABINTAKE_DEVELOPMENT"] = "1"
+    # Port 9 (discard) on this host: nothing listens, the connection is refused at once.
+    env["LABINTAKE_DATABASE_URL"] = "postgresql+psycopg://nobody:secret@127.0.0.1:9/none"
+    done = subprocess.run(
+        [sys.executable, "-m", "labintake", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 75, done.stderr
+    assert done.stderr.startswith("cannot reach the database at postgresql+psycopg://nobody:")
+    assert "secret" not in done.stderr
+    assert "Traceback" not in done.stderr

@@ -8,16 +8,29 @@ import typer
 
 from labintake.cli.settings import load_settings
 
+# sysexits.h EX_TEMPFAIL: the database could not be reached, so trying again later may work.
+# The container entrypoint retries this exit status only; any other failure (a broken install,
+# a migration that fails) stops at once.
+DATABASE_UNREACHABLE = 75
+
 
 def migrate() -> None:
     """Bring the database schema to head (Alembic)."""
+    from sqlalchemy.exc import OperationalError
+
     from labintake.db import migrate as run_migrations
     from labintake.logs import configure_logging, redact_url
 
     settings = load_settings()
     configure_logging(settings)
-    run_migrations(settings.database_url)
-    typer.echo(f"database at head: {redact_url(settings.database_url)}")
+    where = redact_url(settings.database_url)
+    try:
+        run_migrations(settings.database_url)
+    except OperationalError as error:
+        reason = str(error.orig or error).strip().splitlines()[0]
+        typer.echo(f"cannot reach the database at {where}: {reason}", err=True)
+        raise typer.Exit(DATABASE_UNREACHABLE) from None
+    typer.echo(f"database at head: {where}")
 
 
 def serve(
