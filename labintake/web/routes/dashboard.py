@@ -16,8 +16,9 @@ from sqlmodel import Session
 from labintake.db import utcnow
 from labintake.errors import NotFoundError, WorkflowError
 from labintake.release.delivery import list_outbox, resend_dead_letter
-from labintake.stats import AGING_BUCKETS, STAGES, Snapshot, order_rows, snapshot
+from labintake.stats import AGING_BUCKETS, STAGES, Snapshot, snapshot
 from labintake.stats_coders import Productivity, productivity
+from labintake.stats_drilldown import order_rows
 from labintake.stats_turnaround import PATHS, Period, TurnaroundReport, report
 from labintake.web.dashboard_tables import (
     Table,
