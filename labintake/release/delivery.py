@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import text, update
+from sqlalchemy import Table, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -24,6 +24,8 @@ from labintake.lifecycle import OrderEventKind
 from labintake.models.orders import Finding, Order, Verification
 from labintake.models.release import Notification, OutboxEntry, OutboxKind, OutboxStatus
 from labintake.statuses import DeliveryOutcome, FindingCode, OrderStatus, Severity
+
+OUTBOX: Table = OutboxEntry.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,32 +181,32 @@ def _order_refused(session: Session, entry: OutboxEntry, reason: str, now: datet
 def _record_deliveries(
     session: Session, token: str, outcomes: Sequence[Outcome], now: datetime
 ) -> int:
-    """Acknowledged messages, in a few set-based statements (the hot path of delivery)."""
+    """Acknowledged messages, in a few set-based statements (the hot path of delivery): a
+    Core UPDATE ... RETURNING per ACK code on the outbox, then the orders' state changes."""
     delivered = 0
     by_code: dict[str, list[int]] = {}
     for outcome in outcomes:
         by_code.setdefault(outcome.ack_code, []).append(outcome.entry_id)
     for ack_code, ids in by_code.items():
-        rows = session.execute(
-            update(OutboxEntry)
-            .where(col(OutboxEntry.id).in_(ids), col(OutboxEntry.claimed_by) == token)
-            .values(
-                status=OutboxStatus.DELIVERED,
-                ack_code=ack_code,
-                delivered_at=now,
-                updated_at=now,
-                last_error=None,
-                claimed_by=None,
-                claimed_until=None,
-                attempts=OutboxEntry.attempts + 1,
+        rows = (
+            session.connection()
+            .execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id.in_(ids), OUTBOX.c.claimed_by == token)
+                .values(
+                    status=OutboxStatus.DELIVERED,
+                    ack_code=ack_code,
+                    delivered_at=now,
+                    updated_at=now,
+                    last_error=None,
+                    claimed_by=None,
+                    claimed_until=None,
+                    attempts=OUTBOX.c.attempts + 1,
+                )
+                .returning(OUTBOX.c.order_id, OUTBOX.c.kind, OUTBOX.c.control_id, OUTBOX.c.attempts)
             )
-            .returning(
-                col(OutboxEntry.order_id),
-                col(OutboxEntry.kind),
-                col(OutboxEntry.control_id),
-                col(OutboxEntry.attempts),
-            )
-        ).all()
+            .all()
+        )
         delivered += len(rows)
         releases = {
             order_id: (control_id, attempts)
