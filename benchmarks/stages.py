@@ -1,4 +1,4 @@
-"""CPU per order of each pipeline stage, in-process: reading, verification, release.
+"""CPU per order of each pipeline stage, in-process: reading, verification, release, delivery.
 
     .venv/bin/python -m benchmarks.stages                     # 2000 orders, SQLite
     .venv/bin/python -m benchmarks.stages --count 5000 --profile release
@@ -7,8 +7,10 @@
 Stores `--count` synthetic nine-segment ORM^O01 messages as intake leaves them (status
 `received`) in a fresh SQLite file (or the PostgreSQL database given: its tables are emptied
 first, so use a scratch database), then runs, one after the other in this process, reading
-(`read_until_empty`), verification (the `pending_verifier` loop) and release (the
-`release_verified` loop), and prints for each stage its wall time, CPU time
+(`read_until_empty`), verification (the `pending_verifier` loop), release (the
+`release_verified` loop) and delivery (a `Sender` draining the outbox over MLLP to
+`labintake.release.stub_lis` started as a subprocess, so the LIS's CPU is not ours), and
+prints for each stage its wall time, CPU time
 (`time.process_time`, this process only: the database server's CPU is not counted on
 PostgreSQL) and CPU milliseconds per order. `--profile STAGE` prints a cProfile top 25 for
 that stage (which inflates its times).
@@ -26,6 +28,8 @@ import argparse
 import cProfile
 import io
 import pstats
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,18 +39,22 @@ from pathlib import Path
 
 import hl7
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from benchmarks.databases import store_received
 from labintake import heap
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
-from labintake.interfaces import load_interfaces
+from labintake.interfaces import InterfaceRegistry, load_interfaces
 from labintake.reading import read_until_empty
 from labintake.release.bulk import release_verified
+from labintake.release.connection import Endpoint
+from labintake.release.delivery import RetryPolicy
+from labintake.release.sender import Sender, SenderOptions, deliver_until_idle
 from labintake.verification.service import pending_verifier
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ("reading", "verification", "release")
+STAGES = ("reading", "verification", "release", "delivery")
 TARGET_MS = 0.5  # CPU per order, whole pipeline
 
 
@@ -65,6 +73,22 @@ def peer_cpu_per_message(raws: list[bytes]) -> float:
     for message in texts:
         str(hl7.parse(message).create_ack("AA"))
     return (time.process_time() - started) / len(texts)
+
+
+def start_stub_lis() -> tuple[subprocess.Popen[str], int]:
+    """The stub LIS in its own process (its CPU is not the sender's); returns it and its port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labintake.release.stub_lis", "--port", "0", "--quiet"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r":(\d+)\s*$", line)
+    if not found:
+        process.kill()
+        raise RuntimeError(f"stub LIS did not start: {line!r}")
+    return process, int(found.group(1))
 
 
 def until_empty(step: Callable[[], int]) -> int:
@@ -107,28 +131,58 @@ def run_stages(
         registry = load_interfaces(settings.interfaces_dir)
         verify = pending_verifier(settings, engine, registry)
         verify(1)  # loads the code tables outside the measured time
+        stub, port = start_stub_lis()
+        # The service's sender settings (SenderOptions defaults), one persistent connection.
+        sender = Sender(
+            engine,
+            Endpoint("127.0.0.1", port, ack_timeout=10.0),
+            RetryPolicy(max_attempts=5, base_seconds=0.1, cap_seconds=1.0),
+            options=SenderOptions(),
+        )
         if settle:
             heap.settle()  # as the worker processes do once started
-        stages = [
-            timed(
-                "reading",
-                lambda: read_until_empty(engine, registry, limit=500),
-                profile == "reading",
-            ),
-            timed(
-                "verification", lambda: until_empty(lambda: verify(500)), profile == "verification"
-            ),
-            timed(
-                "release",
-                lambda: until_empty(lambda: release_verified(engine, limit=500)),
-                profile == "release",
-            ),
-        ]
+        try:
+            stages = _run(engine, registry, verify, sender, profile)
+        finally:
+            sender.close()
+            stub.terminate()
+            stub.wait(timeout=10)
         with engine.connect() as conn:
             orders = int(conn.execute(text("SELECT count(*) FROM lab_order")).scalar_one())
+            delivered = int(
+                conn.execute(
+                    text("SELECT count(*) FROM lab_order WHERE status = 'delivered'")
+                ).scalar_one()
+            )
+        if delivered != stages[2].done:
+            raise RuntimeError(f"{stages[2].done} orders released but {delivered} delivered")
     finally:
         engine.dispose()
     return stages, peer, orders
+
+
+def _run(
+    engine: Engine,
+    registry: InterfaceRegistry,
+    verify: Callable[[int], int],
+    sender: Sender,
+    profile: str,
+) -> list[StageTime]:
+    """The four stages, one after the other."""
+    return [
+        timed(
+            "reading",
+            lambda: read_until_empty(engine, registry, limit=500),
+            profile == "reading",
+        ),
+        timed("verification", lambda: until_empty(lambda: verify(500)), profile == "verification"),
+        timed(
+            "release",
+            lambda: until_empty(lambda: release_verified(engine, limit=500)),
+            profile == "release",
+        ),
+        timed("delivery", lambda: deliver_until_idle(sender), profile == "delivery"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from sqlalchemy import case, insert, tuple_, update
+from sqlalchemy import Table, case, insert, tuple_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
@@ -28,6 +28,8 @@ from labintake.models.orders import Order, OrderEvent
 from labintake.statuses import OrderStatus
 
 S = OrderStatus
+ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
+EVENTS: Table = OrderEvent.__table__  # type: ignore[attr-defined]
 
 
 class OrderEventKind(StrEnum):
@@ -191,26 +193,29 @@ def transition_many(
         for target in targets:
             check(source, target, kind)
     now = now or utcnow()
-    status: Any = case(dict(to), value=col(Order.id)) if isinstance(to, Mapping) else to
-    where = [col(Order.status).in_(sorted(from_statuses))]
+    orders = ORDERS.c
+    status: Any = case(dict(to), value=orders.id) if isinstance(to, Mapping) else to
+    where = [orders.status.in_(sorted(from_statuses))]
     if versions is not None:
         pairs = [(i, versions[i]) for i in order_ids]
-        where.append(tuple_(col(Order.id), col(Order.row_version)).in_(pairs))
+        where.append(tuple_(orders.id, orders.row_version).in_(pairs))
     else:
-        where.append(col(Order.id).in_(sorted(order_ids)))
+        where.append(orders.id.in_(sorted(order_ids)))
+    # A Core UPDATE on the table (the ORM's bulk-update path cost as much again as the
+    # statement); the session's pending changes are flushed first, as its autoflush would.
+    if session.autoflush:
+        session.flush()
     moved = sorted(
-        session.execute(
-            update(Order)
+        session.connection()
+        .execute(
+            update(ORDERS)
             .where(*where)
             .values(
-                status=status,
-                row_version=col(Order.row_version) + 1,
-                updated_at=now,
-                **(values or {}),
+                status=status, row_version=orders.row_version + 1, updated_at=now, **(values or {})
             )
-            .returning(col(Order.id))
-            .execution_options(synchronize_session=False)
-        ).scalars()
+            .returning(orders.id)
+        )
+        .scalars()
     )
     if moved:
         insert_events(
@@ -245,9 +250,12 @@ def record_event(
 
 
 def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Order events in one multi-row insert (rows as `event_row` makes them)."""
+    """Order events in one multi-row insert (rows as `event_row` makes them): a Core INSERT
+    on the table, as the ORM's bulk-insert path cost more than the statement itself. Every
+    event is written this way (never as a pending ORM object), so event ids still follow the
+    order the events were recorded in."""
     if rows:
-        session.execute(insert(OrderEvent), list(rows))
+        session.connection().execute(insert(EVENTS), list(rows))
 
 
 def event_row(

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hl7
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from mllp_messages import orm
 
 from labintake.errors import UnsupportedMessageError
 from labintake.hl7.ack import build_ack
-from labintake.hl7.ack_reply import AckReply, UnreadableAck, read_ack
+from labintake.hl7.ack_reply import AckReply, UnreadableAck, _read_segments, read_ack
 from labintake.hl7.header import read_header
 from labintake.release.connection import DeliveryFailure, parse_ack
 
@@ -87,3 +87,40 @@ def test_reading_equals_python_hl7s(
     segments += [f"ERR|{err_1}|||||||{err_8}" for err_1, err_8 in errors]
     raw = "\r".join(segments).encode()
     assert read_ack(raw) == python_hl7_reading(raw)
+
+
+# Lines of an acknowledgement, odd ones included: quoted nulls, blanks at the ends, control
+# characters, a second MSH, lines that are not segments, segments without fields.
+_line_value = st.text(
+    alphabet=st.sampled_from(list('AEX19|^&~\\" \t\x0b\x1c\x00\x0c\u00e9')), max_size=10
+)
+_line = st.one_of(
+    st.builds(lambda v: f"MSA|{v}", _line_value),
+    st.builds(lambda a, b, c: f"MSA|{a}|{b}|{c}", _line_value, _line_value, _line_value),
+    st.builds(lambda a, b: f"ERR|{a}|||||||{b}", _line_value, _line_value),
+    st.builds(lambda v: f"ERR|{v}", _line_value),
+    st.sampled_from(["MSA", "ERR", "", " ", "msa|AA|x", "MSH|^~\\&|X", "ZZ1|a|b", "MS|AA"]),
+)
+
+
+@given(
+    lines=st.lists(_line, max_size=5),
+    ending=st.sampled_from(["", "\r", "\r", "\r\n", "\n"]),
+    head=st.sampled_from(
+        [MSH, MSH, MSH, "MSH|^~\\&#|LIS", "\ufeff" + MSH, " " + MSH, "MSH|^~\\&|"]
+    ),
+)
+@settings(max_examples=300)
+def test_the_quick_reading_of_plain_acks_equals_the_general_one(
+    lines: list[str], ending: str, head: str
+) -> None:
+    text = (ending or "\r").join([head, *lines]) + ending
+    try:
+        general: AckReply | str = _read_segments(text)
+    except UnreadableAck as exc:
+        general = str(exc)
+    try:
+        quick: AckReply | str = read_ack(text.encode())
+    except UnreadableAck as exc:
+        quick = str(exc)
+    assert quick == general

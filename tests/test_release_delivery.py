@@ -22,16 +22,24 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
+from labintake import lifecycle
 from labintake.db import make_engine, session_scope, utcnow
 from labintake.hl7.ack_reply import AckReply
-from labintake.models.orders import Finding, Order, OrderEvent
+from labintake.models.orders import Finding, Order, OrderEvent, Verification
 from labintake.models.release import Notification, OutboxEntry
 from labintake.release.bulk import release_verified
 from labintake.release.connection import DeliveryFailure, Endpoint
-from labintake.release.delivery import RetryPolicy, claim_due, resend_dead_letter
+from labintake.release.delivery import (
+    Outcome,
+    RetryPolicy,
+    claim_due,
+    record_outcomes,
+    resend_dead_letter,
+)
 from labintake.release.outbox import enqueue_release
 from labintake.release.sender import Sender, SenderOptions, deliver_until_idle
 from labintake.release.stub_lis import ReceivedMessage, StubLis
+from labintake.statuses import DeliveryOutcome, OrderStatus
 
 FAST = RetryPolicy(max_attempts=50, base_seconds=0.01, cap_seconds=0.05)
 
@@ -569,3 +577,105 @@ def test_claiming_from_a_large_backlog_stays_fast_without_table_statistics(
     numbers = {int(c.control_id[1:]) for c in claimed}
     assert not any(n % 10 == 1 for n in numbers)  # second orders wait behind the first
     assert seconds < 5.0, f"one claim took {seconds:.1f} s"
+
+
+def test_one_round_of_mixed_outcomes_is_recorded_each_as_its_own(engine: Engine) -> None:
+    """Refused, refused for an order cancelled meanwhile, retried, given up, given back, and
+    one whose claim another sender holds now: recorded together, each as on its own."""
+    ids = make_orders(engine, 6)
+    release_verified(engine)
+    claims = claim_due(engine, "round-1", limit=10)
+    assert len(claims) == 6
+    e = [c.id for c in claims]
+    by_entry = {}
+    with session_scope(engine) as session:
+        for entry in session.exec(select(OutboxEntry)):
+            by_entry[entry.id] = entry.order_id
+        session.execute(text("UPDATE outbox SET attempts = 1 WHERE id = :i"), {"i": e[3]})
+        session.execute(text("UPDATE outbox SET claimed_by = 'other' WHERE id = :i"), {"i": e[5]})
+        cancelled = by_entry[e[1]]
+        lifecycle.transition_many(
+            session, [cancelled], OrderStatus.CANCELLED, lifecycle.OrderEventKind.CANCELLED
+        )
+    now = utcnow()
+    policy = RetryPolicy(max_attempts=2, base_seconds=10.0, cap_seconds=10.0)
+    delivered = record_outcomes(
+        engine,
+        "round-1",
+        [
+            Outcome(e[0], DeliveryOutcome.REFUSED, "AE", "Unknown order code LIPID"),
+            Outcome(e[1], DeliveryOutcome.REFUSED, "AR", ""),
+            Outcome(e[2], DeliveryOutcome.RETRY, text="no acknowledgement within 1 s"),
+            Outcome(e[3], DeliveryOutcome.RETRY, text="connection failed"),
+            Outcome(e[4], DeliveryOutcome.SKIPPED),
+            Outcome(e[5], DeliveryOutcome.RETRY, text="not ours any more"),
+            Outcome(e[0], DeliveryOutcome.RETRY, text="a second answer for the same message"),
+        ],
+        policy,
+        now=now,
+    )
+    assert delivered == 0
+    with Session(engine) as session:
+        rows = {r.id: r for r in session.exec(select(OutboxEntry))}
+        got = [
+            (r.status, r.attempts, r.ack_code, r.last_error, r.claimed_by)
+            for r in (rows[i] for i in e)
+        ]
+        assert got == [
+            ("refused", 1, "AE", "Unknown order code LIPID", None),
+            ("refused", 1, "AR", "answered AR", None),
+            ("pending", 1, "", "no acknowledgement within 1 s", None),
+            ("dead", 2, "", "connection failed", None),
+            ("pending", 0, "", None, None),
+            ("pending", 0, "", None, "other"),
+        ]
+        retry_at = rows[e[2]].next_attempt_at
+        assert retry_at is not None
+        assert 5.0 <= (retry_at - now).total_seconds() <= 10.0
+        assert rows[e[3]].dead_at == now
+        orders = {o.id: o.status for o in session.exec(select(Order))}
+        assert [orders[by_entry[i]] for i in e] == [
+            "held",
+            "cancelled",
+            "released",
+            "released",
+            "released",
+            "released",
+        ]
+        finding = session.exec(select(Finding)).one()
+        assert finding.order_id == by_entry[e[0]]
+        assert (finding.code, finding.severity, finding.location, finding.state) == (
+            "LIS_REJECTED",
+            "hold",
+            "MSA",
+            "open",
+        )
+        assert finding.message == "The LIS answered AE: Unknown order code LIPID"
+        assert finding.reference == {"control_id": claims[0].control_id, "ack_code": "AE"}
+        verification = session.get(Verification, finding.verification_id)
+        assert verification is not None
+        assert (verification.order_id, verification.rules_version, verification.outcome) == (
+            by_entry[e[0]],
+            "lis-ack",
+            "held",
+        )
+        refused = session.exec(select(OrderEvent).where(OrderEvent.action == "lis_refused")).one()
+        assert refused.order_id == by_entry[e[0]]
+        assert refused.detail == {
+            "before": {"status": "released"},
+            "after": {"status": "held"},
+            "control_id": claims[0].control_id,
+            "ack_code": "AE",
+            "reason": "Unknown order code LIPID",
+        }
+        notice = session.exec(select(Notification)).one()
+        assert (notice.kind, notice.recipient_role, notice.order_id) == (
+            "dead_letter",
+            "manager",
+            by_entry[e[3]],
+        )
+        assert notice.text == (
+            f"Message {claims[3].control_id} to lis gave up after 2 attempts: connection failed"
+        )
+        assert notice.dedupe_key == f"dead:{claims[3].control_id}:2"
+    assert sorted(ids) == sorted(by_entry.values())
