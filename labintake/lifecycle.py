@@ -20,6 +20,7 @@ from typing import Any, TypeAlias
 
 from sqlalchemy import case, insert, tuple_, update
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.schema import Table
 from sqlmodel import Session, col
 
 from labintake.db import utcnow
@@ -28,6 +29,16 @@ from labintake.models.orders import Order, OrderEvent
 from labintake.statuses import OrderStatus
 
 S = OrderStatus
+
+
+def _table_of(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+# the set-based statements use the tables: no ORM bulk machinery to build or run them
+ORDERS = _table_of(Order)
+EVENTS = _table_of(OrderEvent)
 
 
 class OrderEventKind(StrEnum):
@@ -191,25 +202,23 @@ def transition_many(
         for target in targets:
             check(source, target, kind)
     now = now or utcnow()
-    status: Any = case(dict(to), value=col(Order.id)) if isinstance(to, Mapping) else to
-    where = [col(Order.status).in_(sorted(from_statuses))]
+    where = [ORDERS.c.status.in_(sorted(from_statuses))]
     if versions is not None:
         pairs = [(i, versions[i]) for i in order_ids]
-        where.append(tuple_(col(Order.id), col(Order.row_version)).in_(pairs))
+        where.append(tuple_(ORDERS.c.id, ORDERS.c.row_version).in_(pairs))
     else:
-        where.append(col(Order.id).in_(sorted(order_ids)))
+        where.append(ORDERS.c.id.in_(sorted(order_ids)))
     moved = sorted(
         session.execute(
-            update(Order)
+            update(ORDERS)
             .where(*where)
             .values(
-                status=status,
-                row_version=col(Order.row_version) + 1,
+                status=_status_of(to),
+                row_version=ORDERS.c.row_version + 1,
                 updated_at=now,
                 **(values or {}),
             )
-            .returning(col(Order.id))
-            .execution_options(synchronize_session=False)
+            .returning(ORDERS.c.id)
         ).scalars()
     )
     if moved:
@@ -217,6 +226,19 @@ def transition_many(
             session, [_event(i, now, actor, kind, d) for i, d in _details(detail, moved).items()]
         )
     return moved
+
+
+def _status_of(to: OrderStatus | Mapping[int, OrderStatus]) -> Any:
+    """The new status: one for all, or a CASE with one branch per target (ids IN (...)) rather
+    than one per order, which would cost a bound parameter per order to build."""
+    if not isinstance(to, Mapping):
+        return to
+    by_target: dict[OrderStatus, list[int]] = {}
+    for order_id, target in to.items():
+        by_target.setdefault(target, []).append(order_id)
+    if len(by_target) == 1:
+        return next(iter(by_target))
+    return case(*((ORDERS.c.id.in_(sorted(ids)), t) for t, ids in sorted(by_target.items())))
 
 
 def claim_version(session: Session, order_id: int, expected_version: int) -> bool:
@@ -247,7 +269,7 @@ def record_event(
 def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Order events in one multi-row insert (rows as `event_row` makes them)."""
     if rows:
-        session.execute(insert(OrderEvent), list(rows))
+        session.execute(insert(EVENTS), list(rows))
 
 
 def event_row(
