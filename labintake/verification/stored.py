@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
+from sqlalchemy import bindparam
 from sqlalchemy import select as columns
 from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.schema import Table
 from sqlmodel import Session
 
@@ -161,7 +163,7 @@ def select_orders(*where: ColumnElement[bool]) -> Select[Any]:
 
 def read_orders(session: Session, statement: Select[Any]) -> list[OrderRecord]:
     """The orders a `select_orders` statement finds, as records."""
-    return [OrderRecord._make(row) for row in session.execute(statement)]
+    return [OrderRecord._make(row) for row in session.execute(statement).all()]
 
 
 def orders_by_id(session: Session, ids: Sequence[int]) -> list[OrderRecord]:
@@ -185,38 +187,43 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield values[start : start + _CHUNK]
 
 
+# Built once: each batch only binds its ids (an expanding IN), so no statement is rebuilt and
+# no id is coerced to a literal one by one.
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+_TESTS_OF = (
+    columns(TESTS.c.order_id, *_TEST_COLUMNS)
+    .where(TESTS.c.order_id.in_(_IDS))
+    .order_by(TESTS.c.seq)
+)
+_DIAGNOSES_OF = (
+    columns(DIAGNOSES.c.order_id, *_DIAGNOSIS_COLUMNS)
+    .where(DIAGNOSES.c.order_id.in_(_IDS), DIAGNOSES.c.active)
+    .order_by(DIAGNOSES.c.seq, DIAGNOSES.c.id)
+)
+_FINDINGS_OF = (
+    columns(FINDINGS.c.order_id, *_FINDING_COLUMNS)
+    .where(FINDINGS.c.order_id.in_(_IDS), FINDINGS.c.state.in_(LIVE_FINDING_STATES))
+    .order_by(FINDINGS.c.id)
+)
+_CORRECTIONS_OF = columns(EVENTS.c.order_id, EVENTS.c.detail).where(
+    EVENTS.c.order_id.in_(_IDS), EVENTS.c.action == TEST_CORRECTED
+)
+
+
 def load_orders(session: Session, orders: Sequence[OrderRecord]) -> list[StoredOrder]:
     """The orders with their tests, active diagnoses, live findings and corrected tests,
     in id order."""
     stored = {o.id: StoredOrder(o) for o in orders}
     ids = sorted(stored)
     for chunk in _chunks(ids):
-        for order_id, *test in session.execute(
-            columns(TESTS.c.order_id, *_TEST_COLUMNS)
-            .where(TESTS.c.order_id.in_(chunk))
-            .order_by(TESTS.c.seq)
-        ):
+        bound = {"ids": chunk}
+        for order_id, *test in session.execute(_TESTS_OF, bound).all():
             stored[order_id].tests.append(TestRecord._make(test))
-        for order_id, *dx in session.execute(
-            columns(DIAGNOSES.c.order_id, *_DIAGNOSIS_COLUMNS)
-            .where(DIAGNOSES.c.order_id.in_(chunk), DIAGNOSES.c.active)
-            .order_by(DIAGNOSES.c.seq, DIAGNOSES.c.id)
-        ):
+        for order_id, *dx in session.execute(_DIAGNOSES_OF, bound).all():
             stored[order_id].diagnoses.append(DiagnosisRecord._make(dx))
-        for order_id, *finding in session.execute(
-            columns(FINDINGS.c.order_id, *_FINDING_COLUMNS)
-            .where(
-                FINDINGS.c.order_id.in_(chunk),
-                FINDINGS.c.state.in_(LIVE_FINDING_STATES),
-            )
-            .order_by(FINDINGS.c.id)
-        ):
+        for order_id, *finding in session.execute(_FINDINGS_OF, bound).all():
             stored[order_id].findings.append(FindingRecord._make(finding))
-        for order_id, detail in session.execute(
-            columns(EVENTS.c.order_id, EVENTS.c.detail).where(
-                EVENTS.c.order_id.in_(chunk), EVENTS.c.action == TEST_CORRECTED
-            )
-        ):
+        for order_id, detail in session.execute(_CORRECTIONS_OF, bound).all():
             seq = ((detail or {}).get("after") or {}).get("test_seq")
             if isinstance(seq, int):
                 stored[order_id].corrected.add(seq)
@@ -386,6 +393,34 @@ def history_window(tables: CodeTables, dates: Iterable[date]) -> int:
     return window
 
 
+_HISTORY_ORDERS = columns(
+    ORDERS.c.id,
+    ORDERS.c.beneficiary_key,
+    ORDERS.c.date_of_service,
+    ORDERS.c.placer_order_number,
+    ORDERS.c.message_id,
+    ORDERS.c.status,
+).where(
+    ORDERS.c.beneficiary_key.in_(bindparam("keys", expanding=True)),
+    ORDERS.c.status.not_in(NOT_HISTORY),
+    ORDERS.c.date_of_service >= bindparam("start", type_=ORDERS.c.date_of_service.type),
+    ORDERS.c.date_of_service <= bindparam("end", type_=ORDERS.c.date_of_service.type),
+)
+_HISTORY_TESTS = columns(
+    TESTS.c.order_id,
+    TESTS.c.local_code,
+    TESTS.c.cpt,
+    TESTS.c.sent_code,
+    TESTS.c.sent_system,
+    TESTS.c.sent_alt_code,
+    TESTS.c.sent_alt_system,
+    TESTS.c.units,
+).where(TESTS.c.order_id.in_(_IDS))
+_HISTORY_DIAGNOSES = columns(DIAGNOSES.c.code, DIAGNOSES.c.order_id).where(
+    DIAGNOSES.c.order_id.in_(_IDS), DIAGNOSES.c.active
+)
+
+
 def load_histories(
     session: Session, stored: Sequence[StoredOrder], tables: CodeTables
 ) -> dict[int, PatientHistory]:
@@ -403,20 +438,9 @@ def load_histories(
     message_of: dict[int, int] = {}
     for i in range(0, len(wanted_keys), _CHUNK):
         rows = session.execute(
-            columns(
-                ORDERS.c.id,
-                ORDERS.c.beneficiary_key,
-                ORDERS.c.date_of_service,
-                ORDERS.c.placer_order_number,
-                ORDERS.c.message_id,
-                ORDERS.c.status,
-            ).where(
-                ORDERS.c.beneficiary_key.in_(wanted_keys[i : i + _CHUNK]),
-                ORDERS.c.status.not_in(NOT_HISTORY),
-                ORDERS.c.date_of_service >= start,
-                ORDERS.c.date_of_service <= max(dates),
-            )
-        )
+            _HISTORY_ORDERS,
+            {"keys": wanted_keys[i : i + _CHUNK], "start": start, "end": max(dates)},
+        ).all()
         for order_id, key, dos, placer, message_id, status in rows:
             # orders held for a coder or the office may still be rejected: their tests do not
             # count toward frequency limits until released. Received orders count (they are
@@ -430,24 +454,10 @@ def load_histories(
     tests: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     diagnoses: dict[int, list[str]] = defaultdict(list)
     for chunk in _chunks(ids):
-        for row in session.execute(
-            columns(
-                TESTS.c.order_id,
-                TESTS.c.local_code,
-                TESTS.c.cpt,
-                TESTS.c.sent_code,
-                TESTS.c.sent_system,
-                TESTS.c.sent_alt_code,
-                TESTS.c.sent_alt_system,
-                TESTS.c.units,
-            ).where(TESTS.c.order_id.in_(chunk))
-        ):
+        bound = {"ids": chunk}
+        for row in session.execute(_HISTORY_TESTS, bound).all():
             tests[row[0]].append(tuple(row))
-        for code, order_id in session.execute(
-            columns(DIAGNOSES.c.code, DIAGNOSES.c.order_id).where(
-                DIAGNOSES.c.order_id.in_(chunk), DIAGNOSES.c.active
-            )
-        ):
+        for code, order_id in session.execute(_HISTORY_DIAGNOSES, bound).all():
             diagnoses[order_id].append(normalize_icd10(code))
     catalog = tables.catalog
     priors: dict[int, list[PriorTest]] = {}
