@@ -33,10 +33,12 @@ _STRIP = re.compile(r"[\s.]+")
 _CODE_SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z]([0-9A-Z]{1,4})?$")
 
 
+@lru_cache(maxsize=65_536)
 def normalize_icd10(code: str) -> str:
     """Upper case, no whitespace, dotted after the category: ' e119 ' -> 'E11.9'.
 
     Works on anything; whether the result is a code at all is the release's business.
+    Remembered: the rules normalise each diagnosis of each order several times over.
     """
     bare = _STRIP.sub("", code).upper()
     if len(bare) > 3:
