@@ -115,8 +115,30 @@ def day_text(day: date) -> str:
     return day.isoformat() if type(day) is date and day.year >= 1000 else f"{day:%Y-%m-%d}"
 
 
+_TEXTS: dict[tuple[object, ...], str] = {}
+_TEXTS_LIMIT = 4096
+
+
 def out_of_date_text(choice: ReleaseChoice[R], dos: date) -> str:
-    """One sentence for the coder and the logs: what was used and why it is not right."""
+    """One sentence for the coder and the logs: what was used and why it is not right.
+
+    Remembered by what it says (release, why, date): while the tables are out of date every
+    order gets it, and the orders of a batch share a few dates of service."""
+    release = choice.release
+    key = (dos, choice.why) + (
+        (release.version, release.effective_from, release.effective_to)
+        if release is not None
+        else ()
+    )
+    text = _TEXTS.get(key)
+    if text is None:
+        if len(_TEXTS) >= _TEXTS_LIMIT:
+            _TEXTS.clear()
+        text = _TEXTS[key] = _out_of_date_text(choice, dos)
+    return text
+
+
+def _out_of_date_text(choice: ReleaseChoice[R], dos: date) -> str:
     release = choice.release
     if release is None:
         return (
