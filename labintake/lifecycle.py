@@ -18,8 +18,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from sqlalchemy import Table, case, insert, tuple_, update
+from sqlalchemy import case, insert, tuple_, update
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.schema import Table
 from sqlmodel import Session, col
 
 from labintake.db import utcnow
@@ -28,8 +29,16 @@ from labintake.models.orders import Order, OrderEvent
 from labintake.statuses import OrderStatus
 
 S = OrderStatus
-ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
-EVENTS: Table = OrderEvent.__table__  # type: ignore[attr-defined]
+
+
+def _table_of(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+# the set-based statements use the tables: no ORM bulk machinery to build or run them
+ORDERS = _table_of(Order)
+EVENTS = _table_of(OrderEvent)
 
 
 class OrderEventKind(StrEnum):
@@ -193,14 +202,12 @@ def transition_many(
         for target in targets:
             check(source, target, kind)
     now = now or utcnow()
-    orders = ORDERS.c
-    status: Any = case(dict(to), value=orders.id) if isinstance(to, Mapping) else to
-    where = [orders.status.in_(sorted(from_statuses))]
+    where = [ORDERS.c.status.in_(sorted(from_statuses))]
     if versions is not None:
         pairs = [(i, versions[i]) for i in order_ids]
-        where.append(tuple_(orders.id, orders.row_version).in_(pairs))
+        where.append(tuple_(ORDERS.c.id, ORDERS.c.row_version).in_(pairs))
     else:
-        where.append(orders.id.in_(sorted(order_ids)))
+        where.append(ORDERS.c.id.in_(sorted(order_ids)))
     # A Core UPDATE on the table (the ORM's bulk-update path cost as much again as the
     # statement); the session's pending changes are flushed first, as its autoflush would.
     if session.autoflush:
@@ -211,9 +218,12 @@ def transition_many(
             update(ORDERS)
             .where(*where)
             .values(
-                status=status, row_version=orders.row_version + 1, updated_at=now, **(values or {})
+                status=_status_of(to),
+                row_version=ORDERS.c.row_version + 1,
+                updated_at=now,
+                **(values or {}),
             )
-            .returning(orders.id)
+            .returning(ORDERS.c.id)
         )
         .scalars()
     )
@@ -222,6 +232,19 @@ def transition_many(
             session, [_event(i, now, actor, kind, d) for i, d in _details(detail, moved).items()]
         )
     return moved
+
+
+def _status_of(to: OrderStatus | Mapping[int, OrderStatus]) -> Any:
+    """The new status: one for all, or a CASE with one branch per target (ids IN (...)) rather
+    than one per order, which would cost a bound parameter per order to build."""
+    if not isinstance(to, Mapping):
+        return to
+    by_target: dict[OrderStatus, list[int]] = {}
+    for order_id, target in to.items():
+        by_target.setdefault(target, []).append(order_id)
+    if len(by_target) == 1:
+        return next(iter(by_target))
+    return case(*((ORDERS.c.id.in_(sorted(ids)), t) for t, ids in sorted(by_target.items())))
 
 
 def claim_version(session: Session, order_id: int, expected_version: int) -> bool:
@@ -253,8 +276,11 @@ def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Order events in one multi-row insert (rows as `event_row` makes them): a Core INSERT
     on the table, as the ORM's bulk-insert path cost more than the statement itself. Every
     event is written this way (never as a pending ORM object), so event ids still follow the
-    order the events were recorded in."""
+    order the events were recorded in. Pending changes are flushed first, as autoflush would:
+    an event may name an order the session has not written yet."""
     if rows:
+        if session.autoflush:
+            session.flush()
         session.connection().execute(insert(EVENTS), list(rows))
 
 

@@ -52,6 +52,19 @@ def test_sex_and_age_edits_match_codes_by_pattern() -> None:
     assert edits.age_conflict("O24.410", 9) is None
 
 
+def test_an_edit_asked_again_for_another_patient_answers_for_that_patient() -> None:
+    """The edits a code matches are remembered per code; the patient's sex and age are not."""
+    edits = read_dx_edits_toml(EDITS, "t", "edits.toml")
+    assert edits.sex_conflict("N80.0", "F") is None
+    conflict = edits.sex_conflict("N80.0", "M")
+    assert conflict is not None
+    assert conflict.name == "female genital organs"
+    assert edits.sex_conflict("N80.0", "F") is None
+    assert edits.age_conflict("O24.410", 30) is None
+    assert edits.age_conflict("O24.410", 70) is not None
+    assert edits.age_conflict("E11.9", 70) is None
+
+
 def test_age_counts_completed_years() -> None:
     assert age_on(date(2000, 5, 12), date(2026, 5, 11)) == 25
     assert age_on(date(2000, 5, 12), date(2026, 5, 12)) == 26

@@ -30,6 +30,7 @@ from labintake.codes.policies import CodeSet
 
 SEXES = {"F": "female", "M": "male"}
 EDITS_FILE = "edits.toml"
+_MEMO_LIMIT = 65_536  # codes whose matching edits are remembered (then forgotten at once)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class DiagnosisEdits:
         self.version = version
         self.sex_edits = tuple(sex)
         self.age_edits = tuple(age)
+        self._matching: dict[str, tuple[tuple[SexEdit, ...], tuple[AgeEdit, ...]]] = {}
 
     def __len__(self) -> int:
         return len(self.sex_edits) + len(self.age_edits)
@@ -70,16 +72,30 @@ class DiagnosisEdits:
         sex = sex.strip().upper()[:1]
         if sex not in SEXES:
             return None
-        for edit in self.sex_edits:
-            if edit.sex != sex and edit.codes.matches(code):
+        for edit in self._edits_matching(code)[0]:
+            if edit.sex != sex:
                 return edit
         return None
 
     def age_conflict(self, code: str, age: int) -> AgeEdit | None:
-        for edit in self.age_edits:
-            if not edit.allows(age) and edit.codes.matches(code):
+        for edit in self._edits_matching(code)[1]:
+            if not edit.allows(age):
                 return edit
         return None
+
+    def _edits_matching(self, code: str) -> tuple[tuple[SexEdit, ...], tuple[AgeEdit, ...]]:
+        """The sex and age edits whose codes take `code`, in table order. Remembered per code:
+        every order's diagnoses are checked against every edit, and the same codes recur."""
+        found = self._matching.get(code)
+        if found is None:
+            if len(self._matching) >= _MEMO_LIMIT:
+                self._matching.clear()
+            found = (
+                tuple(edit for edit in self.sex_edits if edit.codes.matches(code)),
+                tuple(edit for edit in self.age_edits if edit.codes.matches(code)),
+            )
+            self._matching[code] = found
+        return found
 
 
 def age_on(birth: date, day: date) -> int:

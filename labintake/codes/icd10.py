@@ -33,10 +33,12 @@ _STRIP = re.compile(r"[\s.]+")
 _CODE_SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z]([0-9A-Z]{1,4})?$")
 
 
+@lru_cache(maxsize=65_536)
 def normalize_icd10(code: str) -> str:
     """Upper case, no whitespace, dotted after the category: ' e119 ' -> 'E11.9'.
 
     Works on anything; whether the result is a code at all is the release's business.
+    Remembered: the rules normalise each diagnosis of each order several times over.
     """
     bare = _STRIP.sub("", code).upper()
     if len(bare) > 3:
@@ -129,6 +131,7 @@ class Icd10Release:
         if any(a >= b for a, b in pairwise(codes)):
             raise ValueError(f"{version}: rows are not sorted by code or codes repeat")
         self._entry = lru_cache(maxsize=4096)(self._build_entry)
+        self._ancestry = lru_cache(maxsize=4096)(self._build_ancestry)
         self._lower: str | None = None
 
     @classmethod
@@ -199,13 +202,17 @@ class Icd10Release:
 
     def ancestors(self, code: str) -> list[Icd10Entry]:
         """Parent, grandparent... up to the category."""
+        return list(self._ancestry(code))
+
+    def _build_ancestry(self, code: str) -> tuple[Icd10Entry, ...]:
+        """`ancestors`, remembered per code (asked of every diagnosis of every order)."""
         chain: list[Icd10Entry] = []
         entry = self.get(code)
         while entry is not None and entry.parent:
             entry = self.get(entry.parent)
             if entry is not None:
                 chain.append(entry)
-        return chain
+        return tuple(chain)
 
     def excludes1_of(self, code: str) -> tuple[str, ...]:
         """Excludes1 patterns that apply to `code`: its own and those of its ancestors."""

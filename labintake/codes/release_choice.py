@@ -108,16 +108,45 @@ def default_effective_to(effective_from: date) -> date | None:
     return None
 
 
+def day_text(day: date) -> str:
+    """`f"{day:%Y-%m-%d}"` without strftime (several times slower than isoformat, and this
+    text is written for every order while the tables are out of date); strftime does not pad
+    years before 1000, and a datetime's isoformat has its time, so those still go through it."""
+    return day.isoformat() if type(day) is date and day.year >= 1000 else f"{day:%Y-%m-%d}"
+
+
+_TEXTS: dict[tuple[object, ...], str] = {}
+_TEXTS_LIMIT = 4096
+
+
 def out_of_date_text(choice: ReleaseChoice[R], dos: date) -> str:
-    """One sentence for the coder and the logs: what was used and why it is not right."""
+    """One sentence for the coder and the logs: what was used and why it is not right.
+
+    Remembered by what it says (release, why, date): while the tables are out of date every
+    order gets it, and the orders of a batch share a few dates of service."""
+    release = choice.release
+    key = (dos, choice.why) + (
+        (release.version, release.effective_from, release.effective_to)
+        if release is not None
+        else ()
+    )
+    text = _TEXTS.get(key)
+    if text is None:
+        if len(_TEXTS) >= _TEXTS_LIMIT:
+            _TEXTS.clear()
+        text = _TEXTS[key] = _out_of_date_text(choice, dos)
+    return text
+
+
+def _out_of_date_text(choice: ReleaseChoice[R], dos: date) -> str:
     release = choice.release
     if release is None:
         return (
-            f"No ICD-10-CM release is loaded, so the diagnoses for {dos:%Y-%m-%d} cannot be "
+            f"No ICD-10-CM release is loaded, so the diagnoses for {day_text(dos)} cannot be "
             f"checked. Load the release in force: `{IMPORT_HINT}`."
         )
-    window = f"{release.effective_from:%Y-%m-%d} to " + (
-        f"{release.effective_to:%Y-%m-%d}" if release.effective_to else "open end"
+    window = f"{day_text(release.effective_from)} to " + (
+        f"{day_text(release.effective_to)}" if release.effective_to else "open end"
     )
     where = {
         "after": "after the newest loaded release ends",
@@ -128,12 +157,13 @@ def out_of_date_text(choice: ReleaseChoice[R], dos: date) -> str:
     fy = fiscal_year(dos)
     start = date(fy - 1, 10, 1)
     return (
-        f"The code tables are out of date for this order: its date of service {dos:%Y-%m-%d} "
-        f"falls {where}, so the diagnoses were checked against {release.version} ({window}) "
-        f"instead of the ICD-10-CM release in force (FY{fy}, from {start:%Y-%m-%d}). Codes "
-        f"added, deleted or expanded since may be judged wrongly. Load the FY{fy} release: "
+        "The code tables are out of date for this order: its date of service "
+        f"{day_text(dos)} falls {where}, so the diagnoses were checked against "
+        f"{release.version} ({window}) instead of the ICD-10-CM release in force (FY{fy}, "
+        f"from {day_text(start)}). Codes added, deleted or expanded since may be judged "
+        f"wrongly. Load the FY{fy} release: "
         f"`labintake codes import icd10cm icd10cm-order-{fy}.txt --effective-from "
-        f"{start:%Y-%m-%d}`, then re-verify the order."
+        f"{day_text(start)}`, then re-verify the order."
     )
 
 
@@ -154,6 +184,7 @@ __all__ = [
     "ReleaseChoice",
     "choose_release",
     "covers",
+    "day_text",
     "default_effective_to",
     "ends_before",
     "fiscal_year",

@@ -32,7 +32,13 @@ from labintake.statuses import REVERIFIABLE, FindingCode, FindingState
 from labintake.verification.findings import VerificationResult
 from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
 from labintake.verification.service import verify_stored
-from labintake.verification.stored import NOT_HISTORY, StoredOrder, finding_key, load_orders
+from labintake.verification.stored import (
+    NOT_HISTORY,
+    StoredOrder,
+    finding_key,
+    load_orders,
+    orders_by_id,
+)
 from labintake.verification.writer import write_results
 
 if TYPE_CHECKING:
@@ -159,8 +165,7 @@ def replay(
         with Session(engine, expire_on_commit=False) as session:
             to_write: list[tuple[StoredOrder, VerificationResult, str]] = []
             pending: dict[int, ReplayChange] = {}
-            orders = list(session.exec(select(Order).where(col(Order.id).in_(ids))))
-            stored = load_orders(session, orders)
+            stored = load_orders(session, orders_by_id(session, ids))
             before = _stored_versions(session, ids)
             # the orders of one message are verified together, as the service does
             results = verify_stored(session, stored, tables, rules, extra)

@@ -19,25 +19,33 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy.sql import Select
+from sqlmodel import Session
 
 from labintake import lifecycle
 from labintake.codes.tables import CodeTables
 from labintake.errors import ConcurrentChangeError, WorkflowError
 from labintake.interfaces import InterfaceRegistry
 from labintake.lifecycle import OrderEventKind
-from labintake.models import Order
+from labintake.models import Finding as FindingRow
+from labintake.models import Order, OrderTest
 from labintake.statuses import REVERIFIABLE, OrderStatus
 from labintake.verification.engine import verify_message
 from labintake.verification.findings import VerificationResult
 from labintake.verification.rule_settings import DEFAULT_RULES, RuleSettings
 from labintake.verification.stored import (
+    ORDERS,
+    OrderRecord,
     StoredOrder,
     facts_of,
     load_histories,
     load_orders,
     load_siblings,
+    orders_by_id,
+    read_orders,
+    select_orders,
 )
 from labintake.verification.writer import write_results
 
@@ -104,28 +112,19 @@ def _interface_codes(registry: InterfaceRegistry | None) -> dict[str, Mapping[st
     return {interface.name: interface.test_codes for interface in registry}
 
 
-def _pending(limit: int) -> Any:
-    return (
-        select(Order)
-        .where(col(Order.status) == OrderStatus.RECEIVED)
-        .order_by(col(Order.id))
-        .limit(limit)
-    )
+def _pending(limit: int) -> Select[Any]:
+    return select_orders(ORDERS.c.status == OrderStatus.RECEIVED).order_by(ORDERS.c.id).limit(limit)
 
 
-def _pending_siblings(orders: Sequence[Order]) -> Any:
+def _pending_siblings(orders: Sequence[OrderRecord]) -> Select[Any]:
     """The received orders of the same messages that the batch's limit left out: a message is
     verified whole."""
     ids = [o.id for o in orders]
-    return (
-        select(Order)
-        .where(
-            col(Order.message_id).in_(sorted({o.message_id for o in orders})),
-            col(Order.status) == OrderStatus.RECEIVED,
-            col(Order.id).not_in(ids),
-        )
-        .order_by(col(Order.id))
-    )
+    return select_orders(
+        ORDERS.c.message_id.in_(sorted({o.message_id for o in orders})),
+        ORDERS.c.status == OrderStatus.RECEIVED,
+        ORDERS.c.id.not_in(ids),
+    ).order_by(ORDERS.c.id)
 
 
 def verify_pending(
@@ -141,21 +140,23 @@ def verify_pending(
     extra = _interface_codes(registry)
     if engine.dialect.name == "postgresql":
         with Session(engine, expire_on_commit=False) as session, session.begin():
-            orders = list(session.exec(_pending(limit).with_for_update(skip_locked=True)))
+            orders = read_orders(session, _pending(limit).with_for_update(skip_locked=True))
             if not orders:
                 return 0
-            orders += session.exec(_pending_siblings(orders).with_for_update(skip_locked=True))
+            orders += read_orders(
+                session, _pending_siblings(orders).with_for_update(skip_locked=True)
+            )
             stored = load_orders(session, orders)
             results = verify_stored(session, stored, tables, rules, extra, catch=True)
             return _write_all(session, stored, results, actor)
     with Session(engine, expire_on_commit=False) as session:
-        orders = list(session.exec(_pending(limit)))
+        orders = read_orders(session, _pending(limit))
         if not orders:
             return 0
-        orders += session.exec(_pending_siblings(orders))
+        orders += read_orders(session, _pending_siblings(orders))
         stored = load_orders(session, orders)
         results = verify_stored(session, stored, tables, rules, extra, catch=True)
-        session.commit()  # end the read (objects stay loaded) before writing
+        session.commit()  # end the read before writing
         done = 0
         for start in range(0, len(stored), _WRITE_CHUNK):
             with session.begin():
@@ -227,14 +228,24 @@ def verify_order(
     if order.status not in REVERIFIABLE:
         raise WorkflowError(f"order {order_id} is {order.status}: it cannot be verified again")
     session.flush()
-    stored = load_orders(session, [order])[0]
+    stored = load_orders(session, orders_by_id(session, [order_id]))[0]
     result = verify_stored(session, [stored], tables, rules, _interface_codes(registry))[0]
     assert not isinstance(result, str)
     if not write_results(session, [(stored, result, order.status)], actor, action):
         raise ConcurrentChangeError(f"order {order_id} changed while it was being verified")
-    for row in (order, *stored.tests, *stored.findings):
-        session.expire(row)  # written by statements, not through these objects
+    _expire_written(session, order)
     return result
+
+
+def _expire_written(session: Session, order: Order) -> None:
+    """Expire what the session holds of the order, its tests and its findings: they were
+    written by statements, not through these objects."""
+    session.expire(order)
+    for loaded in list(session.identity_map.values()):
+        if isinstance(loaded, OrderTest | FindingRow):
+            state = inspect(loaded)
+            if not state.expired and state.dict.get("order_id") == order.id:
+                session.expire(loaded)
 
 
 def pending_verifier(

@@ -8,6 +8,12 @@ says whether its order is held back (held, awaiting the office), as those do not
 frequency limits until released, and carries its units. For the same date of
 service only orders received earlier count, so of two identical orders the later one is the
 duplicate.
+
+Everything is read as plain rows (Core selects of the columns the rules need, kept in the
+named tuples below), not as ORM objects: a batch of 500 orders would otherwise build some
+2,000 instrumented instances whose attribute access and identity-map bookkeeping cost more
+CPU than the rules themselves. Nothing here is changed through these rows; the writer changes
+the stored rows with statements.
 """
 
 from __future__ import annotations
@@ -15,11 +21,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, NamedTuple
 
+from sqlalchemy import bindparam
 from sqlalchemy import select as columns
-from sqlmodel import Session, col, select
+from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.schema import Table
+from sqlmodel import Session
 
 from labintake.codes.catalog import CatalogEntry, TestCatalog
 from labintake.codes.icd10 import normalize_icd10
@@ -49,24 +59,121 @@ LIFETIME_DAYS = 366 * 30  # "once in a lifetime" with no start date given
 _CHUNK = 500
 
 
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+ORDERS = _table(Order)
+TESTS = _table(OrderTest)
+DIAGNOSES = _table(OrderDiagnosis)
+FINDINGS = _table(FindingRow)
+EVENTS = _table(OrderEvent)
+
+
+class OrderRecord(NamedTuple):
+    """The columns of a stored order that verification reads (`ORDER_COLUMNS`, same order)."""
+
+    id: int
+    message_id: int
+    group_index: int
+    status: str
+    sending_facility: str
+    placer_order_number: str
+    patient_mrn: str
+    patient_birth_date: date | None
+    patient_sex: str
+    payer_company_id: str
+    payer_company_name: str
+    payer_plan_id: str
+    provider_npi: str
+    provider_family_name: str
+    provider_given_name: str
+    date_of_service: date | None
+    ordered_at: datetime | None
+    created_at: datetime
+    details: dict[str, Any]
+    beneficiary_key: str
+
+
+class TestRecord(NamedTuple):
+    """A stored test (`order_test`), as sent and as last resolved."""
+
+    id: int
+    seq: int
+    location: str
+    sent_code: str
+    sent_text: str
+    sent_system: str
+    sent_alt_code: str
+    sent_alt_system: str
+    units: int
+    local_code: str | None
+    loinc: str | None
+    cpt: str | None
+    modifiers: str
+
+
+class DiagnosisRecord(NamedTuple):
+    """An active stored diagnosis (`order_diagnosis`)."""
+
+    seq: int
+    code: str
+    text: str
+    system: str
+    location: str
+
+
+class FindingRecord(NamedTuple):
+    """A live stored finding (`finding`: open or overridden)."""
+
+    id: int
+    code: str
+    location: str
+    state: str
+    reference: dict[str, Any]
+
+
+ORDER_COLUMNS = tuple(ORDERS.c[name] for name in OrderRecord._fields)
+_TEST_COLUMNS = tuple(TESTS.c[name] for name in TestRecord._fields)
+_DIAGNOSIS_COLUMNS = tuple(DIAGNOSES.c[name] for name in DiagnosisRecord._fields)
+_FINDING_COLUMNS = tuple(FINDINGS.c[name] for name in FindingRecord._fields)
+
+
 @dataclass(slots=True)
 class StoredOrder:
     """One order with what verification needs from the database."""
 
-    order: Order
-    tests: list[OrderTest] = field(default_factory=list)
-    diagnoses: list[OrderDiagnosis] = field(default_factory=list)  # active ones
-    findings: list[FindingRow] = field(default_factory=list)  # open or overridden
+    order: OrderRecord
+    tests: list[TestRecord] = field(default_factory=list)
+    diagnoses: list[DiagnosisRecord] = field(default_factory=list)  # active ones
+    findings: list[FindingRecord] = field(default_factory=list)  # open or overridden
     # tests whose code a coder replaced: their stored resolved codes predate the correction
     corrected: set[int] = field(default_factory=set)
 
     @property
     def id(self) -> int:
-        assert self.order.id is not None
         return self.order.id
 
 
-def service_date(order: Order) -> date:
+def select_orders(*where: ColumnElement[bool]) -> Select[Any]:
+    """The `OrderRecord` columns of the orders matching `where` (for `read_orders`)."""
+    return columns(*ORDER_COLUMNS).where(*where)
+
+
+def read_orders(session: Session, statement: Select[Any]) -> list[OrderRecord]:
+    """The orders a `select_orders` statement finds, as records."""
+    return [OrderRecord._make(row) for row in session.execute(statement).all()]
+
+
+def orders_by_id(session: Session, ids: Sequence[int]) -> list[OrderRecord]:
+    found: list[OrderRecord] = []
+    for chunk in _chunks(sorted(ids)):
+        found += read_orders(session, select_orders(ORDERS.c.id.in_(chunk)))
+    return found
+
+
+def service_date(order: OrderRecord) -> date:
     """The date of service, else the day it was ordered, else the day it was received."""
     if order.date_of_service is not None:
         return order.date_of_service
@@ -75,39 +182,48 @@ def service_date(order: Order) -> date:
     return order.created_at.date()
 
 
-def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
 
 
-def load_orders(session: Session, orders: Sequence[Order]) -> list[StoredOrder]:
-    stored = {o.id: StoredOrder(o) for o in orders if o.id is not None}
-    ids = sorted(i for i in stored if i is not None)
+# Built once: each batch only binds its ids (an expanding IN), so no statement is rebuilt and
+# no id is coerced to a literal one by one.
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+_TESTS_OF = (
+    columns(TESTS.c.order_id, *_TEST_COLUMNS)
+    .where(TESTS.c.order_id.in_(_IDS))
+    .order_by(TESTS.c.seq)
+)
+_DIAGNOSES_OF = (
+    columns(DIAGNOSES.c.order_id, *_DIAGNOSIS_COLUMNS)
+    .where(DIAGNOSES.c.order_id.in_(_IDS), DIAGNOSES.c.active)
+    .order_by(DIAGNOSES.c.seq, DIAGNOSES.c.id)
+)
+_FINDINGS_OF = (
+    columns(FINDINGS.c.order_id, *_FINDING_COLUMNS)
+    .where(FINDINGS.c.order_id.in_(_IDS), FINDINGS.c.state.in_(LIVE_FINDING_STATES))
+    .order_by(FINDINGS.c.id)
+)
+_CORRECTIONS_OF = columns(EVENTS.c.order_id, EVENTS.c.detail).where(
+    EVENTS.c.order_id.in_(_IDS), EVENTS.c.action == TEST_CORRECTED
+)
+
+
+def load_orders(session: Session, orders: Sequence[OrderRecord]) -> list[StoredOrder]:
+    """The orders with their tests, active diagnoses, live findings and corrected tests,
+    in id order."""
+    stored = {o.id: StoredOrder(o) for o in orders}
+    ids = sorted(stored)
     for chunk in _chunks(ids):
-        for test in session.exec(
-            select(OrderTest).where(col(OrderTest.order_id).in_(chunk)).order_by(col(OrderTest.seq))
-        ):
-            stored[test.order_id].tests.append(test)
-        for dx in session.exec(
-            select(OrderDiagnosis)
-            .where(col(OrderDiagnosis.order_id).in_(chunk), col(OrderDiagnosis.active))
-            .order_by(col(OrderDiagnosis.seq), col(OrderDiagnosis.id))
-        ):
-            stored[dx.order_id].diagnoses.append(dx)
-        for finding in session.exec(
-            select(FindingRow)
-            .where(
-                col(FindingRow.order_id).in_(chunk),
-                col(FindingRow.state).in_(LIVE_FINDING_STATES),
-            )
-            .order_by(col(FindingRow.id))
-        ):
-            stored[finding.order_id].findings.append(finding)
-        for order_id, detail in session.execute(
-            columns(col(OrderEvent.order_id), col(OrderEvent.detail)).where(
-                col(OrderEvent.order_id).in_(chunk), col(OrderEvent.action) == TEST_CORRECTED
-            )
-        ):
+        bound = {"ids": chunk}
+        for order_id, *test in session.execute(_TESTS_OF, bound).all():
+            stored[order_id].tests.append(TestRecord._make(test))
+        for order_id, *dx in session.execute(_DIAGNOSES_OF, bound).all():
+            stored[order_id].diagnoses.append(DiagnosisRecord._make(dx))
+        for order_id, *finding in session.execute(_FINDINGS_OF, bound).all():
+            stored[order_id].findings.append(FindingRecord._make(finding))
+        for order_id, detail in session.execute(_CORRECTIONS_OF, bound).all():
             seq = ((detail or {}).get("after") or {}).get("test_seq")
             if isinstance(seq, int):
                 stored[order_id].corrected.add(seq)
@@ -120,16 +236,15 @@ def load_siblings(session: Session, stored: Sequence[StoredOrder]) -> list[Store
         return []
     ids = {s.id for s in stored}
     messages = sorted({s.order.message_id for s in stored})
-    found: list[Order] = []
+    found: list[OrderRecord] = []
     for chunk in _chunks(messages):
-        found.extend(
-            session.exec(
-                select(Order).where(
-                    col(Order.message_id).in_(chunk),
-                    col(Order.status).not_in(NOT_HISTORY),
-                    col(Order.id).not_in(ids),
-                )
-            )
+        found += read_orders(
+            session,
+            select_orders(
+                ORDERS.c.message_id.in_(chunk),
+                ORDERS.c.status.not_in(NOT_HISTORY),
+                ORDERS.c.id.not_in(ids),
+            ),
         )
     return load_orders(session, found) if found else []
 
@@ -139,7 +254,7 @@ def _modifiers(text: str) -> tuple[str, ...]:
 
 
 def interface_codes(
-    tests: Iterable[OrderTest], corrected: set[int] | None = None
+    tests: Iterable[TestRecord], corrected: set[int] | None = None
 ) -> dict[str, str]:
     """Sender code -> catalog code, as the reader mapped it (kept on each test row); tests a
     coder corrected are left out (their stored code belongs to the code they replaced)."""
@@ -205,7 +320,7 @@ def facts_of(stored: StoredOrder, extra_codes: dict[str, str] | None = None) -> 
     )
 
 
-def finding_key(row: FindingRow) -> tuple[str, str, str]:
+def finding_key(row: FindingRecord) -> tuple[str, str, str]:
     """A stored finding's key, as `Finding.key` names a raised one (code, location, subject)."""
     return (row.code, row.location, str((row.reference or {}).get("subject", "")))
 
@@ -225,7 +340,7 @@ def _payers(details: dict[str, Any]) -> tuple[PayerFacts, ...]:
     return tuple(found)
 
 
-def resolve_stored_test(catalog: TestCatalog, test: OrderTest) -> CatalogEntry | None:
+def resolve_stored_test(catalog: TestCatalog, test: TestRecord) -> CatalogEntry | None:
     """The catalog entry of a stored test, from its resolved codes or as sent."""
     return resolve_codes(
         catalog,
@@ -278,6 +393,34 @@ def history_window(tables: CodeTables, dates: Iterable[date]) -> int:
     return window
 
 
+_HISTORY_ORDERS = columns(
+    ORDERS.c.id,
+    ORDERS.c.beneficiary_key,
+    ORDERS.c.date_of_service,
+    ORDERS.c.placer_order_number,
+    ORDERS.c.message_id,
+    ORDERS.c.status,
+).where(
+    ORDERS.c.beneficiary_key.in_(bindparam("keys", expanding=True)),
+    ORDERS.c.status.not_in(NOT_HISTORY),
+    ORDERS.c.date_of_service >= bindparam("start", type_=ORDERS.c.date_of_service.type),
+    ORDERS.c.date_of_service <= bindparam("end", type_=ORDERS.c.date_of_service.type),
+)
+_HISTORY_TESTS = columns(
+    TESTS.c.order_id,
+    TESTS.c.local_code,
+    TESTS.c.cpt,
+    TESTS.c.sent_code,
+    TESTS.c.sent_system,
+    TESTS.c.sent_alt_code,
+    TESTS.c.sent_alt_system,
+    TESTS.c.units,
+).where(TESTS.c.order_id.in_(_IDS))
+_HISTORY_DIAGNOSES = columns(DIAGNOSES.c.code, DIAGNOSES.c.order_id).where(
+    DIAGNOSES.c.order_id.in_(_IDS), DIAGNOSES.c.active
+)
+
+
 def load_histories(
     session: Session, stored: Sequence[StoredOrder], tables: CodeTables
 ) -> dict[int, PatientHistory]:
@@ -295,20 +438,9 @@ def load_histories(
     message_of: dict[int, int] = {}
     for i in range(0, len(wanted_keys), _CHUNK):
         rows = session.execute(
-            columns(
-                col(Order.id),
-                col(Order.beneficiary_key),
-                col(Order.date_of_service),
-                col(Order.placer_order_number),
-                col(Order.message_id),
-                col(Order.status),
-            ).where(
-                col(Order.beneficiary_key).in_(wanted_keys[i : i + _CHUNK]),
-                col(Order.status).not_in(NOT_HISTORY),
-                col(Order.date_of_service) >= start,
-                col(Order.date_of_service) <= max(dates),
-            )
-        )
+            _HISTORY_ORDERS,
+            {"keys": wanted_keys[i : i + _CHUNK], "start": start, "end": max(dates)},
+        ).all()
         for order_id, key, dos, placer, message_id, status in rows:
             # orders held for a coder or the office may still be rejected: their tests do not
             # count toward frequency limits until released. Received orders count (they are
@@ -322,24 +454,10 @@ def load_histories(
     tests: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     diagnoses: dict[int, list[str]] = defaultdict(list)
     for chunk in _chunks(ids):
-        for row in session.execute(
-            columns(
-                col(OrderTest.order_id),
-                col(OrderTest.local_code),
-                col(OrderTest.cpt),
-                col(OrderTest.sent_code),
-                col(OrderTest.sent_system),
-                col(OrderTest.sent_alt_code),
-                col(OrderTest.sent_alt_system),
-                col(OrderTest.units),
-            ).where(col(OrderTest.order_id).in_(chunk))
-        ):
+        bound = {"ids": chunk}
+        for row in session.execute(_HISTORY_TESTS, bound).all():
             tests[row[0]].append(tuple(row))
-        for code, order_id in session.execute(
-            select(OrderDiagnosis.code, OrderDiagnosis.order_id).where(
-                col(OrderDiagnosis.order_id).in_(chunk), col(OrderDiagnosis.active)
-            )
-        ):
+        for code, order_id in session.execute(_HISTORY_DIAGNOSES, bound).all():
             diagnoses[order_id].append(normalize_icd10(code))
     catalog = tables.catalog
     priors: dict[int, list[PriorTest]] = {}

@@ -26,7 +26,7 @@ from labintake.models import Finding as FindingRow
 from labintake.models import OrderTest, Verification
 from labintake.statuses import FindingState, OrderStatus
 from labintake.verification.findings import Finding, VerificationResult
-from labintake.verification.stored import StoredOrder, finding_key
+from labintake.verification.stored import FindingRecord, StoredOrder, finding_key
 
 
 def _table(model: Any) -> Table:
@@ -57,8 +57,8 @@ class _Plan:
     result: VerificationResult
     expected_status: OrderStatus
     status: OrderStatus
-    pairs: list[tuple[Finding, FindingRow | None]]
-    resolved: list[FindingRow]
+    pairs: list[tuple[Finding, FindingRecord | None]]
+    resolved: list[FindingRecord]
 
 
 def _label(code: str, location: str) -> str:
@@ -71,7 +71,7 @@ def _reference(finding: Finding) -> dict[str, Any]:
 
 def _plan(stored: StoredOrder, result: VerificationResult, expected_status: str) -> _Plan:
     existing = {finding_key(row): row for row in stored.findings}
-    pairs: list[tuple[Finding, FindingRow | None]] = []
+    pairs: list[tuple[Finding, FindingRecord | None]] = []
     raised: set[tuple[str, str, str]] = set()
     for finding in result.findings:
         if finding.key not in raised:
@@ -179,7 +179,6 @@ def _write(
                 kept_rows.append({f"b_{k}": v for k, v in values.items()} | {"b_id": row.id})
                 outcome.kept.append(label)
         for row in plan.resolved:
-            assert row.id is not None
             resolved_ids.append(row.id)
             outcome.resolved.append(_label(row.code, row.location))
         by_seq = {t.seq: t for t in plan.result.tests}
