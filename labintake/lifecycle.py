@@ -28,6 +28,7 @@ from labintake.models.orders import Order, OrderEvent
 from labintake.statuses import OrderStatus
 
 S = OrderStatus
+_EVENTS = OrderEvent.__table__  # type: ignore[attr-defined]
 
 
 class OrderEventKind(StrEnum):
@@ -245,9 +246,14 @@ def record_event(
 
 
 def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Order events in one multi-row insert (rows as `event_row` makes them)."""
+    """Order events in one multi-row insert (rows as `event_row` makes them).
+
+    A Core insert into the table: the ORM's bulk insert did the same with a costly step per
+    row. What it did first, flushing the session's pending changes, is kept."""
     if rows:
-        session.execute(insert(OrderEvent), list(rows))
+        if session.autoflush:
+            session.flush()
+        session.execute(insert(_EVENTS), list(rows))
 
 
 def event_row(
