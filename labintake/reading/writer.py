@@ -102,9 +102,7 @@ def write_plans(
         # (message_id, group_index), unique per order: no need to have them in parameter order,
         # which SQLite could only give one row per statement.
         result = session.execute(
-            insert(_ORDERS).returning(
-                _ORDERS.c.id, _ORDERS.c.message_id, _ORDERS.c.group_index
-            ),
+            insert(_ORDERS).returning(_ORDERS.c.id, _ORDERS.c.message_id, _ORDERS.c.group_index),
             [rows.order for rows in order_rows],
         )
         ids = {(message_id, group): order_id for order_id, message_id, group in result}
