@@ -93,7 +93,8 @@ def read_orders(text: str, *, limits: ReadingLimits | None = None) -> ReadResult
     segments = split_segments(text)
     warnings: list[str] = []
     header = _header(segments.msh, warnings)
-    if limits is not None:
+    # No field can have more repetitions than the whole message has repetition marks.
+    if limits is not None and text.count(segments.chars.repetition) >= limits.field_repetitions:
         check_repetitions(segments, limits)
     parts = find_groups(segments)
     if limits is not None:

@@ -54,7 +54,7 @@ class Segment:
     _reps: dict[int, list[str]] = field(default_factory=dict)
     _components: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     _subcomponents: dict[tuple[int, int, int], list[str]] = field(default_factory=dict)
-    _texts: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
+    _texts: dict[tuple[int, int, int, int], str] = field(default_factory=dict)  # unescaped
 
     @property
     def ref(self) -> str:
@@ -114,37 +114,35 @@ class Segment:
 
     def text(self, number: int, component: int = 1, rep: int = 1, sub: int = 1) -> str:
         """One leaf value, escapes decoded, `""` read as empty, surrounding blanks removed."""
-        key = (number, component, rep, sub)
-        texts = self._texts
-        cached = texts.get(key)
-        if cached is not None:
-            return cached
         if self.name == "MSH" and (number == 1 or number == 2):
-            value = self._field(number)
-        else:
-            # The reader asks some eighty leaves of a nine-segment order: the component list
-            # is looked up once here, and an empty component (most of them) returns at once.
-            parts = self._components.get((number, rep))
-            if parts is None:
-                parts = self._component_list(number, rep)
-            value = parts[component - 1] if 0 < component <= len(parts) else ""
-            if not value:
-                texts[key] = ""
-                return ""
-            chars = self.chars
-            if chars.subcomponent in value:
-                value = self._subcomponent(number, component, rep, sub, value)
-            elif sub != 1:
-                value = ""
-            if value == HL7_NULL:
-                value = ""
-            elif chars.escape in value:
+            return self._field(number)
+        # The reader asks some eighty leaves of a nine-segment order, nearly all once: the
+        # component list is looked up once here, and an empty component (most of them)
+        # returns at once. Only a value with escapes is kept once decoded (its remarks are
+        # made once); the others cost less to find again than to keep.
+        parts = self._components.get((number, rep))
+        if parts is None:
+            parts = self._component_list(number, rep)
+        value = parts[component - 1] if 0 < component <= len(parts) else ""
+        if not value:
+            return ""
+        chars = self.chars
+        if chars.subcomponent in value:
+            value = self._subcomponent(number, component, rep, sub, value)
+        elif sub != 1:
+            return ""
+        if value == HL7_NULL:
+            return ""
+        if chars.escape in value:
+            key = (number, component, rep, sub)
+            decoded = self._texts.get(key)
+            if decoded is None:
                 remarks: list[str] = []
-                value = unescape(value, chars, self.codec, remarks)
+                decoded = unescape(value, chars, self.codec, remarks).strip()
                 self.remarks.extend(f"{self.loc(number, component)}: {r}" for r in remarks)
-            value = value.strip()
-        texts[key] = value
-        return value
+                self._texts[key] = decoded
+            return decoded
+        return value.strip()
 
     def components(self, number: int, rep: int = 1) -> list[str]:
         """Every component of one repetition, as text."""
@@ -179,7 +177,9 @@ def split_segments(text: str) -> SegmentList:
     lines: list[tuple[int, str]] = []
     # NUL carries nothing in HL7 and PostgreSQL refuses it in text: it is dropped.
     text = text.lstrip("\ufeff").replace("\x00", "")
-    for number, line in enumerate(_LINE_SPLIT.split(text), start=1):
+    # Segments end with \r as the standard says, in nearly every message: a plain split then.
+    lines_sent = _LINE_SPLIT.split(text) if "\n" in text else text.split("\r")
+    for number, line in enumerate(lines_sent, start=1):
         line = line.strip("\x0b\x1c \t")
         if line:
             lines.append((number, line))

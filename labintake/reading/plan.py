@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from labintake.config import Settings
 from labintake.errors import OrderReadError
@@ -57,6 +58,25 @@ class MessagePlan:
     failure: str | None = None
     cancel_error: str | None = None  # a cancel found no order (set anew on every attempt)
     deferred: bool = False  # a cancel whose order may still be in an unread message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as a plain tuple of its fields (the sandbox sends every plan over a pipe):
+        a slotted dataclass pickles through a state dict built field by field."""
+        return (
+            MessagePlan,
+            (
+                self.message_id,
+                self.control_id,
+                self.sending_facility,
+                self.orders,
+                self.cancels,
+                self.targets,
+                self.error,
+                self.failure,
+                self.cancel_error,
+                self.deferred,
+            ),
+        )
 
     @property
     def reason(self) -> str | None:

@@ -9,7 +9,9 @@ next message. A child that dies (killed, out of memory) is noticed the same way.
 
 `read_batch` reads a batch of messages in the child, each within the budget: the child
 sends each message's plan as soon as it is read, so a batch whose k-th message does not
-come back gives the plans of the messages before it and the reason for the k-th.
+come back gives the plans of the messages before it and the reason for the k-th. (Sending
+the plans together would lose that; each plan crosses the pipe as compact tuples instead,
+see `MessagePlan.__reduce__` and `OrderRows.__reduce__`.)
 """
 
 from __future__ import annotations
@@ -54,6 +56,20 @@ class StoredMessage:
     charset: str
     sending_application: str
     sending_facility: str
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as a plain tuple (a slotted dataclass pickles through a state dict built
+        field by field): a batch of them goes to the child on every round."""
+        return (
+            StoredMessage,
+            (
+                self.message_id,
+                self.raw,
+                self.charset,
+                self.sending_application,
+                self.sending_facility,
+            ),
+        )
 
 
 def _child(

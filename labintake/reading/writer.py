@@ -29,6 +29,11 @@ from labintake.reading.plan import MessagePlan
 from labintake.statuses import RELEASED_STATUSES, MessageStatus, OrderStatus
 
 PLACER = "placer"
+_ORDERS = Order.__table__  # type: ignore[attr-defined]
+_TESTS = OrderTest.__table__  # type: ignore[attr-defined]
+_DIAGNOSES = OrderDiagnosis.__table__  # type: ignore[attr-defined]
+_MESSAGES = InboundMessage.__table__  # type: ignore[attr-defined]
+_MESSAGE_EVENTS = MessageEvent.__table__  # type: ignore[attr-defined]
 
 
 def claim(
@@ -93,18 +98,21 @@ def write_plans(
         for rows in order_rows:
             rows.order["created_at"] = now
             rows.order["updated_at"] = now
-        new_ids = session.scalars(
-            insert(Order).returning(col(Order.id), sort_by_parameter_order=True),
+        # Core multi-row inserts (no ORM bulk step per row). The new ids come back with their
+        # (message_id, group_index), unique per order: no need to have them in parameter order,
+        # which SQLite could only give one row per statement.
+        result = session.execute(
+            insert(_ORDERS).returning(_ORDERS.c.id, _ORDERS.c.message_id, _ORDERS.c.group_index),
             [rows.order for rows in order_rows],
-        ).all()
+        )
+        ids = {(message_id, group): order_id for order_id, message_id, group in result}
         tests: list[dict[str, Any]] = []
         diagnoses: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         by_message = {p.message_id: p for p in good}
-        for rows, order_id in zip(order_rows, new_ids, strict=True):
+        for rows in order_rows:
             message_id, group = rows.order["message_id"], rows.order["group_index"]
-            assert order_id is not None
-            ids[(message_id, group)] = order_id
+            order_id = ids[(message_id, group)]
             tests += [{**t, "order_id": order_id} for t in rows.tests]
             diagnoses += [{**d, "order_id": order_id} for d in rows.diagnoses]
             detail = {
@@ -115,9 +123,9 @@ def write_plans(
             }
             events.append(lifecycle.event_row(order_id, "received", detail, actor=actor, now=now))
         if tests:
-            session.execute(insert(OrderTest), tests)
+            session.execute(insert(_TESTS), tests)
         if diagnoses:
-            session.execute(insert(OrderDiagnosis), diagnoses)
+            session.execute(insert(_DIAGNOSES), diagnoses)
         lifecycle.insert_events(session, events)
 
     _apply_cancels(session, good, ids, now)
@@ -130,15 +138,14 @@ def _record_failures(
 ) -> None:
     if not plans:
         return
-    table = InboundMessage.__table__  # type: ignore[attr-defined]
     session.execute(
-        update(table)
-        .where(table.c.id == bindparam("message_id"))
+        update(_MESSAGES)
+        .where(_MESSAGES.c.id == bindparam("message_id"))
         .values(error=bindparam("reason")),
         [{"message_id": p.message_id, "reason": p.failure} for p in plans],
     )
     session.execute(
-        insert(MessageEvent),
+        insert(_MESSAGE_EVENTS),
         [
             {
                 "message_id": p.message_id,
@@ -202,15 +209,14 @@ def _finish_messages(
         )
     failed = [p for p in plans if p.reason is not None]
     if failed:
-        table = InboundMessage.__table__  # type: ignore[attr-defined]
         session.execute(
-            update(table)
-            .where(table.c.id == bindparam("message_id"))
+            update(_MESSAGES)
+            .where(_MESSAGES.c.id == bindparam("message_id"))
             .values(status=MessageStatus.ERROR, read_at=now, error=bindparam("reason")),
             [{"message_id": p.message_id, "reason": p.reason} for p in failed],
         )
         session.execute(
-            insert(MessageEvent),
+            insert(_MESSAGE_EVENTS),
             [
                 {
                     "message_id": p.message_id,
