@@ -1,0 +1,135 @@
+"""The sign-in gate: a throttled `POST /login` is answered 429 before the app sees it.
+
+A sign-in flood is mostly attempts the rate limits refuse (`labintake.auth.throttle`). In
+the route, each of those still cost a trip through FastAPI: a worker thread, the form parsed,
+the login form's token checked, and the whole sign-in page rendered with a freshly signed
+token (about 3 ms of CPU each, measured; CPU the web process then takes from the MLLP
+listener on a small machine). This pure ASGI middleware, in front of everything but the
+secure headers, answers them first:
+
+- the client address over its window: 429 at once, the body not even read;
+- otherwise, for a small form (``application/x-www-form-urlencoded``, at most
+  MAX_PEEKED_BODY bytes), the body is read, the account name taken from it, and the account
+  over its window is answered 429 too; the body is then handed on unchanged.
+
+The answer is a short fixed page with ``Retry-After`` (no template, no session, no database,
+no token). A refused attempt is counted as the route would have counted it; attempts that
+pass are counted by the route (`SignInThrottle.admit`), so the limits, the login CSRF check,
+the hashing slots and the lockout apply to them exactly as before. An address over its
+limit is refused before its form token is looked at (429 where a stale form used to get
+400).
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from labintake.auth.throttle import SignInThrottle
+from labintake.errors import TooManyAttemptsError
+
+__all__ = ["LOGIN_PATH", "MAX_PEEKED_BODY", "SignInGateMiddleware"]
+
+LOGIN_PATH = "/login"
+# A sign-in form is a few hundred bytes; a larger body goes to the route unread here.
+MAX_PEEKED_BODY = 4096
+_FORM = b"application/x-www-form-urlencoded"
+
+
+class SignInGateMiddleware:
+    """Refuses sign-ins from a throttled address or for a throttled account (see module)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != LOGIN_PATH:
+            await self.app(scope, receive, send)
+            return
+        # Read per request, so a test may give two apps one throttle.
+        throttle: SignInThrottle = scope["app"].state.sign_in_throttle
+        client = (scope["client"][0] if scope.get("client") else "")[:200]
+        refused = throttle.refusal(client)
+        if refused is None and _peekable(scope):
+            body, complete = await _read_body(receive)
+            username = _username(body) if complete else None
+            if username is not None:
+                refused = throttle.refusal(client, username)
+            receive = _replay(body, complete, receive)
+        if refused is None:
+            await self.app(scope, receive, send)
+            return
+        await _too_many(refused, send)
+
+
+def _peekable(scope: Scope) -> bool:
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length", b"")
+    return (
+        headers.get(b"content-type", b"").split(b";")[0].strip() == _FORM
+        and length.isdigit()
+        and int(length) <= MAX_PEEKED_BODY
+    )
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The request body read so far, and whether that is all of it: reading stops at the
+    end, when the client goes away, or past MAX_PEEKED_BODY bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_PEEKED_BODY:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+    return b"".join(chunks), False
+
+
+def _username(body: bytes) -> str | None:
+    """The form's account name as the route will read it; None for a form with too many
+    fields (the route refuses it)."""
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    except ValueError:
+        return None
+    return fields.get("username", [""])[0]
+
+
+def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """`receive` with what was read of the body given back first (the rest, if any, and a
+    disconnect, come from `receive` itself)."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": not complete}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+async def _too_many(refused: TooManyAttemptsError, send: Send) -> None:
+    text = escape(str(refused).capitalize() + ".")
+    body = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Too many sign-in attempts · labintake</title>"
+        '<link rel="stylesheet" href="/static/app.css"></head>'
+        f'<body><main><p class="alert alert-error" role="alert">{text}</p>'
+        f'<p><a href="{LOGIN_PATH}">Back to sign-in</a></p></main></body></html>\n'
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(refused.retry_after).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
