@@ -7,13 +7,20 @@ token (about 3 ms of CPU each, measured; CPU the web process then takes from the
 listener on a small machine). This pure ASGI middleware, in front of everything but the
 secure headers, answers them first:
 
-- the client address over its window: 429 at once, the body not even read;
+- the client address over its window: refused without reading the body;
 - otherwise, for a small form (``application/x-www-form-urlencoded``, at most
   MAX_PEEKED_BODY bytes), the body is read, the account name taken from it, and the account
   over its window is answered 429 too; the body is then handed on unchanged.
 
 The answer is a short fixed page with ``Retry-After`` (no template, no session, no database,
-no token). A refused attempt is counted as the route would have counted it; attempts that
+no token), sent HOLD_SECONDS after the request came in: a flooding client that sends its
+next attempt when the last is answered (most do) is slowed to one attempt a second per
+connection, where an answer at once would have it send a few hundred a second, each costing
+the web process, the kernel and the client CPU the listener shares. Holding costs no CPU (a
+timer); at most MAX_HELD answers are held at once, so the held requests take at most that
+many of uvicorn's 200 request slots, and beyond it the answer goes at once.
+
+A refused attempt is counted as the route would have counted it; attempts that
 pass are counted by the route (`SignInThrottle.admit`), so the limits, the login CSRF check,
 the hashing slots and the lockout apply to them exactly as before. An address over its
 limit is refused before its form token is looked at (429 where a stale form used to get
@@ -22,6 +29,7 @@ limit is refused before its form token is looked at (429 where a stale form used
 
 from __future__ import annotations
 
+import asyncio
 from html import escape
 from urllib.parse import parse_qs
 
@@ -30,19 +38,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from labintake.auth.throttle import SignInThrottle
 from labintake.errors import TooManyAttemptsError
 
-__all__ = ["LOGIN_PATH", "MAX_PEEKED_BODY", "SignInGateMiddleware"]
+__all__ = ["HOLD_SECONDS", "LOGIN_PATH", "MAX_HELD", "MAX_PEEKED_BODY", "SignInGateMiddleware"]
 
 LOGIN_PATH = "/login"
 # A sign-in form is a few hundred bytes; a larger body goes to the route unread here.
 MAX_PEEKED_BODY = 4096
 _FORM = b"application/x-www-form-urlencoded"
+# How long a refusal is held before it is sent, and how many are held at once at most.
+HOLD_SECONDS = 1.0
+MAX_HELD = 50
 
 
 class SignInGateMiddleware:
     """Refuses sign-ins from a throttled address or for a throttled account (see module)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, *, hold_seconds: float = HOLD_SECONDS, max_held: int = MAX_HELD
+    ) -> None:
         self.app = app
+        self.hold_seconds = hold_seconds
+        self.max_held = max_held
+        self._held = 0  # only touched in the event loop's thread
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != LOGIN_PATH:
@@ -61,6 +77,12 @@ class SignInGateMiddleware:
         if refused is None:
             await self.app(scope, receive, send)
             return
+        if self._held < self.max_held:
+            self._held += 1
+            try:
+                await asyncio.sleep(self.hold_seconds)
+            finally:
+                self._held -= 1
         await _too_many(refused, send)
 
 
