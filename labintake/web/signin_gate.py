@@ -53,11 +53,11 @@ class SignInGateMiddleware:
     """Refuses sign-ins from a throttled address or for a throttled account (see module)."""
 
     def __init__(
-        self, app: ASGIApp, *, hold_seconds: float = HOLD_SECONDS, max_held: int = MAX_HELD
+        self, app: ASGIApp, *, hold_seconds: float | None = None, max_held: int | None = None
     ) -> None:
         self.app = app
-        self.hold_seconds = hold_seconds
-        self.max_held = max_held
+        self.hold_seconds = HOLD_SECONDS if hold_seconds is None else hold_seconds
+        self.max_held = MAX_HELD if max_held is None else max_held
         self._held = 0  # only touched in the event loop's thread
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
