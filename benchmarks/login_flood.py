@@ -32,7 +32,13 @@ to the baseline's of the same run.
 
 `--flood-niceness 19` runs the flood's client at the lowest CPU priority: on one machine the
 attacker's 40 threads take CPU from the listener too, which a flood from another machine
-would not; the difference between the two runs is the client's share.
+would not; the difference between the two runs is the client's share. Each run reports
+the CPU seconds the flood's client, the web process and the listener used during the flood:
+on a 2-core machine the client's 40 threads take about as much CPU as the web process they
+flood. The client sends its next attempt as soon as one is answered, so a service that
+answers faster is sent more attempts; compare the web process's CPU per attempt.
+
+`--web-niceness N` runs the web process at niceness N (`LABINTAKE_WEB_NICENESS`, default 5).
 
 `--source DIR` runs the service from another checkout (say, the release before the web app
 had a process of its own), for a comparison on the same machine in the same state.
@@ -116,6 +122,14 @@ class Scenario:
     login_attempts_per_second: float
     login_latency_p50_ms: float
     login_latency_p99_ms: float
+    listener_cpu_seconds: float = 0.0
+    web_cpu_seconds: float = 0.0
+    flood_client_cpu_seconds: float = 0.0
+
+    @property
+    def web_cpu_ms_per_attempt(self) -> float:
+        attempts = sum(self.login_answers.values())
+        return round(self.web_cpu_seconds * 1000 / attempts, 2) if attempts else 0.0
 
     @property
     def p50_ratio(self) -> float:
@@ -192,10 +206,11 @@ def _flood(
     deadline[0] = time.monotonic() + 120 + seconds  # until the forms are fetched
     ready.wait()
     deadline[0] = time.monotonic() + seconds
+    cpu_at_start = time.process_time()
     started.set()
     for worker in workers:
         worker.join()
-    results.send((dict(answers), latencies))
+    results.send((dict(answers), latencies, time.process_time() - cpu_at_start))
     results.close()
 
 
@@ -217,10 +232,11 @@ class Flood:
         self._process.start()
         self._child_end.close()
 
-    def join(self) -> tuple[Counter[str], list[float]]:
-        answers, latencies = self._results.recv()
+    def join(self) -> tuple[Counter[str], list[float], float]:
+        """The answers, their latencies, and the CPU seconds the flood's client used."""
+        answers, latencies, cpu = self._results.recv()
         self._process.join(30)
-        return Counter(answers), latencies
+        return Counter(answers), latencies, cpu
 
 
 def _mllp(port: int, prefix: str, rate: float, seconds: float) -> LoadResult:
@@ -239,6 +255,8 @@ def run_scenario(name: str, run: int, args: argparse.Namespace, workdir: Path) -
             create_user(session, USER, Role.CODER, PASSWORD)
     engine.dispose()
     extra = dict(UNTHROTTLED) if name == "unthrottled" else {}
+    if args.web_niceness is not None:
+        extra["LABINTAKE_WEB_NICENESS"] = str(args.web_niceness)
     if args.source is not None:  # another checkout's labintake, e.g. before a change
         extra["PYTHONPATH"] = str(args.source.resolve())
     server = servers.labintake(url, workdir / f"{name}-{run}", extra_env=extra)
@@ -259,8 +277,10 @@ def run_scenario(name: str, run: int, args: argparse.Namespace, workdir: Path) -
         with Sampler(server.pid, web_pid) as sampler:
             flood.start()
             flood.flooding.wait(180)  # the browsers fetch their sign-in forms first
+            cpu_before = servers.cpu_seconds_of(server.pid), servers.cpu_seconds_of(web_pid)
             during = _mllp(server.port, f"F{tag}", args.rate, args.flood_seconds)
-            answers, latencies = flood.join()
+            cpu_after = servers.cpu_seconds_of(server.pid), servers.cpu_seconds_of(web_pid)
+            answers, latencies, flood_cpu = flood.join()
         listener_after = servers.rss_bytes_of(server.pid)
     finally:
         server.stop()
@@ -283,6 +303,9 @@ def run_scenario(name: str, run: int, args: argparse.Namespace, workdir: Path) -
         login_latency_p99_ms=(
             round(latencies[int(len(latencies) * 0.99)] * 1000, 1) if latencies else 0
         ),
+        listener_cpu_seconds=round(cpu_after[0] - cpu_before[0], 2),
+        web_cpu_seconds=round(cpu_after[1] - cpu_before[1], 2),
+        flood_client_cpu_seconds=round(flood_cpu, 2),
     )
 
 
@@ -311,7 +334,10 @@ def summarize(results: list[Scenario]) -> None:
         print(
             f"{r.name} run {r.run}: {r.login_attempts_per_second} sign-in attempts/s "
             f"answered ({answers}); "
-            f"sign-in answer p50 {r.login_latency_p50_ms} ms, p99 {r.login_latency_p99_ms} ms"
+            f"sign-in answer p50 {r.login_latency_p50_ms} ms, p99 {r.login_latency_p99_ms} ms; "
+            f"CPU s during the flood: listener {r.listener_cpu_seconds}, web "
+            f"{r.web_cpu_seconds} ({r.web_cpu_ms_per_attempt} ms per attempt), flood client "
+            f"{r.flood_client_cpu_seconds}"
         )
 
 
@@ -326,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="run the flood's client at this niceness (19: as if it came from another "
         "machine, taking this one's CPU only when nothing else wants it)",
+    )
+    parser.add_argument(
+        "--web-niceness", type=int, help="the web process's niceness (service default: 5)"
     )
     parser.add_argument("--flood-seconds", type=float, default=15.0)
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
@@ -366,7 +395,12 @@ def main(argv: list[str] | None = None) -> int:
                 "backend": "postgresql" if args.database_url else "sqlite",
                 "workdir": str(workdir),
                 "scenarios": [
-                    asdict(r) | {"p50_ratio": r.p50_ratio, "p99_ratio": r.p99_ratio}
+                    asdict(r)
+                    | {
+                        "p50_ratio": r.p50_ratio,
+                        "p99_ratio": r.p99_ratio,
+                        "web_cpu_ms_per_attempt": r.web_cpu_ms_per_attempt,
+                    }
                     for r in results
                 ],
             },

@@ -73,16 +73,17 @@ def peak_rss_bytes(pid: int) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time used so far by `pid` and its live children, in seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for member in process_tree(pid):
-        try:
-            stat = Path(f"/proc/{member}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / ticks
+    return sum(cpu_seconds_of(member) for member in process_tree(pid))
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU time used so far by `pid` alone (0 once it is gone), in seconds."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def rss_bytes_of(pid: int) -> int:

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     # (e.g. "30/minute", "200/hour"); over either, 429 at once. See labintake.auth.throttle.
     login_rate_per_address: str = "30/minute"
     login_rate_per_account: str = "10/minute"
+    # The web process's niceness (CPU priority below the MLLP listener's, which keeps the
+    # service's own): 5 by default; up to 19 lets the web app have a core only when the
+    # listener leaves it idle. See labintake.web.process.
+    web_niceness: int = Field(default=5, ge=0, le=19)
 
     secret_key: str = DEFAULT_SECRET_KEY
     # True only under `labintake serve --demo` and in tests; production refuses default secrets.

@@ -107,6 +107,27 @@ def test_the_web_app_runs_in_a_process_of_its_own_beside_the_listener(service: R
     assert service.ack("PROC1") == "AA"
 
 
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_web_process_runs_its_configured_niceness_below_the_listener(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = servers.labintake(database_url, tmp_path, extra_env={"LABINTAKE_WEB_NICENESS": "12"})
+    server.start(timeout=120)
+    try:
+        running = Running(server)
+        _port, web_pid = running.web
+        listener = _niceness(server.pid)
+        assert _niceness(web_pid) == min(19, listener + 12)
+        assert _niceness(running.workers_pid) == min(19, listener + 10)
+        assert running.healthz() == 200
+    finally:
+        server.stop()
+
+
 def test_a_crashed_web_process_is_logged_and_started_again_on_the_same_port(
     service: Running,
 ) -> None:

@@ -41,6 +41,7 @@ from labintake.web.routes import (
     stats,
 )
 from labintake.web.security import SecureHeadersMiddleware
+from labintake.web.signin_gate import SignInGateMiddleware
 from labintake.web.templating import make_templates
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -86,6 +87,9 @@ def create_app(
     )
     app.state.templates = templates
     install_error_handlers(app, templates)
+    # The gate answers throttled sign-ins before any of the app runs; the headers go on
+    # its answers too (the middleware added last is the outermost).
+    app.add_middleware(SignInGateMiddleware)
     app.add_middleware(SecureHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in ROUTERS:

@@ -3,8 +3,10 @@
 The web screen and API run apart from the MLLP listener, so what a web request costs (a
 password hash takes 19 MiB and tens of milliseconds of CPU; a flood of sign-ins, as many as
 it sends at once) comes out of this process's memory and CPU, not out of the ACK path. The
-child runs at a lower CPU priority than the listener (WEB_NICENESS): when both want the
-processor, the listener gets it.
+child runs at a lower CPU priority than the listener (`LABINTAKE_WEB_NICENESS`, 5 by
+default; the background workers run at 10): when both want the processor, the listener
+gets it. The niceness is relative to the service's own: run
+`labintake serve` at -5 (systemd ``Nice=-5``), and the listener gets -5, the web app 0.
 
 The parent binds the listening socket (so a taken port is reported at once, and the port
 stays the same when the child is started again) and passes it to the spawned child
@@ -40,8 +42,6 @@ log = logging.getLogger("labintake.web")
 
 __all__ = ["WebProcess", "run_web_process"]
 
-# Below the listener (0), above the background workers (10).
-WEB_NICENESS = 5
 STARTUP_TIMEOUT_SECONDS = 60.0
 # How long a stop waits for running requests before the child is terminated.
 STOP_TIMEOUT_SECONDS = 30.0
@@ -95,7 +95,7 @@ def run_web_process(settings: Settings, sock: socket.socket, parent: int, pipe: 
     # Ctrl+C reaches the whole process group: the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
-        os.nice(WEB_NICENESS)
+        os.nice(settings.web_niceness)
     engine = make_engine(settings.database_url)
     try:
         config = uvicorn.Config(
