@@ -20,25 +20,20 @@ from typing import Any, TypeAlias
 
 from sqlalchemy import case, insert, tuple_, update
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql.schema import Table
 from sqlmodel import Session, col
 
 from labintake.db import utcnow
 from labintake.errors import ConcurrentChangeError, WorkflowError
 from labintake.models.orders import Order, OrderEvent
+from labintake.models.tables import table_of
 from labintake.statuses import OrderStatus
 
 S = OrderStatus
 
 
-def _table_of(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
 # the set-based statements use the tables: no ORM bulk machinery to build or run them
-ORDERS = _table_of(Order)
-EVENTS = _table_of(OrderEvent)
+ORDERS = table_of(Order)
+EVENTS = table_of(OrderEvent)
 
 
 class OrderEventKind(StrEnum):

@@ -38,6 +38,7 @@ from sqlalchemy.sql.dml import Insert, ReturningInsert
 
 from labintake.errors import StorageError
 from labintake.models.messages import InboundMessage
+from labintake.models.tables import table_of
 
 log = logging.getLogger("labintake.intake.writer")
 
@@ -45,7 +46,7 @@ log = logging.getLogger("labintake.intake.writer")
 LOCK_WAIT_SECONDS = 10.0
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 
-TABLE = InboundMessage.__table__  # type: ignore[attr-defined]
+TABLE = table_of(InboundMessage)
 KEY_COLUMNS = (
     "sender_identity",
     "sending_application",

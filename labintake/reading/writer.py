@@ -23,17 +23,18 @@ from labintake.models import (
     OrderDiagnosis,
     OrderTest,
 )
+from labintake.models.tables import table_of
 from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.reading.cancels import resolve_cancels
 from labintake.reading.plan import MessagePlan
 from labintake.statuses import RELEASED_STATUSES, MessageStatus, OrderStatus
 
 PLACER = "placer"
-_ORDERS = Order.__table__  # type: ignore[attr-defined]
-_TESTS = OrderTest.__table__  # type: ignore[attr-defined]
-_DIAGNOSES = OrderDiagnosis.__table__  # type: ignore[attr-defined]
-_MESSAGES = InboundMessage.__table__  # type: ignore[attr-defined]
-_MESSAGE_EVENTS = MessageEvent.__table__  # type: ignore[attr-defined]
+_ORDERS = table_of(Order)
+_TESTS = table_of(OrderTest)
+_DIAGNOSES = table_of(OrderDiagnosis)
+_MESSAGES = table_of(InboundMessage)
+_MESSAGE_EVENTS = table_of(MessageEvent)
 
 
 def claim(

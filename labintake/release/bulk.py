@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -24,6 +24,7 @@ from labintake.hl7.ack import new_control_id
 from labintake.hl7.order_builder import LisProfile, build_order_message
 from labintake.lifecycle import OrderEventKind
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
+from labintake.models.tables import table_of
 from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.release.outbox import (
     LIS_DESTINATION,
@@ -37,7 +38,7 @@ from labintake.release.outbox import (
 )
 from labintake.statuses import SUPERSEDABLE, OrderStatus
 
-OUTBOX: Table = OutboxEntry.__table__  # type: ignore[attr-defined]
+OUTBOX = table_of(OutboxEntry)
 
 # Modifiers written back to the tests, by primary key, as one executemany.
 _SET_MODIFIERS = (

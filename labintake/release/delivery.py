@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, text, update
+from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy import select as select_rows
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -25,12 +25,13 @@ from labintake.errors import NotFoundError, WorkflowError
 from labintake.lifecycle import OrderEventKind
 from labintake.models.orders import Finding, Verification
 from labintake.models.release import Notification, OutboxEntry, OutboxKind, OutboxStatus
+from labintake.models.tables import table_of
 from labintake.statuses import DeliveryOutcome, FindingCode, FindingState, OrderStatus, Severity
 
-OUTBOX: Table = OutboxEntry.__table__  # type: ignore[attr-defined]
-VERIFICATIONS: Table = Verification.__table__  # type: ignore[attr-defined]
-FINDINGS: Table = Finding.__table__  # type: ignore[attr-defined]
-NOTIFICATIONS: Table = Notification.__table__  # type: ignore[attr-defined]
+OUTBOX = table_of(OutboxEntry)
+VERIFICATIONS = table_of(Verification)
+FINDINGS = table_of(Finding)
+NOTIFICATIONS = table_of(Notification)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Row, Table, update
+from sqlalchemy import Row, update
 from sqlalchemy import select as select_rows
 from sqlmodel import Session, col, select
 
@@ -31,6 +31,7 @@ from labintake.hl7.order_builder import (
 from labintake.lifecycle import OrderEventKind
 from labintake.models.orders import Order, OrderDiagnosis, OrderTest
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
+from labintake.models.tables import table_of
 from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.statuses import SUPERSEDABLE, OrderStatus
 
@@ -138,14 +139,9 @@ class DiagnosisFacts(Protocol):
     def active(self) -> bool: ...
 
 
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-ORDERS = _table(Order)
-TESTS = _table(OrderTest)
-DIAGNOSES = _table(OrderDiagnosis)
+ORDERS = table_of(Order)
+TESTS = table_of(OrderTest)
+DIAGNOSES = table_of(OrderDiagnosis)
 
 # The columns `outbound_order` and `sequence_key` read (OrderFacts), and the row_version a
 # bulk release claims the order at; the order's JSON `details` and `error` are not read.

@@ -28,7 +28,6 @@ from sqlalchemy import bindparam
 from sqlalchemy import select as columns
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.sql.schema import Table
 from sqlmodel import Session
 
 from labintake.codes.catalog import CatalogEntry, TestCatalog
@@ -36,6 +35,7 @@ from labintake.codes.icd10 import normalize_icd10
 from labintake.codes.tables import CodeTables
 from labintake.models import Finding as FindingRow
 from labintake.models import Order, OrderDiagnosis, OrderEvent, OrderTest
+from labintake.models.tables import table_of
 from labintake.statuses import (
     LIVE_FINDING_STATES,
     QUEUE_STATUSES,
@@ -59,16 +59,11 @@ LIFETIME_DAYS = 366 * 30  # "once in a lifetime" with no start date given
 _CHUNK = 500
 
 
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-ORDERS = _table(Order)
-TESTS = _table(OrderTest)
-DIAGNOSES = _table(OrderDiagnosis)
-FINDINGS = _table(FindingRow)
-EVENTS = _table(OrderEvent)
+ORDERS = table_of(Order)
+TESTS = table_of(OrderTest)
+DIAGNOSES = table_of(OrderDiagnosis)
+FINDINGS = table_of(FindingRow)
+EVENTS = table_of(OrderEvent)
 
 
 class OrderRecord(NamedTuple):

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.sql.schema import Table
 from sqlmodel import Session
 
 from labintake import lifecycle
@@ -24,19 +23,14 @@ from labintake.db import utcnow
 from labintake.lifecycle import OrderEventKind
 from labintake.models import Finding as FindingRow
 from labintake.models import OrderTest, Verification
+from labintake.models.tables import table_of
 from labintake.statuses import FindingState, OrderStatus
 from labintake.verification.findings import Finding, VerificationResult
 from labintake.verification.stored import FindingRecord, StoredOrder, finding_key
 
-
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-VERIFICATIONS = _table(Verification)
-FINDINGS = _table(FindingRow)
-TESTS = _table(OrderTest)
+VERIFICATIONS = table_of(Verification)
+FINDINGS = table_of(FindingRow)
+TESTS = table_of(OrderTest)
 
 
 @dataclass(slots=True)
