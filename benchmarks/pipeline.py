@@ -211,6 +211,7 @@ class RateResult:
     delivered_p50_s: float
     delivered_p99_s: float
     cpu_ms_per_order: float
+    cpu_ms_per_order_by_role: dict[str, float]
     peer_ack_p50_ms: float
     peer_ack_p99_ms: float
     peer_cpu_ms_per_msg: float
@@ -231,6 +232,7 @@ def run_rate(
     assert service.port is not None
     assert peer.port is not None
     cpu_before = service.cpu_seconds()
+    roles_before = service.cpu_by_role()
     load = StepLoad(rate, args.seconds)
     # A seed of its own per rate: the same patients and tests again would be held as repeats.
     seed = args.seed + int(rate)
@@ -244,6 +246,12 @@ def run_rate(
             time.sleep(0.1)
         drain = time.monotonic() - load_done
     cpu = service.cpu_seconds() - cpu_before
+    roles_after = service.cpu_by_role()
+    acked = max(1, len(load.acked_at))
+    cpu_by_role = {
+        role: round((seconds - roles_before.get(role, 0.0)) * 1000.0 / acked, 3)
+        for role, seconds in sorted(roles_after.items())
+    }
     times = _delivery_times(engine, prefix, load.acked_at)
     service.pause()
     try:
@@ -275,6 +283,7 @@ def run_rate(
         delivered_p50_s=round(percentile(times, 0.50), 3),
         delivered_p99_s=round(percentile(times, 0.99), 3),
         cpu_ms_per_order=round(cpu * 1000.0 / max(1, len(load.acked_at)), 3),
+        cpu_ms_per_order_by_role=cpu_by_role,
         peer_ack_p50_ms=peer_load.ms(0.50),
         peer_ack_p99_ms=peer_load.ms(0.99),
         peer_cpu_ms_per_msg=round(peer_cpu * 1000.0 / max(1, len(peer_load.latencies)), 3),
@@ -350,6 +359,8 @@ def print_row(r: RateResult) -> None:
         f"{r.cpu_ms_per_order:10.3f} {r.peer_cpu_ms_per_msg:11.3f} {cpux:6.1f}",
         flush=True,
     )
+    roles = ", ".join(f"{role} {ms:.3f}" for role, ms in r.cpu_ms_per_order_by_role.items())
+    print(f"{'':7} CPU ms/order by process: {roles}", flush=True)
 
 
 def main() -> None:
