@@ -97,9 +97,10 @@ def cpu_by_role(pid: int) -> dict[str, float]:
     """CPU seconds so far of `labintake serve` (at `pid`) and its live children, by role.
 
     The roles come from the process tree and each child's nice value, which `labintake
-    serve` sets: the listener is `pid`; of its children the web app runs at nice 5, the
-    worker process at nice 10, and the one at the listener's priority is multiprocessing's
-    resource tracker; the worker's children are the reading sandboxes.
+    serve` raises: the listener is `pid`; of its children the web app runs at 5 above the
+    listener's nice value, the worker process at 10 above, and the one at the listener's
+    priority is multiprocessing's resource tracker; the worker's children are the reading
+    sandboxes.
     """
     ticks = os.sysconf("SC_CLK_TCK")
     roles: dict[str, float] = {}
@@ -110,9 +111,11 @@ def cpu_by_role(pid: int) -> dict[str, float]:
             roles[role] = roles.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
 
     add("listener", pid)
+    own = _stat_fields(pid)
+    base = int(own[16]) if own else 0  # the listener's own nice value: the children add to it
     for child in _children(pid):
         fields = _stat_fields(child)
-        nice = int(fields[16]) if fields else 0
+        nice = int(fields[16]) - base if fields else 0
         role = {5: "web", 10: "worker"}.get(nice, "resource tracker")
         add(role, child)
         for grandchild in process_tree(child)[1:]:
