@@ -75,7 +75,7 @@ SATURATED_PAUSE_SECONDS = 0.1
 # arrived meanwhile in one batch. Each round of the three stages costs a few dozen statements
 # and transactions whatever its size: rounds of a few orders, one after the other, cost
 # several times the CPU per order of rounds of fifty (a steady 100 orders/s: 0.2 s cut the
-# worker's CPU per order by about a sixth, 0.5 s by about a third). A full batch means a
+# worker's CPU per order by about a sixth, 0.5 s by a quarter to a third). A full batch means a
 # backlog: the next round starts at once. The price: up to this much more from AA to
 # delivered while the pipeline keeps up.
 GATHER_SECONDS = 0.5
