@@ -19,7 +19,9 @@ file (WAL, synchronous FULL) or a fresh PostgreSQL database, delivering to the s
    recorded the LIS's AA (``outbox.delivered_at``);
 4. CPU per order: user + system time of the service's processes (``/proc``) from the start of
    the load to the end of the drain, over the orders ACKed AA at that rate (each rate's orders
-   have patients of their own, so none is held as a repeat of an earlier rate's);
+   have patients of their own, so none is held as a repeat of an earlier rate's), also split
+   by process (listener, web, worker, reading sandboxes); before the first rate the service
+   is warmed up (:func:`warm_up`: its start-up is not a cost per order);
 5. the peer: python-hl7's in-memory parse + ACK server (``peers/python_hl7_server.py``) takes
    the same open-loop load with the service paused (SIGSTOP), for its ACK latency and CPU per
    message. Absolute figures move with whatever else runs on the machine; the ratios to the
@@ -211,6 +213,7 @@ class RateResult:
     delivered_p50_s: float
     delivered_p99_s: float
     cpu_ms_per_order: float
+    cpu_ms_per_order_by_role: dict[str, float]
     peer_ack_p50_ms: float
     peer_ack_p99_ms: float
     peer_cpu_ms_per_msg: float
@@ -231,6 +234,7 @@ def run_rate(
     assert service.port is not None
     assert peer.port is not None
     cpu_before = service.cpu_seconds()
+    roles_before = service.cpu_by_role()
     load = StepLoad(rate, args.seconds)
     # A seed of its own per rate: the same patients and tests again would be held as repeats.
     seed = args.seed + int(rate)
@@ -244,6 +248,12 @@ def run_rate(
             time.sleep(0.1)
         drain = time.monotonic() - load_done
     cpu = service.cpu_seconds() - cpu_before
+    roles_after = service.cpu_by_role()
+    acked = max(1, len(load.acked_at))
+    cpu_by_role = {
+        role: round((seconds - roles_before.get(role, 0.0)) * 1000.0 / acked, 3)
+        for role, seconds in sorted(roles_after.items())
+    }
     times = _delivery_times(engine, prefix, load.acked_at)
     service.pause()
     try:
@@ -275,6 +285,7 @@ def run_rate(
         delivered_p50_s=round(percentile(times, 0.50), 3),
         delivered_p99_s=round(percentile(times, 0.99), 3),
         cpu_ms_per_order=round(cpu * 1000.0 / max(1, len(load.acked_at)), 3),
+        cpu_ms_per_order_by_role=cpu_by_role,
         peer_ack_p50_ms=peer_load.ms(0.50),
         peer_ack_p99_ms=peer_load.ms(0.99),
         peer_cpu_ms_per_msg=round(peer_cpu * 1000.0 / max(1, len(peer_load.latencies)), 3),
@@ -282,6 +293,43 @@ def run_rate(
         errors=load.errors,
         backlog=[(round(t, 1), b) for t, b in sampler.samples],
     )
+
+
+WARM_UP_ORDERS = 50
+SETTLED_CPU_SHARE = 0.05  # of one core: the service is idle again
+SETTLE_TIMEOUT_SECONDS = 120.0
+
+
+def wait_until_idle(service: servers.ServerProcess) -> float:
+    """Wait (up to SETTLE_TIMEOUT_SECONDS) until the service uses under SETTLED_CPU_SHARE of a
+    core over a second; the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_TIMEOUT_SECONDS:
+        before = service.cpu_seconds()
+        time.sleep(1.0)
+        if service.cpu_seconds() - before < SETTLED_CPU_SHARE:
+            break
+    return time.monotonic() - started
+
+
+def warm_up(args: argparse.Namespace, engine: Engine, service: servers.ServerProcess) -> int:
+    """What `labintake serve` does once, before the first rate: its reading sandboxes start
+    (a spawned interpreter importing the reader) after the listener already answers, and the
+    first order through each stage loads what that stage keeps (code tables, the outbound
+    message builder). Counted in the first rate's CPU it weighed as if each of its orders
+    cost a share of it. So: wait until the service is idle, send WARM_UP_ORDERS through the
+    whole pipeline, wait until they settle and the service is idle again. Returns the AA
+    count, for the backlog of the rates after."""
+    assert service.port is not None
+    wait_until_idle(service)
+    load = StepLoad(WARM_UP_ORDERS, 1.0)
+    messages = synthetic_orders("WARMX", seed=args.seed)
+    asyncio.run(_open_loop(load, service.port, 1, messages))
+    deadline = time.monotonic() + args.drain_timeout
+    while settled(engine) < len(load.acked_at) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    wait_until_idle(service)
+    return load.codes.get("AA", 0)
 
 
 @dataclass
@@ -314,7 +362,7 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> PipelineReport:
         service.start()
         peer.start()
         peer.pause()
-        acked = 0
+        acked = warm_up(args, engine, service)
         for rate in args.rates:
             result = run_rate(args, engine, service, peer, rate, acked)
             acked += result.ack_codes.get("AA", 0)
@@ -350,6 +398,8 @@ def print_row(r: RateResult) -> None:
         f"{r.cpu_ms_per_order:10.3f} {r.peer_cpu_ms_per_msg:11.3f} {cpux:6.1f}",
         flush=True,
     )
+    roles = ", ".join(f"{role} {ms:.3f}" for role, ms in r.cpu_ms_per_order_by_role.items())
+    print(f"{'':7} CPU ms/order by process: {roles}", flush=True)
 
 
 def main() -> None:

@@ -86,6 +86,44 @@ def cpu_seconds_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def cpu_by_role(pid: int) -> dict[str, float]:
+    """CPU seconds so far of `labintake serve` (at `pid`) and its live children, by role.
+
+    The roles come from the process tree and each child's nice value, which `labintake
+    serve` raises: the listener is `pid`; of its children the web app runs at 5 above the
+    listener's nice value, the worker process at 10 above, and the one at the listener's
+    priority is multiprocessing's resource tracker; the worker's children are the reading
+    sandboxes.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    roles: dict[str, float] = {}
+
+    def add(role: str, member: int) -> None:
+        fields = _stat_fields(member)
+        if fields:
+            roles[role] = roles.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+
+    add("listener", pid)
+    own = _stat_fields(pid)
+    base = int(own[16]) if own else 0  # the listener's own nice value: the children add to it
+    for child in _children(pid):
+        fields = _stat_fields(child)
+        nice = int(fields[16]) - base if fields else 0
+        role = {5: "web", 10: "worker"}.get(nice, "resource tracker")
+        add(role, child)
+        for grandchild in process_tree(child)[1:]:
+            add("reading sandbox" if role == "worker" else f"{role} child", grandchild)
+    return roles
+
+
 def rss_bytes_of(pid: int) -> int:
     """Current resident memory of `pid` alone."""
     return _status_kib(pid, "VmRSS") * 1024
@@ -218,6 +256,10 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds so far by role, for `labintake serve` (see :func:`cpu_by_role`)."""
+        return cpu_by_role(self.pid)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         """Signal the server and every process it started (its own process group)."""

@@ -25,6 +25,7 @@ from labintake.background import (
     BATCH_IDLE,
     BATCH_SATURATED,
     BATCH_WHILE_INTAKE,
+    GATHER_SECONDS,
     SATURATED_PAUSE_SECONDS,
     BatchPolicy,
     IntakeSignal,
@@ -282,6 +283,112 @@ def test_batches_are_large_when_intake_rests_and_small_when_it_is_saturated() ->
     assert policy.pause() == SATURATED_PAUSE_SECONDS
     # Intake stopped: a backlog drains in large batches.
     assert policy.size(now=103.0) == BATCH_IDLE
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _steady_policy() -> tuple[_Signal, BatchPolicy, _Clock]:
+    """A policy that has measured a steady intake (medium batches) at t=101.1."""
+    intake = _Signal()
+    clock = _Clock(101.1)
+    policy = BatchPolicy(cast(IntakeSignal, intake), clock=clock)
+    intake.last_commit_at = 100.0
+    policy.size(now=100.1)
+    intake.busy_seconds, intake.last_commit_at = 0.1, 101.0
+    assert policy.size(now=101.1) == BATCH_WHILE_INTAKE
+    return intake, policy, clock
+
+
+def test_a_pipeline_that_keeps_up_with_intake_starts_a_round_at_most_every_gather_interval() -> (
+    None
+):
+    intake, policy, clock = _steady_policy()
+    sizes: list[int] = []
+
+    def stage(size: int) -> int:
+        sizes.append(size)
+        return 3  # a few orders: less than a full batch
+
+    batch = policy.stage(stage)
+    clock.now = 101.2
+    assert batch() == 3
+    assert sizes == [BATCH_WHILE_INTAKE]  # the stage is given the policy's batch size
+    assert policy.pause() == 0.0  # the first round: nothing to measure from
+    # The next round began at 101.2 and took 0.05 s: it rests the rest of the interval.
+    clock.now = intake.last_commit_at = 101.25
+    assert batch() == 3
+    assert policy.pause() == pytest.approx(GATHER_SECONDS - 0.05)
+    # A round that took longer than the interval: the next one at once.
+    clock.now = intake.last_commit_at = 101.25 + GATHER_SECONDS - 0.05 + GATHER_SECONDS + 0.01
+    assert batch() == 3
+    assert policy.pause() == 0.0
+
+
+def test_a_full_batch_means_a_backlog_and_the_next_round_comes_at_once() -> None:
+    intake, policy, clock = _steady_policy()
+    clock.now = intake.last_commit_at = 101.2
+    policy.pause()
+    full = policy.stage(lambda size: size)
+    few = policy.stage(lambda size: 1)
+    assert few() == 1
+    assert full() == BATCH_WHILE_INTAKE  # one stage of the round took a full batch
+    clock.now = 101.21
+    assert policy.pause() == 0.0
+    assert few() == 1  # and the round after it, with no full batch, waits again
+    clock.now = 101.22
+    assert policy.pause() == pytest.approx(GATHER_SECONDS - 0.01)
+
+
+def test_no_gathering_when_intake_rests_and_the_saturated_pause_when_it_is_saturated() -> None:
+    intake, policy, clock = _steady_policy()
+    few = policy.stage(lambda size: 1)
+    clock.now = 101.2
+    policy.pause()
+    clock.now = 105.0  # no commit for seconds: intake rests, a backlog drains at once
+    assert few() == 1
+    assert policy.pause() == 0.0
+    clock.now = 106.0
+    intake.busy_seconds, intake.last_commit_at = 1.0, 106.0  # commits again
+    few()  # careful until measured: saturated
+    clock.now = intake.last_commit_at = 106.6
+    intake.busy_seconds = 1.55  # writing 90% of the last 0.6 s
+    assert few() == 1
+    assert policy.saturated
+    assert policy.pause() == SATURATED_PAUSE_SECONDS
+
+
+def test_wake_ends_an_idle_wait_at_once() -> None:
+    rounds: list[float] = []
+
+    def deliver() -> int:
+        rounds.append(time.monotonic())
+        return 0
+
+    workers = BackgroundWorkers(idle_sleep=60)
+    workers.register("deliver", deliver)
+    workers.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not rounds and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(rounds) == 1  # asked once, then waiting up to idle_sleep
+        time.sleep(0.05)
+        woken = time.monotonic()
+        workers.wake("deliver")
+        while len(rounds) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(rounds) == 2
+        assert rounds[1] - woken < 2.0  # not the 60 s of idle_sleep
+    finally:
+        started = time.monotonic()
+        workers.stop()
+    assert time.monotonic() - started < 2.0  # a stop ends the idle wait too
 
 
 def _report_signal(shared: object, pipe: Connection) -> None:
