@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,30 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given to a UTC column")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Any) -> Callable[[datetime | None], Any]:
+        """`process_bind_param` then the backend type's own processor (SQLite's formats the
+        text stored), remembering the last value bound: a batch binds one `now` to every
+        row (created_at, updated_at, an event's `at`), so it is converted once per batch
+        instead of once per row. The remembered value is compared by identity and kept
+        referenced, so a different datetime object is always converted afresh."""
+        convert = self.process_bind_param
+        impl_processor = self.impl_instance.bind_processor(dialect)
+        last: list[tuple[datetime | None, Any]] = [(None, None)]
+
+        def process(value: datetime | None) -> Any:
+            if value is None:
+                return None
+            seen, bound = last[0]
+            if value is seen:
+                return bound
+            bound = convert(value, dialect)
+            if impl_processor is not None:
+                bound = impl_processor(bound)
+            last[0] = (value, bound)  # one tuple: threads sharing the engine see a pair
+            return bound
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
