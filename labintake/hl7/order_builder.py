@@ -136,27 +136,63 @@ class OutboundOrder:
 
 
 def ts(value: datetime | date | None) -> str:
+    """HL7 DTM text: a datetime to the second with a literal +0000 (it is UTC), a date to
+    the day. Formatted with integer fields rather than strftime (a third of the cost); a year
+    before 1000 goes through strftime, whose %Y does not pad it."""
     if value is None:
         return ""
+    if value.year < 1000:
+        if isinstance(value, datetime):
+            return value.strftime("%Y%m%d%H%M%S+0000")
+        return value.strftime("%Y%m%d")
     if isinstance(value, datetime):
-        return value.strftime("%Y%m%d%H%M%S+0000")
-    return value.strftime("%Y%m%d")
+        return (
+            f"{value.year}{value.month:02d}{value.day:02d}"
+            f"{value.hour:02d}{value.minute:02d}{value.second:02d}+0000"
+        )
+    return f"{value.year}{value.month:02d}{value.day:02d}"
+
+
+# The last `now` formatted: a release batch builds every message with the same one.
+_last_now: tuple[datetime | None, str] = (None, "")
+
+
+def _now_text(now: datetime) -> str:
+    """`ts(now)`, formatted once per batch (compared by identity, the object kept)."""
+    global _last_now
+    seen, text = _last_now
+    if now is not seen:
+        text = ts(now)
+        _last_now = (now, text)  # one tuple: a thread reading it sees a matching pair
+    return text
 
 
 def _code_of(test: OutboundTest, choice: str) -> tuple[str, str, str]:
-    code = {"local": test.local_code, "loinc": test.loinc, "cpt": test.cpt}[choice]
+    code = test.local_code if choice == "local" else test.loinc if choice == "loinc" else test.cpt
     return (code, test.text if code else "", SYSTEM_NAMES[choice] if code else "")
+
+
+def _identifier(test: OutboundTest, first: str, second: str, table: dict[int, str]) -> str:
+    """OBR-4 with the code choices resolved beforehand (`second` "" for no alternate)."""
+    code = _code_of(test, first)
+    if not code[0]:  # the configured code is missing for this test: fall back to local
+        code = _code_of(test, "local")
+    if not second:
+        return components(*code, table=table)
+    return components(*code, *_code_of(test, second), table=table)
+
+
+def _alternate(profile: LisProfile) -> str:
+    """The alternate code choice written after the first, or "" for none."""
+    if profile.alternate_code in ("none", profile.order_code):
+        return ""
+    return profile.alternate_code
 
 
 def service_identifier(test: OutboundTest, profile: LisProfile) -> str:
     """OBR-4: the configured code first, the alternate after it (CWE triplets)."""
-    first = _code_of(test, profile.order_code)
-    if not first[0]:  # the configured code is missing for this test: fall back to local
-        first = _code_of(test, "local")
-    second: tuple[str, str, str] = ("", "", "")
-    if profile.alternate_code != "none" and profile.alternate_code != profile.order_code:
-        second = _code_of(test, profile.alternate_code)
-    return components(*first, *second, table=escapes_for(profile.version))
+    table = escapes_for(profile.version)
+    return _identifier(test, profile.order_code, _alternate(profile), table)
 
 
 def provider(order: OutboundOrder, table: dict[int, str] = ESCAPES) -> str:
@@ -313,14 +349,57 @@ def _segment(name: str, values: list[tuple[int, str]]) -> str:
     return name + "|" + "|".join(fields)
 
 
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """What `build_order_message` asks of a profile on every order, worked out once: the
+    fields the version carries, the code choices of OBR-4, DG1-2's fixed value."""
+
+    plan: MessagePlan
+    first: str
+    second: str
+    pid_7: bool
+    pid_8: bool
+    orc_9: bool
+    orc_21: bool
+    obr_6: bool
+    obr_46: bool
+    ft1: bool
+
+
+@lru_cache(maxsize=32)
+def _template(profile: LisProfile) -> _Template:
+    plan = message_plan(profile)
+    writes = plan.fields
+    return _Template(
+        plan,
+        profile.order_code,
+        _alternate(profile),
+        "PID_7" in writes,
+        "PID_8" in writes,
+        "ORC_9" in writes,
+        "ORC_21" in writes,
+        "OBR_6" in writes,
+        "OBR_46" in writes,
+        "FT1_25" in writes,
+    )
+
+
+@lru_cache(maxsize=256)
+def _modifier(modifier: str, table_version: str) -> str:
+    """A modifier's CWE (few distinct ones: GA, QW, 91...), per escape table."""
+    return modifier_value(modifier, escapes_for(table_version))
+
+
 def build_order_message(
     order: OutboundOrder, profile: LisProfile, control_id: str, now: datetime
 ) -> bytes:
     """The order as ER7 bytes (UTF-8, segments ended by CR) with MSH-10 `control_id`."""
-    plan = message_plan(profile)
+    template = _template(profile)
+    plan = template.plan
     writes = plan.fields
     table = plan.escapes
-    segments = [plan.msh_head + ts(now) + plan.msh_tail + esc(control_id, table) + plan.msh_end]
+    stamp = _now_text(now)
+    segments = [plan.msh_head + stamp + plan.msh_tail + esc(control_id, table) + plan.msh_end]
 
     pid: list[tuple[int, str]] = [(1, "1")]
     if order.patient_mrn:
@@ -328,9 +407,9 @@ def build_order_message(
             (3, components(order.patient_mrn, "", "", order.placer_facility, "MR", table=table))
         )
     pid.append((5, components(order.patient_family_name, order.patient_given_name, table=table)))
-    if order.patient_birth_date and "PID_7" in writes:
+    if order.patient_birth_date and template.pid_7:
         pid.append((7, ts(order.patient_birth_date)))
-    if order.patient_sex and "PID_8" in writes:
+    if order.patient_sex and template.pid_8:
         pid.append((8, esc(order.patient_sex, table)))
     segments.append(_segment("PID", pid))
     if order.payer_company_id or order.payer_company_name:
@@ -349,30 +428,36 @@ def build_order_message(
     ordered_at = ts(order.ordered_at)
     diagnoses = [diagnosis_value(d, table) for d in order.diagnoses]
     dg1_segments = _dg1_segments(order, diagnoses, writes, table)
-    ft1_date = ts(order.date_of_service) or ts(now)
+    ft1_date = ts(order.date_of_service) or stamp
     orc_tail: list[tuple[int, str]] = []
-    if ordered_at and "ORC_9" in writes:
+    if ordered_at and template.orc_9:
         orc_tail.append((9, ordered_at))
     if who:
         orc_tail.append((12, who))
-    if order.office_name and "ORC_21" in writes:
+    if order.office_name and template.orc_21:
         orc_tail.append((21, esc(order.office_name, table)))
     orc = _segment(
         "ORC", [(1, esc(order.order_control, table) or "NW"), (2, placer), (3, filler), *orc_tail]
     )
+    # OBR-1..3 and the fields after OBR-4 are the same for every test but OBR-1 and OBR-46.
+    obr_head = "|" + placer + "|" + filler + "|"
+    obr_tail: list[tuple[int, str]] = []
+    if ordered_at and template.obr_6:
+        obr_tail.append((6, ordered_at))
+    if who:
+        obr_tail.append((16, who))
+    version = profile.version
     for test in order.tests:
         segments.append(orc)
-        obr = [(1, str(test.seq)), (2, placer), (3, filler), (4, service_identifier(test, profile))]
-        if ordered_at and "OBR_6" in writes:
-            obr.append((6, ordered_at))
-        if who:
-            obr.append((16, who))
-        modifiers = "~".join([modifier_value(m, table) for m in test.modifiers])
-        if modifiers and "OBR_46" in writes:
-            obr.append((46, modifiers))
-        segments.append(_segment("OBR", obr))
+        identifier = _identifier(test, template.first, template.second, table)
+        modifiers = "~".join([_modifier(m, version) for m in test.modifiers])
+        if modifiers and template.obr_46:
+            obr = _segment("OBR", [(4, identifier), *obr_tail, (46, modifiers)])
+        else:
+            obr = _segment("OBR", [(4, identifier), *obr_tail])
+        segments.append("OBR|" + str(test.seq) + obr_head + obr[7:])
         segments.extend(dg1_segments)
-        if test.cpt and "FT1_25" in writes:
+        if test.cpt and template.ft1:
             ft1 = [(1, str(test.seq)), (4, ft1_date), (6, "CG")]
             ft1.append((7, components(test.local_code, test.text, "L", table=table)))
             ft1.append((10, str(test.units)))
