@@ -67,6 +67,13 @@ class Running:
         again = _WEB_AGAIN.findall(log)
         return int(port), int(again[-1] if again else pid)
 
+    def ready(self) -> Running:
+        """Once the log names both child processes: the listener answers before they have
+        all said so, and a loaded machine shows the gap."""
+        started = _wait(lambda: bool(_WEB.search(self.log) and _WORKERS.search(self.log)), 60)
+        assert started, self.server.log_tail()
+        return self
+
     @property
     def workers_pid(self) -> int:
         found = _WORKERS.search(self.log)
@@ -94,7 +101,7 @@ def service(database_url: str, tmp_path: Path) -> Iterator[Running]:
     server = servers.labintake(database_url, tmp_path)
     server.start(timeout=120)
     try:
-        yield Running(server)
+        yield Running(server).ready()
     finally:
         server.stop()
 
@@ -118,7 +125,7 @@ def test_the_web_process_runs_its_configured_niceness_below_the_listener(
     server = servers.labintake(database_url, tmp_path, extra_env={"LABINTAKE_WEB_NICENESS": "12"})
     server.start(timeout=120)
     try:
-        running = Running(server)
+        running = Running(server).ready()
         _port, web_pid = running.web
         listener = _niceness(server.pid)
         assert _niceness(web_pid) == min(19, listener + 12)
