@@ -119,10 +119,6 @@ class Service:
             port = settings.mllp_port
             raise bind_error("LABINTAKE_MLLP_PORT", settings.mllp_host, port, exc) from None
         self._log_started()
-        # Everything the listener keeps is loaded now (the code tables by the line above):
-        # out of the collector's sight, so that no full collection (tens of milliseconds
-        # over some 90,000 objects) stops the event loop while ACKs are due.
-        heap.settle()
 
     async def stop(self) -> None:
         log.info("shutting down: no new MLLP connections, finishing messages in flight")
@@ -190,6 +186,11 @@ async def serve(settings: Settings, *, demo: bool = False) -> int:
     except BaseException:
         await service.stop()
         raise
+    # Everything the listener keeps is loaded now (the code tables too, logged at start):
+    # out of the collector's sight, so that no full collection (tens of milliseconds over
+    # some 90,000 objects) stops the event loop while ACKs are due. Here and not in
+    # Service.start, like the switch interval: it is the process's, not a Service's.
+    heap.settle()
     await service.supervisor.watch(stop)
     await service.stop()
     return 1 if service.supervisor.failure else 0
