@@ -197,6 +197,7 @@ def analyze(engine: Engine) -> None:
 
 
 def start_stub() -> tuple[subprocess.Popen[str], int]:
+    """The stub LIS in its own process (its CPU is not the sender's); returns it and its port."""
     process = subprocess.Popen(
         [sys.executable, "-m", "labintake.release.stub_lis", "--port", "0", "--quiet"],
         stdout=subprocess.PIPE,

@@ -28,8 +28,6 @@ import argparse
 import cProfile
 import io
 import pstats
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from benchmarks.databases import store_received
+from benchmarks.release import start_stub
 from labintake import heap
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
@@ -73,22 +72,6 @@ def peer_cpu_per_message(raws: list[bytes]) -> float:
     for message in texts:
         str(hl7.parse(message).create_ack("AA"))
     return (time.process_time() - started) / len(texts)
-
-
-def start_stub_lis() -> tuple[subprocess.Popen[str], int]:
-    """The stub LIS in its own process (its CPU is not the sender's); returns it and its port."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "labintake.release.stub_lis", "--port", "0", "--quiet"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    found = re.search(r":(\d+)\s*$", line)
-    if not found:
-        process.kill()
-        raise RuntimeError(f"stub LIS did not start: {line!r}")
-    return process, int(found.group(1))
 
 
 def until_empty(step: Callable[[], int]) -> int:
@@ -131,7 +114,7 @@ def run_stages(
         registry = load_interfaces(settings.interfaces_dir)
         verify = pending_verifier(settings, engine, registry)
         verify(1)  # loads the code tables outside the measured time
-        stub, port = start_stub_lis()
+        stub, port = start_stub()
         # The service's sender settings (SenderOptions defaults), one persistent connection.
         sender = Sender(
             engine,
