@@ -331,7 +331,7 @@ def test_history_reaches_back_to_the_start_of_a_once_in_a_lifetime_benefit(
 ) -> None:
     from datetime import timedelta
 
-    from labintake.verification.stored import history_window
+    from labintake.verification.stored_history import history_window
 
     day = date(2026, 5, 12)
     window = history_window(tables, [day])

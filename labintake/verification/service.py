@@ -40,13 +40,13 @@ from labintake.verification.stored import (
     OrderRecord,
     StoredOrder,
     facts_of,
-    load_histories,
     load_orders,
     load_siblings,
     orders_by_id,
     read_orders,
     select_orders,
 )
+from labintake.verification.stored_history import load_histories
 from labintake.verification.writer import write_results
 
 if TYPE_CHECKING:

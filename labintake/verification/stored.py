@@ -1,13 +1,7 @@
-"""Reading stored orders for verification: their facts, open findings and patient history.
+"""Reading stored orders for verification: their facts and open findings (the patient's
+history is read by `labintake.verification.stored_history`).
 
-Queries live here; the rules stay pure. History is the other orders of the same patient (MRN)
-from the same sending facility, inside the longest frequency window of the coverage tables,
-excluding cancelled, rejected and unreadable orders, and excluding the other orders of the
-same message (those are verified together with it, not read as history); each prior test
-says whether its order is held back (held, awaiting the office), as those do not count toward
-frequency limits until released, and carries its units. For the same date of
-service only orders received earlier count, so of two identical orders the later one is the
-duplicate.
+Queries live here; the rules stay pure.
 
 Everything is read as plain rows (Core selects of the columns the rules need, kept in the
 named tuples below), not as ORM objects: a batch of 500 orders would otherwise build some
@@ -18,10 +12,9 @@ the stored rows with statements.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam
@@ -31,14 +24,11 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import Session
 
 from labintake.codes.catalog import CatalogEntry, TestCatalog
-from labintake.codes.icd10 import normalize_icd10
-from labintake.codes.tables import CodeTables
 from labintake.models import Finding as FindingRow
 from labintake.models import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.models.tables import table_of
 from labintake.statuses import (
     LIVE_FINDING_STATES,
-    QUEUE_STATUSES,
     FindingState,
     OrderStatus,
 )
@@ -46,17 +36,13 @@ from labintake.verification.beneficiary import stored_patient_key
 from labintake.verification.facts import (
     DiagnosisFacts,
     OrderFacts,
-    PatientHistory,
     PayerFacts,
-    PriorTest,
     TestFacts,
 )
 
 TEST_CORRECTED = "test_code_corrected"  # the clarification queue's event for a test correction
 NOT_HISTORY = (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.ERROR)
-MIN_WINDOW_DAYS = 366
-LIFETIME_DAYS = 366 * 30  # "once in a lifetime" with no start date given
-_CHUNK = 500
+CHUNK = 500
 
 
 ORDERS = table_of(Order)
@@ -163,7 +149,7 @@ def read_orders(session: Session, statement: Select[Any]) -> list[OrderRecord]:
 
 def orders_by_id(session: Session, ids: Sequence[int]) -> list[OrderRecord]:
     found: list[OrderRecord] = []
-    for chunk in _chunks(sorted(ids)):
+    for chunk in chunks(sorted(ids)):
         found += read_orders(session, select_orders(ORDERS.c.id.in_(chunk)))
     return found
 
@@ -177,31 +163,29 @@ def service_date(order: OrderRecord) -> date:
     return order.created_at.date()
 
 
-def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+def chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
 
 
 # Built once: each batch only binds its ids (an expanding IN), so no statement is rebuilt and
 # no id is coerced to a literal one by one.
-_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _TESTS_OF = (
-    columns(TESTS.c.order_id, *_TEST_COLUMNS)
-    .where(TESTS.c.order_id.in_(_IDS))
-    .order_by(TESTS.c.seq)
+    columns(TESTS.c.order_id, *_TEST_COLUMNS).where(TESTS.c.order_id.in_(IDS)).order_by(TESTS.c.seq)
 )
 _DIAGNOSES_OF = (
     columns(DIAGNOSES.c.order_id, *_DIAGNOSIS_COLUMNS)
-    .where(DIAGNOSES.c.order_id.in_(_IDS), DIAGNOSES.c.active)
+    .where(DIAGNOSES.c.order_id.in_(IDS), DIAGNOSES.c.active)
     .order_by(DIAGNOSES.c.seq, DIAGNOSES.c.id)
 )
 _FINDINGS_OF = (
     columns(FINDINGS.c.order_id, *_FINDING_COLUMNS)
-    .where(FINDINGS.c.order_id.in_(_IDS), FINDINGS.c.state.in_(LIVE_FINDING_STATES))
+    .where(FINDINGS.c.order_id.in_(IDS), FINDINGS.c.state.in_(LIVE_FINDING_STATES))
     .order_by(FINDINGS.c.id)
 )
 _CORRECTIONS_OF = columns(EVENTS.c.order_id, EVENTS.c.detail).where(
-    EVENTS.c.order_id.in_(_IDS), EVENTS.c.action == TEST_CORRECTED
+    EVENTS.c.order_id.in_(IDS), EVENTS.c.action == TEST_CORRECTED
 )
 
 
@@ -210,7 +194,7 @@ def load_orders(session: Session, orders: Sequence[OrderRecord]) -> list[StoredO
     in id order."""
     stored = {o.id: StoredOrder(o) for o in orders}
     ids = sorted(stored)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         bound = {"ids": chunk}
         for order_id, *test in session.execute(_TESTS_OF, bound).all():
             stored[order_id].tests.append(TestRecord._make(test))
@@ -232,7 +216,7 @@ def load_siblings(session: Session, stored: Sequence[StoredOrder]) -> list[Store
     ids = {s.id for s in stored}
     messages = sorted({s.order.message_id for s in stored})
     found: list[OrderRecord] = []
-    for chunk in _chunks(messages):
+    for chunk in chunks(messages):
         found += read_orders(
             session,
             select_orders(
@@ -363,136 +347,3 @@ def resolve_codes(
     return catalog.resolve(code, system, mapping) or (
         catalog.resolve(alt_code, alt_system, mapping) if alt_code else None
     )
-
-
-def history_window(tables: CodeTables, dates: Iterable[date]) -> int:
-    """Days of history the frequency limits in force on these dates need."""
-    window = MIN_WINDOW_DAYS
-    for day in set(dates):
-        policies = tables.policies_for(day)
-        for policy in (*policies.ncds, *policies.lcds):
-            for limit in policy.frequency:
-                window = max(window, limit.period_days)
-                if limit.period_months is not None:
-                    window = max(window, 31 * limit.period_months + 31)
-        for benefit in policies.screening:
-            for screening in benefit.frequency:
-                months = screening.window_months
-                if months is not None:
-                    days = 31 * months + 31
-                elif screening.since is not None:  # once in a lifetime: since the benefit began
-                    days = (day - screening.since).days + 1
-                else:
-                    days = LIFETIME_DAYS
-                window = max(window, days)
-    return window
-
-
-_HISTORY_ORDERS = columns(
-    ORDERS.c.id,
-    ORDERS.c.beneficiary_key,
-    ORDERS.c.date_of_service,
-    ORDERS.c.placer_order_number,
-    ORDERS.c.message_id,
-    ORDERS.c.status,
-).where(
-    ORDERS.c.beneficiary_key.in_(bindparam("keys", expanding=True)),
-    ORDERS.c.status.not_in(NOT_HISTORY),
-    ORDERS.c.date_of_service >= bindparam("start", type_=ORDERS.c.date_of_service.type),
-    ORDERS.c.date_of_service <= bindparam("end", type_=ORDERS.c.date_of_service.type),
-)
-_HISTORY_TESTS = columns(
-    TESTS.c.order_id,
-    TESTS.c.local_code,
-    TESTS.c.cpt,
-    TESTS.c.sent_code,
-    TESTS.c.sent_system,
-    TESTS.c.sent_alt_code,
-    TESTS.c.sent_alt_system,
-    TESTS.c.units,
-).where(TESTS.c.order_id.in_(_IDS))
-_HISTORY_DIAGNOSES = columns(DIAGNOSES.c.code, DIAGNOSES.c.order_id).where(
-    DIAGNOSES.c.order_id.in_(_IDS), DIAGNOSES.c.active
-)
-
-
-def load_histories(
-    session: Session, stored: Sequence[StoredOrder], tables: CodeTables
-) -> dict[int, PatientHistory]:
-    """Each order's patient history (keyed by order id)."""
-    keys = {s.id: s.order.beneficiary_key for s in stored}
-    wanted = [s for s in stored if keys[s.id]]
-    histories: dict[int, PatientHistory] = {s.id: PatientHistory() for s in stored}
-    if not wanted:
-        return histories
-    dates = [service_date(s.order) for s in wanted]
-    start = min(dates) - timedelta(days=history_window(tables, dates))
-    wanted_keys = sorted({keys[s.id] for s in wanted})
-    # plain rows, not ORM objects: a busy patient can bring many orders
-    others: dict[int, tuple[str, date, str, bool]] = {}
-    message_of: dict[int, int] = {}
-    for i in range(0, len(wanted_keys), _CHUNK):
-        rows = session.execute(
-            _HISTORY_ORDERS,
-            {"keys": wanted_keys[i : i + _CHUNK], "start": start, "end": max(dates)},
-        ).all()
-        for order_id, key, dos, placer, message_id, status in rows:
-            # orders held for a coder or the office may still be rejected: their tests do not
-            # count toward frequency limits until released. Received orders count (they are
-            # verified in the same batch, before their own status changes), as do verified,
-            # released and delivered ones.
-            others[order_id] = (key, dos, placer, status not in QUEUE_STATUSES)
-            message_of[order_id] = message_id
-    if not others:
-        return histories
-    ids = sorted(others)
-    tests: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    diagnoses: dict[int, list[str]] = defaultdict(list)
-    for chunk in _chunks(ids):
-        bound = {"ids": chunk}
-        for row in session.execute(_HISTORY_TESTS, bound).all():
-            tests[row[0]].append(tuple(row))
-        for code, order_id in session.execute(_HISTORY_DIAGNOSES, bound).all():
-            diagnoses[order_id].append(normalize_icd10(code))
-    catalog = tables.catalog
-    priors: dict[int, list[PriorTest]] = {}
-
-    def priors_of(order_id: int) -> list[PriorTest]:
-        found = priors.get(order_id)
-        if found is not None:
-            return found
-        _, dos, placer, performed = others[order_id]
-        ref = f"#{order_id}" + (f" {placer}" if placer else "")
-        dx = tuple(diagnoses.get(order_id, ()))
-        items = []
-        for _, local, cpt, code, system, alt, alt_system, units in tests.get(order_id, ()):
-            entry = resolve_codes(catalog, local, code, system, alt, alt_system)
-            items.append(
-                PriorTest(
-                    date_of_service=dos,
-                    cpt=entry.cpt if entry is not None else cpt,
-                    local_code=entry.code if entry is not None else local,
-                    diagnoses=dx,
-                    order_ref=ref,
-                    units=units or 1,
-                    performed=performed,
-                )
-            )
-        priors[order_id] = items
-        return items
-
-    by_patient: dict[str, list[int]] = defaultdict(list)
-    for order_id, (key, *_) in others.items():
-        by_patient[key].append(order_id)
-    for s in wanted:
-        dos = service_date(s.order)
-        found: list[PriorTest] = []
-        for order_id in by_patient.get(keys[s.id], ()):
-            other_dos = others[order_id][1]
-            if order_id == s.id or other_dos > dos or message_of[order_id] == s.order.message_id:
-                continue
-            if other_dos == dos and order_id > s.id:
-                continue  # received later: that one is the duplicate, not this
-            found.extend(priors_of(order_id))
-        histories[s.id] = PatientHistory(tuple(found))
-    return histories
