@@ -125,6 +125,19 @@ def held_order(engine: Engine, settings: Settings, spec: OrderSpec | None = None
         return order.id
 
 
+def two_held_orders(engine: Engine, settings: Settings) -> list[int]:
+    """Two held orders of the coder's day: Lindqvist first (E11, a header, the default
+    spec), then Okafor."""
+    return [
+        held_order(engine, settings),
+        held_order(
+            engine,
+            settings,
+            OrderSpec(control_id="PFM90002", placer="PF9002", family="Okafor", given="Chidi"),
+        ),
+    ]
+
+
 def screenshot_dir() -> Path:
     """Where browser tests write their screenshots: `LABINTAKE_SCREENSHOTS_DIR` (set to
     docs/screenshots/ by `./dev screenshots`), else a scratch folder, so that a test run never

@@ -22,7 +22,7 @@ from labintake.queue.contacts import (
 )
 from labintake.queue.service import Actor, ClarificationQueue
 from tests.browser.conftest import open_page, sign_in
-from tests.factories import OrderSpec, held_order, make_user
+from tests.factories import make_user, two_held_orders
 
 pytestmark = pytest.mark.browser
 
@@ -30,14 +30,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def orders(settings: Settings, engine: Engine) -> list[int]:
     """Two held orders (Lindqvist first: E11, a header), and the coders Ann and Ben."""
-    ids = [
-        held_order(engine, settings),
-        held_order(
-            engine,
-            settings,
-            OrderSpec(control_id="PFM90002", placer="PF9002", family="Okafor", given="Chidi"),
-        ),
-    ]
+    ids = two_held_orders(engine, settings)
     make_user(engine, "ann", Role.CODER)
     make_user(engine, "ben", Role.CODER)
     return ids

@@ -18,7 +18,7 @@ from labintake.models.release import OutboxEntry
 from labintake.release.bulk import release_verified
 from labintake.statuses import OrderStatus
 from tests.browser.conftest import open_page, sign_in
-from tests.factories import OrderSpec, held_order, make_user
+from tests.factories import make_user, two_held_orders
 
 pytestmark = pytest.mark.browser
 
@@ -29,20 +29,18 @@ ANSWER = "Dr Whitfield: type 2 diabetes without complications."
 @pytest.fixture
 def orders(settings: Settings, engine: Engine) -> list[int]:
     """Two held orders (Lindqvist first: E11, a header) and the coder Ann."""
-    ids = [
-        held_order(engine, settings),
-        held_order(
-            engine,
-            settings,
-            OrderSpec(control_id="PFM90002", placer="PF9002", family="Okafor", given="Chidi"),
-        ),
-    ]
+    ids = two_held_orders(engine, settings)
     make_user(engine, "ann", Role.CODER)
     return ids
 
 
-def _fix_by_keyboard(page: Page, live_url: str) -> None:
-    """The most urgent order (Lindqvist), fixed: the office's answer, then E11.9 for E11."""
+def _ann_fixes_the_first(chromium: Browser, live_url: str) -> tuple[Page, list[str]]:
+    """Ann signs in and fixes the most urgent order (Lindqvist) by keyboard: the office's
+    answer, then E11.9 for E11; the next order (Okafor) opens. Returns the page and the
+    confirm dialogs it met."""
+    dialogs: list[str] = []
+    page = open_page(chromium, dialogs)
+    sign_in(page, live_url, "ann")
     page.goto(f"{live_url}/queue")
     page.keyboard.press("Enter")
     expect(page.locator("h1")).to_contain_text("Lindqvist, Marta")
@@ -52,6 +50,8 @@ def _fix_by_keyboard(page: Page, live_url: str) -> None:
     expect(page.locator("#correct-diagnosis input[name=new_code]")).to_be_focused()
     page.keyboard.type("E11.9")
     page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text("Okafor, Chidi")
+    return page, dialogs
 
 
 def _status(engine: Engine, order_id: int) -> str:
@@ -65,13 +65,9 @@ def test_the_next_order_opens_and_the_note_follows_the_release(
     chromium: Browser, live_url: str, orders: list[int], engine: Engine
 ) -> None:
     first, _ = orders
-    dialogs: list[str] = []
-    page = open_page(chromium, dialogs)
-    sign_in(page, live_url, "ann")
-    _fix_by_keyboard(page, live_url)
+    page, dialogs = _ann_fixes_the_first(chromium, live_url)
 
     # At once: the next order, with the corrected one told in words; no Release to press.
-    expect(page.locator("h1")).to_contain_text("Okafor, Chidi")
     note = page.locator("#released-meanwhile")
     expect(note).to_have_text(
         "All holds resolved: Lindqvist, Marta goes to the lab automatically. "
@@ -107,11 +103,7 @@ def test_a_verified_order_can_still_be_released_by_hand_once(
     chromium: Browser, live_url: str, orders: list[int], engine: Engine
 ) -> None:
     first, second = orders
-    dialogs: list[str] = []
-    page = open_page(chromium, dialogs)
-    sign_in(page, live_url, "ann")
-    _fix_by_keyboard(page, live_url)
-    expect(page.locator("h1")).to_contain_text("Okafor, Chidi")
+    page, dialogs = _ann_fixes_the_first(chromium, live_url)
 
     # Back to the corrected order before the worker took it: it says it goes by itself,
     # focus is on the next order, Release is still there.
@@ -146,11 +138,7 @@ def test_release_pressed_after_the_worker_says_what_happened(
     chromium: Browser, live_url: str, orders: list[int], engine: Engine
 ) -> None:
     first, _ = orders
-    dialogs: list[str] = []
-    page = open_page(chromium, dialogs)
-    sign_in(page, live_url, "ann")
-    _fix_by_keyboard(page, live_url)
-    expect(page.locator("h1")).to_contain_text("Okafor, Chidi")
+    page, _ = _ann_fixes_the_first(chromium, live_url)
     page.goto(f"{live_url}/orders/{first}")
     expect(page.locator(".status")).to_have_text("verified")
 
