@@ -3,6 +3,7 @@ screenshot the docs show."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -84,6 +85,9 @@ def test_a_date_range_applies_as_soon_as_a_date_changes(
         assert page.locator(".range-controls button:visible").count() == 0
         page.fill("#range-start", (DAY - timedelta(days=1)).isoformat())
         page.fill("#range-end", DAY.isoformat())
+        # Each change is its own request; the start alone already takes in the seeded day, so
+        # wait for the second swap (it carries the end into the address) before reading.
+        page.wait_for_url(re.compile(rf"[?&]end={DAY.isoformat()}(&|$)"))
         page.locator("#range-figures", has_text="7 order(s) received").wait_for()
         stages = page.locator("#range-figures table.grid").first
         row = stages.locator("tr", has_text="held → released").filter(has_text="held")

@@ -168,6 +168,10 @@ def _serve_on_volume(built: BuiltImage, volume: str) -> Serving:
     )
     if not wait_until(functools.partial(_answers, serving.web_port), 90):
         raise AssertionError(f"/healthz never answered\n{built.engine.logs(name)[-4000:]}")
+    # /healthz comes from the web process, which can answer before the listener process has
+    # logged its port: wait for that line too rather than assume it is already there.
+    if not wait_until(lambda: "listening for HL7 (MLLP)" in built.engine.logs(name), 30):
+        raise AssertionError(f"the listener never started\n{built.engine.logs(name)[-4000:]}")
     return serving
 
 
