@@ -345,11 +345,10 @@ class PipelineReport:
 def run(args: argparse.Namespace, url: str, workdir: Path) -> PipelineReport:
     engine = make_engine(url)
     stub, lis_port = start_stub()
-    service = servers.labintake(
-        url,
-        workdir / "serve",
-        extra_env={"LABINTAKE_LIS_HOST": "127.0.0.1", "LABINTAKE_LIS_PORT": str(lis_port)},
-    )
+    extra_env = {"LABINTAKE_LIS_HOST": "127.0.0.1", "LABINTAKE_LIS_PORT": str(lis_port)}
+    if args.lock_holds:
+        extra_env.update(lock_holds_env(workdir / "lock-holds"))
+    service = servers.labintake(url, workdir / "serve", extra_env=extra_env)
     peer = servers.peer("python_hl7_server", workdir / "python-hl7.log")
     report = PipelineReport(
         database="PostgreSQL" if url.startswith("postgresql") else "SQLite (WAL, synchronous FULL)",
@@ -376,6 +375,42 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> PipelineReport:
         stub.wait(10)
         engine.dispose()
     return report
+
+
+LOCK_HOLDS_HOOK = Path(__file__).parent / "lock_holds"
+
+
+def lock_holds_env(folder: Path) -> dict[str, str]:
+    """Environment that makes every process of the service record its write transactions'
+    lock holds into `folder` (``lock_holds/sitecustomize.py``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(p for p in (str(LOCK_HOLDS_HOOK), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "LABINTAKE_BENCH_LOCK_HOLDS": str(folder)}
+
+
+def print_lock_holds(folder: Path) -> None:
+    """Per thread and first write statement: how many write transactions, how long each held
+    the write lock (first write to commit, fsync excluded), and their sum."""
+    holds: list[tuple[float, str, str]] = []
+    for path in sorted(folder.glob("holds-*.json")):
+        holds += [tuple(h) for h in json.loads(path.read_text())]  # type: ignore[misc]
+    groups: dict[tuple[str, str], list[float]] = {}
+    for seconds, what, thread in holds:
+        groups.setdefault((thread, what), []).append(seconds * 1000)
+    print("write lock held (first write to commit, fsync excluded), ms:")
+    print(
+        f"{'thread':<18} {'first write':<44} {'n':>6} {'p50':>6} {'p90':>6} {'p99':>6} "
+        f"{'max':>6} {'sum s':>6}"
+    )
+    for (thread, what), ms in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
+        if sum(ms) < 10:
+            continue
+        ms.sort()
+        print(
+            f"{thread[:18]:<18} {what[:44]:<44} {len(ms):6d} {percentile(ms, 0.5):6.1f} "
+            f"{percentile(ms, 0.9):6.1f} {percentile(ms, 0.99):6.1f} {ms[-1]:6.1f} "
+            f"{sum(ms) / 1000:6.2f}"
+        )
 
 
 HEADER = (
@@ -413,6 +448,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", default=None, help="where the SQLite file and logs go")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--lock-holds",
+        action="store_true",
+        help="record how long each write transaction holds the database (warm-up included)",
+    )
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="labintake-pipeline-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -432,6 +472,8 @@ def main() -> None:
         )
         print(HEADER, flush=True)
         report = run(args, url, workdir)
+    if args.lock_holds:
+        print_lock_holds(workdir / "lock-holds")
     print(
         "flat: backlog growth < 10% of the rate per second over the second half of the load; "
         "x: labintake / python-hl7 in-memory peer, same run"
