@@ -390,14 +390,14 @@ def lock_holds_env(folder: Path) -> dict[str, str]:
 
 def print_lock_holds(folder: Path) -> None:
     """Per thread and first write statement: how many write transactions, how long each held
-    the write lock (first write to commit, fsync excluded), and their sum."""
+    the write lock (end of the first write to commit, fsync excluded), and their sum."""
     holds: list[tuple[float, str, str]] = []
     for path in sorted(folder.glob("holds-*.json")):
         holds += [tuple(h) for h in json.loads(path.read_text())]  # type: ignore[misc]
     groups: dict[tuple[str, str], list[float]] = {}
     for seconds, what, thread in holds:
         groups.setdefault((thread, what), []).append(seconds * 1000)
-    print("write lock held (first write to commit, fsync excluded), ms:")
+    print("write lock held (end of the first write to commit, fsync excluded), ms:")
     print(
         f"{'thread':<18} {'first write':<44} {'n':>6} {'p50':>6} {'p90':>6} {'p99':>6} "
         f"{'max':>6} {'sum s':>6}"

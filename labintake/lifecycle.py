@@ -18,14 +18,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from sqlalchemy import case, insert, tuple_, update
+from sqlalchemy import case, tuple_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from labintake.db import utcnow
 from labintake.errors import ConcurrentChangeError, WorkflowError
 from labintake.models.orders import Order, OrderEvent
-from labintake.models.tables import table_of
+from labintake.models.tables import insert_rows, table_of
 from labintake.statuses import OrderStatus
 
 S = OrderStatus
@@ -276,7 +276,7 @@ def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     if rows:
         if session.autoflush:
             session.flush()
-        session.connection().execute(insert(EVENTS), list(rows))
+        insert_rows(session.connection(), EVENTS, rows)
 
 
 def event_row(

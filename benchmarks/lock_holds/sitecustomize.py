@@ -1,9 +1,10 @@
 """Loaded by every Python process of a `benchmarks.pipeline --lock-holds` run (this folder is
 put first on their PYTHONPATH); does nothing unless LABINTAKE_BENCH_LOCK_HOLDS names a folder.
 
-For each write transaction of the process, the time from its first INSERT, UPDATE or DELETE
-(when SQLite takes the database's write lock) to the start of its COMMIT (the commit's own
-fsync is not in it), with the thread and the first write statement. Written as JSON to
+For each write transaction of the process, the time from the end of its first INSERT, UPDATE
+or DELETE (SQLite holds the database's write lock from then on; any wait for the lock is
+before it) to the start of its COMMIT (the commit's own fsync is not in it), with the thread
+and the first write statement. Written as JSON to
 ``holds-PID.json`` in that folder every 2 s and at exit. Not part of labintake."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if FOLDER:
     _state = threading.local()
     _holds: list[tuple[float, str, str]] = []
 
-    @event.listens_for(Engine, "before_cursor_execute")
+    @event.listens_for(Engine, "after_cursor_execute")
     def _first_write(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
         if getattr(_state, "first", None) is None:
             verb = statement.lstrip()[:6].upper()

@@ -3,12 +3,93 @@ updates, plain-row selects), where building ORM objects would cost more than the
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, insert
+from sqlalchemy.engine import Connection, Dialect
 
 
 def table_of(model: Any) -> Table:
     """`model.__table__`, typed (SQLModel does not declare it)."""
     table: Table = model.__table__
     return table
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedInsert:
+    sql: str
+    keys: tuple[str, ...]  # the bound parameters' names, in the statement's order
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    positional: bool
+
+
+_PREPARED: dict[tuple[str, tuple[str, ...], str], _PreparedInsert | None] = {}
+_PREPARED_LOCK = threading.Lock()
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT `rows` (mappings with the same keys) into `table` as one executemany.
+
+    What SQLAlchemy's Core does for each row of an executemany (building the parameters from
+    the compiled statement, then each column type's bind processor) is the larger part of a
+    hot-path insert, and it runs while the transaction holds the database (on SQLite, the
+    whole file's write lock, which intake's commits wait for). Here the statement is compiled
+    once per table and set of columns, and each row becomes the driver's parameters through
+    the same bind processors (`TypeEngine.dialect_impl(dialect).bind_processor`), so the
+    values stored are the ones Core would store. A table with a Python-side default on a
+    column the rows leave out goes through Core, which applies it."""
+    if not rows:
+        return
+    keys = tuple(rows[0])
+    prepared = _prepared(connection.dialect, table, keys)
+    if prepared is None or any(len(row) != len(keys) for row in rows):
+        connection.execute(insert(table), list(rows))
+        return
+    values = itemgetter(*prepared.keys) if len(prepared.keys) > 1 else _one(prepared.keys[0])
+    processed = [(i, p) for i, p in enumerate(prepared.processors) if p is not None]
+    parameters: list[Any] = []
+    for row in rows:
+        bound = values(row)
+        if processed:
+            bound = list(bound)
+            for index, process in processed:
+                bound[index] = process(bound[index])
+        parameters.append(
+            tuple(bound) if prepared.positional else dict(zip(prepared.keys, bound, strict=True))
+        )
+    connection.exec_driver_sql(prepared.sql, parameters)
+
+
+def _one(key: str) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    return lambda row: (row[key],)
+
+
+def _prepared(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> _PreparedInsert | None:
+    cache_key = (table.name, tuple(sorted(keys)), dialect.name)
+    with _PREPARED_LOCK:
+        if cache_key in _PREPARED:
+            return _PREPARED[cache_key]
+    given = set(keys)
+    defaulted = [
+        c.key
+        for c in table.columns
+        if c.key not in given and (c.default is not None or c.onupdate is not None)
+    ]
+    prepared: _PreparedInsert | None = None
+    if not defaulted and given <= set(table.columns.keys()):
+        columns = sorted(given, key=list(table.columns.keys()).index)
+        compiled = insert(table).compile(dialect=dialect, column_keys=columns)
+        names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(columns)
+        if set(names) == given:
+            processors = tuple(
+                table.columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+                for name in names
+            )
+            prepared = _PreparedInsert(str(compiled), names, processors, compiled.positional)
+    with _PREPARED_LOCK:
+        _PREPARED[cache_key] = prepared
+    return prepared

@@ -23,7 +23,7 @@ from labintake.models import (
     OrderDiagnosis,
     OrderTest,
 )
-from labintake.models.tables import table_of
+from labintake.models.tables import insert_rows, table_of
 from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.reading.cancels import resolve_cancels
 from labintake.reading.plan import MessagePlan
@@ -124,9 +124,9 @@ def write_plans(
             }
             events.append(lifecycle.event_row(order_id, "received", detail, actor=actor, now=now))
         if tests:
-            session.execute(insert(_TESTS), tests)
+            insert_rows(session.connection(), _TESTS, tests)
         if diagnoses:
-            session.execute(insert(_DIAGNOSES), diagnoses)
+            insert_rows(session.connection(), _DIAGNOSES, diagnoses)
         lifecycle.insert_events(session, events)
 
     _apply_cancels(session, good, ids, now)

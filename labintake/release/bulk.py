@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -24,7 +24,7 @@ from labintake.hl7.ack import new_control_id
 from labintake.hl7.order_builder import LisProfile, build_order_message
 from labintake.lifecycle import OrderEventKind
 from labintake.models.release import OutboxEntry, OutboxKind, OutboxStatus
-from labintake.models.tables import table_of
+from labintake.models.tables import insert_rows, table_of
 from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.release.outbox import (
     LIS_DESTINATION,
@@ -95,8 +95,9 @@ def _release_chunk(
     ]
     if changed:  # by primary key, one executemany
         conn.execute(_SET_MODIFIERS, changed)
-    conn.execute(
-        insert(OUTBOX),
+    insert_rows(
+        conn,
+        OUTBOX,
         [
             {
                 "order_id": p.order_id,

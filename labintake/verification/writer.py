@@ -23,7 +23,7 @@ from labintake.db import utcnow
 from labintake.lifecycle import OrderEventKind
 from labintake.models import Finding as FindingRow
 from labintake.models import OrderTest, Verification
-from labintake.models.tables import table_of
+from labintake.models.tables import insert_rows, table_of
 from labintake.statuses import FindingState, OrderStatus
 from labintake.verification.findings import Finding, VerificationResult
 from labintake.verification.stored import FindingRecord, StoredOrder, finding_key
@@ -194,7 +194,7 @@ def _write(
                 )
         written[order_id] = (outcome, _event_detail(outcome, plan.result, vid))
     if new_rows:
-        session.execute(insert(FINDINGS), new_rows)
+        insert_rows(session.connection(), FINDINGS, new_rows)
     if kept_rows:
         session.execute(
             update(FINDINGS)
