@@ -53,11 +53,12 @@ log = logging.getLogger("labintake.background")
 
 BatchFunction = Callable[[], int]
 
-# Batch sizes (messages or orders per batch and per write transaction). On SQLite a batch holds
-# the one write lock while it is written, and intake must not wait long for it; small batches
-# cost more per message, though. So: large with no intake going on (a backlog drains
-# fastest), medium while messages arrive, small while intake is saturated (its writer busy
-# for SATURATED_LOAD of the time or more: the ACK latency is at stake). See BatchPolicy. On a
+# Batch sizes (messages or orders per batch; each batch is written WRITE_CHUNK at a time, see
+# labintake.db). On SQLite every write transaction holds the one write lock, and intake must
+# not wait long for it; small batches cost more per message, though. So: large with no intake
+# going on (a backlog drains fastest), medium while messages arrive, small while intake is
+# saturated (its writer busy for SATURATED_LOAD of the time or more: the ACK latency is at
+# stake). See BatchPolicy. On a
 # 2-core machine with SQLite, the writer was busy about 60% of the time at a steady 450 msg/s
 # (its commits wait for the disk and for the workers' transactions) and 85-90% under a
 # closed-loop load of 4 connections.

@@ -8,10 +8,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import event, select, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+import labintake.reading.worker as worker_module
 from labintake.errors import NotFoundError, WorkflowError
 from labintake.interfaces import Interface, InterfaceRegistry
 from labintake.models import (
@@ -225,6 +226,35 @@ def test_cancel_in_the_same_batch_as_its_order_and_a_later_reorder_is_kept(
     ]
     assert message_row(engine, repeat).status == "read"
     assert [o.status for o in orders_of(engine, again)] == ["received"]
+
+
+def test_a_batch_is_written_in_short_transactions_and_reads_as_one(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite each write transaction holds the whole file's write lock, which intake's
+    # commits wait for: a batch is written WRITE_CHUNK messages at a time. A cancel whose
+    # order is in an earlier transaction of the same batch still finds it.
+    monkeypatch.setattr(worker_module, "WRITE_CHUNK", 2)
+    first = new_order(engine, "C1", "P1")
+    new_order(engine, "C2", "P2")
+    cancel(engine, "C3", "P1")
+    new_order(engine, "C4", "P4")
+    last = new_order(engine, "C5", "P5")
+    commits: list[object] = []
+
+    def committed(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(engine, "commit", committed)
+    try:
+        assert read_pending(engine, REGISTRY) == 5
+    finally:
+        event.remove(engine, "commit", committed)
+    [order] = orders_of(engine, first)
+    assert order.status == "cancelled"
+    assert [o.status for o in orders_of(engine, last)] == ["received"]
+    # PostgreSQL locks the batch's rows (SKIP LOCKED) for one transaction instead.
+    assert len(commits) == (3 if engine.dialect.name == "sqlite" else 1)
 
 
 def test_cancel_reaches_a_held_order_and_a_repeat_cancel_is_recorded_not_an_error(

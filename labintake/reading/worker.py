@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session, col
 
+from labintake.db import WRITE_CHUNK
 from labintake.hl7.limits import ReadingLimits
 from labintake.interfaces import InterfaceRegistry
 from labintake.models import InboundMessage
@@ -165,12 +166,16 @@ def read_pending(
     if not rows:
         return 0
     plans = reading.plans(rows)
-    try:
-        with Session(engine) as session, session.begin():
-            return len(write_plans(session, plans))
-    except (IntegrityError, DataError, ProgrammingError):
-        log.warning("batch of %d could not be written; writing one by one", len(plans))
-        return _one_by_one(engine, plans)
+    handled = 0
+    for start in range(0, len(plans), WRITE_CHUNK):  # each a short hold of the write lock
+        chunk = plans[start : start + WRITE_CHUNK]
+        try:
+            with Session(engine) as session, session.begin():
+                handled += len(write_plans(session, chunk))
+        except (IntegrityError, DataError, ProgrammingError):
+            log.warning("batch of %d could not be written; writing one by one", len(chunk))
+            handled += _one_by_one(engine, chunk)
+    return handled
 
 
 def _one_by_one(engine: Engine, plans: list[MessagePlan]) -> int:

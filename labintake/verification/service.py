@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from labintake import lifecycle
 from labintake.codes.tables import CodeTables
+from labintake.db import WRITE_CHUNK
 from labintake.errors import ConcurrentChangeError, WorkflowError
 from labintake.interfaces import InterfaceRegistry
 from labintake.lifecycle import OrderEventKind
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "verifier"
-_WRITE_CHUNK = 100
 _REASON_LIMIT = 2000  # of a failure's text kept in the order's error and its event
 
 
@@ -158,12 +158,12 @@ def verify_pending(
         results = verify_stored(session, stored, tables, rules, extra, catch=True)
         session.commit()  # end the read before writing
         done = 0
-        for start in range(0, len(stored), _WRITE_CHUNK):
+        for start in range(0, len(stored), WRITE_CHUNK):
             with session.begin():
                 done += _write_all(
                     session,
-                    stored[start : start + _WRITE_CHUNK],
-                    results[start : start + _WRITE_CHUNK],
+                    stored[start : start + WRITE_CHUNK],
+                    results[start : start + WRITE_CHUNK],
                     actor,
                 )
         return done
