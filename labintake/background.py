@@ -65,6 +65,12 @@ BatchFunction = Callable[[], int]
 BATCH_IDLE = 500
 BATCH_WHILE_INTAKE = 50
 BATCH_SATURATED = 10
+# On PostgreSQL nothing of intake's waits behind the stages' write transactions (row locks,
+# no lock on the whole database): the batch is BATCH_IDLE whatever intake does, and there is
+# no saturated mode. Sized as for SQLite, a server whose intake writer is busy most of the
+# time (each group commit a round trip and a WAL flush) put the pipeline in batches of 10
+# with a rest after each: at 800 orders/s offered it processed about 180 a second while the
+# load lasted (docs/benchmarks.md).
 INTAKE_BUSY_SECONDS = 0.5
 SATURATED_LOAD = 0.75
 # While intake is saturated the pipeline rests this long after each round: its write
@@ -124,11 +130,14 @@ class BatchPolicy:
 
     signal: IntakeSignal
     clock: Callable[[], float] = time.monotonic  # the signal's clock
+    # Intake's commits wait for the stages' write transactions (SQLite's one write lock).
+    shared_write_lock: bool = True
     _sampled_at: float = 0.0
     _busy_then: float = 0.0
     _size: int = BATCH_IDLE
     _round_started: float = 0.0
     _backlog: bool = False  # a stage of this round took a full batch
+    _intake_active: bool = False
 
     @property
     def saturated(self) -> bool:
@@ -156,7 +165,7 @@ class BatchPolicy:
         rest = 0.0
         if self.saturated:
             rest = SATURATED_PAUSE_SECONDS
-        elif self._size == BATCH_WHILE_INTAKE and not self._backlog:
+        elif self._intake_active and not self._backlog:
             rest = max(0.0, GATHER_SECONDS - (now - self._round_started))
         self._backlog = False
         self._round_started = now + rest
@@ -164,8 +173,12 @@ class BatchPolicy:
 
     def size(self, now: float | None = None) -> int:
         now = self.clock() if now is None else now
-        if now - self.signal.last_commit_at >= INTAKE_BUSY_SECONDS:
+        self._intake_active = now - self.signal.last_commit_at < INTAKE_BUSY_SECONDS
+        if not self._intake_active:
             self._size, self._sampled_at = BATCH_IDLE, 0.0
+            return self._size
+        if not self.shared_write_lock:
+            self._size = BATCH_IDLE
             return self._size
         if self._sampled_at == 0.0:  # intake just started: careful until it is measured
             self._size, self._sampled_at, self._busy_then = (
@@ -353,7 +366,7 @@ def register_workers(
     # one, the large and the failed ones in another (docs/limits.md).
     batch_sandbox = ReadingSandbox(settings.interfaces_dir, limits)
     reading = BatchReading(interfaces, limits, batch_sandbox, settings.batch_read_timeout_seconds)
-    policy = BatchPolicy(intake)
+    policy = BatchPolicy(intake, shared_write_lock=engine.dialect.name == "sqlite")
     verify = pending_verifier(settings, engine, interfaces)
     release = ReleaseRuntime(settings, engine, demo=demo)
 

@@ -363,6 +363,32 @@ def test_no_gathering_when_intake_rests_and_the_saturated_pause_when_it_is_satur
     assert policy.pause() == SATURATED_PAUSE_SECONDS
 
 
+def test_without_a_shared_write_lock_batches_stay_large_and_only_gathering_rests() -> None:
+    # PostgreSQL: intake's commits do not wait for the stages' transactions, so however busy
+    # its writer is, the pipeline neither shrinks its batches nor rests after each round.
+    intake = _Signal()
+    clock = _Clock(100.0)
+    policy = BatchPolicy(cast(IntakeSignal, intake), clock=clock, shared_write_lock=False)
+    few = policy.stage(lambda size: 1)
+    full = policy.stage(lambda size: size)
+    intake.last_commit_at = 100.0
+    assert policy.size(now=100.1) == BATCH_IDLE  # just started: no careful small batches
+    clock.now = intake.last_commit_at = 100.7
+    intake.busy_seconds = 0.6  # writing nearly all the time
+    assert few() == 1
+    assert not policy.saturated
+    assert policy.size() == BATCH_IDLE
+    policy.pause()
+    # A round that took few orders while messages arrive: the rest of the gather interval.
+    clock.now = intake.last_commit_at = 100.8
+    assert few() == 1
+    assert policy.pause() == pytest.approx(GATHER_SECONDS - 0.1)
+    # A full batch: the next round at once.
+    clock.now = intake.last_commit_at = 101.5
+    assert full() == BATCH_IDLE
+    assert policy.pause() == 0.0
+
+
 def test_wake_ends_an_idle_wait_at_once() -> None:
     rounds: list[float] = []
 
