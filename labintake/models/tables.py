@@ -32,7 +32,8 @@ _PREPARED_LOCK = threading.Lock()
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """INSERT `rows` (mappings with the same keys) into `table` as one executemany.
+    """INSERT `rows` (mappings with the same keys) into `table`: one executemany on SQLite, one
+    COPY on PostgreSQL.
 
     What SQLAlchemy's Core does for each row of an executemany (building the parameters from
     the compiled statement, then each column type's bind processor) is the larger part of a
@@ -40,8 +41,10 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     whole file's write lock, which intake's commits wait for). Here the statement is compiled
     once per table and set of columns, and each row becomes the driver's parameters through
     the same bind processors (`TypeEngine.dialect_impl(dialect).bind_processor`), so the
-    values stored are the ones Core would store. A table with a Python-side default on a
-    column the rows leave out goes through Core, which applies it."""
+    values stored are the ones Core would store. On PostgreSQL the rows are streamed with COPY
+    (psycopg adapts each value as it would a parameter) instead of an INSERT executed per row,
+    each a round trip of the pipeline and a statement for the server. A table with a
+    Python-side default on a column the rows leave out goes through Core, which applies it."""
     if not rows:
         return
     keys = tuple(rows[0])
@@ -58,10 +61,30 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
             bound = list(bound)
             for index, process in processed:
                 bound[index] = process(bound[index])
-        parameters.append(
-            tuple(bound) if prepared.positional else dict(zip(prepared.keys, bound, strict=True))
-        )
-    connection.exec_driver_sql(prepared.sql, parameters)
+        parameters.append(bound)
+    if connection.dialect.name == "postgresql":
+        _copy(connection, table, prepared.keys, parameters)
+    elif prepared.positional:
+        connection.exec_driver_sql(prepared.sql, [tuple(p) for p in parameters])
+    else:
+        named = [dict(zip(prepared.keys, p, strict=True)) for p in parameters]
+        connection.exec_driver_sql(prepared.sql, named)
+
+
+def _copy(
+    connection: Connection, table: Table, keys: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """psycopg's COPY FROM STDIN on the connection's own transaction."""
+    preparer = connection.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(key) for key in keys)
+    statement = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
+    cursor = connection.connection.cursor()
+    try:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    finally:
+        cursor.close()
 
 
 def _one(key: str) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
