@@ -58,10 +58,9 @@ BatchFunction = Callable[[], int]
 # not wait long for it; small batches cost more per message, though. So: large with no intake
 # going on (a backlog drains fastest), medium while messages arrive, small while intake is
 # saturated (its writer busy for SATURATED_LOAD of the time or more: the ACK latency is at
-# stake). See BatchPolicy. On a
-# 2-core machine with SQLite, the writer was busy about 60% of the time at a steady 450 msg/s
-# (its commits wait for the disk and for the workers' transactions) and 85-90% under a
-# closed-loop load of 4 connections.
+# stake). See BatchPolicy. On a 2-core machine with SQLite, the writer was busy about 60% of
+# the time at a steady 450 msg/s (its commits wait for the disk and for the workers'
+# transactions) and 85-90% under a closed-loop load of 4 connections.
 BATCH_IDLE = 500
 BATCH_WHILE_INTAKE = 50
 BATCH_SATURATED = 10

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from factories_release import add_order
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import StatementError
 
@@ -104,3 +104,23 @@ def test_nothing_to_insert_is_no_statement(engine: Engine) -> None:
     with engine.begin() as connection:
         insert_rows(connection, EVENTS, [])
     assert _stored(engine, "") == []
+
+
+def test_postgresql_streams_the_rows_and_sqlite_runs_one_executemany(engine: Engine) -> None:
+    order_id = _order(engine)
+    statements: list[tuple[str, bool]] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
+        statements.append((statement.split()[0], many))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with engine.begin() as connection:
+            insert_rows(connection, EVENTS, _rows(order_id, "path"))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    if engine.dialect.name == "postgresql":
+        assert statements == []  # COPY on the driver's own cursor: no INSERT statement
+    else:
+        assert statements == [("INSERT", True)]
+    assert len(_stored(engine, "path")) == 4

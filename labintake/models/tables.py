@@ -33,7 +33,7 @@ _PREPARED_LOCK = threading.Lock()
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT `rows` (mappings with the same keys) into `table`: one executemany on SQLite, one
-    COPY on PostgreSQL.
+    COPY on PostgreSQL (through psycopg).
 
     What SQLAlchemy's Core does for each row of an executemany (building the parameters from
     the compiled statement, then each column type's bind processor) is the larger part of a
@@ -62,7 +62,7 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
             for index, process in processed:
                 bound[index] = process(bound[index])
         parameters.append(bound)
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.driver == "psycopg":
         _copy(connection, table, prepared.keys, parameters)
     elif prepared.positional:
         connection.exec_driver_sql(prepared.sql, [tuple(p) for p in parameters])
