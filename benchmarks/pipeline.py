@@ -43,7 +43,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,10 +82,15 @@ class StepLoad:
 
 
 async def _open_loop(
-    load: StepLoad, port: int, connections: int, messages: Iterator[SyntheticMessage]
+    load: StepLoad,
+    port: int | Sequence[int],
+    connections: int,
+    messages: Iterator[SyntheticMessage],
 ) -> StepLoad:
     """Messages due every 1/rate s for `load.seconds`, on `connections` persistent
-    connections; results go into `load` as they come (others may read it meanwhile)."""
+    connections (spread over the ports in turn, when given several); results go into `load`
+    as they come (others may read it meanwhile)."""
+    ports = [port] if isinstance(port, int) else list(port)
     rate, seconds = load.rate, load.seconds
     queue: asyncio.Queue[tuple[SyntheticMessage, float] | None] = asyncio.Queue()
 
@@ -101,7 +106,7 @@ async def _open_loop(
         for _ in range(connections):
             queue.put_nowait(None)
 
-    async def connection() -> None:
+    async def connection(port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=4 * 2**20)
         try:
             while (item := await queue.get()) is not None:
@@ -124,7 +129,9 @@ async def _open_loop(
                 await writer.wait_closed()
 
     started = time.perf_counter()
-    await asyncio.gather(produce(), *(connection() for _ in range(connections)))
+    await asyncio.gather(
+        produce(), *(connection(ports[i % len(ports)]) for i in range(connections))
+    )
     load.elapsed = time.perf_counter() - started
     return load
 
@@ -222,16 +229,55 @@ class RateResult:
     backlog: list[tuple[float, int]]
 
 
+class Instances:
+    """Several `labintake serve` on one database, measured as one service: the load is spread
+    over their MLLP ports, their CPU added up."""
+
+    def __init__(self, members: Sequence[servers.ServerProcess]) -> None:
+        self.members = list(members)
+
+    @property
+    def ports(self) -> list[int]:
+        ports = [m.port for m in self.members]
+        assert all(p is not None for p in ports)
+        return [p for p in ports if p is not None]
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def pause(self) -> None:
+        for member in self.members:
+            member.pause()
+
+    def resume(self) -> None:
+        for member in self.members:
+            member.resume()
+
+    def cpu_seconds(self) -> float:
+        return sum(m.cpu_seconds() for m in self.members)
+
+    def cpu_by_role(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for member in self.members:
+            for role, seconds in member.cpu_by_role().items():
+                total[role] = total.get(role, 0.0) + seconds
+        return total
+
+
 def run_rate(
     args: argparse.Namespace,
     engine: Engine,
-    service: servers.ServerProcess,
+    service: Instances,
     peer: servers.ServerProcess,
     rate: float,
     acked_before: int,
 ) -> RateResult:
     prefix = f"PIPE{int(rate)}X"
-    assert service.port is not None
     assert peer.port is not None
     cpu_before = service.cpu_seconds()
     roles_before = service.cpu_by_role()
@@ -240,7 +286,7 @@ def run_rate(
     seed = args.seed + int(rate)
     messages = synthetic_orders(prefix, seed=seed)
     with BacklogSampler(engine, acked_before, load) as sampler:
-        asyncio.run(_open_loop(load, service.port, args.connections, messages))
+        asyncio.run(_open_loop(load, service.ports, args.connections, messages))
         load_done = time.monotonic()
         deadline = load_done + args.drain_timeout
         target = acked_before + len(load.acked_at)
@@ -300,7 +346,7 @@ SETTLED_CPU_SHARE = 0.05  # of one core: the service is idle again
 SETTLE_TIMEOUT_SECONDS = 120.0
 
 
-def wait_until_idle(service: servers.ServerProcess) -> float:
+def wait_until_idle(service: Instances) -> float:
     """Wait (up to SETTLE_TIMEOUT_SECONDS) until the service uses under SETTLED_CPU_SHARE of a
     core over a second; the seconds waited."""
     started = time.monotonic()
@@ -312,7 +358,7 @@ def wait_until_idle(service: servers.ServerProcess) -> float:
     return time.monotonic() - started
 
 
-def warm_up(args: argparse.Namespace, engine: Engine, service: servers.ServerProcess) -> int:
+def warm_up(args: argparse.Namespace, engine: Engine, service: Instances) -> int:
     """What `labintake serve` does once, before the first rate: its reading sandboxes start
     (a spawned interpreter importing the reader) after the listener already answers, and the
     first order through each stage loads what that stage keeps (code tables, the outbound
@@ -320,11 +366,10 @@ def warm_up(args: argparse.Namespace, engine: Engine, service: servers.ServerPro
     cost a share of it. So: wait until the service is idle, send WARM_UP_ORDERS through the
     whole pipeline, wait until they settle and the service is idle again. Returns the AA
     count, for the backlog of the rates after."""
-    assert service.port is not None
     wait_until_idle(service)
     load = StepLoad(WARM_UP_ORDERS, 1.0)
     messages = synthetic_orders("WARMX", seed=args.seed)
-    asyncio.run(_open_loop(load, service.port, 1, messages))
+    asyncio.run(_open_loop(load, service.ports, len(service.members), messages))
     deadline = time.monotonic() + args.drain_timeout
     while settled(engine) < len(load.acked_at) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -339,6 +384,7 @@ class PipelineReport:
     load_average: str
     connections: int
     seconds: float
+    instances: int = 1
     rates: list[RateResult] = field(default_factory=list)
 
 
@@ -348,7 +394,12 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> PipelineReport:
     extra_env = {"LABINTAKE_LIS_HOST": "127.0.0.1", "LABINTAKE_LIS_PORT": str(lis_port)}
     if args.lock_holds:
         extra_env.update(lock_holds_env(workdir / "lock-holds"))
-    service = servers.labintake(url, workdir / "serve", extra_env=extra_env)
+    service = Instances(
+        [
+            servers.labintake(url, workdir / f"serve-{n}", extra_env=extra_env)
+            for n in range(1, args.instances + 1)
+        ]
+    )
     peer = servers.peer("python_hl7_server", workdir / "python-hl7.log")
     report = PipelineReport(
         database="PostgreSQL" if url.startswith("postgresql") else "SQLite (WAL, synchronous FULL)",
@@ -356,6 +407,7 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> PipelineReport:
         load_average=" ".join(f"{x:.1f}" for x in os.getloadavg()),
         connections=args.connections,
         seconds=args.seconds,
+        instances=args.instances,
     )
     try:
         service.start()
@@ -449,11 +501,19 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where the SQLite file and logs go")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="labintake serve processes on the one database (PostgreSQL: several instances)",
+    )
+    parser.add_argument(
         "--lock-holds",
         action="store_true",
         help="record how long each write transaction holds the database (warm-up included)",
     )
     args = parser.parse_args()
+    if args.instances > 1 and not (args.database_url or args.database == "postgresql"):
+        parser.error("several instances share a PostgreSQL database (--database postgresql)")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="labintake-pipeline-"))
     workdir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -465,7 +525,8 @@ def main() -> None:
             url = f"sqlite:///{workdir / 'pipeline.sqlite3'}"
             migrate(url)
         print(
-            f"pipeline: {args.database_url or args.database}, {args.seconds:g} s per rate, "
+            f"pipeline: {args.database_url or args.database}, {args.instances} instance(s), "
+            f"{args.seconds:g} s per rate, "
             f"{args.connections} connections, load average {os.getloadavg()[0]:.1f}; "
             f"logs in {workdir}",
             flush=True,
