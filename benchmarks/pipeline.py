@@ -243,20 +243,20 @@ class Instances:
         return [p for p in ports if p is not None]
 
     def start(self) -> None:
-        for member in self.members:
-            member.start()
+        self._each("start")
 
     def stop(self) -> None:
-        for member in self.members:
-            member.stop()
+        self._each("stop")
 
     def pause(self) -> None:
-        for member in self.members:
-            member.pause()
+        self._each("pause")
 
     def resume(self) -> None:
+        self._each("resume")
+
+    def _each(self, action: str) -> None:
         for member in self.members:
-            member.resume()
+            getattr(member, action)()
 
     def cpu_seconds(self) -> float:
         return sum(m.cpu_seconds() for m in self.members)
