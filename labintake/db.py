@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -14,6 +14,7 @@ from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 # Orders (or messages) the pipeline's stages write per transaction, whatever their batch. On
 # SQLite a write transaction holds the database's one write lock from its first write to its
@@ -22,6 +23,12 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # 50 keep each hold to a few milliseconds, while a batch of hundreds (cheaper per order to
 # read and check) is written as several such transactions (docs/benchmarks.md).
 WRITE_CHUNK = 50
+
+
+def chunked(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """`values` in consecutive slices of at most `size`."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def utcnow() -> datetime:

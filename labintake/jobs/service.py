@@ -13,7 +13,6 @@ import logging
 from sqlalchemy.engine import Engine
 
 from labintake.config import Settings
-from labintake.db import WRITE_CHUNK
 from labintake.jobs.lease import HeldLease
 from labintake.jobs.scheduler import RELEASE_BATCH, SCHEDULE, JobService, deliver
 from labintake.release.bulk import has_verified, release_verified
@@ -60,7 +59,7 @@ class ReleaseRuntime:
             return 0  # nothing to release: no lease taken for it
         if not self._release_lease.hold():
             return 0
-        released = release_verified(engine, limit=limit, chunk=min(limit, WRITE_CHUNK))
+        released = release_verified(engine, limit=limit)
         if released == 0:
             self._release_lease.give_back()
         return released

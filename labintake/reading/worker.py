@@ -23,6 +23,7 @@ or a locked database is raised for the caller to retry later.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -30,7 +31,7 @@ from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session, col
 
-from labintake.db import WRITE_CHUNK
+from labintake.db import WRITE_CHUNK, chunked
 from labintake.hl7.limits import ReadingLimits
 from labintake.interfaces import InterfaceRegistry
 from labintake.models import InboundMessage
@@ -167,8 +168,7 @@ def read_pending(
         return 0
     plans = reading.plans(rows)
     handled = 0
-    for start in range(0, len(plans), WRITE_CHUNK):  # each a short hold of the write lock
-        chunk = plans[start : start + WRITE_CHUNK]
+    for chunk in chunked(plans, WRITE_CHUNK):  # each a short hold of the write lock
         try:
             with Session(engine) as session, session.begin():
                 handled += len(write_plans(session, chunk))
@@ -178,7 +178,7 @@ def read_pending(
     return handled
 
 
-def _one_by_one(engine: Engine, plans: list[MessagePlan]) -> int:
+def _one_by_one(engine: Engine, plans: Sequence[MessagePlan]) -> int:
     handled = 0
     for plan in plans:
         try:

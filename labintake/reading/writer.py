@@ -63,7 +63,7 @@ def claim(
 
 def write_plans(
     session: Session,
-    plans: list[MessagePlan],
+    plans: Sequence[MessagePlan],
     *,
     claim_status: MessageStatus = MessageStatus.RECEIVED,
     actor: str = "system",

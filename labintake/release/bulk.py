@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from labintake import lifecycle
-from labintake.db import session_scope, utcnow
+from labintake.db import WRITE_CHUNK, chunked, session_scope, utcnow
 from labintake.hl7.ack import new_control_id
 from labintake.hl7.order_builder import LisProfile, build_order_message
 from labintake.lifecycle import OrderEventKind
@@ -159,7 +159,11 @@ def has_verified(engine: Engine) -> bool:
 
 
 def release_verified(
-    engine: Engine, limit: int = 500, *, profile: LisProfile | None = None, chunk: int = 500
+    engine: Engine,
+    limit: int = 500,
+    *,
+    profile: LisProfile | None = None,
+    chunk: int = WRITE_CHUNK,
 ) -> int:
     """Move up to `limit` verified orders to released + outbox; returns how many moved.
 
@@ -200,7 +204,7 @@ def release_verified(
                 )
             )
     moved = 0
-    for start in range(0, len(prepared), chunk):
+    for part in chunked(prepared, chunk):
         with session_scope(engine) as session:
-            moved += _release_chunk(session, prepared[start : start + chunk], profile, utcnow())
+            moved += _release_chunk(session, part, profile, utcnow())
     return moved

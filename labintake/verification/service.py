@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from labintake import lifecycle
 from labintake.codes.tables import CodeTables
-from labintake.db import WRITE_CHUNK
+from labintake.db import WRITE_CHUNK, chunked
 from labintake.errors import ConcurrentChangeError, WorkflowError
 from labintake.interfaces import InterfaceRegistry
 from labintake.lifecycle import OrderEventKind
@@ -158,14 +158,9 @@ def verify_pending(
         results = verify_stored(session, stored, tables, rules, extra, catch=True)
         session.commit()  # end the read before writing
         done = 0
-        for start in range(0, len(stored), WRITE_CHUNK):
+        for part in chunked(list(zip(stored, results, strict=True)), WRITE_CHUNK):
             with session.begin():
-                done += _write_all(
-                    session,
-                    stored[start : start + WRITE_CHUNK],
-                    results[start : start + WRITE_CHUNK],
-                    actor,
-                )
+                done += _write_all(session, [s for s, _ in part], [r for _, r in part], actor)
         return done
 
 

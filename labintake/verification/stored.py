@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import Session
 
 from labintake.codes.catalog import CatalogEntry, TestCatalog
+from labintake.db import chunked
 from labintake.models import Finding as FindingRow
 from labintake.models import Order, OrderDiagnosis, OrderEvent, OrderTest
 from labintake.models.tables import table_of
@@ -164,8 +165,8 @@ def service_date(order: OrderRecord) -> date:
 
 
 def chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
+    """Ids (or keys) CHUNK at a time, for the IN lists of the reads."""
+    return chunked(values, CHUNK)
 
 
 # Built once: each batch only binds its ids (an expanding IN), so no statement is rebuilt and

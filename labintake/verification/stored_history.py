@@ -26,7 +26,6 @@ from labintake.codes.tables import CodeTables
 from labintake.statuses import QUEUE_STATUSES
 from labintake.verification.facts import PatientHistory, PriorTest
 from labintake.verification.stored import (
-    CHUNK,
     DIAGNOSES,
     IDS,
     NOT_HISTORY,
@@ -108,10 +107,9 @@ def load_histories(
     # plain rows, not ORM objects: a busy patient can bring many orders
     others: dict[int, tuple[str, date, str, bool]] = {}
     message_of: dict[int, int] = {}
-    for i in range(0, len(wanted_keys), CHUNK):
+    for part in chunks(wanted_keys):
         rows = session.execute(
-            _HISTORY_ORDERS,
-            {"keys": wanted_keys[i : i + CHUNK], "start": start, "end": max(dates)},
+            _HISTORY_ORDERS, {"keys": part, "start": start, "end": max(dates)}
         ).all()
         for order_id, key, dos, placer, message_id, status in rows:
             # orders held for a coder or the office may still be rejected: their tests do not
