@@ -439,8 +439,7 @@ def build_order_message(
     orc = _segment(
         "ORC", [(1, esc(order.order_control, table) or "NW"), (2, placer), (3, filler), *orc_tail]
     )
-    # OBR-1..3 and the fields after OBR-4 are the same for every test but OBR-1 and OBR-46.
-    obr_head = "|" + placer + "|" + filler + "|"
+    # The fields after OBR-4 are the same for every test but OBR-46.
     obr_tail: list[tuple[int, str]] = []
     if ordered_at and template.obr_6:
         obr_tail.append((6, ordered_at))
@@ -451,11 +450,10 @@ def build_order_message(
         segments.append(orc)
         identifier = _identifier(test, template.first, template.second, table)
         modifiers = "~".join([_modifier(m, version) for m in test.modifiers])
+        obr = [(1, str(test.seq)), (2, placer), (3, filler), (4, identifier), *obr_tail]
         if modifiers and template.obr_46:
-            obr = _segment("OBR", [(4, identifier), *obr_tail, (46, modifiers)])
-        else:
-            obr = _segment("OBR", [(4, identifier), *obr_tail])
-        segments.append("OBR|" + str(test.seq) + obr_head + obr[7:])
+            obr.append((46, modifiers))
+        segments.append(_segment("OBR", obr))
         segments.extend(dg1_segments)
         if test.cpt and template.ft1:
             ft1 = [(1, str(test.seq)), (4, ft1_date), (6, "CG")]
