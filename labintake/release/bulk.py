@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from labintake import lifecycle
-from labintake.db import WRITE_CHUNK, chunked, session_scope, utcnow
+from labintake.db import chunked, session_scope, utcnow, write_chunk
 from labintake.hl7.ack import new_control_id
 from labintake.hl7.order_builder import LisProfile, build_order_message
 from labintake.lifecycle import OrderEventKind
@@ -163,14 +163,14 @@ def release_verified(
     limit: int = 500,
     *,
     profile: LisProfile | None = None,
-    chunk: int = WRITE_CHUNK,
+    chunk: int | None = None,
 ) -> int:
     """Move up to `limit` verified orders to released + outbox; returns how many moved.
 
     The orders and their tests and diagnoses are read in three queries, the messages built
-    outside any write transaction, then each `chunk` is written set-based in one short
-    transaction that re-checks every order's row_version, so an order changed meanwhile
-    (or taken by another instance) is skipped.
+    outside any write transaction, then each `chunk` (default: `write_chunk`) is written
+    set-based in one short transaction that re-checks every order's row_version, so an order
+    changed meanwhile (or taken by another instance) is skipped.
     """
     profile = profile or active_profile()
     prepared: list[_Prepared] = []
@@ -204,7 +204,7 @@ def release_verified(
                 )
             )
     moved = 0
-    for part in chunked(prepared, chunk):
+    for part in chunked(prepared, chunk or write_chunk(engine)):
         with session_scope(engine) as session:
             moved += _release_chunk(session, part, profile, utcnow())
     return moved
