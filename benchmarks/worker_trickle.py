@@ -89,7 +89,8 @@ def _wait_settled(engine: Engine, target: int, timeout: float) -> float:
 def run(rate: float, seconds: float, url: str, lis_port: int) -> str:
     os.environ.update(servers.labintake_env(url))
     os.environ.update(LABINTAKE_LIS_HOST="127.0.0.1", LABINTAKE_LIS_PORT=str(lis_port))
-    from labintake.background import BackgroundWorkers, IntakeSignal, register_workers
+    from labintake.background import BackgroundWorkers, register_workers
+    from labintake.batching import IntakeSignal
     from labintake.config import Settings
     from labintake.stage_health import StageHealth
 

@@ -21,7 +21,7 @@ import pytest
 from mllp_messages import msa, orm, stored_rows
 from sqlalchemy.engine import Engine
 
-from labintake.background import (
+from labintake.batching import (
     BATCH_IDLE,
     BATCH_SATURATED,
     BATCH_WHILE_INTAKE,
