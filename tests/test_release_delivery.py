@@ -29,14 +29,9 @@ from labintake.models.orders import Finding, Order, OrderEvent, Verification
 from labintake.models.release import Notification, OutboxEntry
 from labintake.release.bulk import release_verified
 from labintake.release.connection import DeliveryFailure, Endpoint
-from labintake.release.delivery import (
-    Outcome,
-    RetryPolicy,
-    claim_due,
-    record_outcomes,
-    resend_dead_letter,
-)
+from labintake.release.delivery import Outcome, RetryPolicy, claim_due, resend_dead_letter
 from labintake.release.outbox import enqueue_release
+from labintake.release.outcomes import record_outcomes
 from labintake.release.sender import Sender, SenderOptions, deliver_until_idle
 from labintake.release.stub_lis import ReceivedMessage, StubLis
 from labintake.statuses import DeliveryOutcome, OrderStatus

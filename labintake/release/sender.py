@@ -36,13 +36,8 @@ from labintake.clock import SYSTEM_CLOCK, Clock
 from labintake.config import Settings
 from labintake.hl7.ack_reply import REFUSED
 from labintake.release.connection import DeliveryFailure, Endpoint, LisConnection, Transport
-from labintake.release.delivery import (
-    Outcome,
-    RetryPolicy,
-    claim_due,
-    record_outcomes,
-    release_claims,
-)
+from labintake.release.delivery import Outcome, RetryPolicy, claim_due, release_claims
+from labintake.release.outcomes import record_outcomes
 from labintake.statuses import DeliveryOutcome
 
 log = logging.getLogger(__name__)
