@@ -13,10 +13,14 @@ laboratory: organ and disease panels, B.; units, MUE); CMS Claims Processing Man
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
+from operator import itemgetter
+from typing import NamedTuple
 
+from labintake.codes.bundling import PtpEdit
 from labintake.codes.catalog import CatalogEntry
 from labintake.statuses import FindingCode, Severity
 from labintake.verification.context import RuleContext
@@ -32,6 +36,8 @@ _ASK_BOTH = (
 
 # One requested test of the message: the order group's context, the test, its catalog entry.
 Line = tuple[RuleContext, TestFacts, CatalogEntry]
+# Why a test bundles with one already ordered that day, and the PTP edit when that is why.
+EditReason = PtpEdit | None
 
 
 def _ordered(ctx: RuleContext) -> list[tuple[TestFacts, CatalogEntry]]:
@@ -97,43 +103,50 @@ def _where(line: Line, other: Line) -> str:
 
 def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -> None:
     """Tests of this order against those already ordered for the patient the same day (NCCI
-    edits and panel rules apply per date of service, across orders)."""
+    edits and panel rules apply per date of service, across orders).
+
+    The earlier tests are taken once per (entry, order), in the order first seen (a repeat
+    would raise the same finding again); what two entries are to each other is decided once,
+    and each test looks only at the earlier entries it relates to. So the cost grows with the
+    tests times the distinct codes of the day, not with the tests times the earlier tests (a
+    patient may have many messages of up to 10,000 tests each the same day)."""
     dos = ctx.facts.date_of_service
     catalog = ctx.catalog
-    earlier: list[tuple[CatalogEntry, str]] = []
+    earlier: dict[tuple[int, str], int] = {}  # (entry, order ref) -> first position
+    entries: dict[int, CatalogEntry] = {}
+    looked_up: dict[tuple[str | None, str], CatalogEntry | None] = {}
     for prior in ctx.history.tests:
         if prior.same_message or prior.date_of_service != dos or not prior.cpt:
             continue
-        entry = (catalog.by_code(prior.local_code) if prior.local_code else None) or (
-            catalog.by_cpt(prior.cpt)
-        )
+        codes = (prior.local_code, prior.cpt)
+        if codes in looked_up:
+            entry = looked_up[codes]
+        else:
+            entry = looked_up[codes] = (
+                catalog.by_code(prior.local_code) if prior.local_code else None
+            ) or catalog.by_cpt(prior.cpt)
         if entry is not None:
-            earlier.append((entry, prior.order_ref))
+            entries[id(entry)] = entry
+            earlier.setdefault((id(entry), prior.order_ref), len(earlier))
+    refs: dict[int, list[tuple[int, str]]] = {}  # entry -> (position, order ref)
+    for (entry_id, ref), position in earlier.items():
+        refs.setdefault(entry_id, []).append((position, ref))
+    reasons: dict[tuple[int, int], tuple[str, EditReason] | None] = {}
     for test, current in ordered:
-        parts = _components(ctx, current)
-        for other, ref in earlier:
-            if other.cpt == current.cpt:
-                continue  # the same test again is a duplicate order
-            other_parts = _components(ctx, other)
+        hits: list[tuple[int, str, CatalogEntry, tuple[str, EditReason]]] = []
+        for entry_id, other in entries.items():
+            key = (id(current), entry_id)
+            if key not in reasons:
+                reasons[key] = _same_day_reason(ctx, current, other)
+            why = reasons[key]
+            if why is not None:
+                hits.extend((position, ref, other, why) for position, ref in refs[entry_id])
+        hits.sort(key=itemgetter(0))
+        for _, ref, other, (reason, edit) in hits:
             severity: Severity | None = None
-            if current.cpt in other_parts:
-                reason = f"it is a component of {other.description}"
-            elif other.cpt in parts:
-                reason = f"{other.description} is one of this panel's components"
-            elif parts and other_parts and not set(parts).isdisjoint(other_parts):
-                shared = sorted(set(parts) & set(other_parts))
-                reason = f"the two panels overlap (shared tests: {' '.join(shared)})"
-            else:
-                edit = ctx.bundling.ptp(current.cpt, other.cpt, dos)
-                if edit is None:
-                    continue
-                reason = (
-                    f"an NCCI procedure-to-procedure pair (column 1 {edit.column1}, modifier "
-                    f"indicator {edit.modifier_indicator})"
-                )
-                if edit.modifier_indicator != "0":
-                    modifier = any(m in PTP_MODIFIERS for m in test.modifiers)
-                    severity = Severity.INFO if modifier else Severity.WARN
+            if edit is not None and edit.modifier_indicator != "0":
+                modifier = any(m in PTP_MODIFIERS for m in test.modifiers)
+                severity = Severity.INFO if modifier else Severity.WARN
             ctx.add(
                 FindingCode.BUNDLED_COMPONENT,
                 test.location,
@@ -150,6 +163,29 @@ def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -
             )
 
 
+def _same_day_reason(
+    ctx: RuleContext, current: CatalogEntry, other: CatalogEntry
+) -> tuple[str, EditReason] | None:
+    if other.cpt == current.cpt:
+        return None  # the same test again is a duplicate order
+    parts = _components(ctx, current)
+    other_parts = _components(ctx, other)
+    if current.cpt in other_parts:
+        return f"it is a component of {other.description}", None
+    if other.cpt in parts:
+        return f"{other.description} is one of this panel's components", None
+    if parts and other_parts and not set(parts).isdisjoint(other_parts):
+        shared = sorted(set(parts) & set(other_parts))
+        return f"the two panels overlap (shared tests: {' '.join(shared)})", None
+    edit = ctx.bundling.ptp(current.cpt, other.cpt, ctx.facts.date_of_service)
+    if edit is None:
+        return None
+    return (
+        f"an NCCI procedure-to-procedure pair (column 1 {edit.column1}, modifier "
+        f"indicator {edit.modifier_indicator})"
+    ), edit
+
+
 def _parts(ctx: RuleContext, cpt: str) -> tuple[str, ...]:
     entry = ctx.catalog.by_cpt(cpt)
     return (entry.components if entry else ()) or ctx.bundling.panel_components(cpt)
@@ -163,34 +199,89 @@ def _components(ctx: RuleContext, entry: CatalogEntry) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*parts, *nested))) if nested else parts
 
 
+class _Relation(NamedTuple):
+    """What a test of one entry is to a later test of another (same requisition, same day):
+    the finding goes on the later line (`on_later`) or the earlier one, keyed by `subject`,
+    and `record(earlier line, later line)` adds it."""
+
+    on_later: bool
+    subject: str
+    record: Callable[[Line, Line], None]
+
+
+def _relation(ctx: RuleContext, a: CatalogEntry, b: CatalogEntry) -> _Relation | None:
+    """How a line of `a` and a later line of `b` bundle, from the entries alone (the earlier
+    line's tables and date of service): a component, overlapping panels, a PTP pair, or
+    nothing (the same test twice is a duplicate, not a bundling question)."""
+    if a.cpt == b.cpt:
+        return None
+    parts_a = _components(ctx, a)
+    parts_b = _components(ctx, b)
+    if b.cpt in parts_a:
+        return _Relation(True, f"{b.cpt}<{a.cpt}", lambda x, y: _component(y, x))
+    if a.cpt in parts_b:
+        return _Relation(False, f"{a.cpt}<{b.cpt}", _component)
+    if parts_a and parts_b and not set(parts_a).isdisjoint(parts_b):
+        if set(parts_a) <= set(parts_b) or (
+            not set(parts_b) <= set(parts_a) and len(parts_a) < len(parts_b)
+        ):
+            return _Relation(
+                False, f"{a.cpt}<{b.cpt}", lambda x, y: _overlap(x, parts_a, y, parts_b)
+            )
+        return _Relation(True, f"{b.cpt}<{a.cpt}", lambda x, y: _overlap(y, parts_b, x, parts_a))
+    edit = ctx.bundling.ptp(a.cpt, b.cpt, ctx.facts.date_of_service)
+    if edit is None:
+        return None
+    indicator, column1 = edit.modifier_indicator, edit.column1
+    if edit.column2 == b.cpt:
+        return _Relation(True, f"{b.cpt}~{a.cpt}", lambda x, y: _ptp(y, x, indicator, column1))
+    return _Relation(False, f"{a.cpt}~{b.cpt}", lambda x, y: _ptp(x, y, indicator, column1))
+
+
 def _pairs(lines: list[Line]) -> None:
-    for i, a_line in enumerate(lines):
-        ctx_a, _, a = a_line
-        parts_a = _components(ctx_a, a)
-        for b_line in lines[i + 1 :]:
-            b = b_line[2]
-            if a.cpt == b.cpt:
-                continue  # the same test twice is a duplicate, not a bundling question
-            parts_b = _components(ctx_a, b)
-            if b.cpt in parts_a:
-                _component(b_line, a_line)
-            elif a.cpt in parts_b:
-                _component(a_line, b_line)
-            elif parts_a and parts_b and not set(parts_a).isdisjoint(parts_b):
-                if set(parts_a) <= set(parts_b) or (
-                    not set(parts_b) <= set(parts_a) and len(parts_a) < len(parts_b)
-                ):
-                    _overlap(a_line, parts_a, b_line, parts_b)
-                else:
-                    _overlap(b_line, parts_b, a_line, parts_a)
+    """Every pair of lines (earlier, later) whose entries bundle gets its finding, in the
+    order of the pairs, once per line and subject (a repeat would carry the same key).
+
+    Linear in the lines times the distinct entries, not quadratic in the lines: a message may
+    carry up to 10,000 tests (docs/limits.md), mostly the same few codes. The relation is
+    decided once per pair of entries (when first needed); a finding on the earlier line needs
+    only the first later line of that entry (the later ones would repeat it), and a finding on
+    the later lines is given to all of an entry's later lines by the first line that relates
+    to them (the later ones would repeat it)."""
+    positions: dict[int, list[int]] = {}
+    for index, line in enumerate(lines):
+        positions.setdefault(id(line[2]), []).append(index)
+    entries = {id(line[2]): line[2] for line in lines}
+    decided: dict[tuple[int, int, date, int], dict[int, _Relation | None]] = {}
+    covered: set[tuple[str, int]] = set()  # (subject, entry): its later lines have the finding
+    recorded: set[tuple[int, str]] = set()  # (line, subject)
+    for i, earlier in enumerate(lines):
+        ctx, _, entry = earlier
+        key = (id(ctx.catalog), id(ctx.bundling), ctx.facts.date_of_service, id(entry))
+        relations = decided.setdefault(key, {})
+        hits: list[tuple[int, _Relation]] = []
+        for other, indices in positions.items():
+            if indices[-1] <= i:
+                continue  # no line of that entry comes later
+            if other in relations:
+                relation = relations[other]
             else:
-                edit = ctx_a.bundling.ptp(a.cpt, b.cpt, ctx_a.facts.date_of_service)
-                if edit is None:
-                    continue
-                if edit.column2 == b.cpt:
-                    _ptp(b_line, a_line, edit.modifier_indicator, edit.column1)
-                else:
-                    _ptp(a_line, b_line, edit.modifier_indicator, edit.column1)
+                relation = relations[other] = _relation(ctx, entry, entries[other])
+            if relation is None:
+                continue
+            start = bisect_right(indices, i)
+            if not relation.on_later:
+                hits.append((indices[start], relation))
+            elif (relation.subject, other) not in covered:
+                covered.add((relation.subject, other))
+                hits.extend((j, relation) for j in indices[start:])
+        if len(hits) > 1:
+            hits.sort(key=itemgetter(0))
+        for j, relation in hits:
+            mark = (j if relation.on_later else i, relation.subject)
+            if mark not in recorded:
+                recorded.add(mark)
+                relation.record(earlier, lines[j])
 
 
 def _component(line: Line, panel_line: Line) -> None:

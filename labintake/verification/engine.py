@@ -127,10 +127,11 @@ def verify_message(
     if len(histories) != len(orders):
         raise ValueError(f"{len(orders)} orders but {len(histories)} histories")
     contexts: list[RuleContext] = []
+    siblings: list[PriorTest] = []  # the tests of the groups before, in order
     for index, (order, history) in enumerate(zip(orders, histories, strict=True), start=1):
-        siblings = tuple(p for earlier in contexts for p in _as_priors(earlier))
-        if siblings:
-            history = PatientHistory(history.tests + siblings)
+        if contexts:
+            siblings += _as_priors(contexts[-1])
+            history = PatientHistory(history.tests + tuple(siblings))
         choice = tables.icd10_choice(order.date_of_service)
         ctx = _context(order, tables, history, rules, index, choice)
         resolve_tests(ctx)
