@@ -11,11 +11,14 @@ Scenarios:
 - `poison`: the same messages with `LABINTAKE_READ_TIMEOUT_SECONDS` at 0.02 s, far below what
   reading them takes, so that every read overruns: each is tried `LABINTAKE_READ_ATTEMPTS`
   times in the reading process, abandoned, and parked in the error queue;
+- `widest`: the largest message the default limits read in full (100 orders of 100 tests,
+  about 690 KB), which is read, verified and written as 100 orders and 10,000 tests;
 - `baseline`: no heavy message, for comparison (the workers poll, so an order waits for
   the next round of each stage even on an idle service).
 
 Target: every ordinary order delivered within 2 s of its AA while the heavy messages are
-being read. Exit status 1 when it is missed. Loopback only; the run stops by itself.
+being read. The time from sending each ordinary order to its ACK is printed too (the ACK
+waits for intake's commit, which waits for any write transaction of the workers on SQLite). Exit status 1 when it is missed. Loopback only; the run stops by itself.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from labintake.mllp.client import MLLPClient
 from labintake.release.stub_lis import StubLis
 
 TARGET_SECONDS = 2.0
+SCENARIOS = ("baseline", "large", "widest", "poison")
 MIB = 1024 * 1024
 PID = "PID|1||{mrn}^^^BENCHCLINIC^MR||HARLOW^AVERY^A||19620304|F"
 # A test and diagnosis the sample code tables pass (lipid panel for hyperlipidemia, NCD 190.23),
@@ -60,17 +64,24 @@ class Scenario:
     name: str
     env: dict[str, str]
     latencies: list[float] = field(default_factory=list)
+    acks: list[float] = field(default_factory=list)  # send -> ACK, seconds
     undelivered: list[str] = field(default_factory=list)
     heavy: dict[str, str] = field(default_factory=dict)  # control id -> final status, reason
 
 
-def heavy_messages(copies: int) -> dict[str, bytes]:
-    """`copies` of each heavy message, just under 1 MiB, with control ids HEAVYREAD1..."""
-    read_in_full, _ = shape("escapes").sized(MIB - 4096)
-    past_a_limit, _ = shape("notes_before_orders").sized(MIB - 4096)
+def heavy_messages(copies: int, widest: bool = False) -> dict[str, bytes]:
+    """`copies` of each heavy message, with control ids HEAVYREAD1...: just under 1 MiB read
+    in full and past a limit, or (`widest`) 100 orders of 100 tests each."""
+    if widest:
+        kinds = [("HEAVYWIDE", shape("full_orders").build(100 * 100))]
+    else:
+        kinds = [
+            ("HEAVYREAD", shape("escapes").sized(MIB - 4096)[0]),
+            ("HEAVYLIMIT", shape("notes_before_orders").sized(MIB - 4096)[0]),
+        ]
     messages: dict[str, bytes] = {}
     for n in range(1, copies + 1):
-        for control, text_ in ((f"HEAVYREAD{n}", read_in_full), (f"HEAVYLIMIT{n}", past_a_limit)):
+        for control, text_ in ((f"{prefix}{n}", text_) for prefix, text_ in kinds):
             messages[control] = (
                 text_.replace("SHAPEEHR|SHAPECLINIC", "BENCHEHR|BENCHCLINIC")
                 .replace("SHAPE1", control)
@@ -128,19 +139,22 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace, workdir: Path) ->
             if time.monotonic() > deadline:
                 raise RuntimeError(f"warm-up order not delivered; log {server.log_path}")
             time.sleep(0.1)
-        heavy = heavy_messages(args.heavy)
+        heavy = heavy_messages(args.heavy, widest=scenario.name == "widest")
         heavy = heavy if scenario.name != "baseline" else {}
         for control, message in heavy.items():
             code = asyncio.run(send(server.port, message))
             if code != "AA":
                 scenario.heavy[control] = f"answered {code}"
-        print(f"  {scenario.name}: {len(heavy)} messages of about 1 MiB sent", flush=True)
+        size = max((len(m) for m in heavy.values()), default=0) // 1024
+        print(f"  {scenario.name}: {len(heavy)} messages of up to {size} KiB sent", flush=True)
         started = time.monotonic()
         n = 0
         while time.monotonic() - started < args.seconds:
             control = f"{scenario.name[:4].upper()}{n:06d}"
+            sent = time.monotonic()
             code = asyncio.run(send(server.port, ordinary(control)))
             acked = time.monotonic()
+            scenario.acks.append(acked - sent)
             if code != "AA":
                 scenario.undelivered.append(f"{control} {code}")
             else:
@@ -176,14 +190,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=0.25)
     parser.add_argument("--heavy", type=int, default=3, help="copies of each heavy message")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS), help="which to run"
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="labintake-poison-"))
     scenarios = [
-        Scenario("baseline", {}),
-        Scenario("large", {}),
-        Scenario(
-            "poison", {"LABINTAKE_READ_TIMEOUT_SECONDS": "0.02", "LABINTAKE_READ_ATTEMPTS": "3"}
-        ),
+        scenario
+        for scenario in (
+            Scenario("baseline", {}),
+            Scenario("large", {}),
+            Scenario("widest", {}),
+            Scenario(
+                "poison",
+                {"LABINTAKE_READ_TIMEOUT_SECONDS": "0.02", "LABINTAKE_READ_ATTEMPTS": "3"},
+            ),
+        )
+        if scenario.name in args.scenarios
     ]
     print(f"load average {os.getloadavg()[0]:.1f}; work in {workdir}")
     missed = False
@@ -196,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{scenario.name}: {len(times)} ordinary orders AA -> delivered: median "
                     f"{statistics.median(times):.2f} s, p90 {p90:.2f} s, max {times[-1]:.2f} s"
+                )
+            if scenario.acks:
+                acks = sorted(scenario.acks)
+                print(
+                    f"  send -> ACK (new connection each): median "
+                    f"{statistics.median(acks) * 1000:.1f} ms, max {acks[-1] * 1000:.1f} ms"
                 )
             for control, outcome in scenario.heavy.items():
                 print(f"  {control}: {outcome}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import sys
 import tempfile
@@ -92,13 +93,13 @@ def timed(name: str, run: Callable[[], int], profile: bool) -> StageTime:
     stage = StageTime(name, done, time.perf_counter() - wall, time.process_time() - cpu)
     if profiler is not None:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("STAGES_SORT", "cumulative")).print_stats(int(os.environ.get("STAGES_TOP", "25")))
         print(f"--- cProfile: {name} (top 25, cumulative) ---\n{out.getvalue()}")
     return stage
 
 
 def run_stages(
-    url: str, count: int, profile: str, settle: bool = True
+    url: str, count: int, profile: str, settle: bool = True, batch: int = 500
 ) -> tuple[list[StageTime], float, int]:
     migrate(url)
     engine = make_engine(url)
@@ -125,7 +126,7 @@ def run_stages(
         if settle:
             heap.settle()  # as the worker processes do once started
         try:
-            stages = _run(engine, registry, verify, sender, profile)
+            stages = _run(engine, registry, verify, sender, profile, batch)
         finally:
             sender.close()
             stub.terminate()
@@ -150,18 +151,19 @@ def _run(
     verify: Callable[[int], int],
     sender: Sender,
     profile: str,
+    batch: int,
 ) -> list[StageTime]:
-    """The four stages, one after the other."""
+    """The four stages, one after the other, in batches of `batch`."""
     return [
         timed(
             "reading",
-            lambda: read_until_empty(engine, registry, limit=500),
+            lambda: read_until_empty(engine, registry, limit=batch),
             profile == "reading",
         ),
-        timed("verification", lambda: until_empty(lambda: verify(500)), profile == "verification"),
+        timed("verification", lambda: until_empty(lambda: verify(batch)), profile == "verification"),
         timed(
             "release",
-            lambda: until_empty(lambda: release_verified(engine, limit=500)),
+            lambda: until_empty(lambda: release_verified(engine, limit=batch)),
             profile == "release",
         ),
         timed("delivery", lambda: deliver_until_idle(sender), profile == "delivery"),
@@ -173,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--profile", choices=STAGES, default="")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=500,
+        help="orders per batch (500: a backlog draining; 50: the service while messages arrive)",
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
         "--no-settle",
@@ -185,11 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'stages.sqlite3'}"
-        stages, peer, orders = run_stages(url, args.count, args.profile, not args.no_settle)
+        stages, peer, orders = run_stages(
+            url, args.count, args.profile, not args.no_settle, args.batch
+        )
 
     per = max(orders, 1)
     peer_ms = peer * 1000
-    print(f"backend    {url.split(':', 1)[0]}   orders {orders}   load average {_load()}")
+    print(
+        f"backend    {url.split(':', 1)[0]}   orders {orders}   batch {args.batch}   "
+        f"load average {_load()}"
+    )
     print(f"peer       python-hl7 parse+ACK {peer_ms:.3f} ms CPU per message")
     print(f"{'stage':<14}{'done':>7}{'wall s':>9}{'CPU s':>9}{'CPU ms/order':>14}{'x peer':>9}")
     total = 0.0
