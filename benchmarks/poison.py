@@ -18,7 +18,8 @@ Scenarios:
 
 Target: every ordinary order delivered within 2 s of its AA while the heavy messages are
 being read. The time from sending each ordinary order to its ACK is printed too (the ACK
-waits for intake's commit, which waits for any write transaction of the workers on SQLite). Exit status 1 when it is missed. Loopback only; the run stops by itself.
+waits for intake's commit, which waits for any write transaction of the workers on SQLite).
+Exit status 1 when it is missed. Loopback only; the run stops by itself.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """CPU per order of each pipeline stage, in-process: reading, verification, release, delivery.
 
     .venv/bin/python -m benchmarks.stages                     # 2000 orders, SQLite
-    .venv/bin/python -m benchmarks.stages --count 5000 --profile release
+    .venv/bin/python -m benchmarks.stages --count 5000 --profile release [--sort tottime]
+    .venv/bin/python -m benchmarks.stages --batch 50      # the batch size while messages arrive
     .venv/bin/python -m benchmarks.stages --database-url postgresql+psycopg://...
 
 Stores `--count` synthetic nine-segment ORM^O01 messages as intake leaves them (status
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import os
 import pstats
 import sys
 import tempfile
@@ -82,7 +82,7 @@ def until_empty(step: Callable[[], int]) -> int:
     return total
 
 
-def timed(name: str, run: Callable[[], int], profile: bool) -> StageTime:
+def timed(name: str, run: Callable[[], int], profile: bool, sort: str = "cumulative") -> StageTime:
     profiler = cProfile.Profile() if profile else None
     wall, cpu = time.perf_counter(), time.process_time()
     if profiler is not None:
@@ -93,13 +93,18 @@ def timed(name: str, run: Callable[[], int], profile: bool) -> StageTime:
     stage = StageTime(name, done, time.perf_counter() - wall, time.process_time() - cpu)
     if profiler is not None:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("STAGES_SORT", "cumulative")).print_stats(int(os.environ.get("STAGES_TOP", "25")))
-        print(f"--- cProfile: {name} (top 25, cumulative) ---\n{out.getvalue()}")
+        pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(25)
+        print(f"--- cProfile: {name} (top 25, {sort}) ---\n{out.getvalue()}")
     return stage
 
 
 def run_stages(
-    url: str, count: int, profile: str, settle: bool = True, batch: int = 500
+    url: str,
+    count: int,
+    profile: str,
+    settle: bool = True,
+    batch: int = 500,
+    sort: str = "cumulative",
 ) -> tuple[list[StageTime], float, int]:
     migrate(url)
     engine = make_engine(url)
@@ -126,7 +131,7 @@ def run_stages(
         if settle:
             heap.settle()  # as the worker processes do once started
         try:
-            stages = _run(engine, registry, verify, sender, profile, batch)
+            stages = _run(engine, registry, verify, sender, profile, batch, sort)
         finally:
             sender.close()
             stub.terminate()
@@ -152,22 +157,16 @@ def _run(
     sender: Sender,
     profile: str,
     batch: int,
+    sort: str,
 ) -> list[StageTime]:
     """The four stages, one after the other, in batches of `batch`."""
-    return [
-        timed(
-            "reading",
-            lambda: read_until_empty(engine, registry, limit=batch),
-            profile == "reading",
-        ),
-        timed("verification", lambda: until_empty(lambda: verify(batch)), profile == "verification"),
-        timed(
-            "release",
-            lambda: until_empty(lambda: release_verified(engine, limit=batch)),
-            profile == "release",
-        ),
-        timed("delivery", lambda: deliver_until_idle(sender), profile == "delivery"),
+    runs: list[tuple[str, Callable[[], int]]] = [
+        ("reading", lambda: read_until_empty(engine, registry, limit=batch)),
+        ("verification", lambda: until_empty(lambda: verify(batch))),
+        ("release", lambda: until_empty(lambda: release_verified(engine, limit=batch))),
+        ("delivery", lambda: deliver_until_idle(sender)),
     ]
+    return [timed(name, run, profile == name, sort) for name, run in runs]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--profile", choices=STAGES, default="")
+    parser.add_argument(
+        "--sort", choices=("cumulative", "tottime"), default="cumulative", help="--profile order"
+    )
     parser.add_argument(
         "--batch",
         type=int,
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'stages.sqlite3'}"
         stages, peer, orders = run_stages(
-            url, args.count, args.profile, not args.no_settle, args.batch
+            url, args.count, args.profile, not args.no_settle, args.batch, args.sort
         )
 
     per = max(orders, 1)
