@@ -70,9 +70,8 @@ def _orders_refused(
     verification_of = dict(
         (order_id, verification_id)
         for verification_id, order_id in conn.execute(
-            insert(VERIFICATIONS).returning(
-                VERIFICATIONS.c.id, VERIFICATIONS.c.order_id, sort_by_parameter_order=True
-            ),
+            # one row per order, matched by order id: any order of the rows returned will do
+            insert(VERIFICATIONS).returning(VERIFICATIONS.c.id, VERIFICATIONS.c.order_id),
             [
                 {
                     "order_id": order_id,

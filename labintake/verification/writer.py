@@ -122,10 +122,10 @@ def _write(
     and its event's detail."""
     if not plans:
         return {}
+    # One row per order: the ids come back with their order ids, so the rows need not come
+    # back in parameter order (which SQLite gives only one INSERT per row).
     ids = session.execute(
-        insert(VERIFICATIONS).returning(
-            VERIFICATIONS.c.id, VERIFICATIONS.c.order_id, sort_by_parameter_order=True
-        ),
+        insert(VERIFICATIONS).returning(VERIFICATIONS.c.id, VERIFICATIONS.c.order_id),
         [
             {
                 "order_id": plan.stored.id,
