@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from labintake import lifecycle
 from labintake.codes.tables import CodeTables
-from labintake.db import WRITE_CHUNK, chunked
+from labintake.db import WRITE_CHUNK, WRITE_ROWS, chunked_by
 from labintake.errors import ConcurrentChangeError, WorkflowError
 from labintake.interfaces import InterfaceRegistry
 from labintake.lifecycle import OrderEventKind
@@ -158,10 +158,19 @@ def verify_pending(
         results = verify_stored(session, stored, tables, rules, extra, catch=True)
         session.commit()  # end the read before writing
         done = 0
-        for part in chunked(list(zip(stored, results, strict=True)), WRITE_CHUNK):
+        pairs = list(zip(stored, results, strict=True))
+        for part in chunked_by(pairs, WRITE_CHUNK, WRITE_ROWS, _rows_written):
             with session.begin():
                 done += _write_all(session, [s for s, _ in part], [r for _, r in part], actor)
         return done
+
+
+def _rows_written(pair: tuple[StoredOrder, VerificationResult | str]) -> int:
+    """About how many rows verifying the order writes: its status and event, its verification,
+    a finding each and its tests' codes."""
+    stored, result = pair
+    findings = len(result.findings) if not isinstance(result, str) else 0
+    return 3 + findings + len(stored.tests)
 
 
 def _write_all(
