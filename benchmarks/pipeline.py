@@ -463,6 +463,19 @@ def print_lock_holds(folder: Path) -> None:
             f"{percentile(ms, 0.9):6.1f} {percentile(ms, 0.99):6.1f} {ms[-1]:6.1f} "
             f"{sum(ms) / 1000:6.2f}"
         )
+    waits: dict[str, list[float]] = {}
+    for path in sorted(folder.glob("waits-*.json")):
+        for seconds, thread in json.loads(path.read_text()):
+            waits.setdefault(thread, []).append(seconds * 1000)
+    if waits:
+        print("waits for the write lock (first refusal to commit), ms:")
+        for thread, ms in sorted(waits.items()):
+            ms.sort()
+            print(
+                f"{thread[:18]:<18} {'':<44} {len(ms):6d} {percentile(ms, 0.5):6.1f} "
+                f"{percentile(ms, 0.9):6.1f} {percentile(ms, 0.99):6.1f} {ms[-1]:6.1f} "
+                f"{sum(ms) / 1000:6.2f}"
+            )
 
 
 HEADER = (

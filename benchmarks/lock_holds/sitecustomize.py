@@ -4,8 +4,11 @@ put first on their PYTHONPATH); does nothing unless LABINTAKE_BENCH_LOCK_HOLDS n
 For each write transaction of the process, the time from the end of its first INSERT, UPDATE
 or DELETE (SQLite holds the database's write lock from then on; any wait for the lock is
 before it) to the start of its COMMIT (the commit's own fsync is not in it), with the thread
-and the first write statement. Written as JSON to
-``holds-PID.json`` in that folder every 2 s and at exit. Not part of labintake."""
+and the first write statement. Also each wait for the lock: from a statement's first
+"database is locked" refusal to the commit of the transaction that got it at last (intake's
+writer retries a locked database rather than waiting in SQLite's busy handler). Written as
+JSON to ``holds-PID.json`` and ``waits-PID.json`` in that folder every 2 s and at exit. Not
+part of labintake."""
 
 from __future__ import annotations
 
@@ -23,6 +26,13 @@ if FOLDER:
 
     _state = threading.local()
     _holds: list[tuple[float, str, str]] = []
+    _waits: list[tuple[float, str]] = []
+
+    @event.listens_for(Engine, "handle_error")
+    def _refused(context):  # type: ignore[no-untyped-def]
+        text = str(context.original_exception)
+        if ("locked" in text or "busy" in text) and getattr(_state, "waiting", None) is None:
+            _state.waiting = time.perf_counter()
 
     @event.listens_for(Engine, "after_cursor_execute")
     def _first_write(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
@@ -34,6 +44,10 @@ if FOLDER:
 
     @event.listens_for(Engine, "commit")
     def _commit(conn):  # type: ignore[no-untyped-def]
+        waiting = getattr(_state, "waiting", None)
+        if waiting is not None:
+            _waits.append((time.perf_counter() - waiting, threading.current_thread().name))
+            _state.waiting = None
         first = getattr(_state, "first", None)
         if first is not None:
             _holds.append((time.perf_counter() - first[0], first[1], first[2]))
@@ -44,11 +58,12 @@ if FOLDER:
         _state.first = None
 
     def _dump() -> None:
-        if _holds:
-            path = os.path.join(FOLDER, f"holds-{os.getpid()}.json")
-            with open(path + ".tmp", "w") as out:
-                json.dump(list(_holds), out)
-            os.replace(path + ".tmp", path)
+        for name, rows in (("holds", _holds), ("waits", _waits)):
+            if rows:
+                path = os.path.join(FOLDER, f"{name}-{os.getpid()}.json")
+                with open(path + ".tmp", "w") as out:
+                    json.dump(list(rows), out)
+                os.replace(path + ".tmp", path)
 
     def _every_two_seconds() -> None:
         while True:
