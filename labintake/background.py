@@ -38,10 +38,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from labintake import heap
-from labintake.batching import BatchFunction, BatchPolicy, IntakeSignal
+from labintake.batching import BatchFunction, BatchPolicy, IntakeSignal, yield_to_intake
 from labintake.childproc import (
     ChildProcess,
     InChildProcess,
@@ -232,6 +233,8 @@ def register_workers(
     batch_sandbox = ReadingSandbox(settings.interfaces_dir, limits)
     reading = BatchReading(interfaces, limits, batch_sandbox, settings.batch_read_timeout_seconds)
     policy = BatchPolicy(intake, shared_write_lock=engine.dialect.name == "sqlite")
+    if engine.dialect.name == "sqlite":  # every transaction of this process lets intake first
+        event.listen(engine, "begin", lambda _connection: yield_to_intake(intake))
     verify = pending_verifier(settings, engine, interfaces)
     release = ReleaseRuntime(settings, engine, demo=demo)
 

@@ -53,19 +53,30 @@ LOAD_SAMPLE_SECONDS = 0.5
 
 class IntakeSignal:
     """What the listener's intake writer tells the worker process, in shared memory: when it
-    last committed (``time.monotonic()``, the same clock in both processes) and how many
-    seconds it has spent writing in all."""
+    last committed (``time.monotonic()``, the same clock in both processes), how many
+    seconds it has spent writing in all, and since when it has been waiting for SQLite's
+    write lock (0: it is not)."""
 
     def __init__(self, shared: Any) -> None:
-        self.shared = shared  # multiprocessing Array("d", 2): picklable to a spawned child
+        self.shared = shared  # multiprocessing Array("d", 3): picklable to a spawned child
 
     @classmethod
     def create(cls, context: Any) -> IntakeSignal:
-        return cls(context.Array("d", 2, lock=False))
+        return cls(context.Array("d", 3, lock=False))
 
     def committed(self, at: float, busy_seconds: float) -> None:
         self.shared[1] = busy_seconds
         self.shared[0] = at
+        self.shared[2] = 0.0
+
+    def locked_out(self, at: float) -> None:
+        """Intake found the database locked (by a worker's write transaction) at `at`."""
+        if self.shared[2] == 0.0:
+            self.shared[2] = at
+
+    @property
+    def waiting_since(self) -> float:
+        return float(self.shared[2])
 
     @property
     def last_commit_at(self) -> float:
@@ -149,3 +160,27 @@ class BatchPolicy:
             self._size = BATCH_SATURATED if load >= SATURATED_LOAD else BATCH_WHILE_INTAKE
             self._sampled_at, self._busy_then = now, busy
         return self._size
+
+
+# The longest a worker's transaction waits for intake to take the write lock first: intake
+# retries a locked database every half millisecond at most, so it has it within a
+# millisecond or two; past this the worker goes on regardless (intake stuck elsewhere).
+YIELD_SECONDS = 0.02
+YIELD_POLL_SECONDS = 0.0002
+
+
+def yield_to_intake(
+    signal: IntakeSignal,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Before a worker's transaction on SQLite: while intake waits for the write lock, let it
+    have it (seconds waited). Without this the stages' transactions, one right after the
+    other, can each take the lock between two of intake's retries, and an ACK waits for
+    several of them in a row instead of the one under way."""
+    if signal.waiting_since == 0.0:
+        return 0.0
+    started = clock()
+    while signal.waiting_since != 0.0 and clock() - started < YIELD_SECONDS:
+        sleep(YIELD_POLL_SECONDS)
+    return clock() - started

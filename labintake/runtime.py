@@ -91,6 +91,7 @@ class Service:
         )
         self.workers = WorkerProcess(settings, demo=demo)
         self.intake.writer.on_commit = self.workers.intake_signal.committed
+        self.intake.writer.on_locked = self.workers.intake_signal.locked_out
         self.web = WebProcess(settings)
         self.supervisor = Supervisor([self.web, self.workers])
 

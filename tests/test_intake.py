@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from mllp_messages import err, msa, orm, parse_ack, stored_rows
 from sqlalchemy.engine import Engine
 
@@ -382,6 +383,50 @@ def test_store_waits_for_another_writer_instead_of_failing(
     holder.join()
     assert msa(ack)[1:3] == ["AA", "W1"]
     assert time.monotonic() - started >= 0.3
+    assert len(stored_rows(engine)) == 1
+
+
+def test_a_store_that_finds_sqlite_locked_says_so_until_its_commit(
+    settings: Settings, engine: Engine
+) -> None:
+    """The writer reports a locked database (the worker process then lets intake have the
+    lock before its next transaction, labintake.batching.yield_to_intake), and its commit
+    ends the report."""
+    import threading
+    import time
+
+    from labintake.batching import IntakeSignal
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL has no database-wide write lock: nothing to report")
+    signal = IntakeSignal([0.0, 0.0, 0.0])
+    seen: list[float] = []
+    locked = threading.Event()
+
+    def hold_the_lock() -> None:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            locked.set()
+            time.sleep(0.3)
+            seen.append(signal.waiting_since)  # intake is waiting right now
+            connection.rollback()
+
+    async def go() -> bytes:
+        async with Intake(settings, engine, interfaces=KNOWN) as intake:
+            intake.writer.on_locked = signal.locked_out
+            intake.writer.on_commit = signal.committed
+            return await intake.handle(orm("Y1").encode(), PEER)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    locked.wait(5)
+    before = time.monotonic()
+    ack = asyncio.run(go())
+    holder.join()
+    assert msa(ack)[1:3] == ["AA", "Y1"]
+    assert len(seen) == 1
+    assert before <= seen[0] <= time.monotonic()  # the first refusal's time, kept
+    assert signal.waiting_since == 0.0  # cleared by the commit
     assert len(stored_rows(engine)) == 1
 
 

@@ -27,8 +27,11 @@ from labintake.batching import (
     BATCH_WHILE_INTAKE,
     GATHER_SECONDS,
     SATURATED_PAUSE_SECONDS,
+    YIELD_POLL_SECONDS,
+    YIELD_SECONDS,
     BatchPolicy,
     IntakeSignal,
+    yield_to_intake,
 )
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
@@ -419,18 +422,63 @@ def test_wake_ends_an_idle_wait_at_once() -> None:
 
 def _report_signal(shared: object, pipe: Connection) -> None:
     intake = IntakeSignal(shared)
-    pipe.send((intake.last_commit_at, intake.busy_seconds))
+    pipe.send((intake.last_commit_at, intake.busy_seconds, intake.waiting_since))
 
 
 def test_the_intake_signal_reaches_a_spawned_process() -> None:
     context = multiprocessing.get_context("spawn")
     intake = IntakeSignal.create(context)
     intake.committed(12.5, 3.25)
+    intake.locked_out(13.0)
+    intake.locked_out(13.5)  # still waiting: the first refusal's time is kept
     here, there = context.Pipe()
     child = context.Process(target=_report_signal, args=(intake.shared, there))
     child.start()
     try:
         assert here.poll(60)
-        assert here.recv() == (12.5, 3.25)
+        assert here.recv() == (12.5, 3.25, 13.0)
     finally:
         child.join(30)
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.sleeps += 1
+
+
+def test_a_worker_transaction_waits_while_intake_waits_for_the_lock() -> None:
+    signal = IntakeSignal([0.0, 0.0, 0.0])
+    clock = _FakeClock()
+    assert yield_to_intake(signal, clock, clock.sleep) == 0.0  # intake is not waiting
+    assert clock.sleeps == 0
+
+    signal.locked_out(99.9)
+    real_sleep = clock.sleep
+
+    def commit_after_three(seconds: float) -> None:
+        real_sleep(seconds)
+        if clock.sleeps == 3:
+            signal.committed(clock.now, 1.0)  # intake got the lock and committed
+
+    waited = yield_to_intake(signal, clock, commit_after_three)
+    assert clock.sleeps == 3
+    assert waited == pytest.approx(3 * YIELD_POLL_SECONDS)
+    assert signal.waiting_since == 0.0
+
+
+def test_a_worker_does_not_wait_for_ever_on_intake() -> None:
+    """Intake stuck elsewhere (its thread busy, a crash): the worker goes on after
+    YIELD_SECONDS."""
+    signal = IntakeSignal([0.0, 0.0, 0.0])
+    signal.locked_out(1.0)
+    clock = _FakeClock()
+    waited = yield_to_intake(signal, clock, clock.sleep)
+    assert YIELD_SECONDS <= waited < YIELD_SECONDS + 2 * YIELD_POLL_SECONDS

@@ -44,6 +44,10 @@ log = logging.getLogger("labintake.intake.writer")
 
 # How long a batch waits for another writer to release a SQLite database before failing.
 LOCK_WAIT_SECONDS = 10.0
+# A locked database is tried again after 0.2 ms, then at most every this long: the workers
+# let intake have the lock as soon as their transaction under way ends (see
+# labintake.batching.yield_to_intake).
+LOCK_RETRY_MAX_SECONDS = 0.0005
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 
 TABLE = table_of(InboundMessage)
@@ -190,6 +194,8 @@ class GroupCommitWriter:
         self.busy_seconds = 0.0  # time spent writing batches (waits for the lock included)
         # Told (last_commit_at, busy_seconds) after each batch: the worker process watches it.
         self.on_commit: Callable[[float, float], None] | None = None
+        # called with time.monotonic() when a commit finds SQLite's database locked
+        self.on_locked: Callable[[float], None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -288,8 +294,10 @@ class GroupCommitWriter:
                 locked = "locked" in str(exc.orig) or "busy" in str(exc.orig)
                 if not locked or time.monotonic() > deadline:
                     raise
+            if self.on_locked is not None:
+                self.on_locked(time.monotonic())
             time.sleep(pause)
-            pause = min(pause * 2, 0.002)
+            pause = min(pause * 2, LOCK_RETRY_MAX_SECONDS)
 
     def _checkpoint_loop(self) -> None:
         """SQLite only: copy the WAL into the database file, outside the commit path."""
