@@ -142,25 +142,37 @@ def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -
             if why is not None:
                 hits.extend((position, ref, other, why) for position, ref in refs[entry_id])
         hits.sort(key=itemgetter(0))
-        for _, ref, other, (reason, edit) in hits:
-            severity: Severity | None = None
-            if edit is not None and edit.modifier_indicator != "0":
-                modifier = any(m in PTP_MODIFIERS for m in test.modifiers)
-                severity = Severity.INFO if modifier else Severity.WARN
-            ctx.add(
-                FindingCode.BUNDLED_COMPONENT,
-                test.location,
-                f"{current.description} ({current.cpt}) is ordered for {dos:%Y-%m-%d} while "
-                f"{other.description} ({other.cpt}) is already ordered for this patient that "
-                f"day (order {ref}): {reason}.",
-                f"The patient already has {other.description} ordered for {dos:%Y-%m-%d} "
-                f"(order {ref}); this order adds {current.description}, which overlaps it. "
-                + _ASK_BOTH,
-                test_seq=test.seq,
-                subject=f"{current.cpt}|{other.cpt}@{ref}",
-                reference={"other_order": ref, "other_cpt": other.cpt},
-                severity=severity,
-            )
+        for _, ref, other, why in hits:
+            _same_day_finding(ctx, test, current, other, ref, why)
+
+
+def _same_day_finding(
+    ctx: RuleContext,
+    test: TestFacts,
+    current: CatalogEntry,
+    other: CatalogEntry,
+    ref: str,
+    why: tuple[str, EditReason],
+) -> None:
+    reason, edit = why
+    dos = ctx.facts.date_of_service
+    severity: Severity | None = None
+    if edit is not None and edit.modifier_indicator != "0":
+        modifier = any(m in PTP_MODIFIERS for m in test.modifiers)
+        severity = Severity.INFO if modifier else Severity.WARN
+    ctx.add(
+        FindingCode.BUNDLED_COMPONENT,
+        test.location,
+        f"{current.description} ({current.cpt}) is ordered for {dos:%Y-%m-%d} while "
+        f"{other.description} ({other.cpt}) is already ordered for this patient that "
+        f"day (order {ref}): {reason}.",
+        f"The patient already has {other.description} ordered for {dos:%Y-%m-%d} "
+        f"(order {ref}); this order adds {current.description}, which overlaps it. " + _ASK_BOTH,
+        test_seq=test.seq,
+        subject=f"{current.cpt}|{other.cpt}@{ref}",
+        reference={"other_order": ref, "other_cpt": other.cpt},
+        severity=severity,
+    )
 
 
 def _same_day_reason(
