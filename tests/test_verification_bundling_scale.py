@@ -6,9 +6,9 @@ then every test already ordered that day, against each test, each pair decided o
 quadratic in the tests, which a message at the limits (100 orders of 100 tests) turned into
 seconds of CPU per message. The rules now decide each pair of codes once and visit only the
 related tests; these properties check that what a coder sees is the same: the same findings,
-in the same order, on the same tests, with the same texts. The
-only difference allowed is an exact repeat (the same code, place and subject raised again
-by another copy of the same test), which the stored order never held twice anyway.
+in the same order, on the same tests, with the same texts. The only difference allowed is an
+exact repeat (the same code, place and subject raised again by another copy of the same
+test), which the stored order never held twice anyway.
 """
 
 from __future__ import annotations
