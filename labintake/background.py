@@ -5,9 +5,9 @@ one batch, say how many items it handled). :class:`BackgroundWorkers` runs them 
 that ask again at once while there is work and sleep briefly when there is none.
 
 `labintake serve` runs them in a child process (:class:`WorkerProcess`), not next to the
-MLLP listener: they are CPU-heavy Python (hl7apy builds outbound messages, reading and
-verification parse), and sharing the listener's interpreter lock would put their time on
-the ACK path. Intake comes first in three ways:
+MLLP listener: they are CPU-heavy Python (reading parses, verification checks, release builds
+outbound messages), and sharing the listener's interpreter lock would put their time on the
+ACK path. Intake comes first in four ways:
 
 - reading, verification and release run one after the other in one thread (the pipeline).
   Threads of one process share one interpreter lock, so parallel stages gained no CPU; they
@@ -19,7 +19,11 @@ the ACK path. Intake comes first in three ways:
 - the intake writer tells the child, in shared memory, when it last committed and how long
   it has been writing; batches shrink while messages arrive, and shrink further while intake
   is saturated (:mod:`labintake.batching`), so the SQLite write lock is never held long when
-  an ACK waits for it.
+  an ACK waits for it;
+- on SQLite, when the intake writer finds the database locked it says so in the same shared
+  memory, and each transaction of the child waits until intake has committed
+  (:func:`labintake.batching.yield_to_intake`), so an ACK waits for the one transaction under
+  way, not for several in a row.
 
 Delivery waits on the network, not the CPU, and keeps a thread of its own. The child reports
 its workers' names when they run, and stops when the parent asks or goes away.

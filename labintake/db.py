@@ -33,8 +33,8 @@ WRITE_ROWS = 300
 
 
 def write_chunk(engine: Engine) -> int:
-    """Rows per write transaction for the stages on `engine`: WRITE_CHUNK where intake shares
-    the write lock (SQLite); a whole batch elsewhere, where no ACK waits for it."""
+    """Orders (or messages) per write transaction for the stages on `engine`: WRITE_CHUNK where
+    intake shares the write lock (SQLite); a whole batch elsewhere, where no ACK waits for it."""
     return WRITE_CHUNK if engine.dialect.name == "sqlite" else 10_000
 
 
