@@ -1,5 +1,6 @@
 """`insert_rows`, the hot paths' executemany: what it stores is what Core's insert stores, on
-both databases; a row set it cannot take as it is goes through Core."""
+both databases; a row set it cannot take as it is goes through Core. Rows bound before the
+transaction (`bind`, `insert_bound`, `insert_bound_returning`) store the same."""
 
 from __future__ import annotations
 
@@ -15,10 +16,17 @@ from sqlalchemy.exc import StatementError
 from labintake.db import session_scope
 from labintake.lifecycle import OrderEventKind
 from labintake.models import tables
-from labintake.models.orders import OrderEvent
-from labintake.models.tables import insert_rows, table_of
+from labintake.models.orders import OrderEvent, OrderTest
+from labintake.models.tables import (
+    bind,
+    insert_bound,
+    insert_bound_returning,
+    insert_rows,
+    table_of,
+)
 
 EVENTS = table_of(OrderEvent)
+TESTS = table_of(OrderTest)
 AT = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
 
 
@@ -124,3 +132,85 @@ def test_postgresql_streams_the_rows_and_sqlite_runs_one_executemany(engine: Eng
     else:
         assert statements == [("INSERT", True)]
     assert len(_stored(engine, "path")) == 4
+
+
+def _raw_events(engine: Engine, actor: str) -> list[tuple[Any, ...]]:
+    raw = "SELECT order_id, at, action, detail FROM order_event WHERE actor = '{}' ORDER BY id"
+    with engine.connect() as connection:
+        return [tuple(r) for r in connection.exec_driver_sql(raw.format(actor))]
+
+
+def test_rows_bound_before_the_transaction_are_stored_as_core_stores_them(engine: Engine) -> None:
+    order_id = _order(engine)
+    bound = bind(engine.dialect, EVENTS, _rows(order_id, "early"))  # no connection yet
+    with engine.begin() as connection:
+        connection.execute(insert(EVENTS), _rows(order_id, "core"))
+        insert_bound(connection, bound)
+    assert len(_raw_events(engine, "early")) == 4
+    assert _raw_events(engine, "early") == _raw_events(engine, "core")
+
+
+def test_a_column_left_to_its_scalar_default_takes_it(engine: Engine) -> None:
+    order_id = _order(engine)
+    row = {"order_id": order_id, "seq": 7, "cpt": "80053", "local_code": "", "loinc": ""}
+    bound = bind(engine.dialect, TESTS, [row])
+    assert "units" in bound.prepared.keys  # Core's default, filled in by the binding
+    with engine.begin() as connection:
+        insert_bound(connection, bound)
+        connection.execute(insert(TESTS), [{**row, "seq": 8}])
+    columns = [TESTS.c.units, TESTS.c.modifiers, TESTS.c.sent_code, TESTS.c.location]
+    with engine.connect() as connection:
+        query = select(*columns).where(TESTS.c.order_id == order_id, TESTS.c.seq.in_([7, 8]))
+        stored = [tuple(r) for r in connection.execute(query.order_by(TESTS.c.seq))]
+    assert stored == [(1, "", "", ""), (1, "", "", "")]
+
+
+def test_a_callable_default_left_out_cannot_be_bound(engine: Engine) -> None:
+    row = {"order_id": 1, "actor": "x", "action": "x", "detail": {}}  # no "at"
+    with pytest.raises(ValueError, match="callable default"):
+        bind(engine.dialect, EVENTS, [row])
+
+
+def test_rows_are_kept_by_owner_and_a_column_filled_in_later(engine: Engine) -> None:
+    first, second = _order(engine), _order(engine)
+    rows = [{"actor": "own", "at": AT, "action": f"a{n}", "detail": {"n": n}} for n in range(4)]
+    bound = bind(engine.dialect, EVENTS, rows, owners=["x", "y", "x", "z"], later=["order_id"])
+    kept = bound.only(lambda owner: owner != "z")
+    kept.fill("order_id", {"x": first, "y": second}.__getitem__)
+    with pytest.raises(ValueError, match="bind processor"):
+        kept.fill("detail", lambda _owner: {})
+    with engine.begin() as connection:
+        insert_bound(connection, kept)
+    stored = [(o, a, d) for o, _at, a, d in _stored(engine, "own")]
+    assert stored == [
+        (first, "a0", {"n": 0}),
+        (second, "a1", {"n": 1}),
+        (first, "a2", {"n": 2}),
+    ]
+
+
+def test_inserts_returning_give_each_row_its_id_across_statements(engine: Engine) -> None:
+    order_id = _order(engine)
+    count = 2_345  # five columns: at most 1,000 rows a statement, so three statements
+    rows = [
+        {"order_id": order_id, "at": AT, "actor": "many", "action": f"a{n}", "detail": {"n": n}}
+        for n in range(count)
+    ]
+    statements: list[str] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, _many: bool) -> None:
+        statements.append(statement.split()[0])
+
+    bound = bind(engine.dialect, EVENTS, rows)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with engine.begin() as connection:
+            returned = insert_bound_returning(connection, bound, ("id", "action"))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert statements == ["INSERT"] * 3
+    with engine.connect() as connection:
+        query = select(EVENTS.c.id, EVENTS.c.action).where(EVENTS.c.actor == "many")
+        stored = {tuple(r) for r in connection.execute(query)}
+    assert len(returned) == count
+    assert set(returned) == stored

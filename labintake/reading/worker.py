@@ -37,7 +37,7 @@ from labintake.interfaces import InterfaceRegistry
 from labintake.models import InboundMessage
 from labintake.reading.plan import MessagePlan, plan_message
 from labintake.reading.sandbox import ReadingSandbox, StoredMessage
-from labintake.reading.writer import write_plans
+from labintake.reading.writer import bind_plans, write_plans
 from labintake.statuses import MessageStatus
 
 log = logging.getLogger(__name__)
@@ -169,9 +169,10 @@ def read_pending(
     plans = reading.plans(rows)
     handled = 0
     for chunk in chunked(plans, WRITE_CHUNK):  # each a short hold of the write lock
+        bound = bind_plans(engine.dialect, chunk)  # before the lock is taken
         try:
             with Session(engine) as session, session.begin():
-                handled += len(write_plans(session, chunk))
+                handled += len(write_plans(session, chunk, bound=bound))
         except (IntegrityError, DataError, ProgrammingError):
             log.warning("batch of %d could not be written; writing one by one", len(chunk))
             handled += _one_by_one(engine, chunk)

@@ -8,10 +8,13 @@ message another worker or a person got to first is left alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
-from sqlmodel import Session, col
+from sqlalchemy.engine import Dialect
+from sqlmodel import Session
 
 from labintake import lifecycle
 from labintake.db import utcnow
@@ -23,7 +26,8 @@ from labintake.models import (
     OrderDiagnosis,
     OrderTest,
 )
-from labintake.models.tables import insert_rows, table_of
+from labintake.models.orders import first_action_due
+from labintake.models.tables import Bound, bind, insert_bound, insert_bound_returning, table_of
 from labintake.queue.open_queries import ClosedBecause, close_open_queries
 from labintake.reading.cancels import resolve_cancels
 from labintake.reading.plan import MessagePlan
@@ -35,6 +39,64 @@ _TESTS = table_of(OrderTest)
 _DIAGNOSES = table_of(OrderDiagnosis)
 _MESSAGES = table_of(InboundMessage)
 _MESSAGE_EVENTS = table_of(MessageEvent)
+_EVENTS = lifecycle.EVENTS
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPlans:
+    """The new orders of a batch of plans, with their tests, diagnoses and "received" events,
+    as the driver's parameters (`labintake.models.tables.Bound`), each row owned by its
+    order's (message id, group index) and its order id filled in once the orders are in."""
+
+    now: datetime
+    orders: Bound
+    tests: Bound
+    diagnoses: Bound
+    events: Bound
+
+
+def bind_plans(
+    dialect: Dialect,
+    plans: Sequence[MessagePlan],
+    *,
+    actor: str = "system",
+    context: dict[str, Any] | None = None,
+) -> BoundPlans:
+    """Bind every order the plans may write, before the write transaction: on SQLite the
+    binding then no longer holds the write lock that intake's commits wait for. Which of them
+    are written is decided in the transaction (claimed, not deferred, no error)."""
+    now = utcnow()
+    stamps = {"created_at": now, "updated_at": now, "due_at": first_action_due(now)}
+    orders: list[dict[str, Any]] = []
+    tests: list[dict[str, Any]] = []
+    diagnoses: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    owners: dict[str, list[tuple[int, int]]] = {"o": [], "t": [], "d": [], "e": []}
+    for plan in plans:
+        for rows in plan.orders:
+            owner = (plan.message_id, rows.order["group_index"])
+            orders.append({**rows.order, **stamps})
+            owners["o"].append(owner)
+            tests += rows.tests
+            owners["t"] += [owner] * len(rows.tests)
+            diagnoses += rows.diagnoses
+            owners["d"] += [owner] * len(rows.diagnoses)
+            detail = {
+                "message_id": plan.message_id,
+                "control_id": plan.control_id,
+                "group_index": owner[1],
+                **(context or {}),
+            }
+            events.append(lifecycle.event_row(0, "received", detail, actor=actor, now=now))
+            owners["e"].append(owner)
+    later = ("order_id",)
+    return BoundPlans(
+        now=now,
+        orders=bind(dialect, _ORDERS, orders, owners["o"]),
+        tests=bind(dialect, _TESTS, tests, owners["t"], later),
+        diagnoses=bind(dialect, _DIAGNOSES, diagnoses, owners["d"], later),
+        events=bind(dialect, _EVENTS, events, owners["e"]),
+    )
 
 
 def claim(
@@ -48,15 +110,14 @@ def claim(
     it was counted before reading)."""
     if not message_ids:
         return set()
-    attempts = InboundMessage.read_attempts + (1 if count_attempt else 0)
+    # On the table, not the mapped class: the ORM would look for the rows in the session to
+    # update them there too, inside the transaction.
+    attempts = _MESSAGES.c.read_attempts + (1 if count_attempt else 0)
     result = session.execute(
-        update(InboundMessage)
-        .where(
-            col(InboundMessage.id).in_(message_ids),
-            col(InboundMessage.status) == status,
-        )
+        update(_MESSAGES)
+        .where(_MESSAGES.c.id.in_(message_ids), _MESSAGES.c.status == status)
         .values(read_attempts=attempts)
-        .returning(col(InboundMessage.id))
+        .returning(_MESSAGES.c.id)
     )
     return {row[0] for row in result}
 
@@ -69,11 +130,14 @@ def write_plans(
     actor: str = "system",
     context: dict[str, Any] | None = None,
     count_attempt: bool = True,
+    bound: BoundPlans | None = None,
 ) -> list[MessagePlan]:
     """Write what the plans say; returns the plans handled (claimed and not deferred).
 
     A plan whose reading failed (`failure`) leaves its message `received`, the failure in
-    its `error` column and a "read_failed" event: it is tried again alone (see isolation)."""
+    its `error` column and a "read_failed" event: it is tried again alone (see isolation).
+    `bound`: the plans' rows as `bind_plans` made them before the transaction (bound here
+    when not given)."""
     claimed = claim(
         session, [p.message_id for p in plans], claim_status, count_attempt=count_attempt
     )
@@ -85,49 +149,36 @@ def write_plans(
     waiting = [p.message_id for p in plans if p.deferred]
     if waiting:  # not an attempt after all: they are read in a later round
         session.execute(
-            update(InboundMessage)
-            .where(col(InboundMessage.id).in_(waiting))
-            .values(read_attempts=InboundMessage.read_attempts - 1)
+            update(_MESSAGES)
+            .where(_MESSAGES.c.id.in_(waiting))
+            .values(read_attempts=_MESSAGES.c.read_attempts - 1)
         )
     good = [p for p in done if p.reason is None]
-    now = utcnow()
     context = context or {}
+    if bound is None:
+        bound = bind_plans(session.connection().dialect, plans, actor=actor, context=context)
+    now = bound.now
 
-    order_rows = [rows for p in good for rows in p.orders]
-    ids: dict[tuple[int, int], int] = {}
-    if order_rows:
-        for rows in order_rows:
-            rows.order["created_at"] = now
-            rows.order["updated_at"] = now
-        # Core multi-row inserts (no ORM bulk step per row). The new ids come back with their
-        # (message_id, group_index), unique per order: no need to have them in parameter order,
-        # which SQLite could only give one row per statement.
-        result = session.execute(
-            insert(_ORDERS).returning(_ORDERS.c.id, _ORDERS.c.message_id, _ORDERS.c.group_index),
-            [rows.order for rows in order_rows],
-        )
-        ids = {(message_id, group): order_id for order_id, message_id, group in result}
-        tests: list[dict[str, Any]] = []
-        diagnoses: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        by_message = {p.message_id: p for p in good}
-        for rows in order_rows:
-            message_id, group = rows.order["message_id"], rows.order["group_index"]
-            order_id = ids[(message_id, group)]
-            tests += [{**t, "order_id": order_id} for t in rows.tests]
-            diagnoses += [{**d, "order_id": order_id} for d in rows.diagnoses]
-            detail = {
-                "message_id": message_id,
-                "control_id": by_message[message_id].control_id,
-                "group_index": group,
-                **context,
-            }
-            events.append(lifecycle.event_row(order_id, "received", detail, actor=actor, now=now))
-        if tests:
-            insert_rows(session.connection(), _TESTS, tests)
-        if diagnoses:
-            insert_rows(session.connection(), _DIAGNOSES, diagnoses)
-        lifecycle.insert_events(session, events)
+    written = {p.message_id for p in good}
+
+    def mine(owner: tuple[int, int]) -> bool:
+        return owner[0] in written
+
+    connection = session.connection()
+    # Multi-row inserts of rows bound before (no ORM, no Core binding here). The new ids come
+    # back with their (message_id, group_index), unique per order: no need to have them in
+    # the rows' order, which SQLite could only give one row per statement.
+    returned = insert_bound_returning(
+        connection, bound.orders.only(mine), ("id", "message_id", "group_index")
+    )
+    ids: dict[tuple[int, int], int] = {(m, g): order_id for order_id, m, g in returned}
+    for part in (bound.tests, bound.diagnoses):
+        rows = part.only(mine)
+        rows.fill("order_id", ids.__getitem__)
+        insert_bound(connection, rows)
+    events = bound.events.only(mine)
+    events.fill("order_id", ids.__getitem__)
+    insert_bound(connection, events)  # the first events of the transaction: ids in order
 
     _apply_cancels(session, good, ids, now)
     _finish_messages(session, done, now, actor, context)
@@ -204,8 +255,8 @@ def _finish_messages(
     read_ids = [p.message_id for p in plans if p.reason is None]
     if read_ids:
         session.execute(
-            update(InboundMessage)
-            .where(col(InboundMessage.id).in_(read_ids))
+            update(_MESSAGES)
+            .where(_MESSAGES.c.id.in_(read_ids))
             .values(status=MessageStatus.READ, read_at=now, error=None)
         )
     failed = [p for p in plans if p.reason is not None]
