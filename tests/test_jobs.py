@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 from factories_release import add_order, make_orders
 from fakes import ShiftedClock
 from hl7apy.parser import parse_message
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -219,6 +220,48 @@ def test_purge_drops_old_raw_messages_and_keeps_status_and_orders(engine: Engine
         assert purged.status == "read"
         assert kept.raw is not None
         assert session.get(Order, old.id) is not None
+
+
+def test_purge_drops_raw_messages_in_short_transactions_oldest_first(engine: Engine) -> None:
+    """Each batch its own transaction, found through the index of kept messages by arrival
+    and dropped by primary key (on SQLite a write holds the lock intake's ACKs wait for)."""
+    with session_scope(engine) as session:
+        orders = [add_order(session) for _ in range(6)]
+        for days, order in zip((400, 500, 600, 700, 800, 1), orders, strict=True):
+            message = session.get(InboundMessage, order.message_id)
+            assert message is not None
+            message.received_at = utcnow() - timedelta(days=days)
+    commits: list[int] = []
+    statements: list[tuple[str, Any]] = []
+
+    def record(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
+        if "inbound_message" in statement and statement.split()[0] in ("SELECT", "UPDATE"):
+            statements.append((statement, params))
+
+    event.listen(engine, "commit", lambda _conn: commits.append(1))
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert tasks.purge_raw_messages(engine, retention_days=365, batch=2) == 5
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(commits) == 3  # 2 + 2 + 1
+    with Session(engine) as session:
+        kept = [m.received_at for m in session.exec(select(InboundMessage)) if m.raw]
+    assert len(kept) == 1
+    assert kept[0] > utcnow() - timedelta(days=2)
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            cursor = connection.connection.cursor()
+            plans = {
+                statement.split()[0]: [
+                    r[-1] for r in cursor.execute(f"EXPLAIN QUERY PLAN {statement}", params)
+                ]
+                for statement, params in statements
+            }
+        assert plans["SELECT"] == [
+            "SEARCH inbound_message USING INDEX ix_inbound_raw_kept (received_at<?)"
+        ]
+        assert plans["UPDATE"] == ["SEARCH inbound_message USING INTEGER PRIMARY KEY (rowid=?)"]
 
 
 def test_scheduler_keeps_its_jobs_in_the_database_and_runs_delivery(

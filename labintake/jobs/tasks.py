@@ -146,14 +146,46 @@ def daily_summary(engine: Engine, owner: str, day: date | None = None) -> int:
     return 1
 
 
-def purge_raw_messages(engine: Engine, retention_days: int, now: datetime | None = None) -> int:
-    """Drop the raw HL7 of messages older than the retention; status and audit stay."""
+# Messages whose raw HL7 one purge transaction drops.
+PURGE_BATCH = 500
+
+
+def purge_raw_messages(
+    engine: Engine,
+    retention_days: int,
+    now: datetime | None = None,
+    *,
+    batch: int = PURGE_BATCH,
+) -> int:
+    """Drop the raw HL7 of messages older than the retention; status and audit stay.
+
+    The oldest are found in a read (ix_inbound_raw_kept), then dropped `batch` at a time by
+    primary key, each batch its own short transaction: on SQLite a write holds the lock that
+    every ACK of intake waits for, and one statement over the whole table held it for as long
+    as the table took to walk (0.3 s for 300,000 messages; seconds on a year of them)."""
+    if batch < 1:
+        raise ValueError("batch must be at least 1")
     now = now or utcnow()
     cutoff = now - timedelta(days=retention_days)
-    with session_scope(engine) as session:
-        result = session.execute(
-            update(InboundMessage)
-            .where(col(InboundMessage.received_at) < cutoff, col(InboundMessage.raw).is_not(None))
-            .values(raw=None, raw_purged_at=now)
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+    oldest = (
+        select(col(InboundMessage.id))
+        .where(col(InboundMessage.received_at) < cutoff, col(InboundMessage.raw).is_not(None))
+        .order_by(col(InboundMessage.received_at))
+        .limit(batch)
+    )
+    total = 0
+    while True:
+        with engine.connect() as connection:
+            ids = list(connection.execute(oldest).scalars())
+        if not ids:
+            return total
+        with session_scope(engine) as session:
+            result = session.execute(
+                update(InboundMessage)
+                .where(col(InboundMessage.id).in_(ids), col(InboundMessage.raw).is_not(None))
+                .values(raw=None, raw_purged_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            total += int(result.rowcount)  # type: ignore[attr-defined]
+        if len(ids) < batch:
+            return total

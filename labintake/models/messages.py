@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from labintake.db import UTCDateTime, utcnow
@@ -29,6 +29,14 @@ class InboundMessage(SQLModel, table=True):
         ),
         Index("ix_inbound_status_id", "status", "id"),
         Index("ix_inbound_control_id", "control_id"),  # look-up by control id alone
+        # The raw messages still kept, by arrival: the retention purge finds the oldest
+        # without walking the table (purged rows leave the index).
+        Index(
+            "ix_inbound_raw_kept",
+            "received_at",
+            sqlite_where=text("raw IS NOT NULL"),
+            postgresql_where=text("raw IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
