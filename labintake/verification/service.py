@@ -48,7 +48,7 @@ from labintake.verification.stored import (
     select_orders,
 )
 from labintake.verification.stored_history import load_histories
-from labintake.verification.writer import write_results
+from labintake.verification.writer import BoundResults, bind_results, write_results
 
 if TYPE_CHECKING:
     from labintake.config import Settings
@@ -160,8 +160,11 @@ def verify_pending(
         done = 0
         pairs = list(zip(stored, results, strict=True))
         for part in chunked_by(pairs, WRITE_CHUNK, WRITE_ROWS, _rows_written):
+            part_stored, part_results = [s for s, _ in part], [r for _, r in part]
+            # Bound before the write lock is taken (see verification.writer.BoundResults).
+            bound = bind_results(engine.dialect, _verified(part_stored, part_results))
             with session.begin():
-                done += _write_all(session, [s for s, _ in part], [r for _, r in part], actor)
+                done += _write_all(session, part_stored, part_results, actor, bound)
         return done
 
 
@@ -173,20 +176,31 @@ def _rows_written(pair: tuple[StoredOrder, VerificationResult | str]) -> int:
     return 3 + findings + len(stored.tests)
 
 
+def _verified(
+    stored: Sequence[StoredOrder], results: Sequence[VerificationResult | str]
+) -> list[tuple[StoredOrder, VerificationResult, str]]:
+    """The orders the rules gave a result for (not a failure), with the status they were
+    verified in."""
+    return [
+        (item, result, OrderStatus.RECEIVED)
+        for item, result in zip(stored, results, strict=True)
+        if not isinstance(result, str)
+    ]
+
+
 def _write_all(
     session: Session,
     stored: Sequence[StoredOrder],
     results: Sequence[VerificationResult | str],
     actor: str,
+    bound: BoundResults | None = None,
 ) -> int:
     done = 0
-    batch: list[tuple[StoredOrder, VerificationResult, str]] = []
     for item, result in zip(stored, results, strict=True):
         if isinstance(result, str):
             done += _mark_failed(session, item, result, actor)
-        else:
-            batch.append((item, result, OrderStatus.RECEIVED))
-    outcomes = write_results(session, batch, actor, OrderEventKind.VERIFIED)
+    batch = _verified(stored, results)
+    outcomes = write_results(session, batch, actor, OrderEventKind.VERIFIED, bound)
     if len(outcomes) < len(batch):
         log.info("%d order(s) changed while being verified", len(batch) - len(outcomes))
     return done + len(outcomes)

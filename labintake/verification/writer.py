@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, update
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session
 
 from labintake import lifecycle
@@ -23,7 +25,7 @@ from labintake.db import utcnow
 from labintake.lifecycle import OrderEventKind
 from labintake.models import Finding as FindingRow
 from labintake.models import OrderTest, Verification
-from labintake.models.tables import insert_rows, table_of
+from labintake.models.tables import Bound, bind, insert_bound, insert_bound_returning, table_of
 from labintake.statuses import FindingState, OrderStatus
 from labintake.verification.findings import Finding, VerificationResult
 from labintake.verification.stored import FindingRecord, StoredOrder, finding_key
@@ -79,25 +81,88 @@ def _plan(stored: StoredOrder, result: VerificationResult, expected_status: str)
     return _Plan(stored, result, expected, status, pairs, resolved)
 
 
+@dataclass(frozen=True, slots=True)
+class BoundResults:
+    """A batch of results as far as it can be written before the write transaction: each
+    order's plan (by the status it was verified in), and its verification row and new
+    findings bound (`labintake.models.tables.Bound`, owned by order id; the findings'
+    verification id filled in once the verifications are in). On SQLite the binding then
+    does not hold the write lock that intake's commits wait for."""
+
+    now: datetime
+    plans: dict[OrderStatus, list[_Plan]]
+    verifications: Bound
+    findings: Bound
+
+
+def bind_results(
+    dialect: Dialect, batch: Sequence[tuple[StoredOrder, VerificationResult, str]]
+) -> BoundResults:
+    """Plan and bind (stored order, result, status it was verified in) triples."""
+    now = utcnow()
+    plans: dict[OrderStatus, list[_Plan]] = {}
+    verifications: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
+    owners: list[int] = []
+    for stored, result, expected in batch:
+        plan = _plan(stored, result, expected)
+        plans.setdefault(plan.expected_status, []).append(plan)
+        verifications.append(
+            {
+                "order_id": stored.id,
+                "at": now,
+                "table_versions": dict(result.table_versions),
+                "rules_version": result.rules_version,
+                "outcome": result.status,
+            }
+        )
+        for finding, row in plan.pairs:
+            if row is None:
+                findings.append(
+                    {
+                        "severity": finding.severity,
+                        "message": finding.message,
+                        "clarify": finding.clarify,
+                        "test_seq": finding.test_seq,
+                        "reference": _reference(finding),
+                        "order_id": stored.id,
+                        "code": finding.code,
+                        "location": finding.location,
+                        "state": FindingState.OPEN,
+                        "override_reason": None,
+                    }
+                )
+                owners.append(stored.id)
+    return BoundResults(
+        now=now,
+        plans=plans,
+        verifications=bind(
+            dialect, VERIFICATIONS, verifications, owners=[s.id for s, _, _ in batch]
+        ),
+        findings=bind(dialect, FINDINGS, findings, owners=owners, later=("verification_id",)),
+    )
+
+
 def write_results(
     session: Session,
     batch: Sequence[tuple[StoredOrder, VerificationResult, str]],
     actor: str,
     action: OrderEventKind,
+    bound: BoundResults | None = None,
 ) -> list[Outcome]:
     """Store (stored order, result, status it was verified in) triples; the outcomes of the
-    orders written (those whose status changed meanwhile are left out)."""
-    now = utcnow()
-    by_expected: dict[OrderStatus, list[_Plan]] = {}
-    for stored, result, expected in batch:
-        plan = _plan(stored, result, expected)
-        by_expected.setdefault(plan.expected_status, []).append(plan)
+    orders written (those whose status changed meanwhile are left out). `bound`: the batch
+    as `bind_results` made it before the transaction (made here when not given)."""
+    if bound is None:
+        bound = bind_results(session.connection().dialect, batch)
     outcomes: list[Outcome] = []
-    for expected, plans in by_expected.items():
+    for expected, plans in bound.plans.items():
         by_id = {plan.stored.id: plan for plan in plans}
 
-        def write(moved: Sequence[int], by_id: dict[int, _Plan] = by_id) -> dict[int, Any]:
-            written = _write(session, [by_id[i] for i in moved], now)
+        def write(
+            moved: Sequence[int], by_id: dict[int, _Plan] = by_id, bound: BoundResults = bound
+        ) -> dict[int, Any]:
+            written = _write(session, [by_id[i] for i in moved], bound)
             outcomes.extend(outcome for outcome, _ in written.values())
             return {i: detail for i, (_, detail) in written.items()}
 
@@ -109,36 +174,29 @@ def write_results(
             actor=actor,
             detail=write,
             sources=[expected],
-            values={"verified_at": now},
-            now=now,
+            values={"verified_at": bound.now},
+            now=bound.now,
         )
     return outcomes
 
 
 def _write(
-    session: Session, plans: list[_Plan], now: Any
+    session: Session, plans: list[_Plan], bound: BoundResults
 ) -> dict[int, tuple[Outcome, dict[str, Any]]]:
     """The rows of the orders claimed: verifications, findings, tests; each order's outcome
     and its event's detail."""
     if not plans:
         return {}
+    claimed = {plan.stored.id for plan in plans}
+    conn = session.connection()
     # One row per order: the ids come back with their order ids, so the rows need not come
     # back in parameter order (which SQLite gives only one INSERT per row).
-    ids = session.execute(
-        insert(VERIFICATIONS).returning(VERIFICATIONS.c.id, VERIFICATIONS.c.order_id),
-        [
-            {
-                "order_id": plan.stored.id,
-                "at": now,
-                "table_versions": dict(plan.result.table_versions),
-                "rules_version": plan.result.rules_version,
-                "outcome": plan.result.status,
-            }
-            for plan in plans
-        ],
-    ).all()
+    ids = insert_bound_returning(
+        conn, bound.verifications.only(claimed.__contains__), ("id", "order_id")
+    )
     verification_of = {order_id: vid for vid, order_id in ids}
-    new_rows: list[dict[str, Any]] = []
+    new_rows = bound.findings.only(claimed.__contains__)
+    new_rows.fill("verification_id", verification_of.__getitem__)
     kept_rows: list[dict[str, Any]] = []
     resolved_ids: list[int] = []
     test_rows: list[dict[str, Any]] = []
@@ -148,30 +206,22 @@ def _write(
         vid = verification_of[order_id]
         outcome = Outcome(order_id, plan.expected_status, plan.status)
         for finding, row in plan.pairs:
-            values = {
-                "verification_id": vid,
-                "severity": finding.severity,
-                "message": finding.message,
-                "clarify": finding.clarify,
-                "test_seq": finding.test_seq,
-                "reference": _reference(finding),
-            }
             label = _label(finding.code, finding.location)
             if row is None:
-                new_rows.append(
-                    {
-                        **values,
-                        "order_id": order_id,
-                        "code": finding.code,
-                        "location": finding.location,
-                        "state": FindingState.OPEN,
-                        "override_reason": None,
-                    }
-                )
                 outcome.added.append(label)
-            else:
-                kept_rows.append({f"b_{k}": v for k, v in values.items()} | {"b_id": row.id})
-                outcome.kept.append(label)
+                continue
+            kept_rows.append(
+                {
+                    "b_verification_id": vid,
+                    "b_severity": finding.severity,
+                    "b_message": finding.message,
+                    "b_clarify": finding.clarify,
+                    "b_test_seq": finding.test_seq,
+                    "b_reference": _reference(finding),
+                    "b_id": row.id,
+                }
+            )
+            outcome.kept.append(label)
         for row in plan.resolved:
             resolved_ids.append(row.id)
             outcome.resolved.append(_label(row.code, row.location))
@@ -193,8 +243,7 @@ def _write(
                     }
                 )
         written[order_id] = (outcome, _event_detail(outcome, plan.result, vid))
-    if new_rows:
-        insert_rows(session.connection(), FINDINGS, new_rows)
+    insert_bound(conn, new_rows)
     if kept_rows:
         session.execute(
             update(FINDINGS)
