@@ -5,7 +5,8 @@ waits for, from its start to the commit. SQLite has no table statistics here, so
 with a status beside the keys can make its planner walk the status index instead (every
 pending message of the outbox, every verified order): a cost that grows with a backlog,
 such as the one an outage of the LIS leaves. These tests read SQLite's query plan of each
-UPDATE that release and delivery run."""
+UPDATE that release and delivery run, and of the read choosing the due messages, which must
+stop at its limit rather than sort every due message."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from sqlalchemy.engine import Engine
 from labintake.release.bulk import release_verified
 from labintake.release.delivery import claim_due
 
-# A step walking an index on the status alone, or a whole table.
-_WALK = re.compile(r"USING (COVERING )?INDEX \w+ \(status=\?\)$|^SCAN (?!.*CONSTANT)")
+# A step walking an index on the status alone, a whole table, or sorting what it found.
+_WALK = re.compile(
+    r"USING (COVERING )?INDEX \w+ \(status=\?\)$|^SCAN (?!.*CONSTANT)|TEMP B-TREE FOR ORDER BY"
+)
 
 
 def _updates_of(engine: Engine, run: Any) -> list[tuple[str, Any]]:
@@ -29,7 +32,8 @@ def _updates_of(engine: Engine, run: Any) -> list[tuple[str, Any]]:
 
     def record(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
         words = statement.split()
-        if not many and (words[0] in ("UPDATE", "WITH") or "outbox.order_id IN" in statement):
+        finds = "outbox.order_id IN" in statement or "FROM outbox o" in statement
+        if not many and (words[0] in ("UPDATE", "WITH") or finds):
             seen.append((statement, params))
 
     event.listen(engine, "before_cursor_execute", record)
@@ -74,3 +78,4 @@ def test_release_and_delivery_update_their_rows_by_key(engine: Engine) -> None:
     assert shown.count("UPDATE lab_order SET") == 1
     assert shown.count("UPDATE outbox SET") == 2
     assert any(s.startswith("SELECT outbox.id") for s in shown)
+    assert shown.count("SELECT o.id FROM") == 1  # the due messages, chosen in a read

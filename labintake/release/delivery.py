@@ -58,6 +58,12 @@ class Outcome:
 # statistics yet, as right after a burst, PostgreSQL planned it as a nested loop of bitmap
 # scans over every pending row for every pending row: 140 s for one claim on a backlog of
 # 6,200, so delivery fell to a few dozen messages a second and then stopped.)
+#
+# Most overdue first (ties by id): the order of ix_outbox_due (status, next_attempt_at), so
+# the walk stops at the `limit`-th due message. Ordered by id alone, every due message was
+# read and sorted for each claim: with 100,000 pending, as after an outage of the LIS, 0.4 s
+# a claim instead of 1 ms. Which messages go in one claim is all this changes: one patient's
+# orders still go in release order (the lowest pending id of its sequence key goes first).
 _DUE = """
 SELECT o.id FROM outbox o
 WHERE o.destination = :destination AND o.status = 'pending' AND o.next_attempt_at <= :now
@@ -66,7 +72,7 @@ WHERE o.destination = :destination AND o.status = 'pending' AND o.next_attempt_a
     SELECT min(p.id) FROM outbox p
     WHERE p.destination = o.destination AND p.sequence_key = o.sequence_key
       AND p.status = 'pending')
-ORDER BY o.id
+ORDER BY o.next_attempt_at, o.id
 LIMIT :limit
 """
 
