@@ -16,8 +16,10 @@ already retried once and waiting for their next attempt), starts ``labintake ser
 with the LIS at a loopback port nobody listens on, and sends ``--rate`` synthetic orders a
 second for ``--seconds`` over persistent connections (the pipeline benchmark's open-loop
 load), after two seconds of the same load to warm the service up. It prints the ACK latency
-(p50, p99, max) and, with ``--lock-holds``, each write transaction's hold of the lock. Only
-loopback addresses are used.
+(p50, p99, max) and, with ``--lock-holds``, each write transaction's hold of the lock. Then,
+with ``--recovery SECONDS``, the LIS comes back: the service stopped, a sender in this process
+(the service's sender settings) delivers the backlog to the stub LIS for that long, and the
+run prints the messages delivered per second. Only loopback addresses are used.
 """
 
 from __future__ import annotations
@@ -36,23 +38,30 @@ from benchmarks.databases import store_received
 from benchmarks.loadgen import percentile
 from benchmarks.messages import synthetic_orders
 from benchmarks.pipeline import Instances, lock_holds_env, open_loop, print_lock_holds
+from benchmarks.release import start_stub
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
 from labintake.interfaces import load_interfaces
 from labintake.reading import read_until_empty
 from labintake.release.bulk import release_verified
+from labintake.release.connection import Endpoint
+from labintake.release.delivery import RetryPolicy
+from labintake.release.sender import Sender, SenderOptions
 from labintake.verification.service import pending_verifier
 
 REPO = Path(__file__).resolve().parent.parent
 WARM_UP_PAUSE_SECONDS = 3.0
 
 # Copies of the seed's outbox rows, each a message of an order of its own (sequence key and
-# control id made unique); one in ten has been tried once and waits for its next attempt.
+# control id made unique, in the row and in the message's MSH-10, which the LIS's ACK must
+# name); one in ten has been tried once and waits for its next attempt.
 _COPY = """
 INSERT INTO outbox (order_id, kind, destination, sequence_key, control_id, message_type,
   message, status, attempts, ack_code, created_by, created_at, updated_at, next_attempt_at)
 SELECT o.order_id, o.kind, o.destination, o.sequence_key || '-' || c.n,
-  o.control_id || '-' || c.n, o.message_type, o.message, 'pending',
+  o.control_id || '-' || c.n, o.message_type,
+  CAST(replace(CAST(o.message AS TEXT), o.control_id, o.control_id || '-' || c.n) AS BLOB),
+  'pending',
   CASE WHEN c.n % 10 = 0 THEN 1 ELSE 0 END, '', 'system', o.created_at, o.updated_at,
   CASE WHEN c.n % 10 = 0 THEN datetime('now', '+1 hour') ELSE o.next_attempt_at END
 FROM outbox o, (WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < :copies)
@@ -94,6 +103,31 @@ def build_backlog(url: str, seed: int, backlog: int) -> int:
         engine.dispose()
 
 
+def recovery(url: str, seconds: float) -> tuple[int, float]:
+    """The LIS back: deliver for `seconds` (rounds of the service's sender, one persistent
+    connection to the stub LIS); the messages delivered and the seconds taken."""
+    engine = make_engine(url)
+    stub, port = start_stub()
+    sender = Sender(
+        engine,
+        Endpoint("127.0.0.1", port, ack_timeout=10.0),
+        RetryPolicy(max_attempts=5, base_seconds=0.1, cap_seconds=1.0),
+        options=SenderOptions(),
+    )
+    delivered = 0
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < seconds:
+            delivered += sender.deliver_due()
+    finally:
+        elapsed = time.perf_counter() - started
+        sender.close()
+        stub.terminate()
+        stub.wait(10)
+        engine.dispose()
+    return delivered, elapsed
+
+
 def closed_port() -> int:
     """A loopback port nobody listens on (bound, then closed)."""
     with socket.socket() as probe:
@@ -109,6 +143,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--lock-holds", action="store_true")
+    parser.add_argument("--recovery", type=float, default=0.0, help="seconds of delivery after")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="labintake-outage-"))
@@ -143,6 +178,13 @@ def main() -> None:
         )
         if args.lock_holds:
             print_lock_holds(workdir / "lock-holds")
+        if args.recovery:
+            delivered, seconds = recovery(url, args.recovery)
+            print(
+                f"recovery: {delivered} delivered in {seconds:.1f} s, "
+                f"{delivered / seconds:.0f} messages/s",
+                flush=True,
+            )
     finally:
         if args.keep:
             print(f"work folder kept: {workdir}")
