@@ -131,7 +131,7 @@ def test_lis_down_for_a_while_then_back_gets_every_order_exactly_once(engine: En
     assert statuses(engine) == {"released": 12}
     with Session(engine) as session:
         attempts = session.exec(select(OutboxEntry.attempts)).all()
-    assert all(a >= 1 for a in attempts)
+    assert sorted(attempts) == [0] * 7 + [1] * 5  # one connection attempt, one message, a round
     lis = StubLis(port=port).start()  # back on the same address
     try:
         wait_until(
@@ -504,6 +504,36 @@ def test_backoff_grows_with_each_failed_attempt_and_is_crossed_by_the_clock(
     assert statuses(engine) == {"delivered": 1}
     assert len(transport.sent) == 5
     assert len(set(transport.sent)) == 1  # every retry carried the same control id
+
+
+def test_an_unreachable_lis_costs_one_attempt_a_round_and_pauses_the_sender(
+    engine: Engine,
+) -> None:
+    """Nothing can be sent: the message tried counts an attempt, the rest of the round goes
+    back untouched, and the sender waits (doubling, as the retry policy) before connecting
+    again. A long outage does not turn the backlog into dead letters."""
+    make_orders(engine, 30)
+    release_verified(engine)
+    clock = ShiftedClock()
+    transport = MemoryTransport(responder=unreachable)
+    policy = RetryPolicy(max_attempts=3, base_seconds=10.0, cap_seconds=80.0)
+    sender = Sender(engine, None, policy, transport=transport, clock=clock)
+    # Each pause the fixed half of the policy's step, doubling, at most 30 s.
+    for pause in [5.0, 10.0, 20.0, 30.0, 30.0, 30.0]:
+        assert sender.deliver_due() == 1  # one connection attempt, one message tried
+        assert sender.deliver_due() == 0  # paused: no claim, no connection attempt
+        clock.advance(pause - 0.5)
+        assert sender.deliver_due() == 0
+        clock.advance(0.6)
+    assert len(transport.sent) == 6
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxEntry.status, OutboxEntry.attempts)).all()
+    assert {status for status, _ in rows} == {"pending"}  # no dead letter
+    assert sorted(attempts for _, attempts in rows) == [0] * 24 + [1] * 6
+    transport.responder = lambda _m, control_id: AckReply("AA", control_id, "")
+    clock.advance(80.0)
+    assert deliver_until_idle(sender) == 30
+    assert statuses(engine) == {"delivered": 30}
 
 
 def test_a_failure_on_an_open_connection_counts_one_attempt_and_gives_the_rest_back(

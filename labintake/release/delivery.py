@@ -100,8 +100,8 @@ def claim_due(
     lease_seconds: float = 120.0,
     now: datetime | None = None,
 ) -> list[Claimed]:
-    """Claim up to `limit` due messages for `token` and return them, oldest first. `now` is
-    the clock's time (default: the system clock).
+    """Claim up to `limit` due messages for `token` and return them, most overdue first (then
+    by id). `now` is the clock's time (default: the system clock).
 
     On PostgreSQL, one statement: the due rows are chosen once, in a materialized CTE: as a
     plain ``IN (subquery)`` the planner may run the subquery again for each row it updates,
@@ -131,12 +131,15 @@ def claim_due(
                         f"UPDATE outbox SET claimed_by = :token, claimed_until = :until "
                         f"WHERE id IN (SELECT id FROM due) AND status = 'pending' "
                         f"AND (claimed_until IS NULL OR claimed_until < :now) "
-                        f"RETURNING id, control_id, message"
+                        f"RETURNING id, control_id, message, next_attempt_at"
                     ),
                     params,
                 ).all()
             )
-    return sorted((Claimed(int(i), str(c), bytes(m)) for i, c, m in rows), key=lambda e: e.id)
+    # Most overdue first, as chosen: when the destination cannot be reached, the attempt the
+    # round counts falls on the message that waited longest, not always on the lowest id.
+    rows.sort(key=lambda row: (row[3], row[0]))
+    return [Claimed(int(i), str(c), bytes(m)) for i, c, m, _ in rows]
 
 
 # The claim proper, by primary key. `+status`: SQLite's way to keep a term from choosing the
@@ -146,7 +149,7 @@ _CLAIM_SQLITE = text(
     "UPDATE outbox SET claimed_by = :token, claimed_until = :until "
     "WHERE id IN :ids AND +status = 'pending' "
     "AND (claimed_until IS NULL OR claimed_until < :now) "
-    "RETURNING id, control_id, message"
+    "RETURNING id, control_id, message, next_attempt_at"
 ).bindparams(bindparam("ids", expanding=True))
 
 

@@ -75,6 +75,10 @@ def policy_from_settings(settings: Settings) -> RetryPolicy:
     )
 
 
+# While the destination cannot be reached, the longest wait between two connection attempts.
+UNREACHABLE_PAUSE_CAP_SECONDS = 30.0
+
+
 class Sender:
     """Delivers one destination's outbox; call `deliver_due` repeatedly (it is one round)."""
 
@@ -104,15 +108,32 @@ class Sender:
         self.clock = clock
         self._round = 0
         self._lock = threading.Lock()
+        # Rounds in a row that could not reach the destination, and (clock.monotonic) when
+        # the next may try: while it is unreachable, one connection attempt per pause.
+        self._unreachable = 0
+        self._paused_until = 0.0
         # Called after each ACK, before outcomes are committed (tests use it to stop a
         # sender mid-round the way a crash would).
         self.after_exchange: Callable[[int], None] | None = None
 
     def deliver_due(self) -> int:
         """One round: claim, send, record. Returns how many messages were handled
-        (delivered, refused or put back for a retry); 0 means nothing was due."""
+        (delivered, refused or put back for a retry); 0 means nothing was due, or the
+        destination could not be reached and the sender waits before trying it again."""
         with self._lock:
+            if self.clock.monotonic() < self._paused_until:
+                return 0
             return self._round_locked()
+
+    def _unreachable_pause(self) -> float:
+        """Seconds before connecting again after this many unreachable rounds in a row: the
+        fixed half of the retry policy's step (so the message tried is due again by then), at
+        most UNREACHABLE_PAUSE_CAP_SECONDS (delivery resumes soon after the destination is
+        back)."""
+        self._unreachable += 1
+        attempts = self._unreachable
+        step = min(self.policy.cap_seconds, self.policy.base_seconds * 2.0 ** (attempts - 1))
+        return min(step / 2, UNREACHABLE_PAUSE_CAP_SECONDS)
 
     def _round_locked(self) -> int:
         self._round += 1
@@ -141,15 +162,25 @@ class Sender:
                 reply = self.transport.exchange(entry.message, entry.control_id)
             except DeliveryFailure as exc:
                 log.warning("delivery of %s failed: %s", entry.control_id, exc)
-                rest = [e.id for e in entries[index + 1 :]]
+                # The message tried counts an attempt; the rest of the round goes back
+                # untouched. Unreachable (nothing sent, nothing could be): the others would
+                # fail the same way, and counting an attempt on each would turn a backlog into
+                # dead letters within one backoff schedule; the sender waits instead.
+                pending.append(Outcome(entry.id, DeliveryOutcome.RETRY, text=str(exc)))
+                untried = [e.id for e in entries[index + 1 :]]
                 if exc.unreachable:
-                    pending.extend(
-                        Outcome(i, DeliveryOutcome.RETRY, text=str(exc)) for i in [entry.id, *rest]
+                    pause = self._unreachable_pause()
+                    self._paused_until = self.clock.monotonic() + pause
+                    log.warning(
+                        "%s unreachable (%d round(s) in a row); next attempt in %.1f s, "
+                        "%d message(s) given back untried",
+                        self.destination,
+                        self._unreachable,
+                        pause,
+                        len(untried),
                     )
-                else:
-                    pending.append(Outcome(entry.id, DeliveryOutcome.RETRY, text=str(exc)))
-                    untried = rest
                 break
+            self._unreachable = 0
             if reply.accepted:
                 pending.append(Outcome(entry.id, DeliveryOutcome.DELIVERED, ack_code=reply.code))
             elif reply.code in REFUSED:
