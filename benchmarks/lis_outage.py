@@ -39,17 +39,13 @@ from benchmarks.loadgen import percentile
 from benchmarks.messages import synthetic_orders
 from benchmarks.pipeline import Instances, lock_holds_env, open_loop, print_lock_holds
 from benchmarks.release import start_stub
-from labintake.config import Settings
+from benchmarks.stages import bench_settings, service_sender
 from labintake.db import make_engine, migrate
 from labintake.interfaces import load_interfaces
 from labintake.reading import read_until_empty
 from labintake.release.bulk import release_verified
-from labintake.release.connection import Endpoint
-from labintake.release.delivery import RetryPolicy
-from labintake.release.sender import Sender, SenderOptions
 from labintake.verification.service import pending_verifier
 
-REPO = Path(__file__).resolve().parent.parent
 WARM_UP_PAUSE_SECONDS = 3.0
 
 # Copies of the seed's outbox rows, each a message of an order of its own (sequence key and
@@ -76,12 +72,7 @@ def build_backlog(url: str, seed: int, backlog: int) -> int:
     engine = make_engine(url)
     try:
         store_received(engine, seed, "SEED")
-        settings = Settings(
-            development=True,
-            database_url=url,
-            interfaces_dir=REPO / "interfaces",
-            code_tables_dir=REPO / "code_tables",
-        )
+        settings = bench_settings(url)
         registry = load_interfaces(settings.interfaces_dir)
         read_until_empty(engine, registry)
         verify = pending_verifier(settings, engine, registry)
@@ -108,12 +99,7 @@ def recovery(url: str, seconds: float) -> tuple[int, float]:
     connection to the stub LIS); the messages delivered and the seconds taken."""
     engine = make_engine(url)
     stub, port = start_stub()
-    sender = Sender(
-        engine,
-        Endpoint("127.0.0.1", port, ack_timeout=10.0),
-        RetryPolicy(max_attempts=5, base_seconds=0.1, cap_seconds=1.0),
-        options=SenderOptions(),
-    )
+    sender = service_sender(engine, port)
     delivered = 0
     started = time.perf_counter()
     try:

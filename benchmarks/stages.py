@@ -66,6 +66,27 @@ class StageTime:
     cpu: float
 
 
+def bench_settings(url: str) -> Settings:
+    """Development settings on `url` with this checkout's interfaces and code tables."""
+    return Settings(
+        development=True,
+        database_url=url,
+        interfaces_dir=REPO / "interfaces",
+        code_tables_dir=REPO / "code_tables",
+    )
+
+
+def service_sender(engine: Engine, port: int) -> Sender:
+    """The service's sender settings (SenderOptions defaults), one persistent connection to
+    the stub LIS on `port`."""
+    return Sender(
+        engine,
+        Endpoint("127.0.0.1", port, ack_timeout=10.0),
+        RetryPolicy(max_attempts=5, base_seconds=0.1, cap_seconds=1.0),
+        options=SenderOptions(),
+    )
+
+
 def peer_cpu_per_message(raws: list[bytes]) -> float:
     """python-hl7's parse plus ACK, in memory: CPU seconds per message."""
     texts = [raw.decode("ascii") for raw in raws]
@@ -111,23 +132,12 @@ def run_stages(
     try:
         raws = store_received(engine, count, "STAGE")
         peer = peer_cpu_per_message(raws)
-        settings = Settings(
-            development=True,
-            database_url=url,
-            interfaces_dir=REPO / "interfaces",
-            code_tables_dir=REPO / "code_tables",
-        )
+        settings = bench_settings(url)
         registry = load_interfaces(settings.interfaces_dir)
         verify = pending_verifier(settings, engine, registry)
         verify(1)  # loads the code tables outside the measured time
         stub, port = start_stub()
-        # The service's sender settings (SenderOptions defaults), one persistent connection.
-        sender = Sender(
-            engine,
-            Endpoint("127.0.0.1", port, ack_timeout=10.0),
-            RetryPolicy(max_attempts=5, base_seconds=0.1, cap_seconds=1.0),
-            options=SenderOptions(),
-        )
+        sender = service_sender(engine, port)
         if settle:
             heap.settle()  # as the worker processes do once started
         try:
