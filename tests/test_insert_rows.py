@@ -4,6 +4,7 @@ transaction (`bind`, `insert_bound`, `insert_bound_returning`) store the same.""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -214,3 +215,25 @@ def test_inserts_returning_give_each_row_its_id_across_statements(engine: Engine
         stored = {tuple(r) for r in connection.execute(query)}
     assert len(returned) == count
     assert set(returned) == stored
+
+
+def test_inserts_returning_keep_within_sqlites_parameter_limit(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's limit on bound parameters, set per connection")
+    order_id = _order(engine)
+    rows = [
+        {"order_id": order_id, "at": AT, "actor": "lim", "action": f"a{n}", "detail": {}}
+        for n in range(95)
+    ]
+    with engine.begin() as connection:
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        before = raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 50)  # ten rows of five
+        try:
+            returned = insert_bound_returning(
+                connection, bind(engine.dialect, EVENTS, rows), ("id", "action")
+            )
+        finally:
+            raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, before)
+    assert sorted(action for _, action in returned) == sorted(f"a{n}" for n in range(95))
+    assert len(_stored(engine, "lim")) == 95

@@ -3,6 +3,7 @@ updates, plain-row selects), where building ORM objects would cost more than the
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,8 +118,17 @@ def insert_bound(connection: Connection, bound: Bound) -> None:
         connection.exec_driver_sql(prepared.sql, named)
 
 
-# Bound parameters per statement: SQLite's default limit since 3.32, PostgreSQL's protocol's.
-_MAX_PARAMETERS = {"sqlite": 32766, "postgresql": 65535}
+# Bound parameters per statement on PostgreSQL (its protocol's limit); SQLite says its own.
+_POSTGRESQL_MAX_PARAMETERS = 65535
+
+
+def _max_parameters(connection: Connection) -> int:
+    """How many parameters one statement may bind on this connection."""
+    if connection.dialect.name == "sqlite":
+        raw = connection.connection.dbapi_connection
+        limit: int = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
+        return limit
+    return _POSTGRESQL_MAX_PARAMETERS
 
 
 def insert_bound_returning(
@@ -141,7 +151,7 @@ def insert_bound_returning(
         f"({', '.join(preparer.quote(k) for k in keys)}) VALUES "
     )
     tail = " RETURNING " + ", ".join(preparer.quote(c) for c in returning)
-    per_statement = max(1, min(1000, _MAX_PARAMETERS.get(dialect.name, 999) // len(keys)))
+    per_statement = max(1, min(1000, _max_parameters(connection) // len(keys)))
     returned: list[tuple[Any, ...]] = []
     for start in range(0, len(bound.parameters), per_statement):
         chunk = bound.parameters[start : start + per_statement]
