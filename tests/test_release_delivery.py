@@ -451,6 +451,64 @@ def test_service_killed_mid_delivery_loses_nothing_and_the_lis_takes_each_order_
     assert all(n == 1 for _, n in events)
 
 
+def _delivered_events(engine: Engine) -> dict[int, dict[str, object]]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OrderEvent.order_id, OrderEvent.detail).where(OrderEvent.action == "delivered")
+        ).all()
+    return {order_id: dict(detail) for order_id, detail in rows}
+
+
+def test_delivered_events_bound_from_the_claim_say_what_the_outbox_returned(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender passes its claims, so the "delivered" events are bound before the write;
+    they are the events the outbox's own answer would make. A message whose row changed
+    since the claim gets its event from the outbox's answer instead."""
+    ids = make_orders(engine, 4)
+    release_verified(engine)
+    with engine.begin() as conn:  # one message tried twice before
+        conn.execute(text("UPDATE outbox SET attempts = 2 WHERE order_id = :o"), {"o": ids[0]})
+    transport = MemoryTransport(responder=lambda _m, control_id: AckReply("AA", control_id, ""))
+    sender = Sender(engine, None, FAST, transport=transport, clock=ShiftedClock())
+
+    def bound_inside(*_args: object) -> None:
+        raise AssertionError("the delivered events were bound inside the transaction")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lifecycle, "insert_events", bound_inside)
+        assert sender.deliver_due() == 4
+    with Session(engine) as session:
+        control = dict(session.exec(select(OutboxEntry.order_id, OutboxEntry.control_id)).all())
+    expected = {
+        order_id: {
+            "before": {"status": "released"},
+            "after": {"status": "delivered"},
+            "control_id": control[order_id],
+            "ack_code": "AA",
+            "attempts": 3 if order_id == ids[0] else 1,
+        }
+        for order_id in ids
+    }
+    assert _delivered_events(engine) == expected
+    # A claim that no longer says what the row holds: the outbox's answer wins.
+    more = make_orders(engine, 1)
+    release_verified(engine)
+    [claim] = claim_due(engine, "stale", limit=10)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE outbox SET attempts = 7 WHERE id = :i"), {"i": claim.id})
+    record_outcomes(
+        engine,
+        "stale",
+        [Outcome(claim.id, DeliveryOutcome.DELIVERED, ack_code="CA")],
+        FAST,
+        claims={claim.id: claim},
+    )
+    assert claim.attempts == 0
+    assert _delivered_events(engine)[more[0]]["attempts"] == 8
+    assert _delivered_events(engine)[more[0]]["ack_code"] == "CA"
+
+
 def test_a_slow_round_stops_inside_its_claim_lease_and_gives_the_rest_back(
     engine: Engine,
 ) -> None:

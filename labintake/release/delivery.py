@@ -84,6 +84,13 @@ class Claimed:
     id: int
     control_id: str
     message: bytes
+    order_id: int = 0
+    kind: str = ""
+    attempts: int = 0  # before this one
+
+
+# What a claim returns of each message: Claimed's fields, and when it was due (the order).
+_CLAIMED_COLUMNS = "id, control_id, message, next_attempt_at, order_id, kind, attempts"
 
 
 def _db_time(engine: Engine, value: datetime) -> datetime:
@@ -131,7 +138,7 @@ def claim_due(
                         f"UPDATE outbox SET claimed_by = :token, claimed_until = :until "
                         f"WHERE id IN (SELECT id FROM due) AND status = 'pending' "
                         f"AND (claimed_until IS NULL OR claimed_until < :now) "
-                        f"RETURNING id, control_id, message, next_attempt_at"
+                        f"RETURNING {_CLAIMED_COLUMNS}"
                     ),
                     params,
                 ).all()
@@ -139,17 +146,20 @@ def claim_due(
     # Most overdue first, as chosen: when the destination cannot be reached, the attempt the
     # round counts falls on the message that waited longest, not always on the lowest id.
     rows.sort(key=lambda row: (row[3], row[0]))
-    return [Claimed(int(i), str(c), bytes(m)) for i, c, m, _ in rows]
+    return [
+        Claimed(int(i), str(c), bytes(m), int(order), str(kind), int(attempts))
+        for i, c, m, _, order, kind, attempts in rows
+    ]
 
 
 # The claim proper, by primary key. `+status`: SQLite's way to keep a term from choosing the
 # index (https://sqlite.org/optoverview.html, "Disqualifying WHERE clause terms"); without
 # it, having no statistics, SQLite walks ix_outbox_due over every pending message.
 _CLAIM_SQLITE = text(
-    "UPDATE outbox SET claimed_by = :token, claimed_until = :until "
+    "UPDATE outbox SET claimed_by = :token, claimed_until = :until "  # noqa: S608 (constants)
     "WHERE id IN :ids AND +status = 'pending' "
     "AND (claimed_until IS NULL OR claimed_until < :now) "
-    "RETURNING id, control_id, message, next_attempt_at"
+    f"RETURNING {_CLAIMED_COLUMNS}"
 ).bindparams(bindparam("ids", expanding=True))
 
 

@@ -10,13 +10,14 @@ another sender took it) is left to that sender.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy import select as select_rows
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlmodel import Session
 
 from labintake import lifecycle
@@ -24,8 +25,8 @@ from labintake.db import session_scope, utcnow
 from labintake.lifecycle import OrderEventKind
 from labintake.models.orders import Finding, Verification
 from labintake.models.release import Notification, OutboxKind, OutboxStatus
-from labintake.models.tables import table_of
-from labintake.release.delivery import OUTBOX, Outcome, RetryPolicy
+from labintake.models.tables import Bound, table_of
+from labintake.release.delivery import OUTBOX, Claimed, Outcome, RetryPolicy
 from labintake.statuses import DeliveryOutcome, FindingCode, FindingState, OrderStatus, Severity
 
 VERIFICATIONS = table_of(Verification)
@@ -105,11 +106,50 @@ def _orders_refused(
     conn.execute(insert(FINDINGS), findings)
 
 
+def _delivered_detail(control_id: str, ack_code: str, attempts: int) -> dict[str, Any]:
+    return {
+        "before": {"status": OrderStatus.RELEASED},
+        "after": {"status": OrderStatus.DELIVERED},
+        "control_id": control_id,
+        "ack_code": ack_code,
+        "attempts": attempts,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _BoundDeliveries:
+    """The "delivered" events of a round's releases, bound before its transaction from what
+    the claim returned (`lifecycle.bind_events`), and the details they carry, by order id."""
+
+    details: dict[int, dict[str, Any]]
+    events: Bound
+
+
+def _bind_deliveries(
+    dialect: Dialect, claims: Mapping[int, Claimed], outcomes: Sequence[Outcome], now: datetime
+) -> _BoundDeliveries:
+    details: dict[int, dict[str, Any]] = {}
+    for outcome in outcomes:
+        claim = claims.get(outcome.entry_id)
+        if claim is not None and claim.kind == OutboxKind.RELEASE:
+            details[claim.order_id] = _delivered_detail(
+                claim.control_id, outcome.ack_code, claim.attempts + 1
+            )
+    events = lifecycle.bind_events(dialect, details, OrderEventKind.DELIVERED, now=now)
+    return _BoundDeliveries(details, events)
+
+
 def _record_deliveries(
-    session: Session, token: str, outcomes: Sequence[Outcome], now: datetime
+    session: Session,
+    token: str,
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    bound: _BoundDeliveries | None = None,
 ) -> int:
     """Acknowledged messages, in a few set-based statements (the hot path of delivery): a
-    Core UPDATE ... RETURNING per ACK code on the outbox, then the orders' state changes."""
+    Core UPDATE ... RETURNING per ACK code on the outbox, then the orders' state changes.
+    `bound`: their events as bound before the transaction, used when what the UPDATE
+    returned is what they say (it is, unless the row changed since the claim)."""
     delivered = 0
     by_code: dict[str, list[int]] = {}
     for outcome in outcomes:
@@ -135,28 +175,23 @@ def _record_deliveries(
             .all()
         )
         delivered += len(rows)
-        releases = {
-            order_id: (control_id, attempts)
+        details = {
+            order_id: _delivered_detail(control_id, ack_code, attempts)
             for order_id, kind, control_id, attempts in rows
             if kind == OutboxKind.RELEASE
         }
-        if not releases:
+        if not details:
             continue
+        events = None
+        if bound is not None and all(bound.details.get(i) == d for i, d in details.items()):
+            events = bound.events
         lifecycle.transition_many(
             session,
-            list(releases),
+            list(details),
             OrderStatus.DELIVERED,
             OrderEventKind.DELIVERED,
-            detail={
-                order_id: {
-                    "before": {"status": OrderStatus.RELEASED},
-                    "after": {"status": OrderStatus.DELIVERED},
-                    "control_id": control_id,
-                    "ack_code": ack_code,
-                    "attempts": attempts,
-                }
-                for order_id, (control_id, attempts) in releases.items()
-            },
+            detail=None if events is not None else details,
+            events=events,
             values={"delivered_at": now},
             now=now,
         )
@@ -293,17 +328,22 @@ def record_outcomes(
     policy: RetryPolicy,
     *,
     now: datetime | None = None,
+    claims: Mapping[int, Claimed] | None = None,
 ) -> int:
     """Write what happened to claimed messages, in one transaction; returns deliveries.
 
     A message whose claim is no longer ours (it expired and another sender took it) is left
-    to that sender. `now` is the clock's time (default: the system clock).
+    to that sender. `now` is the clock's time (default: the system clock). `claims`: the
+    claimed messages by id, so that the orders' "delivered" events are bound before the
+    transaction (on SQLite, not while holding the write lock intake's commits wait for).
     """
     now = now or utcnow()
+    acknowledged = [o for o in outcomes if o.kind is DeliveryOutcome.DELIVERED]
+    bound = None
+    if claims is not None and acknowledged:
+        bound = _bind_deliveries(engine.dialect, claims, acknowledged, now)
     with session_scope(engine) as session:
-        delivered = _record_deliveries(
-            session, token, [o for o in outcomes if o.kind is DeliveryOutcome.DELIVERED], now
-        )
+        delivered = _record_deliveries(session, token, acknowledged, now, bound)
         failed = [o for o in outcomes if o.kind is not DeliveryOutcome.DELIVERED]
         if failed:
             _record_failures(session, token, failed, policy, now)

@@ -148,6 +148,7 @@ class Sender:
         )
         if not entries:
             return 0
+        claims = {entry.id: entry for entry in entries}
         handled = 0
         pending: list[Outcome] = []
         untried: list[int] = []
@@ -192,11 +193,15 @@ class Sender:
             if self.after_exchange is not None:
                 self.after_exchange(index)
             if len(pending) >= self.options.commit_every:
-                record_outcomes(self.engine, token, pending, self.policy, now=self.clock.now())
+                record_outcomes(
+                    self.engine, token, pending, self.policy, now=self.clock.now(), claims=claims
+                )
                 handled += len(pending)
                 pending = []
         if pending:
-            record_outcomes(self.engine, token, pending, self.policy, now=self.clock.now())
+            record_outcomes(
+                self.engine, token, pending, self.policy, now=self.clock.now(), claims=claims
+            )
             handled += len(pending)
         release_claims(self.engine, token, untried)
         return handled
