@@ -36,9 +36,13 @@ class RetryPolicy:
     base_seconds: float = 2.0
     cap_seconds: float = 300.0
 
+    def step(self, attempts: int) -> float:
+        """The backoff step after `attempts` failures: doubling from the base, at most the cap."""
+        return float(min(self.cap_seconds, self.base_seconds * 2.0 ** max(0, attempts - 1)))
+
     def delay(self, attempts: int) -> float:
         """Exponential backoff with jitter: half the step fixed, half random."""
-        step: float = min(self.cap_seconds, self.base_seconds * 2.0 ** max(0, attempts - 1))
+        step = self.step(attempts)
         return step / 2 + random.uniform(0, step / 2)
 
 

@@ -125,16 +125,6 @@ class Sender:
                 return 0
             return self._round_locked()
 
-    def _unreachable_pause(self) -> float:
-        """Seconds before connecting again after this many unreachable rounds in a row: the
-        fixed half of the retry policy's step (so the message tried is due again by then), at
-        most UNREACHABLE_PAUSE_CAP_SECONDS (delivery resumes soon after the destination is
-        back)."""
-        self._unreachable += 1
-        attempts = self._unreachable
-        step = min(self.policy.cap_seconds, self.policy.base_seconds * 2.0 ** (attempts - 1))
-        return min(step / 2, UNREACHABLE_PAUSE_CAP_SECONDS)
-
     def _round_locked(self) -> int:
         self._round += 1
         token = f"{self.name}#{self._round}"
@@ -170,7 +160,13 @@ class Sender:
                 pending.append(Outcome(entry.id, DeliveryOutcome.RETRY, text=str(exc)))
                 untried = [e.id for e in entries[index + 1 :]]
                 if exc.unreachable:
-                    pause = self._unreachable_pause()
+                    # The fixed half of the retry policy's step for this many rounds in a row
+                    # (the message tried is due again by then), at most the cap (delivery
+                    # resumes soon after the destination is back).
+                    self._unreachable += 1
+                    pause = min(
+                        self.policy.step(self._unreachable) / 2, UNREACHABLE_PAUSE_CAP_SECONDS
+                    )
                     self._paused_until = self.clock.monotonic() + pause
                     log.warning(
                         "%s unreachable (%d round(s) in a row); next attempt in %.1f s, "
