@@ -141,9 +141,9 @@ def insert_bound_returning(
     dialect = connection.dialect
     preparer = dialect.identifier_preparer
     keys = bound.prepared.keys
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
     if dialect.paramstyle not in ("qmark", "format", "pyformat"):
         raise ValueError(f"parameter style {dialect.paramstyle!r} is not supported")
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
     one = "(" + ", ".join([mark] * len(keys)) + ")"
     # Names from the table's metadata, quoted by the dialect; every value a bound parameter.
     head = (
