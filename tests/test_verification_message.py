@@ -14,7 +14,9 @@ from labintake.verification import (
     OrderFacts,
     PatientHistory,
     PayerFacts,
+    PriorTest,
     TestFacts,
+    VerificationResult,
     verify,
     verify_message,
 )
@@ -74,3 +76,27 @@ def test_units_count_once_for_a_test_repeated_in_another_group(tables: CodeTable
     first, second = verify_message(orders, tables)
     assert first.findings == ()
     assert [f.code.value for f in second.findings] == ["DUPLICATE_ORDER"]
+
+
+def test_a_duplicate_names_the_patients_earlier_order_before_an_earlier_group(
+    tables: CodeTables,
+) -> None:
+    """The same-day lookup: the catalog test first, then the CPT; the patient's other
+    messages before the message's earlier groups."""
+    earlier = PriorTest(DOS, "80061", "LIPID", ("E78.5",), order_ref="#7 PL-OLD")
+    by_cpt = PriorTest(DOS, "80061", None, ("E78.5",), order_ref="#6 PL-CPT")
+    orders = [group(1, ["80061"], ["E78.5"], "A"), group(2, ["80061"], ["E78.5"], "B")]
+    for history, first_ref, second_ref in (
+        (PatientHistory((by_cpt, earlier)), "#7 PL-OLD", "#7 PL-OLD"),
+        # only the CPT matches in the history: the earlier group's catalog test comes first
+        (PatientHistory((by_cpt,)), "#6 PL-CPT", "A (group 1 of this message)"),
+    ):
+        results = verify_message(orders, tables, history)
+        messages = [only_message(result, "DUPLICATE_ORDER") for result in results]
+        assert f"(order {first_ref})" in messages[0]
+        assert f"(order {second_ref})" in messages[1]
+
+
+def only_message(result: VerificationResult, code: str) -> str:
+    (finding,) = [f for f in result.findings if f.code.value == code]
+    return finding.message

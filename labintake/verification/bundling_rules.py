@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from operator import itemgetter
 from typing import NamedTuple
 
 from labintake.codes.bundling import PtpEdit
-from labintake.codes.catalog import CatalogEntry
+from labintake.codes.catalog import CatalogEntry, TestCatalog
 from labintake.statuses import FindingCode, Severity
 from labintake.verification.context import RuleContext
-from labintake.verification.facts import TestFacts
+from labintake.verification.facts import PriorTest, TestFacts
 from labintake.verification.history import REPEAT_MODIFIERS
 
 PTP_MODIFIERS = frozenset({"59", "XE", "XS", "XP", "XU", "91"})
@@ -56,7 +56,7 @@ def check_bundling(ctx: RuleContext) -> None:
         for test, entry in ordered:
             if entry.medicare_parts:
                 _medicare_parts(ctx, test, entry)
-    if ordered and any(not p.same_message for p in ctx.history.tests):
+    if ordered and ctx.history.tests:
         _same_day(ctx, ordered)
 
 
@@ -112,25 +112,10 @@ def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -
     patient may have many messages of up to 10,000 tests each the same day)."""
     dos = ctx.facts.date_of_service
     catalog = ctx.catalog
-    earlier: dict[tuple[int, str], int] = {}  # (entry, order ref) -> first position
-    entries: dict[int, CatalogEntry] = {}
-    looked_up: dict[tuple[str | None, str], CatalogEntry | None] = {}
-    for prior in ctx.history.tests:
-        if prior.same_message or prior.date_of_service != dos or not prior.cpt:
-            continue
-        codes = (prior.local_code, prior.cpt)
-        if codes in looked_up:
-            entry = looked_up[codes]
-        else:
-            entry = looked_up[codes] = (
-                catalog.by_code(prior.local_code) if prior.local_code else None
-            ) or catalog.by_cpt(prior.cpt)
-        if entry is not None:
-            entries[id(entry)] = entry
-            earlier.setdefault((id(entry), prior.order_ref), len(earlier))
-    refs: dict[int, list[tuple[int, str]]] = {}  # entry -> (position, order ref)
-    for (entry_id, ref), position in earlier.items():
-        refs.setdefault(entry_id, []).append((position, ref))
+    entries, refs = ctx.priors.history.derived(
+        ("same-day entries", dos, id(catalog)),
+        lambda: _earlier_entries(ctx.priors.history.coded_on.get(dos, ()), catalog),
+    )
     reasons: dict[tuple[int, int], tuple[str, EditReason] | None] = {}
     for test, current in ordered:
         hits: list[tuple[int, str, CatalogEntry, tuple[str, EditReason]]] = []
@@ -144,6 +129,32 @@ def _same_day(ctx: RuleContext, ordered: list[tuple[TestFacts, CatalogEntry]]) -
         hits.sort(key=itemgetter(0))
         for _, ref, other, why in hits:
             _same_day_finding(ctx, test, current, other, ref, why)
+
+
+def _earlier_entries(
+    priors: Iterable[PriorTest], catalog: TestCatalog
+) -> tuple[dict[int, CatalogEntry], dict[int, list[tuple[int, str]]]]:
+    """The catalog entries of the day's earlier tests (by id), and for each the orders that
+    have it, as (first position, order ref)."""
+    earlier: dict[tuple[int, str], int] = {}  # (entry, order ref) -> first position
+    entries: dict[int, CatalogEntry] = {}
+    looked_up: dict[tuple[str | None, str], CatalogEntry | None] = {}
+    for prior in priors:
+        assert prior.cpt is not None  # coded_on holds only tests with a CPT
+        codes = (prior.local_code, prior.cpt)
+        if codes in looked_up:
+            entry = looked_up[codes]
+        else:
+            entry = looked_up[codes] = (
+                catalog.by_code(prior.local_code) if prior.local_code else None
+            ) or catalog.by_cpt(prior.cpt)
+        if entry is not None:
+            entries[id(entry)] = entry
+            earlier.setdefault((id(entry), prior.order_ref), len(earlier))
+    refs: dict[int, list[tuple[int, str]]] = {}  # entry -> (position, order ref)
+    for (entry_id, ref), position in earlier.items():
+        refs.setdefault(entry_id, []).append((position, ref))
+    return entries, refs
 
 
 def _same_day_finding(
@@ -434,9 +445,7 @@ def _units(lines: list[Line]) -> None:
         if not REPEAT_MODIFIERS.isdisjoint(test.modifiers):
             dos = ctx.facts.date_of_service
             before = sum(
-                max(p.units, 1)
-                for p in ctx.history.tests
-                if p.date_of_service == dos and p.cpt == cpt and not p.same_message
+                max(p.units, 1) for p in ctx.priors.history.coded_on.get(dos, ()) if p.cpt == cpt
             )
         if total + before > limit.units:
             _over(ctx, test, entry, total + before, limit.units, limit.mai, before)

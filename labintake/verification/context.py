@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from labintake.codes.policies import CoveragePolicies
     from labintake.codes.screening import ScreeningBenefit
     from labintake.codes.tables import CodeTables
+    from labintake.verification.history import Priors
 
 
 @dataclass(slots=True)
@@ -34,7 +35,7 @@ class ValidDiagnosis:
 @dataclass(slots=True)
 class RuleContext:
     facts: OrderFacts
-    history: PatientHistory
+    history: PatientHistory  # the patient's other messages (not this message's groups)
     tables: CodeTables
     release: Icd10Release | None
     catalog: TestCatalog
@@ -43,6 +44,9 @@ class RuleContext:
     medicare: bool
     rules: EffectiveRules
     dx_edits: DiagnosisEdits
+    # `history` and the groups of this message before this one, as the history rules look
+    # them up (see labintake.verification.history.PriorIndex)
+    priors: Priors
     group_ref: str = ""  # how findings on other groups of the message name this one
     group_index: int = 1  # position among the message's order groups
     # filled by the rules as they run

@@ -23,7 +23,7 @@ from labintake.verification.context import RuleContext
 from labintake.verification.diagnoses import check_diagnoses
 from labintake.verification.facts import NO_HISTORY, OrderFacts, PatientHistory, PriorTest
 from labintake.verification.findings import ResolvedTest, VerificationResult
-from labintake.verification.history import check_history
+from labintake.verification.history import PriorIndex, Priors, check_history
 from labintake.verification.necessity import check_necessity
 from labintake.verification.providers import check_provider
 from labintake.verification.resolution import resolve_tests
@@ -127,13 +127,17 @@ def verify_message(
     if len(histories) != len(orders):
         raise ValueError(f"{len(orders)} orders but {len(histories)} histories")
     contexts: list[RuleContext] = []
-    siblings: list[PriorTest] = []  # the tests of the groups before, in order
+    indexes: dict[int, PriorIndex] = {}  # id(history) -> its index: built once per history
+    earlier_groups = PriorIndex()  # the tests of the groups before, grown group by group
     for index, (order, history) in enumerate(zip(orders, histories, strict=True), start=1):
         if contexts:
-            siblings += _as_priors(contexts[-1])
-            history = PatientHistory(history.tests + tuple(siblings))
+            earlier_groups.add(_as_priors(contexts[-1]))
+        indexed = indexes.get(id(history))
+        if indexed is None:
+            indexed = indexes[id(history)] = PriorIndex().add(history.tests)
         choice = tables.icd10_choice(order.date_of_service)
-        ctx = _context(order, tables, history, rules, index, choice)
+        priors = Priors(indexed, earlier_groups)
+        ctx = _context(order, tables, history, priors, rules, index, choice)
         resolve_tests(ctx)
         _out_of_date(ctx, choice)
         check_diagnoses(ctx)
@@ -174,6 +178,7 @@ def _context(
     order: OrderFacts,
     tables: CodeTables,
     history: PatientHistory,
+    priors: Priors,
     rules: RuleSettings,
     index: int,
     choice: ReleaseChoice[Icd10Release],
@@ -194,6 +199,7 @@ def _context(
     return RuleContext(
         facts=order,
         history=history,
+        priors=priors,
         tables=tables,
         release=choice.release,
         catalog=tables.catalog,

@@ -17,8 +17,10 @@ Frequency limits are Medicare rules and count only tests that went to the lab (`
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any, TypeVar, cast
 
 from labintake.codes.policies import FrequencyLimit
 from labintake.codes.screening import ScreeningBenefit, ScreeningFrequency
@@ -32,22 +34,75 @@ from labintake.verification.screening import age_on
 
 REPEAT_MODIFIERS = frozenset({"91", "76", "77"})
 
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class PriorIndex:
+    """Prior tests as the history rules look them up: the performed ones by CPT, and the first
+    of each code (local, CPT) per date of service.
+
+    The engine builds one per patient history and one for the message's own groups, which it
+    grows group by group: a message of many groups then costs each prior test once, where
+    rebuilding the lookups for every group cost the groups times the tests (100 groups of
+    100 tests: a million steps)."""
+
+    by_cpt: dict[str, list[PriorTest]] = field(default_factory=dict)
+    by_day: dict[date, dict[str, PriorTest]] = field(default_factory=dict)
+    # every prior test with a CPT, by date of service, in the order given
+    coded_on: dict[date, list[PriorTest]] = field(default_factory=dict)
+    _derived: dict[Hashable, Any] = field(default_factory=dict)
+
+    def add(self, priors: Iterable[PriorTest]) -> PriorIndex:
+        self._derived.clear()
+        for prior in priors:
+            if prior.cpt and prior.performed:
+                self.by_cpt.setdefault(prior.cpt, []).append(prior)
+            if prior.cpt:
+                self.coded_on.setdefault(prior.date_of_service, []).append(prior)
+            if prior.local_code or prior.cpt:
+                day = self.by_day.setdefault(prior.date_of_service, {})
+                if prior.local_code:
+                    day.setdefault(f"L:{prior.local_code}", prior)
+                if prior.cpt:
+                    day.setdefault(f"C:{prior.cpt}", prior)
+        return self
+
+    def derived(self, key: Hashable, build: Callable[[], T]) -> T:
+        """What a rule works out from these priors alone (`build()`), once per index and key
+        until priors are added: the groups of a message that share a history share it."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return cast(T, self._derived[key])
+
+
+@dataclass(frozen=True, slots=True)
+class Priors:
+    """What the history rules see: the patient's other messages (`history`), then the groups
+    of this message verified before the current one (`message`)."""
+
+    history: PriorIndex
+    message: PriorIndex
+
+    def performed(self, cpt: str) -> list[PriorTest]:
+        """Performed prior tests with this CPT (frequency limits count these)."""
+        return self.history.by_cpt.get(cpt, []) + self.message.by_cpt.get(cpt, [])
+
+    def same_day(self, dos: date, local_code: str, cpt: str | None) -> PriorTest | None:
+        """The first prior test of the same catalog test (else the same CPT) on `dos`."""
+        days = (self.history.by_day.get(dos), self.message.by_day.get(dos))
+        for key in (f"L:{local_code}", f"C:{cpt}"):
+            for day in days:
+                if day is not None and (found := day.get(key)) is not None:
+                    return found
+        return None
+
 
 def check_history(ctx: RuleContext) -> None:
-    facts = ctx.facts
-    dos = facts.date_of_service
-    by_cpt: dict[str, list[PriorTest]] = defaultdict(list)
-    same_day: dict[str, PriorTest] = {}
-    for prior in ctx.history.tests:
-        if prior.cpt and prior.performed:
-            by_cpt[prior.cpt].append(prior)
-        if prior.date_of_service == dos:
-            if prior.local_code:
-                same_day.setdefault(f"L:{prior.local_code}", prior)
-            if prior.cpt:
-                same_day.setdefault(f"C:{prior.cpt}", prior)
+    priors = ctx.priors
+    dos = ctx.facts.date_of_service
     in_order: dict[str, TestFacts] = {}
-    for test in facts.tests:
+    for test in ctx.facts.tests:
         entry = ctx.resolved[test.seq - 1]
         if entry is None:
             continue
@@ -58,7 +113,7 @@ def check_history(ctx: RuleContext) -> None:
             _duplicate(ctx, test, entry.cpt, f"{earlier.location} of this order", None)
         else:
             in_order[entry.code] = test
-            same = same_day.get(f"L:{entry.code}") or same_day.get(f"C:{entry.cpt}")
+            same = priors.same_day(dos, entry.code, entry.cpt)
             if same is not None:
                 if same.same_message and REPEAT_MODIFIERS.isdisjoint(test.modifiers):
                     ctx.duplicate_lines.add(test.seq)  # counted once for units
@@ -67,10 +122,10 @@ def check_history(ctx: RuleContext) -> None:
             continue
         benefit = ctx.screening_use.get(test.seq)
         if benefit is not None:
-            _screening_frequency(ctx, test, entry.cpt, benefit, by_cpt)
+            _screening_frequency(ctx, test, entry.cpt, benefit, priors)
             continue
         for limit in _limits_for(ctx, entry.cpt):
-            _frequency(ctx, test, entry.cpt, limit, by_cpt, dos)
+            _frequency(ctx, test, entry.cpt, limit, priors, dos)
 
 
 def _limits_for(ctx: RuleContext, cpt: str) -> list[FrequencyLimit]:
@@ -85,7 +140,7 @@ def _screening_frequency(
     test: TestFacts,
     cpt: str,
     benefit: ScreeningBenefit,
-    by_cpt: dict[str, list[PriorTest]],
+    priors: Priors,
 ) -> None:
     codes = [d.code for d in ctx.diagnoses]
     limit = benefit.frequency_for(codes)
@@ -94,7 +149,7 @@ def _screening_frequency(
     dos = ctx.facts.date_of_service
     dates: set[date] = set()
     for code in benefit.screening_cpts:
-        for prior in by_cpt.get(code, ()):
+        for prior in priors.performed(code):
             if prior.date_of_service >= dos:
                 continue  # same day: a duplicate, not a repeat
             if not benefit.dedicated and not any(benefit.dx.matches(c) for c in prior.diagnoses):
@@ -154,10 +209,10 @@ def _frequency(
     test: TestFacts,
     cpt: str,
     limit: FrequencyLimit,
-    by_cpt: dict[str, list[PriorTest]],
+    priors: Priors,
     dos: date,
 ) -> None:
-    if not any(by_cpt.get(c) for c in limit.counted):
+    if not any(priors.performed(c) for c in limit.counted):
         return  # nothing earlier to count
     codes = [d.code for d in ctx.diagnoses]
     when = limit.when_dx
@@ -183,7 +238,7 @@ def _frequency(
         period = f"{limit.period_days} days"
     dates: set[date] = set()
     for limit_cpt in limit.counted:
-        for prior in by_cpt.get(limit_cpt, ()):
+        for prior in priors.performed(limit_cpt):
             if not start <= prior.date_of_service < dos:
                 continue
             if when is not None and not any(code_in(when, c) for c in prior.diagnoses):

@@ -159,15 +159,24 @@ def load_histories(
     by_patient: dict[str, list[int]] = defaultdict(list)
     for order_id, (key, *_) in others.items():
         by_patient[key].append(order_id)
+    # The orders of one message usually have the same earlier orders: one history object
+    # for them all, which the engine then indexes once (labintake.verification.history).
+    shared: dict[tuple[int, ...], PatientHistory] = {}
     for s in wanted:
         dos = service_date(s.order)
-        found: list[PriorTest] = []
+        earlier: list[int] = []
         for order_id in by_patient.get(keys[s.id], ()):
             other_dos = others[order_id][1]
             if order_id == s.id or other_dos > dos or message_of[order_id] == s.order.message_id:
                 continue
             if other_dos == dos and order_id > s.id:
                 continue  # received later: that one is the duplicate, not this
-            found.extend(priors_of(order_id))
-        histories[s.id] = PatientHistory(tuple(found))
+            earlier.append(order_id)
+        key = tuple(earlier)
+        history = shared.get(key)
+        if history is None:
+            history = shared[key] = PatientHistory(
+                tuple(prior for order_id in earlier for prior in priors_of(order_id))
+            )
+        histories[s.id] = history
     return histories
