@@ -225,6 +225,7 @@ def register_workers(
     from labintake.reading.plan import reading_limits
     from labintake.reading.sandbox import ReadingSandbox
     from labintake.reading.worker import BatchReading, read_pending
+    from labintake.verification.aside import MessagesAside
     from labintake.verification.service import pending_verifier
 
     check_code_tables(settings)  # refuse to start rather than fail every verification
@@ -239,8 +240,17 @@ def register_workers(
     policy = BatchPolicy(intake, shared_write_lock=engine.dialect.name == "sqlite")
     if engine.dialect.name == "sqlite":  # every transaction of this process lets intake first
         event.listen(engine, "begin", lambda _connection: yield_to_intake(intake))
-    verify = pending_verifier(settings, engine, interfaces)
+    # The large messages the isolated reader reads, it verifies too; the pipeline passes them
+    # by (labintake.verification.aside).
+    aside = MessagesAside()
+    verify = pending_verifier(settings, engine, interfaces, aside=aside)
     release = ReleaseRuntime(settings, engine, demo=demo)
+
+    def verify_aside_and_wake_release(message_id: int) -> int:
+        verified = verify.message(message_id)
+        if verified:
+            workers.wake("pipeline")  # its release stage takes them: no need to poll for it
+        return verified
 
     def release_and_wake_delivery(size: int) -> int:
         released = release.release_batch(size)
@@ -267,13 +277,16 @@ def register_workers(
     # Delivery waits on the LIS's network replies, not on this process's CPU: its own thread.
     workers.register("deliver", release.deliver)
     # Large messages and those whose reading failed: one at a time, in a process of their own
-    # within a time budget, in a thread that waits for it (docs/limits.md).
+    # within a time budget, in a thread that waits for it and then verifies the orders read
+    # (docs/limits.md).
     isolated = IsolatedReader(
         engine,
         ReadingSandbox(settings.interfaces_dir, limits),
         largest=largest,
         budget_seconds=settings.read_timeout_seconds,
         attempts=settings.read_attempts,
+        verify=verify_aside_and_wake_release,
+        aside=aside,
     )
     workers.register("isolated-reader", isolated.read_next)
     heap.settle()  # what the workers keep is loaded: out of the collector's way

@@ -28,7 +28,9 @@ attempt it lost counted.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
@@ -41,6 +43,9 @@ from labintake.reading.plan import MessagePlan
 from labintake.reading.sandbox import STARTUP_SECONDS, ReadingSandbox, SandboxError, StoredMessage
 from labintake.reading.writer import write_plans
 from labintake.statuses import MessageStatus
+
+if TYPE_CHECKING:
+    from labintake.verification.aside import MessagesAside
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +72,12 @@ class IsolatedReader:
         attempts: int,
         owner: str | None = None,
         lease_seconds: float | None = None,
+        verify: Callable[[int], int] | None = None,
+        aside: MessagesAside | None = None,
     ) -> None:
-        """`owner`: this instance's name in the leases (unique per process by default)."""
+        """`owner`: this instance's name in the leases (unique per process by default).
+        `verify(message_id)`: verify a message's orders once they are written, in this
+        thread, the message set `aside` from when it is taken (`labintake.verification.aside`)."""
         from labintake.jobs.scheduler import instance_owner
 
         self.engine = engine
@@ -80,6 +89,8 @@ class IsolatedReader:
         self.lease_seconds = lease_seconds or (
             STARTUP_SECONDS + budget_seconds + LEASE_MARGIN_SECONDS
         )
+        self.verify = verify
+        self.aside = aside
 
     def start(self) -> None:
         self.sandbox.start()
@@ -93,22 +104,29 @@ class IsolatedReader:
         if taken is None:
             return 0
         message, attempt = taken
-        try:
-            self._read(message, attempt)
-        finally:
-            lease.drop(self.engine, lease_name(message.message_id), self.owner)
+        message_id = message.message_id
+        with self.aside.holding(message_id) if self.aside is not None else nullcontext():
+            try:
+                read = self._read(message, attempt)
+            finally:
+                lease.drop(self.engine, lease_name(message_id), self.owner)
+            if read and self.verify is not None:
+                try:
+                    self.verify(message_id)
+                except Exception:  # the pipeline verifies what is left
+                    log.exception("verifying the orders of message %s failed", message_id)
         return 1
 
-    def _read(self, message: StoredMessage, attempt: int) -> None:
+    def _read(self, message: StoredMessage, attempt: int) -> bool:
+        """Whether the message was read into orders."""
         if attempt > self.attempts:
-            self._finish(
+            return self._finish(
                 MessagePlan(
                     message_id=message.message_id,
                     error=f"not read after {self.attempts} attempts: the worker stopped while "
                     "reading it each time; parked (LABINTAKE_READ_ATTEMPTS)",
                 )
             )
-            return
         try:
             plan: MessagePlan = self.sandbox.read(message, self.budget_seconds)
         except SandboxError as exc:
@@ -127,7 +145,7 @@ class IsolatedReader:
                     error=f"not read after {attempt} attempts: {plan.failure}; parked "
                     "(LABINTAKE_READ_ATTEMPTS)",
                 )
-        self._finish(plan)
+        return self._finish(plan)
 
     def _pending(self) -> Any:
         return (
@@ -185,7 +203,8 @@ class IsolatedReader:
             ).scalar_one_or_none()
         return None if attempt is None else int(attempt)
 
-    def _finish(self, plan: MessagePlan) -> None:
+    def _finish(self, plan: MessagePlan) -> bool:
+        """Write the outcome; whether it wrote orders."""
         try:
             with Session(self.engine) as session, session.begin():
                 write_plans(session, [plan], count_attempt=False, context={"isolated": True})
@@ -194,3 +213,5 @@ class IsolatedReader:
             failed = MessagePlan(message_id=plan.message_id, error=reason[:2000])
             with Session(self.engine) as session, session.begin():
                 write_plans(session, [failed], count_attempt=False, context={"isolated": True})
+            return False
+        return bool(plan.orders) and plan.error is None and plan.failure is None

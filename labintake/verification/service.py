@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect
@@ -52,6 +53,7 @@ from labintake.verification.writer import BoundResults, bind_results, write_resu
 
 if TYPE_CHECKING:
     from labintake.config import Settings
+    from labintake.verification.aside import MessagesAside
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +114,16 @@ def _interface_codes(registry: InterfaceRegistry | None) -> dict[str, Mapping[st
     return {interface.name: interface.test_codes for interface in registry}
 
 
-def _pending(limit: int) -> Select[Any]:
-    return select_orders(ORDERS.c.status == OrderStatus.RECEIVED).order_by(ORDERS.c.id).limit(limit)
+def _pending(
+    limit: int, messages: Collection[int] | None = None, passing: Collection[int] = ()
+) -> Select[Any]:
+    """Received orders by id: of `messages` only when given, none of `passing`."""
+    where = [ORDERS.c.status == OrderStatus.RECEIVED]
+    if messages is not None:
+        where.append(ORDERS.c.message_id.in_(sorted(messages)))
+    if passing:
+        where.append(ORDERS.c.message_id.not_in(sorted(passing)))
+    return select_orders(*where).order_by(ORDERS.c.id).limit(limit)
 
 
 def _pending_siblings(orders: Sequence[OrderRecord]) -> Select[Any]:
@@ -135,12 +145,18 @@ def verify_pending(
     registry: InterfaceRegistry | None = None,
     rules: RuleSettings = DEFAULT_RULES,
     actor: str = SYSTEM_ACTOR,
+    messages: Collection[int] | None = None,
+    passing: Collection[int] = (),
 ) -> int:
-    """Verify one batch of received orders; returns how many were verified or held."""
+    """Verify one batch of received orders; returns how many were verified or held.
+
+    `messages`: only the orders of these messages; `passing`: none of these messages' (they
+    are verified beside the pipeline, see `labintake.verification.aside`)."""
     extra = _interface_codes(registry)
+    pending = _pending(limit, messages, passing)
     if engine.dialect.name == "postgresql":
         with Session(engine, expire_on_commit=False) as session, session.begin():
-            orders = read_orders(session, _pending(limit).with_for_update(skip_locked=True))
+            orders = read_orders(session, pending.with_for_update(skip_locked=True))
             if not orders:
                 return 0
             orders += read_orders(
@@ -150,7 +166,7 @@ def verify_pending(
             results = verify_stored(session, stored, tables, rules, extra, catch=True)
             return _write_all(session, stored, results, actor)
     with Session(engine, expire_on_commit=False) as session:
-        orders = read_orders(session, _pending(limit))
+        orders = read_orders(session, pending)
         if not orders:
             return 0
         orders += read_orders(session, _pending_siblings(orders))
@@ -266,24 +282,53 @@ def _expire_written(session: Session, order: Order) -> None:
                 session.expire(loaded)
 
 
+@dataclass(slots=True)
+class PendingVerifier:
+    """For the background workers: `verifier(limit)` verifies one `verify_pending` batch of up
+    to `limit` orders with the process's code tables, the sender definitions and the rule
+    settings, passing by the messages set `aside`; `verifier.message(id)` verifies the
+    received orders of one message (those set aside, in the thread that set them aside)."""
+
+    settings: Settings
+    engine: Engine
+    senders: InterfaceRegistry
+    rules: RuleSettings
+    aside: MessagesAside | None = None
+
+    def __call__(self, limit: int) -> int:
+        passing = self.aside.ids() if self.aside is not None else ()
+        return self._verify(limit, passing=passing)
+
+    def message(self, message_id: int) -> int:
+        # one order, and its siblings with it (a batch takes whole messages): the message
+        return self._verify(1, messages=(message_id,))
+
+    def _verify(
+        self, limit: int, messages: Collection[int] | None = None, passing: Collection[int] = ()
+    ) -> int:
+        from labintake.codes.tables import get_code_tables
+
+        return verify_pending(
+            self.engine,
+            get_code_tables(self.settings),
+            limit,
+            registry=self.senders,
+            rules=self.rules,
+            messages=messages,
+            passing=passing,
+        )
+
+
 def pending_verifier(
     settings: Settings,
     engine: Engine,
     registry: InterfaceRegistry | None = None,
-) -> Callable[[int], int]:
-    """For the background workers: `run(limit)` verifies one `verify_pending` batch of up to
-    `limit` orders with the process's code tables, the sender definitions and the rule
-    settings of `settings`."""
-    from labintake.codes.tables import get_code_tables
+    *,
+    aside: MessagesAside | None = None,
+) -> PendingVerifier:
+    """The background workers' verifier (`PendingVerifier`) for `settings`."""
     from labintake.interfaces import load_interfaces
     from labintake.verification.rule_settings import rules_for
 
-    rules = rules_for(settings)
     senders = registry if registry is not None else load_interfaces(settings.interfaces_dir)
-
-    def run(limit: int) -> int:
-        return verify_pending(
-            engine, get_code_tables(settings), limit, registry=senders, rules=rules
-        )
-
-    return run
+    return PendingVerifier(settings, engine, senders, rules_for(settings), aside)
