@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from labintake.statuses import FindingCode, Severity
-from labintake.verification.facts import OrderFacts, PatientHistory, TestFacts
+from labintake.verification.facts import OrderFacts, PatientHistory, Priors, TestFacts
 from labintake.verification.findings import Finding
 from labintake.verification.rule_settings import DEFAULT_SEVERITY, EffectiveRules
 
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from labintake.codes.policies import CoveragePolicies
     from labintake.codes.screening import ScreeningBenefit
     from labintake.codes.tables import CodeTables
-    from labintake.verification.history import Priors
 
 
 @dataclass(slots=True)
@@ -45,7 +44,7 @@ class RuleContext:
     rules: EffectiveRules
     dx_edits: DiagnosisEdits
     # `history` and the groups of this message before this one, as the history rules look
-    # them up (see labintake.verification.history.PriorIndex)
+    # them up (see labintake.verification.facts.PriorIndex)
     priors: Priors
     group_ref: str = ""  # how findings on other groups of the message name this one
     group_index: int = 1  # position among the message's order groups

@@ -21,9 +21,16 @@ from labintake.statuses import FindingCode, OrderStatus, Severity
 from labintake.verification.bundling_rules import check_bundling, check_message_bundling
 from labintake.verification.context import RuleContext
 from labintake.verification.diagnoses import check_diagnoses
-from labintake.verification.facts import NO_HISTORY, OrderFacts, PatientHistory, PriorTest
+from labintake.verification.facts import (
+    NO_HISTORY,
+    OrderFacts,
+    PatientHistory,
+    PriorIndex,
+    Priors,
+    PriorTest,
+)
 from labintake.verification.findings import ResolvedTest, VerificationResult
-from labintake.verification.history import PriorIndex, Priors, check_history
+from labintake.verification.history import check_history
 from labintake.verification.necessity import check_necessity
 from labintake.verification.providers import check_provider
 from labintake.verification.resolution import resolve_tests

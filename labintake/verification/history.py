@@ -17,85 +17,19 @@ Frequency limits are Medicare rules and count only tests that went to the lab (`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, TypeVar, cast
 
 from labintake.codes.policies import FrequencyLimit
 from labintake.codes.screening import ScreeningBenefit, ScreeningFrequency
 from labintake.statuses import FindingCode, Severity
 from labintake.verification.context import RuleContext
-from labintake.verification.facts import PriorTest, TestFacts
+from labintake.verification.facts import Priors, PriorTest, TestFacts
 from labintake.verification.matching import code_in
 from labintake.verification.modifiers import advice
 from labintake.verification.months import full_months_after, months_before
 from labintake.verification.screening import age_on
 
 REPEAT_MODIFIERS = frozenset({"91", "76", "77"})
-
-T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class PriorIndex:
-    """Prior tests as the history rules look them up: the performed ones by CPT, and the first
-    of each code (local, CPT) per date of service.
-
-    The engine builds one per patient history and one for the message's own groups, which it
-    grows group by group: a message of many groups then costs each prior test once, where
-    rebuilding the lookups for every group cost the groups times the tests (100 groups of
-    100 tests: a million steps)."""
-
-    by_cpt: dict[str, list[PriorTest]] = field(default_factory=dict)
-    by_day: dict[date, dict[str, PriorTest]] = field(default_factory=dict)
-    # every prior test with a CPT, by date of service, in the order given
-    coded_on: dict[date, list[PriorTest]] = field(default_factory=dict)
-    _derived: dict[Hashable, Any] = field(default_factory=dict)
-
-    def add(self, priors: Iterable[PriorTest]) -> PriorIndex:
-        self._derived.clear()
-        for prior in priors:
-            if prior.cpt and prior.performed:
-                self.by_cpt.setdefault(prior.cpt, []).append(prior)
-            if prior.cpt:
-                self.coded_on.setdefault(prior.date_of_service, []).append(prior)
-            if prior.local_code or prior.cpt:
-                day = self.by_day.setdefault(prior.date_of_service, {})
-                if prior.local_code:
-                    day.setdefault(f"L:{prior.local_code}", prior)
-                if prior.cpt:
-                    day.setdefault(f"C:{prior.cpt}", prior)
-        return self
-
-    def derived(self, key: Hashable, build: Callable[[], T]) -> T:
-        """What a rule works out from these priors alone (`build()`), once per index and key
-        until priors are added: the groups of a message that share a history share it."""
-        if key not in self._derived:
-            self._derived[key] = build()
-        return cast(T, self._derived[key])
-
-
-@dataclass(frozen=True, slots=True)
-class Priors:
-    """What the history rules see: the patient's other messages (`history`), then the groups
-    of this message verified before the current one (`message`)."""
-
-    history: PriorIndex
-    message: PriorIndex
-
-    def performed(self, cpt: str) -> list[PriorTest]:
-        """Performed prior tests with this CPT (frequency limits count these)."""
-        return self.history.by_cpt.get(cpt, []) + self.message.by_cpt.get(cpt, [])
-
-    def same_day(self, dos: date, local_code: str, cpt: str | None) -> PriorTest | None:
-        """The first prior test of the same catalog test (else the same CPT) on `dos`."""
-        days = (self.history.by_day.get(dos), self.message.by_day.get(dos))
-        for key in (f"L:{local_code}", f"C:{cpt}"):
-            for day in days:
-                if day is not None and (found := day.get(key)) is not None:
-                    return found
-        return None
 
 
 def check_history(ctx: RuleContext) -> None:
