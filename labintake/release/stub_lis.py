@@ -234,12 +234,14 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     # SIGTERM as well as SIGINT: as a container's first process (the compose file's stub-lis)
     # it would otherwise ignore the engine's SIGTERM and be killed after the stop timeout.
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: stopping.set())
+    # Blocked before the server's threads start (they inherit the mask) and taken by sigwait
+    # here: no handler. A handler setting an Event could deadlock on the Event's own lock,
+    # held by this thread while it enters Event.wait.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     stub = StubLis(args.host, args.port, log_messages=not args.quiet).start()
     print(f"stub LIS listening on {args.host}:{stub.port}", flush=True)
-    stopping.wait()
+    signal.sigwait(stop_signals)
     stub.stop()
 
 
