@@ -13,8 +13,14 @@ Scenarios:
   times in the reading process, abandoned, and parked in the error queue;
 - `widest`: the largest message the default limits read in full (100 orders of 100 tests,
   about 690 KB), which is read, verified and written as 100 orders and 10,000 tests;
-- `baseline`: no heavy message, for comparison (the workers poll, so an order waits for
-  the next round of each stage even on an idle service).
+- `baseline`: no heavy message, for comparison.
+
+Each ordinary order is sent `--every` seconds after the previous one's ACK, or as soon as
+that one is delivered if later. At the default 0.25 s that is just after a round of the
+pipeline, and while orders arrive a round starts at most every 0.5 s
+(`labintake.batching.GATHER_SECONDS`), so the median is about 0.5 s. With orders further
+apart than that (`--every 1.5`), an idle pipeline is woken by intake's commit
+(`labintake.background.IntakeWatch`): tens of milliseconds.
 
 Target: every ordinary order delivered within 2 s of its AA while the heavy messages are
 being read. The time from sending each ordinary order to its ACK is printed too (the ACK

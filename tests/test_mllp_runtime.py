@@ -21,6 +21,7 @@ import pytest
 from mllp_messages import msa, orm, stored_rows
 from sqlalchemy.engine import Engine
 
+from labintake.background import IntakeWatch
 from labintake.batching import (
     BATCH_IDLE,
     BATCH_SATURATED,
@@ -482,3 +483,35 @@ def test_a_worker_does_not_wait_for_ever_on_intake() -> None:
     clock = _FakeClock()
     waited = yield_to_intake(signal, clock, clock.sleep)
     assert YIELD_SECONDS <= waited < YIELD_SECONDS + 2 * YIELD_POLL_SECONDS
+
+
+def test_an_idle_pipeline_is_woken_when_intake_commits_not_at_its_next_poll() -> None:
+    intake = _Signal()
+    rounds: list[float] = []
+
+    def stage() -> int:
+        rounds.append(time.monotonic())
+        return 0
+
+    workers = BackgroundWorkers(idle_sleep=60)  # only a wake-up starts a round
+    workers.register_chain("pipeline", [("stage", stage)])
+    watch = IntakeWatch(cast(IntakeSignal, intake), lambda: workers.wake("pipeline"), every=0.01)
+    workers.start()
+    watch.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not rounds and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert len(rounds) == 1  # the first round, then nothing: no commit yet
+        committed = time.monotonic()
+        intake.last_commit_at = committed
+        while len(rounds) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(rounds) == 2
+        assert rounds[1] - committed < 1.0  # against the 60 s poll
+        time.sleep(0.2)
+        assert len(rounds) == 2  # one wake-up per commit
+    finally:
+        watch.stop()
+        workers.stop()
