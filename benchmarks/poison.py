@@ -20,7 +20,7 @@ that one is delivered if later. At the default 0.25 s that is just after a round
 pipeline, and while orders arrive a round starts at most every 0.5 s
 (`labintake.batching.GATHER_SECONDS`), so the median is about 0.5 s. With orders further
 apart than that (`--every 1.5`), an idle pipeline is woken by intake's commit
-(`labintake.background.IntakeWatch`): tens of milliseconds.
+(`labintake.batching.IntakeWatch`): tens of milliseconds.
 
 Target: every ordinary order delivered within 2 s of its AA while the heavy messages are
 being read. The time from sending each ordinary order to its ACK is printed too (the ACK

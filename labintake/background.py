@@ -26,10 +26,10 @@ ACK path. Intake comes first in four ways:
   way, not for several in a row.
 
 Delivery waits on the network, not the CPU, and keeps a thread of its own. An idle pipeline
-polls every 0.5 s, and is woken sooner when intake commits (:class:`IntakeWatch`, which
-reads the same shared memory), so an order on a quiet service is not kept waiting for the
-poll. The child reports its workers' names when they run, and stops when the parent asks or
-goes away.
+polls every 0.5 s, and is woken sooner when intake commits
+(:class:`labintake.batching.IntakeWatch`, which reads the same shared memory), so an order
+on a quiet service is not kept waiting for the poll. The child reports its workers' names
+when they run, and stops when the parent asks or goes away.
 """
 
 from __future__ import annotations
@@ -49,7 +49,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from labintake import heap
-from labintake.batching import BatchFunction, BatchPolicy, IntakeSignal, yield_to_intake
+from labintake.batching import (
+    BatchFunction,
+    BatchPolicy,
+    IntakeSignal,
+    IntakeWatch,
+    yield_to_intake,
+)
 from labintake.childproc import (
     ChildProcess,
     InChildProcess,
@@ -65,8 +71,6 @@ WORKER_NICENESS = 10
 STARTUP_TIMEOUT_SECONDS = 120.0
 # How long a stop waits for the current batches before the child is terminated.
 STOP_TIMEOUT_SECONDS = 60.0
-# How often the worker process looks whether intake has committed (IntakeWatch).
-INTAKE_WATCH_SECONDS = 0.05
 
 
 @dataclass(slots=True)
@@ -200,43 +204,6 @@ class BackgroundWorkers:
                 worker.wakeup.wait(self.idle_sleep)
             elif worker.pause is not None and (rest := worker.pause()) > 0:
                 self._stop.wait(rest)
-
-
-class IntakeWatch:
-    """Wakes the pipeline when intake commits, so that an order stored while the pipeline is
-    idle is read at once instead of at its next poll (`BackgroundWorkers.idle_sleep`, 0.5 s):
-    a thread that reads intake's last commit time in shared memory every `every` seconds.
-    While messages keep arriving, the pipeline is not idle and the wake-ups change nothing
-    (its rest after a round, `BatchPolicy.pause`, is not cut short)."""
-
-    def __init__(
-        self, signal: IntakeSignal, wake: Callable[[], None], every: float = INTAKE_WATCH_SECONDS
-    ) -> None:
-        self.signal = signal
-        self.wake = wake
-        self.every = every
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="worker-intake-watch", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _run(self) -> None:
-        seen = self.signal.last_commit_at
-        while not self._stop.is_set():
-            time.sleep(self.every)  # cheaper than Event.wait with a timeout
-            at = self.signal.last_commit_at
-            if at != seen:
-                seen = at
-                self.wake()
 
 
 class StageReport(Protocol):

@@ -5,10 +5,12 @@ committed and how long it has been writing (:class:`IntakeSignal`). :class:`Batc
 that into the size of the next batch and the rest after a round: on SQLite, where the
 stages' write transactions hold the one write lock every ACK's commit needs, batches shrink
 while messages arrive and further while intake is saturated; on PostgreSQL they stay large.
+:class:`IntakeWatch` wakes an idle pipeline when intake commits.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +51,8 @@ SATURATED_PAUSE_SECONDS = 0.1
 # delivered while the pipeline keeps up.
 GATHER_SECONDS = 0.5
 LOAD_SAMPLE_SECONDS = 0.5
+# How often the worker process looks whether intake has committed (IntakeWatch).
+INTAKE_WATCH_SECONDS = 0.05
 
 
 class IntakeSignal:
@@ -85,6 +89,44 @@ class IntakeSignal:
     @property
     def busy_seconds(self) -> float:
         return float(self.shared[1])
+
+
+class IntakeWatch:
+    """Wakes the pipeline when intake commits, so that an order stored while the pipeline is
+    idle is read at once instead of at its next poll (`BackgroundWorkers.idle_sleep` in
+    labintake.background, 0.5 s): a thread that reads intake's last commit time in shared
+    memory every `every` seconds.
+    While messages keep arriving, the pipeline is not idle and the wake-ups change nothing
+    (its rest after a round, `BatchPolicy.pause`, is not cut short)."""
+
+    def __init__(
+        self, signal: IntakeSignal, wake: Callable[[], None], every: float = INTAKE_WATCH_SECONDS
+    ) -> None:
+        self.signal = signal
+        self.wake = wake
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="worker-intake-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        seen = self.signal.last_commit_at
+        while not self._stop.is_set():
+            time.sleep(self.every)  # cheaper than Event.wait with a timeout
+            at = self.signal.last_commit_at
+            if at != seen:
+                seen = at
+                self.wake()
 
 
 @dataclass(slots=True)

@@ -21,7 +21,6 @@ import pytest
 from mllp_messages import msa, orm, stored_rows
 from sqlalchemy.engine import Engine
 
-from labintake.background import IntakeWatch
 from labintake.batching import (
     BATCH_IDLE,
     BATCH_SATURATED,
@@ -32,6 +31,7 @@ from labintake.batching import (
     YIELD_SECONDS,
     BatchPolicy,
     IntakeSignal,
+    IntakeWatch,
     yield_to_intake,
 )
 from labintake.config import Settings
