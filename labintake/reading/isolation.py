@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
@@ -43,9 +42,7 @@ from labintake.reading.plan import MessagePlan
 from labintake.reading.sandbox import STARTUP_SECONDS, ReadingSandbox, SandboxError, StoredMessage
 from labintake.reading.writer import write_plans
 from labintake.statuses import MessageStatus
-
-if TYPE_CHECKING:
-    from labintake.verification.aside import MessagesAside
+from labintake.verification.aside import MessagesAside
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +74,8 @@ class IsolatedReader:
     ) -> None:
         """`owner`: this instance's name in the leases (unique per process by default).
         `verify(message_id)`: verify a message's orders once they are written, in this
-        thread, the message set `aside` from when it is taken (`labintake.verification.aside`)."""
+        thread. Each message is set `aside` from when it is taken until then (the pipeline's
+        verifier shares that set: `labintake.verification.aside`; a set of its own if none)."""
         from labintake.jobs.scheduler import instance_owner
 
         self.engine = engine
@@ -90,7 +88,7 @@ class IsolatedReader:
             STARTUP_SECONDS + budget_seconds + LEASE_MARGIN_SECONDS
         )
         self.verify = verify
-        self.aside = aside
+        self.aside = aside if aside is not None else MessagesAside()
 
     def start(self) -> None:
         self.sandbox.start()
@@ -105,7 +103,7 @@ class IsolatedReader:
             return 0
         message, attempt = taken
         message_id = message.message_id
-        with self.aside.holding(message_id) if self.aside is not None else nullcontext():
+        with self.aside.holding(message_id):
             try:
                 read = self._read(message, attempt)
             finally:
