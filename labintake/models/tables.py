@@ -132,10 +132,18 @@ def _max_parameters(connection: Connection) -> int:
 
 
 def insert_bound_returning(
-    connection: Connection, bound: Bound, returning: Sequence[str]
+    connection: Connection,
+    bound: Bound,
+    returning: Sequence[str],
+    *,
+    skip_conflicts: bool = False,
+    raw: bool = False,
 ) -> list[tuple[Any, ...]]:
     """INSERT bound rows in multi-row VALUES statements, returning `returning` of each row
-    (in no particular order: match them by a key of the rows)."""
+    (in no particular order: match them by a key of the rows). `skip_conflicts`: a row that
+    would break a unique constraint is left out (``ON CONFLICT DO NOTHING``), and returns
+    nothing. `raw`: on the driver's cursor, in the connection's transaction, without
+    SQLAlchemy's events and result objects (see `raw_rows`)."""
     if not bound.parameters:
         return []
     dialect = connection.dialect
@@ -150,15 +158,32 @@ def insert_bound_returning(
         f"INSERT INTO {preparer.format_table(bound.table)} "  # noqa: S608
         f"({', '.join(preparer.quote(k) for k in keys)}) VALUES "
     )
-    tail = " RETURNING " + ", ".join(preparer.quote(c) for c in returning)
+    tail = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
+    tail += " RETURNING " + ", ".join(preparer.quote(c) for c in returning)
     per_statement = max(1, min(1000, _max_parameters(connection) // len(keys)))
     returned: list[tuple[Any, ...]] = []
     for start in range(0, len(bound.parameters), per_statement):
         chunk = bound.parameters[start : start + per_statement]
         flat = tuple(value for row in chunk for value in row)
         sql = head + ", ".join([one] * len(chunk)) + tail
-        returned += [tuple(row) for row in connection.exec_driver_sql(sql, flat)]
+        if raw:
+            returned += raw_rows(connection, sql, flat)
+        else:
+            returned += [tuple(row) for row in connection.exec_driver_sql(sql, flat)]
     return returned
+
+
+def raw_rows(connection: Connection, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Execute `sql` on the driver's cursor, in the connection's transaction: what a statement
+    returns, as tuples. For the intake writer's one-message commits, where SQLAlchemy's
+    result objects (column metadata built for every textual statement) cost more than
+    SQLite's own work. No SQLAlchemy event sees the statement."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, parameters)
+        return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+    finally:
+        cursor.close()
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
