@@ -227,6 +227,7 @@ def register_workers(
     demo: bool = False,
 ) -> list[Stoppable]:
     """Register every background worker of `labintake serve`; returns what else must run."""
+    from labintake.intake.journal import IntakeJournal, journal_in_use
     from labintake.interfaces import load_interfaces
     from labintake.jobs.service import ReleaseRuntime
     from labintake.preflight import check_code_tables
@@ -267,9 +268,13 @@ def register_workers(
             workers.wake("deliver")  # what was released is due now: no need to poll for it
         return released
 
+    # With intake's journal, messages are moved into the database first (labintake.intake.journal).
+    journal = IntakeJournal.beside(engine) if journal_in_use(settings, engine) else None
+    moving = [] if journal is None else [("intake-journal", journal.move)]
     workers.register_chain(
         "pipeline",
         [
+            *moving,
             (
                 "reader",
                 policy.stage(
@@ -301,7 +306,7 @@ def register_workers(
     # New orders wake the pipeline rather than wait for its poll.
     watch = IntakeWatch(intake, lambda: workers.wake("pipeline"))
     heap.settle()  # what the workers keep is loaded: out of the collector's way
-    return [release, isolated, batch_sandbox, watch]
+    return [release, isolated, batch_sandbox, watch, *([] if journal is None else [journal])]
 
 
 def _child_main(settings: Settings, demo: bool, intake: Any, parent: int, pipe: Connection) -> None:

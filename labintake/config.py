@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     # within this is set aside for the isolated reader (a small message reads in milliseconds).
     batch_read_timeout_seconds: float = Field(default=5.0, gt=0)
     read_attempts: int = Field(default=3, ge=1)
+    # On a SQLite file, intake commits to a journal file of its own beside the database and a
+    # thread moves the messages in, so that an ACK never waits for the workers' write
+    # transactions (labintake.intake.journal). Off: intake commits to the database itself.
+    intake_journal: bool = True
 
     # Unset: the folders the package ships (labintake.resources), whatever the working folder.
     interfaces_dir: Path = Field(default_factory=default_interfaces)

@@ -72,7 +72,7 @@ class Service:
         self.demo = demo
         self.engine = make_engine(settings.database_url)
         self.interfaces = load_interfaces(settings.interfaces_dir)
-        self.intake = Intake(settings, self.engine, interfaces=self.interfaces)
+        self.intake = Intake(settings, self.engine, interfaces=self.interfaces, journal=True)
         tls = (
             server_tls_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
             if settings.tls_cert is not None and settings.tls_key is not None
@@ -105,6 +105,8 @@ class Service:
 
     async def start(self) -> None:
         check_schema(self.engine)
+        # Intake's journal before the worker process, whose pipeline moves it.
+        await asyncio.to_thread(self.intake.prepare)
         # The children first (side by side: each imports the package anew), so that when
         # one cannot start, no message has been taken yet.
         self.web.bind()

@@ -10,11 +10,13 @@ from contextlib import asynccontextmanager
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 from hl7apy.parser import parse_segments
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 from labintake.config import Settings
+from labintake.db import make_engine
 from labintake.intake import Intake
+from labintake.intake.journal import journal_path
 from labintake.interfaces import InterfaceRegistry
 from labintake.mllp.server import MLLPServer
 
@@ -82,9 +84,26 @@ def err(ack: bytes) -> list[str]:
 
 
 def stored_rows(engine: Engine) -> list[dict[str, object]]:
+    """Every stored message: in the database, and in intake's journal beside a SQLite file
+    (where acknowledged messages wait to be moved in while `labintake serve` runs)."""
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT * FROM inbound_message ORDER BY id")).mappings()
-        return [dict(row) for row in rows]
+        stored = [dict(row) for row in rows]
+    path = journal_path(engine)
+    if path is not None and path.exists():
+        journal = make_engine(f"sqlite:///{path}")
+        try:
+            with journal.connect() as connection:
+                if inspect(connection).has_table("inbound_message"):
+                    rows = connection.execute(
+                        text("SELECT * FROM inbound_message ORDER BY id")
+                    ).mappings()
+                    # A row copied in but not yet deleted from the journal is one message.
+                    ids = {row["id"] for row in stored}
+                    stored += [dict(row) for row in rows if row["id"] not in ids]
+        finally:
+            journal.dispose()
+    return sorted(stored, key=lambda row: int(str(row["id"])))
 
 
 @asynccontextmanager

@@ -18,6 +18,7 @@ from factories_release import make_orders
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from labintake.intake.writer import GroupCommitWriter
 from labintake.release.bulk import release_verified
 from labintake.release.delivery import claim_due
 
@@ -79,3 +80,17 @@ def test_release_and_delivery_update_their_rows_by_key(engine: Engine) -> None:
     assert shown.count("UPDATE outbox SET") == 2
     assert any(s.startswith("SELECT outbox.id") for s in shown)
     assert shown.count("SELECT o.id FROM") == 1  # the due messages, chosen in a read
+
+
+def test_intake_looks_stored_messages_up_by_control_id_not_by_walking_its_key(
+    engine: Engine,
+) -> None:
+    """Intake's duplicate look-up runs for every message the journal takes (and for every
+    resend): a walk of the whole unique index, as ``(a, b, ...) IN (VALUES ...)`` planned on
+    SQLite, grew with the store."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's planner (PostgreSQL plans with its table statistics)")
+    writer = GroupCommitWriter(engine)
+    for count in (1, 3, 50):
+        sql = writer.stored_sql(count)
+        assert _walks(engine, [(sql, [f"C{i}" for i in range(count)])]) == []

@@ -72,6 +72,7 @@ from labintake.hl7.ack import (
 from labintake.hl7.charset import decode_message, wide_charset_mismatch
 from labintake.hl7.header import Header, parse_header
 from labintake.intake.digest import content_digest
+from labintake.intake.journal import IntakeJournal, journal_in_use
 from labintake.intake.policy import Decision, IntakePolicy
 from labintake.intake.writer import GroupCommitWriter, PendingRow, StoreResult
 from labintake.interfaces import InterfaceRegistry, load_interfaces
@@ -172,7 +173,10 @@ class Intake:
         *,
         interfaces: InterfaceRegistry | None = None,
         writer: GroupCommitWriter | None = None,
+        journal: bool = False,
     ) -> None:
+        """`journal`: commit to intake's journal beside a SQLite file (when the settings keep
+        one; see :mod:`labintake.intake.journal`), the way `labintake serve` runs."""
         self.settings = settings
         self.engine = engine
         self.interfaces = (
@@ -185,10 +189,27 @@ class Intake:
             enforce_sender_binding=settings.enforce_sender_binding,
         )
         self._warn_unbound_interfaces()
-        self.writer = writer if writer is not None else GroupCommitWriter(engine)
+        self.journal = (
+            IntakeJournal.beside(engine)
+            if journal and writer is None and journal_in_use(settings, engine)
+            else None
+        )
+        self.writer = (
+            writer if writer is not None else GroupCommitWriter(engine, journal=self.journal)
+        )
         self.tally = IntakeTally()
+        self._prepared = False
+
+    def prepare(self) -> None:
+        """Make the journal ready, moving into the database what a stop or a crash left in
+        it (before the worker process starts moving what comes; once)."""
+        if self.journal is not None and not self._prepared:
+            self.journal.prepare()
+        self._prepared = True
 
     def start(self) -> None:
+        """Start the writer (the journal prepared first)."""
+        self.prepare()
         self.writer.start()
 
     def busy(self, within: float = 0.5) -> bool:
@@ -196,8 +217,10 @@ class Intake:
         return time.monotonic() - self.writer.last_commit_at < within
 
     def close(self) -> None:
-        """Finish the commits in flight and stop the writer (blocking)."""
+        """Finish the commits in flight and stop the writer (blocking); empty the journal."""
         self.writer.stop()
+        if self.journal is not None:
+            self.journal.stop()
         self.log_summary()
 
     def log_summary(self) -> None:

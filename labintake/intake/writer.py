@@ -15,6 +15,10 @@ acknowledgement for it; the same conflicting content sent again is a duplicate o
 This holds across restarts and across several instances sharing a PostgreSQL database: the
 unique constraint on the five key columns decides, whichever instance inserts first.
 
+On a SQLite file `labintake serve` commits the batches to intake's journal, a file of its own
+that the worker process moves into the database (:mod:`labintake.intake.journal`): an ACK then
+waits for intake's own commits, not for the workers' transactions on the database.
+
 When a batch fails, each of its rows is retried in its own transaction so one bad row
 cannot take the others down; a row that still fails resolves with :class:`StorageError`.
 """
@@ -24,21 +28,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.dml import Insert, ReturningInsert
 
 from labintake.errors import StorageError
+from labintake.intake.journal import STORE_SCHEMA, IntakeJournal
 from labintake.models.messages import InboundMessage
-from labintake.models.tables import table_of
+from labintake.models.tables import bind, insert_bound_returning, raw_rows, table_of
 
 log = logging.getLogger("labintake.intake.writer")
 
@@ -58,6 +64,7 @@ KEY_COLUMNS = (
     "control_id",
     "conflict_digest",
 )
+RETURNED = (*KEY_COLUMNS, "id")
 
 Key = tuple[str, str, str, str, str]
 # Given the original's id and acknowledgement: the conflict row's values and acknowledgement.
@@ -170,16 +177,18 @@ def _resolve(waiters: list[_Waiter]) -> None:
 class GroupCommitWriter:
     """Writes pending rows in batches from a dedicated thread; see the module docstring."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = 500) -> None:
+    def __init__(
+        self, engine: Engine, *, max_batch: int = 500, journal: IntakeJournal | None = None
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        self.journal = journal
+        # Where the batches are committed: the journal's file, or the database.
+        self._target = journal.engine if journal is not None else engine
         self._insert = _insert_statement(engine)
-        self._select = select(
-            *(TABLE.c[name] for name in KEY_COLUMNS),
-            TABLE.c.ack,
-            TABLE.c.id,
-            TABLE.c.content_digest,
-            TABLE.c.conflict_of_id,
+        quote = engine.dialect.identifier_preparer.quote
+        self._stored_columns = ", ".join(
+            quote(name) for name in (*KEY_COLUMNS, "ack", "id", "content_digest", "conflict_of_id")
         )
         self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -269,7 +278,9 @@ class GroupCommitWriter:
 
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.closed:
-            connection = self.engine.connect()
+            connection = self._target.connect()
+            if self.journal is not None:
+                self.journal.attach_store(connection)
             if self._sqlite:
                 # This connection never waits in SQLite's busy handler (which sleeps 1, 2, 5,
                 # 10... ms) nor runs checkpoints in its commits: it retries a locked database
@@ -290,8 +301,10 @@ class GroupCommitWriter:
             try:
                 self._write_batch(batch)
                 return
-            except OperationalError as exc:
-                locked = "locked" in str(exc.orig) or "busy" in str(exc.orig)
+            except (OperationalError, sqlite3.OperationalError) as exc:
+                # From Core, or from the driver's cursor itself (models.tables.raw_rows).
+                reason = str(exc.orig if isinstance(exc, OperationalError) else exc)
+                locked = "locked" in reason or "busy" in reason
                 if not locked or time.monotonic() > deadline:
                     raise
             if self.on_locked is not None:
@@ -301,12 +314,14 @@ class GroupCommitWriter:
 
     def _checkpoint_loop(self) -> None:
         """SQLite only: copy the WAL into the database file, outside the commit path."""
+        engines = [self.engine] if self.journal is None else [self.engine, self._target]
         while not self._checkpoint_stop.wait(CHECKPOINT_INTERVAL_SECONDS):
-            try:
-                with self.engine.connect() as connection:
-                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            except Exception:
-                log.warning("WAL checkpoint failed; retrying later", exc_info=True)
+            for engine in engines:
+                try:
+                    with engine.connect() as connection:
+                        connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception:
+                    log.warning("WAL checkpoint failed; retrying later", exc_info=True)
 
     def _write(self, batch: list[_Waiter]) -> None:
         started = time.perf_counter()
@@ -416,9 +431,16 @@ class GroupCommitWriter:
         """Insert the rows (distinct keys); for each key, what the store now holds."""
         inserted = {
             tuple(r[: len(KEY_COLUMNS)]): int(r[len(KEY_COLUMNS)])
-            for r in connection.execute(self._insert, [w.row.values for w in rows.values()])
+            for r in self._insert_returning(connection, [w.row.values for w in rows.values()])
         }
-        found: dict[Key, _Stored] = {
+        found: dict[Key, _Stored] = {}
+        if self.journal is not None and inserted:
+            # New to the journal, but perhaps moved into the database already: look there too.
+            found = self._select_stored(connection, list(inserted), STORE_SCHEMA)
+            if found:
+                ids = [inserted.pop(key) for key in found]
+                connection.execute(delete(TABLE).where(TABLE.c.id.in_(ids)))
+        found |= {
             key: _Stored(
                 waiter.row.ack,
                 inserted[key],
@@ -429,18 +451,56 @@ class GroupCommitWriter:
             for key, waiter in rows.items()
             if key in inserted
         }
-        missing = [key for key in rows if key not in inserted]
+        missing = [key for key in rows if key not in found]
         if missing:
-            matched = connection.execute(
-                self._select.where(tuple_(*(TABLE.c[name] for name in KEY_COLUMNS)).in_(missing))
-            )
-            for r in matched:
-                key = cast(Key, tuple(r[: len(KEY_COLUMNS)]))
-                found[key] = _Stored(bytes(r[5]), int(r[6]), r[7], r[8])
+            found |= self._select_stored(connection, missing)
         for key in missing:
             if key not in found:
                 raise StorageError(f"row {key!r} neither inserted nor found")
         return found
+
+    def _insert_returning(
+        self, connection: Connection, rows: list[dict[str, Any]]
+    ) -> Sequence[Sequence[Any]]:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING the key and id of the rows inserted:
+        bound through the column types (`labintake.models.tables.bind`), without Core's
+        per-statement work, which was most of a one-message commit's CPU."""
+        try:
+            bound = bind(connection.dialect, TABLE, rows)
+        except ValueError:  # rows of uneven columns
+            return list(connection.execute(self._insert, rows))
+        return insert_bound_returning(connection, bound, RETURNED, skip_conflicts=True, raw=True)
+
+    def _select_stored(
+        self, connection: Connection, keys: list[Key], schema: str | None = None
+    ) -> dict[Key, _Stored]:
+        """The stored rows of these keys, in the connection's own file or in `schema`.
+
+        Found by control id (an index of its own), the rest of the key compared here: SQLite
+        does not look a row value up in an index (``(a, b, ...) IN (VALUES ...)`` scanned the
+        whole unique index, once per batch)."""
+        wanted = set(keys)
+        ids = sorted({key[3] for key in keys})
+        rows = raw_rows(connection, self.stored_sql(len(ids), schema), ids)
+        found: dict[Key, _Stored] = {}
+        for r in rows:
+            key = cast(Key, tuple(r[: len(KEY_COLUMNS)]))
+            if key in wanted:
+                found[key] = _Stored(bytes(r[5]), int(r[6]), r[7], r[8])
+        return found
+
+    def stored_sql(self, count: int, schema: str | None = None) -> str:
+        """The look-up of stored rows by `count` control ids (in `schema`, or unqualified)."""
+        dialect = self.engine.dialect
+        preparer = dialect.identifier_preparer
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        table = preparer.format_table(TABLE)
+        if schema:
+            table = f"{preparer.quote_schema(schema)}.{table}"
+        return (
+            f"SELECT {self._stored_columns} FROM {table} "  # noqa: S608 - names from metadata
+            f"WHERE {preparer.quote('control_id')} IN ({', '.join([mark] * count)})"
+        )
 
     def _dispatch(self, batch: list[_Waiter]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Waiter]] = {}

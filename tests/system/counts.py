@@ -6,26 +6,34 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from labintake.db import make_engine
+from labintake.intake.journal import journal_path
 
 
 def stored_control_ids(database_url: str, sending_application: str) -> Counter[str]:
-    """How many inbound rows each control id of `sending_application` has."""
+    """How many messages each control id of `sending_application` has in the store: the
+    database, and intake's journal beside a SQLite file (acknowledged messages not moved in
+    yet; a row in both places, copied but not yet deleted from the journal, counts once)."""
+    query = text("SELECT id, control_id FROM inbound_message WHERE sending_application = :app")
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT control_id, count(*) FROM inbound_message "
-                    "WHERE sending_application = :app GROUP BY control_id"
-                ),
-                {"app": sending_application},
-            ).all()
+            rows = {int(i): str(c) for i, c in conn.execute(query, {"app": sending_application})}
+        path = journal_path(engine)
     finally:
         engine.dispose()
-    return Counter({str(control_id): int(count) for control_id, count in rows})
+    if path is not None and path.exists():
+        journal = make_engine(f"sqlite:///{path}")
+        try:
+            with journal.connect() as conn:
+                if inspect(conn).has_table("inbound_message"):
+                    for i, c in conn.execute(query, {"app": sending_application}):
+                        rows.setdefault(int(i), str(c))
+        finally:
+            journal.dispose()
+    return Counter(rows.values())
 
 
 @dataclass(frozen=True)

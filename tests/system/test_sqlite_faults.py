@@ -5,8 +5,9 @@ fault lasts intake must answer with a NAK (or not at all) instead of AA, and kee
 once it is removed, AA again. Every message that got AA is stored exactly once, and
 everything else is stored once when the sender resends it.
 
-The full disk is a small tmpfs mounted for the test; the read-only file is the database and
-its write-ahead log marked immutable (`chattr +i`, which holds even for root). Each test is
+The full disk is a small tmpfs mounted for the test; the read-only files are the database,
+intake's journal beside it and their write-ahead logs, marked immutable (`chattr +i`, which
+holds even for root). Each test is
 skipped where its fault cannot be made (no permission to mount, no `chattr` support).
 """
 
@@ -232,7 +233,14 @@ def test_sqlite_read_only_database_file_naks_without_crashing_and_recovers(
     database = folder / "labintake.sqlite3"
     url = f"sqlite:///{database}"
     migrate(url)
-    files = [database, folder / "labintake.sqlite3-wal"]
+    # The database and intake's journal beside it (where an ACK's commit goes), with their
+    # write-ahead logs.
+    files = [
+        database,
+        folder / "labintake.sqlite3-wal",
+        folder / "labintake.sqlite3.intake",
+        folder / "labintake.sqlite3.intake-wal",
+    ]
     probe = _immutable([database], on=True)
     _immutable([database], on=False)
     if probe.returncode != 0:
