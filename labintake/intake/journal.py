@@ -54,6 +54,7 @@ MOVE_BATCH = 500
 # journal's write lock, which the next ACK's commit waits for. Until then a copied row is
 # found in the journal by the duplicate look-up, with the same id and acknowledgement.
 CLEAR_SECONDS = 1.0
+CLEAR_CHUNK = 100
 
 
 def journal_in_use(settings: Settings, engine: Engine) -> bool:
@@ -227,13 +228,26 @@ class IntakeJournal:
         return taken
 
     def clear(self) -> int:
-        """Delete from the journal what this object copied into the database (rows deleted)."""
+        """Delete from the journal what this object copied into the database, CLEAR_CHUNK
+        rows a transaction: each holds the journal's write lock, which an ACK's commit waits
+        for (rows deleted)."""
         if self._copied_to == 0:
             return 0
         connection = self._mover_connection()
-        with connection.begin():
-            done = delete(_ATTACHED).where(_ATTACHED.c.id <= self._copied_to)
-            return int(connection.execute(done).rowcount)
+        deleted = 0
+        while True:
+            chunk = (
+                select(_ATTACHED.c.id)
+                .where(_ATTACHED.c.id <= self._copied_to)
+                .order_by(_ATTACHED.c.id)
+                .limit(CLEAR_CHUNK)
+            )
+            done = delete(_ATTACHED).where(_ATTACHED.c.id.in_(chunk))
+            with connection.begin():
+                count = int(connection.execute(done).rowcount)
+            deleted += count
+            if count < CLEAR_CHUNK:
+                return deleted
 
     def move_all(self, columns: set[str] | None = None) -> int:
         """Copy everything, then clear (rows copied)."""

@@ -313,15 +313,15 @@ class GroupCommitWriter:
             pause = min(pause * 2, LOCK_RETRY_MAX_SECONDS)
 
     def _checkpoint_loop(self) -> None:
-        """SQLite only: copy the WAL into the database file, outside the commit path."""
-        engines = [self.engine] if self.journal is None else [self.engine, self._target]
+        """SQLite only: copy the WAL into the database file, outside the commit path. With
+        the journal, the WAL checkpointed is the journal's: the database's is the workers' to
+        checkpoint (SQLite does it in their commits), since intake no longer writes there."""
         while not self._checkpoint_stop.wait(CHECKPOINT_INTERVAL_SECONDS):
-            for engine in engines:
-                try:
-                    with engine.connect() as connection:
-                        connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                except Exception:
-                    log.warning("WAL checkpoint failed; retrying later", exc_info=True)
+            try:
+                with self._target.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:
+                log.warning("WAL checkpoint failed; retrying later", exc_info=True)
 
     def _write(self, batch: list[_Waiter]) -> None:
         started = time.perf_counter()
