@@ -17,6 +17,7 @@ from test_intake import KNOWN, PEER
 
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
+from labintake.errors import ConfigurationError
 from labintake.intake import Intake
 from labintake.intake import journal as journal_module
 from labintake.intake.journal import IntakeJournal, journal_path
@@ -275,3 +276,14 @@ def test_only_a_sqlite_file_kept_by_the_settings_has_a_journal(sqlite_file: Engi
     path = journal_path(sqlite_file)
     assert path is not None
     assert path.name == "labintake.sqlite3.intake"
+
+
+def test_a_journal_that_cannot_be_opened_stops_the_start_with_a_clear_error(
+    sqlite_file: Engine,
+) -> None:
+    path = journal_path(sqlite_file)
+    assert path is not None
+    path.mkdir()  # a folder where the journal's file should be
+    intake = Intake(_settings(sqlite_file), sqlite_file, interfaces=KNOWN, journal=True)
+    with pytest.raises(ConfigurationError, match="LABINTAKE_INTAKE_JOURNAL=false"):
+        intake.prepare()

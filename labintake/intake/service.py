@@ -52,10 +52,12 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from labintake.config import Settings
 from labintake.db import utcnow
 from labintake.errors import (
+    ConfigurationError,
     FramingError,
     HeaderError,
     HL7Error,
@@ -204,7 +206,13 @@ class Intake:
         """Make the journal ready, moving into the database what a stop or a crash left in
         it (before the worker process starts moving what comes; once)."""
         if self.journal is not None and not self._prepared:
-            self.journal.prepare()
+            try:
+                self.journal.prepare()
+            except OperationalError as exc:
+                raise ConfigurationError(
+                    f"cannot use intake's journal {self.journal.path} beside the database: "
+                    f"{exc.orig}; make its folder writable, or set LABINTAKE_INTAKE_JOURNAL=false"
+                ) from exc
         self._prepared = True
 
     def start(self) -> None:
