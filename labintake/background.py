@@ -306,7 +306,7 @@ def register_workers(
     # New orders wake the pipeline rather than wait for its poll.
     watch = IntakeWatch(intake, lambda: workers.wake("pipeline"))
     heap.settle()  # what the workers keep is loaded: out of the collector's way
-    return [release, isolated, batch_sandbox, watch, *([] if journal is None else [journal])]
+    return [release, isolated, batch_sandbox, watch]
 
 
 def _child_main(settings: Settings, demo: bool, intake: Any, parent: int, pipe: Connection) -> None:

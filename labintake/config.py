@@ -148,8 +148,8 @@ class Settings(BaseSettings):
     # within this is set aside for the isolated reader (a small message reads in milliseconds).
     batch_read_timeout_seconds: float = Field(default=5.0, gt=0)
     read_attempts: int = Field(default=3, ge=1)
-    # On a SQLite file, intake commits to a journal file of its own beside the database and a
-    # thread moves the messages in, so that an ACK never waits for the workers' write
+    # On a SQLite file, intake commits to a journal file of its own beside the database and the
+    # worker process moves the messages in, so that an ACK never waits for the workers' write
     # transactions (labintake.intake.journal). Off: intake commits to the database itself.
     intake_journal: bool = True
 

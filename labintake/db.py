@@ -117,6 +117,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _read_only_connections_are_discarded(context: Any) -> None:
+    """A SQLite connection opened while its file could not be written (marked immutable, a
+    read-only mount) stays read-only for its whole life: "attempt to write a readonly
+    database" on every write, long after the file is writable again. Such an error counts as
+    a lost connection, so the pool drops it and the connections beside it, and the next
+    checkout opens the file again."""
+    if "readonly database" in str(context.original_exception):
+        context.is_disconnect = True
+
+
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
     """An engine for `database_url`; creates the SQLite file's folder when needed."""
     url = make_url(database_url)
@@ -127,6 +137,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": 10}, **kwargs
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", _read_only_connections_are_discarded)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)

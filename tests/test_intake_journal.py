@@ -258,7 +258,6 @@ def test_the_worker_process_moves_the_messages_before_reading_them(sqlite_file: 
     extras = register_workers(_settings(sqlite_file), sqlite_file, workers, IntakeSignal([0.0] * 3))
     try:
         assert workers.names[:2] == ["intake-journal", "reader"]
-        assert any(isinstance(extra, IntakeJournal) for extra in extras)
     finally:
         for extra in extras:
             extra.stop()
