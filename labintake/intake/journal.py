@@ -151,12 +151,9 @@ class IntakeJournal:
         """Attach the database to a journal connection (the writer's duplicate look-up)."""
         connection.exec_driver_sql(f"ATTACH DATABASE ? AS {STORE_SCHEMA}", (str(self.store_path),))
 
-    def start(self) -> None:
-        """Nothing to start: the worker's pipeline calls :meth:`move`."""
-
     def stop(self) -> None:
         """Move what is left, then let go of the files (the listener, once its writer
-        stopped; the worker process at its end)."""
+        stopped)."""
         try:
             self.move_all()
         except Exception:
@@ -165,7 +162,7 @@ class IntakeJournal:
         self.engine.dispose()
 
     # -- the worker: moving -------------------------------------------------------------
-    def move(self, _size: int = MOVE_BATCH) -> int:
+    def move(self) -> int:
         """The pipeline's first stage: copy what the journal holds into the database (up to
         MOVE_BATCH rows), and delete what was copied once CLEAR_SECONDS have passed. Rows
         copied. A failure (the database full or read-only) leaves everything in the journal;
