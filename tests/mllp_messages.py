@@ -83,27 +83,25 @@ def err(ack: bytes) -> list[str]:
     raise AssertionError(f"no ERR in {ack!r}")
 
 
-def stored_rows(engine: Engine) -> list[dict[str, object]]:
-    """Every stored message: in the database, and in intake's journal beside a SQLite file
-    (where acknowledged messages wait to be moved in while `labintake serve` runs)."""
+def stored_rows(engine: Engine, columns: str = "*") -> list[dict[str, object]]:
+    """Every stored message (`columns` of it, `id` among them): in the database, and in
+    intake's journal beside a SQLite file (where acknowledged messages wait to be moved in
+    while `labintake serve` runs). A row copied in but not yet deleted from the journal is one
+    message."""
+    query = text(f"SELECT {columns} FROM inbound_message ORDER BY id")
     with engine.connect() as connection:
-        rows = connection.execute(text("SELECT * FROM inbound_message ORDER BY id")).mappings()
-        stored = [dict(row) for row in rows]
+        stored = {row["id"]: dict(row) for row in connection.execute(query).mappings()}
     path = journal_path(engine)
     if path is not None and path.exists():
         journal = make_engine(f"sqlite:///{path}")
         try:
             with journal.connect() as connection:
                 if inspect(connection).has_table("inbound_message"):
-                    rows = connection.execute(
-                        text("SELECT * FROM inbound_message ORDER BY id")
-                    ).mappings()
-                    # A row copied in but not yet deleted from the journal is one message.
-                    ids = {row["id"] for row in stored}
-                    stored += [dict(row) for row in rows if row["id"] not in ids]
+                    for row in connection.execute(query).mappings():
+                        stored.setdefault(row["id"], dict(row))
         finally:
             journal.dispose()
-    return sorted(stored, key=lambda row: int(str(row["id"])))
+    return [stored[key] for key in sorted(stored, key=lambda key: int(str(key)))]
 
 
 @asynccontextmanager

@@ -6,34 +6,23 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import inspect, text
+from mllp_messages import stored_rows
+from sqlalchemy import text
 
 from labintake.db import make_engine
-from labintake.intake.journal import journal_path
 
 
 def stored_control_ids(database_url: str, sending_application: str) -> Counter[str]:
     """How many messages each control id of `sending_application` has in the store: the
-    database, and intake's journal beside a SQLite file (acknowledged messages not moved in
-    yet; a row in both places, copied but not yet deleted from the journal, counts once)."""
-    query = text("SELECT id, control_id FROM inbound_message WHERE sending_application = :app")
+    database, and intake's journal beside a SQLite file (`mllp_messages.stored_rows`)."""
     engine = make_engine(database_url)
     try:
-        with engine.connect() as conn:
-            rows = {int(i): str(c) for i, c in conn.execute(query, {"app": sending_application})}
-        path = journal_path(engine)
+        rows = stored_rows(engine, "id, control_id, sending_application")
     finally:
         engine.dispose()
-    if path is not None and path.exists():
-        journal = make_engine(f"sqlite:///{path}")
-        try:
-            with journal.connect() as conn:
-                if inspect(conn).has_table("inbound_message"):
-                    for i, c in conn.execute(query, {"app": sending_application}):
-                        rows.setdefault(int(i), str(c))
-        finally:
-            journal.dispose()
-    return Counter(rows.values())
+    return Counter(
+        str(row["control_id"]) for row in rows if row["sending_application"] == sending_application
+    )
 
 
 @dataclass(frozen=True)
