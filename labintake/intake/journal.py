@@ -97,7 +97,6 @@ class IntakeJournal:
         self.path = path
         self.store_path = Path(str(make_url(str(store.url)).database))
         self.engine = make_engine(f"sqlite:///{path}")
-        self.moved = 0  # rows copied into the database by this object
         self._connection: Connection | None = None
         self._copied_to = 0  # the highest id copied into the database
         self._cleared_at = time.monotonic()
@@ -221,7 +220,6 @@ class IntakeJournal:
         if copied < taken:
             # Rows a crash left in both places, or moved by the other process meanwhile.
             log.info("intake journal rows already in the database", extra={"count": taken - copied})
-        self.moved += copied
         return taken
 
     def clear(self) -> int:
