@@ -85,9 +85,9 @@ def test_release_and_delivery_update_their_rows_by_key(engine: Engine) -> None:
 def test_intake_looks_stored_messages_up_by_control_id_not_by_walking_its_key(
     engine: Engine,
 ) -> None:
-    """Intake's duplicate look-up runs for every message the journal takes (and for every
-    resend): a walk of the whole unique index, as ``(a, b, ...) IN (VALUES ...)`` planned on
-    SQLite, grew with the store."""
+    """Intake's duplicate look-up runs for every batch the journal takes (and for a batch's
+    resends): a walk of the whole unique index, as ``(a, b, ...) IN (VALUES ...)`` of two keys
+    or more planned on SQLite, grew with the store."""
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite's planner (PostgreSQL plans with its table statistics)")
     writer = GroupCommitWriter(engine)

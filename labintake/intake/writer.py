@@ -477,8 +477,8 @@ class GroupCommitWriter:
         """The stored rows of these keys, in the connection's own file or in `schema`.
 
         Found by control id (an index of its own), the rest of the key compared here: SQLite
-        does not look a row value up in an index (``(a, b, ...) IN (VALUES ...)`` scanned the
-        whole unique index, once per batch)."""
+        does not look several row values up in an index (``(a, b, ...) IN (VALUES ...)``
+        scanned the whole unique index for a batch of two resends or more)."""
         wanted = set(keys)
         ids = sorted({key[3] for key in keys})
         rows = raw_rows(connection, self.stored_sql(len(ids), schema), ids)
