@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labintake.config import Settings
 from labintake.errors import OrderReadError
 from labintake.hl7.charset import decode_message
 from labintake.hl7.limits import ReadingLimits
 from labintake.hl7.reader import CANCEL, ReadResult, read_orders
 from labintake.interfaces import InterfaceRegistry
-from labintake.reading.rows import OrderRows, order_rows
+from labintake.reading.rows import ColumnLimits, OrderRows, order_rows
+
+if TYPE_CHECKING:
+    from labintake.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +111,10 @@ def plan_message(
     sending_facility: str,
     registry: InterfaceRegistry,
     limits: ReadingLimits | None = None,
+    columns: ColumnLimits | None = None,
 ) -> MessagePlan:
     """Decode and read one stored message into what must be written for it (within `limits`,
-    the defaults when not given)."""
+    the defaults when not given; text cut to `columns`, the models' limits when not given)."""
     plan = MessagePlan(message_id=message_id)
     if raw is None:
         plan.error = "the raw message was purged: nothing left to read"
@@ -146,7 +149,9 @@ def plan_message(
                 )
             )
         else:
-            plan.orders.append(order_rows(message_id, header, order, interface, decoded.note))
+            plan.orders.append(
+                order_rows(message_id, header, order, interface, decoded.note, columns)
+            )
     return plan
 
 

@@ -8,8 +8,10 @@ cut to fit (PostgreSQL would refuse it) and the cut is recorded in the details.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,14 +19,30 @@ from labintake.codes.catalog import CPT_SYSTEMS, LOINC_SYSTEMS
 from labintake.domain import OrderRequest, TestRequest
 from labintake.hl7.reader import MessageHeader
 from labintake.interfaces import Interface
-from labintake.models import Order, OrderDiagnosis, OrderTest
-from labintake.models.limits import column_limits
 from labintake.search_keys import fold, priority_rank
 from labintake.verification.beneficiary import patient_key
 
-_ORDER_LIMITS = column_limits(Order)
-_TEST_LIMITS = column_limits(OrderTest)
-_DIAGNOSIS_LIMITS = column_limits(OrderDiagnosis)
+
+@dataclass(frozen=True, slots=True)
+class ColumnLimits:
+    """The length limits of the order tables' text columns, as `model_column_limits` reads
+    them from the models. The reading sandbox is handed them by its parent: importing the
+    models (SQLAlchemy, SQLModel) would cost each sandbox about 40 MB and half a second."""
+
+    order: Mapping[str, int]
+    test: Mapping[str, int]
+    diagnosis: Mapping[str, int]
+
+
+@cache
+def model_column_limits() -> ColumnLimits:
+    """The limits of the `order`, `order_test` and `order_diagnosis` tables' text columns."""
+    from labintake.models import Order, OrderDiagnosis, OrderTest
+    from labintake.models.limits import column_limits
+
+    return ColumnLimits(
+        column_limits(Order), column_limits(OrderTest), column_limits(OrderDiagnosis)
+    )
 
 
 # The keys of the rows `order_rows` makes, in the order it makes them: a row with exactly
@@ -130,7 +148,7 @@ class OrderRows:
         )
 
 
-def _fit(row: dict[str, Any], limits: dict[str, int], cut: list[str], where: str) -> None:
+def _fit(row: dict[str, Any], limits: Mapping[str, int], cut: list[str], where: str) -> None:
     for name, limit in limits.items():
         value = row.get(name)
         if isinstance(value, str) and len(value) > limit:
@@ -184,7 +202,11 @@ def order_rows(
     order: OrderRequest,
     interface: Interface | None,
     decoding_note: str = "",
+    columns: ColumnLimits | None = None,
 ) -> OrderRows:
+    """The rows of one read order, each text cut to its column (`columns`: the models' limits
+    unless given)."""
+    columns = columns or model_column_limits()
     zone = interface.timezone if interface is not None else "UTC"
     payer = order.insurances[0] if order.insurances else None
     patient, provider, office = order.patient, order.provider, order.office
@@ -256,9 +278,9 @@ def order_rows(
         "details": details,
     }
     cut: list[str] = []
-    _fit(row, _ORDER_LIMITS, cut, "order")
-    row["family_fold"] = fold(row["patient_family_name"])[: _ORDER_LIMITS["family_fold"]]
-    row["given_fold"] = fold(row["patient_given_name"])[: _ORDER_LIMITS["given_fold"]]
+    _fit(row, columns.order, cut, "order")
+    row["family_fold"] = fold(row["patient_family_name"])[: columns.order["family_fold"]]
+    row["given_fold"] = fold(row["patient_given_name"])[: columns.order["given_fold"]]
     row["priority_rank"] = priority_rank(row["priority"])
     row["beneficiary_key"] = patient_key(
         patient.identifiers,
@@ -283,7 +305,7 @@ def order_rows(
             "cpt": cpt,
             "modifiers": "",
         }
-        _fit(test_row, _TEST_LIMITS, cut, f"test {seq}")
+        _fit(test_row, columns.test, cut, f"test {seq}")
         rows.tests.append(test_row)
     for seq, diagnosis in enumerate(order.diagnoses, start=1):
         dx_row: dict[str, Any] = {
@@ -295,7 +317,7 @@ def order_rows(
             "source": "sender",
             "active": True,
         }
-        _fit(dx_row, _DIAGNOSIS_LIMITS, cut, f"diagnosis {seq}")
+        _fit(dx_row, columns.diagnosis, cut, f"diagnosis {seq}")
         rows.diagnoses.append(dx_row)
     if cut:
         details["warnings"].extend(cut)

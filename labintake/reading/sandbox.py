@@ -29,6 +29,7 @@ from labintake import heap
 from labintake.childproc import ChildProcess, ChildStartError
 from labintake.errors import LabintakeError
 from labintake.hl7.limits import ReadingLimits
+from labintake.reading.rows import ColumnLimits, model_column_limits
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,11 @@ class StoredMessage:
 
 
 def _child(
-    interfaces_dir: Path, limits: ReadingLimits, read: Callable[..., Any] | None, pipe: Connection
+    interfaces_dir: Path,
+    limits: ReadingLimits,
+    columns: ColumnLimits,
+    read: Callable[..., Any] | None,
+    pipe: Connection,
 ) -> None:
     from labintake.interfaces import load_interfaces
     from labintake.reading.plan import plan_message
@@ -99,6 +104,7 @@ def _child(
                     message.sending_facility,
                     registry,
                     limits,
+                    columns,
                 )
             )
 
@@ -116,6 +122,8 @@ class ReadingSandbox:
         self.interfaces_dir = interfaces_dir
         self.limits = limits
         self.read_function = read
+        # Read here, where the models are loaded, so that the child need not load them.
+        self.columns = model_column_limits()
         self._child = ChildProcess("labintake-reader", daemon=True)
         self._ready = False
         self.restarts = 0
@@ -128,7 +136,9 @@ class ReadingSandbox:
         """Start the child (not waiting for it): the first read waits for it to be ready."""
         if self._child.started:
             return
-        self._child.spawn(_child, self.interfaces_dir, self.limits, self.read_function)
+        self._child.spawn(
+            _child, self.interfaces_dir, self.limits, self.columns, self.read_function
+        )
         self._ready = False
 
     def read(self, message: StoredMessage, timeout: float) -> Any:
