@@ -21,7 +21,8 @@ file (WAL, synchronous FULL) or a fresh PostgreSQL database, delivering to the s
    the load to the end of the drain, over the orders ACKed AA at that rate (each rate's orders
    have patients of their own, so none is held as a repeat of an earlier rate's), also split
    by process (listener, web, worker, reading sandboxes); before the first rate the service
-   is warmed up (:func:`warm_up`: its start-up is not a cost per order);
+   is warmed up (:func:`warm_up`: its start-up is not a cost per order), unless ``--cold``
+   asks for a burst right after the start;
 5. the peer: python-hl7's in-memory parse + ACK server (``peers/python_hl7_server.py``) takes
    the same open-loop load with the service paused (SIGSTOP), for its ACK latency and CPU per
    message. Absolute figures move with whatever else runs on the machine; the ratios to the
@@ -413,7 +414,7 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> PipelineReport:
         service.start()
         peer.start()
         peer.pause()
-        acked = warm_up(args, engine, service)
+        acked = 0 if args.cold else warm_up(args, engine, service)
         for rate in args.rates:
             result = run_rate(args, engine, service, peer, rate, acked)
             acked += result.ack_codes.get("AA", 0)
@@ -518,6 +519,12 @@ def main() -> None:
         type=int,
         default=1,
         help="labintake serve processes on the one database (PostgreSQL: several instances)",
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="no warm-up: the first rate starts as soon as the service answers (a burst "
+        "right after a start; its CPU per order includes the start-up)",
     )
     parser.add_argument(
         "--lock-holds",
