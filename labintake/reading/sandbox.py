@@ -118,7 +118,8 @@ class ReadingSandbox:
         limits: ReadingLimits,
         read: Callable[..., Any] | None = None,
     ) -> None:
-        """`read`: `plan_message` unless given (a module-level function, for the child)."""
+        """`read`: `plan_message` unless given (a module-level function, for the child),
+        called with `plan_message`'s arguments, the column limits last."""
         self.interfaces_dir = interfaces_dir
         self.limits = limits
         self.read_function = read
