@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -57,6 +58,55 @@ def test_service_takes_messages_serves_health_and_stops(settings: Settings, engi
 
     asyncio.run(go())
     assert [r["control_id"] for r in stored_rows(engine)] == ["R1"]
+
+
+def test_the_listener_loads_no_code_tables_and_settles_before_it_takes_messages(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code tables are the worker process's (it loads and checks them before it says it
+    is ready); loaded in the listener too they held up the event loop for 0.3-0.4 s after
+    the first messages were due. And what runs before listening (the heap settled) runs
+    before the first connection is taken."""
+    from labintake.codes import tables
+
+    tables.clear_code_tables_cache()
+    loaded: list[Path] = []
+    real_load = tables.load_code_tables
+
+    def recording_load(directory: Path, **options: object) -> object:
+        loaded.append(directory)
+        return real_load(directory, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tables, "load_code_tables", recording_load)
+    seen_before_listening: list[bool] = []
+
+    with socket.socket() as probe:  # a port nothing listens on until the service does
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = settings.model_copy(update={"mllp_port": port})
+
+    async def go() -> None:
+        service = Service(settings)
+
+        def before_listening() -> None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except ConnectionRefusedError:
+                seen_before_listening.append(True)
+            else:
+                seen_before_listening.append(False)
+
+        await service.start(before_listening=before_listening)
+        try:
+            assert service.mllp_port == port
+            async with MLLPClient("127.0.0.1", port) as client:
+                assert msa(await client.send(orm("CT1").encode()))[1] == "AA"
+        finally:
+            await service.stop()
+
+    asyncio.run(go())
+    assert seen_before_listening == [True]
+    assert loaded == []  # in this process; the worker process loaded its own
 
 
 def test_service_refuses_an_unmigrated_database(tmp_path: Path) -> None:
