@@ -286,3 +286,50 @@ def test_a_journal_that_cannot_be_opened_stops_the_start_with_a_clear_error(
     intake = Intake(_settings(sqlite_file), sqlite_file, interfaces=KNOWN, journal=True)
     with pytest.raises(ConfigurationError, match="LABINTAKE_INTAKE_JOURNAL=false"):
         intake.prepare()
+
+
+def _wal_bytes(journal: IntakeJournal) -> int:
+    wal = Path(f"{journal.path}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def _checkpoint(journal: IntakeJournal) -> None:
+    with journal.engine.connect() as connection:
+        busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        assert busy == 0
+
+
+@pytest.mark.parametrize("restarted_by", ["intake", "mover"])
+def test_the_journal_log_gives_back_its_space_after_a_checkpoint(
+    sqlite_file: Engine, monkeypatch: pytest.MonkeyPatch, restarted_by: str
+) -> None:
+    """After a burst the journal's write-ahead log is cut back to the limit by whichever
+    connection starts it over, intake's or the mover's, instead of keeping the size it grew
+    to (space a full disk never got back)."""
+    import labintake.db as db_module
+
+    limit = 64 * 1024
+    monkeypatch.setattr(db_module, "WAL_KEPT_BYTES", limit)
+    monkeypatch.setattr(journal_module, "WAL_KEPT_BYTES", limit)
+    intake = _intake_without_mover(sqlite_file)
+    journal = intake.journal
+    assert journal is not None
+    try:
+        _send(intake, *(orm(f"W{n}").encode() for n in range(300)))
+        grown = _wal_bytes(journal)
+        assert grown > 4 * limit
+        _checkpoint(journal)
+        assert _wal_bytes(journal) == grown  # copied into the journal file, not yet cut
+        if restarted_by == "intake":
+            [ack] = _send(intake, orm("W-after").encode())
+            assert msa(ack)[1] == "AA"
+            assert _wal_bytes(journal) <= limit
+        else:
+            # The deletes' own frames follow the cut: less than the log had grown to, but
+            # more than the limit.
+            assert journal.copy_once() == 300
+            assert journal.clear() == 300
+            assert _wal_bytes(journal) < grown / 2
+    finally:
+        intake.close()
+    assert len(_in_database(sqlite_file)) == 300 + (restarted_by == "intake")

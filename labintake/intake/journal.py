@@ -36,7 +36,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from labintake.config import Settings
-from labintake.db import make_engine
+from labintake.db import WAL_KEPT_BYTES, make_engine
 from labintake.models.messages import InboundMessage
 from labintake.models.tables import table_of
 
@@ -184,6 +184,10 @@ class IntakeJournal:
             # Deleting copied rows need not reach the disk at once: rows copied twice after a
             # crash insert nothing the second time.
             connection.exec_driver_sql(f"PRAGMA {JOURNAL_SCHEMA}.synchronous=NORMAL")
+            # This connection's deletes start the journal's log over too (labintake.db).
+            connection.exec_driver_sql(
+                f"PRAGMA {JOURNAL_SCHEMA}.journal_size_limit={WAL_KEPT_BYTES}"
+            )
             connection.commit()
             self._connection = connection
         return self._connection

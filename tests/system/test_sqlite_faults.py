@@ -201,7 +201,10 @@ def _fill(path: Path) -> None:
 def test_sqlite_disk_full_naks_without_crashing_and_recovers_when_space_returns(
     tmp_path: Path,
 ) -> None:
-    with small_tmpfs(tmp_path / "small", "256m") as folder:
+    # Room for what the whole run stores (about 6,500 messages of 9 KB, each in the journal,
+    # then in the database with its order and outbound message, and the logs beside them)
+    # with a margin on a loaded machine, where the workers lag and the journal holds more.
+    with small_tmpfs(tmp_path / "small", "384m") as folder:
         url = f"sqlite:///{folder / 'labintake.sqlite3'}"
         migrate(url)
         filler = folder / "filler"
