@@ -187,6 +187,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"{path} is not a TrueType or OpenType font file")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:  # not a URL at all: not echoed, it may hold a password
+            raise ValueError(
+                "LABINTAKE_DATABASE_URL is not a database URL; give a SQLite file "
+                "(sqlite:///var/labintake.sqlite3) or a PostgreSQL database "
+                "(postgresql+psycopg://user@host/labintake)"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"LABINTAKE_DATABASE_URL names a {backend} database; labintake runs on SQLite "
+                "(sqlite:///var/labintake.sqlite3) or PostgreSQL "
+                "(postgresql+psycopg://user@host/labintake)"
+            )
+        return value
+
     @field_validator("login_rate_per_address", "login_rate_per_account")
     @classmethod
     def _a_rate(cls, value: str) -> str:

@@ -75,3 +75,29 @@ def test_the_query_letterhead_reads_its_settings_and_refuses_a_missing_font(
         Settings(development=True, query_fallback_fonts=[workdir / "missing.ttf"])
     with pytest.raises(ValidationError):
         Settings(development=True, query_respond_within_days=0)
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("", "is not a database URL"),
+        ("var/labintake.sqlite3", "is not a database URL"),
+        ("mysql://lab:hunter2@db/labintake", "names a mysql database"),
+    ],
+)
+def test_a_database_url_labintake_cannot_use_is_refused_by_name(url: str, said: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(development=True, database_url=url, _env_file=None)  # type: ignore[call-arg]
+    # What the command line prints: the messages, not the input (it may hold a password).
+    message = "; ".join(str(error["msg"]) for error in refused.value.errors())
+    assert "LABINTAKE_DATABASE_URL" in message
+    assert said in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///var/x.sqlite3", "postgresql+psycopg://lab@127.0.0.1/labintake"],
+)
+def test_sqlite_and_postgresql_urls_are_taken(url: str) -> None:
+    assert Settings(development=True, database_url=url, _env_file=None).database_url == url  # type: ignore[call-arg]
