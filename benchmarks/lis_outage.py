@@ -42,7 +42,7 @@ from benchmarks.release import start_stub
 from benchmarks.stages import bench_settings, service_sender
 from labintake.db import make_engine, migrate
 from labintake.interfaces import load_interfaces
-from labintake.reading import read_until_empty
+from labintake.reading.worker import read_until_empty
 from labintake.release.bulk import release_verified
 from labintake.verification.service import pending_verifier
 

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from benchmarks.databases import store_received
 from labintake.db import make_engine, migrate
 from labintake.interfaces import load_interfaces
-from labintake.reading import read_until_empty
+from labintake.reading.worker import read_until_empty
 
 TARGET = 500.0
 REPO = Path(__file__).resolve().parent.parent

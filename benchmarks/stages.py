@@ -46,7 +46,7 @@ from labintake import heap
 from labintake.config import Settings
 from labintake.db import make_engine, migrate
 from labintake.interfaces import InterfaceRegistry, load_interfaces
-from labintake.reading import read_until_empty
+from labintake.reading.worker import read_until_empty
 from labintake.release.bulk import release_verified
 from labintake.release.connection import Endpoint
 from labintake.release.delivery import RetryPolicy

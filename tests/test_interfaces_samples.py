@@ -18,7 +18,7 @@ from labintake.errors import ConfigurationError
 from labintake.intake import Intake
 from labintake.interfaces import load_interfaces
 from labintake.models import InboundMessage, Order, OrderDiagnosis, OrderTest
-from labintake.reading import read_until_empty
+from labintake.reading.worker import read_until_empty
 
 INTERFACES = Path(__file__).resolve().parent.parent / "interfaces"
 FOLDERS = sorted(p.parent.name for p in INTERFACES.glob("*/samples.toml"))

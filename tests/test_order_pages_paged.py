@@ -13,7 +13,7 @@ from labintake.config import Settings
 from labintake.hl7.limits import ReadingLimits
 from labintake.interfaces import InterfaceRegistry
 from labintake.models import Order
-from labintake.reading import read_pending
+from labintake.reading.worker import read_pending
 from labintake.web.app import create_app
 from tests.factories import make_token, make_user
 from tests.test_reading import store

@@ -23,13 +23,8 @@ from labintake.models import (
     OrderEvent,
     OrderTest,
 )
-from labintake.reading import (
-    count_errors,
-    error_queue,
-    read_pending,
-    read_until_empty,
-    reprocess_message,
-)
+from labintake.reading.reprocess import count_errors, error_queue, reprocess_message
+from labintake.reading.worker import read_pending, read_until_empty
 
 REGISTRY = InterfaceRegistry(
     [

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from labintake.hl7.limits import ReadingLimits
-from labintake.reading import error_queue, read_pending
+from labintake.reading.reprocess import error_queue
 from labintake.reading.sandbox import ReadingSandbox
-from labintake.reading.worker import BatchReading
+from labintake.reading.worker import BatchReading, read_pending
 from tests.poison_reader import HANGS, KILLS, poisoned_plan_message
 from tests.test_reading import new_order
 from tests.test_reading_isolation import REGISTRY, events, isolated, message, poison

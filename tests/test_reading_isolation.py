@@ -18,9 +18,10 @@ from benchmarks.message_shapes import deep_components
 from labintake.hl7.limits import ReadingLimits
 from labintake.interfaces import InterfaceRegistry
 from labintake.models import InboundMessage, MessageEvent, Order
-from labintake.reading import error_queue, read_pending
 from labintake.reading.isolation import IsolatedReader
+from labintake.reading.reprocess import error_queue
 from labintake.reading.sandbox import ReadingSandbox
+from labintake.reading.worker import read_pending
 from tests.poison_reader import HANGS, KILLS, poisoned_plan_message
 from tests.test_reading import PID, hl7, new_order, store
 

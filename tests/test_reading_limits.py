@@ -20,8 +20,9 @@ from labintake.hl7.limits import ReadingLimits
 from labintake.hl7.reader import read_orders
 from labintake.interfaces import InterfaceRegistry
 from labintake.models import InboundMessage, MessageEvent, Order
-from labintake.reading import error_queue, read_pending, reprocess_message
 from labintake.reading.plan import reading_limits
+from labintake.reading.reprocess import error_queue, reprocess_message
+from labintake.reading.worker import read_pending
 from tests.test_reading import store
 
 LIMITS = ReadingLimits(

@@ -52,10 +52,3 @@ def test_the_limits_handed_in_are_the_ones_text_is_cut_to() -> None:
     assert plan_message(1, raw, "", "", "", registry).orders[0].order["placer_order_number"] == (
         "NS1001"
     )
-
-
-def test_the_package_still_offers_its_public_names() -> None:
-    import labintake.reading as reading
-
-    for name in reading.__all__:
-        assert getattr(reading, name).__name__ == name
