@@ -193,19 +193,16 @@ class Settings(BaseSettings):
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
+        forms = "sqlite:///var/labintake.sqlite3 or postgresql+psycopg://user@host/labintake"
         try:
             backend = make_url(value).get_backend_name()
         except ArgumentError:  # not a URL at all: not echoed, it may hold a password
-            raise ValueError(
-                "LABINTAKE_DATABASE_URL is not a database URL; give a SQLite file "
-                "(sqlite:///var/labintake.sqlite3) or a PostgreSQL database "
-                "(postgresql+psycopg://user@host/labintake)"
-            ) from None
+            message = f"LABINTAKE_DATABASE_URL is not a database URL; give {forms}"
+            raise ValueError(message) from None
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(
                 f"LABINTAKE_DATABASE_URL names a {backend} database; labintake runs on SQLite "
-                "(sqlite:///var/labintake.sqlite3) or PostgreSQL "
-                "(postgresql+psycopg://user@host/labintake)"
+                f"or PostgreSQL: {forms}"
             )
         return value
 
